@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what comfyd needs to build, run and test on Debian 12, skipping what is present, and
+# the npm packages the integration tests use. Safe to run again: it only acts on what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  # build
+  build-essential cmake pkg-config
+  # libraries (DESIGN.md, Dependencies)
+  libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsqlite3-dev libsodium-dev
+  libxxhash-dev libcmocka-dev
+  # tests: clang and its runtime for the libFuzzer targets, Node.js for the integration tests
+  clang libclang-rt-14-dev nodejs npm curl
+  # benchmarks: the load generator and the reference server
+  wrk nginx-light
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node.js may come from elsewhere than Debian (nodesource, nvm): a working node and npm will do.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}")
+  missing=("${missing[@]/npm}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # nginx is only a benchmark reference; do not leave a system service running.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null; then
+    $sudo systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
+else
+  echo "setup: Debian packages present"
+fi
+
+if [[ -f tests/integration/package-lock.json ]]; then
+  if [[ ! -d tests/integration/node_modules ]] || [[ tests/integration/package-lock.json -nt tests/integration/node_modules ]]; then
+    echo "setup: installing the integration tests' npm packages"
+    (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
+    touch tests/integration/node_modules
+  fi
+fi

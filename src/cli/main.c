@@ -1,0 +1,63 @@
+/* comfyd: the command line. `comfyd serve` runs a workflow server; the other jobs of DESIGN.md
+ * (hub, run, nodes, models) arrive with their issues. */
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "comfyd_version.h"
+#include "server/instance.h"
+#include "server/options.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: comfyd <command> [options]\n"
+            "\n"
+            "comfyd %s: a ComfyUI-compatible workflow server.\n"
+            "\n"
+            "commands:\n"
+            "  serve      run a workflow server speaking ComfyUI's HTTP and WebSocket API\n"
+            "             (comfyd serve --help lists its flags, which are ComfyUI's)\n"
+            "  version    print the version\n"
+            "  help       this text\n",
+            COMFYD_VERSION);
+}
+
+static int cmd_serve(int argc, char **argv) {
+    cd_serve_options opts;
+    char err[512];
+    int rc = cd_serve_options_parse(&opts, argc, argv, 2, err, sizeof err);
+    if (rc != 0) {
+        if (rc < 0) fprintf(stderr, "comfyd serve: error: %s\n", err);
+        cd_serve_options_free(&opts);
+        return rc < 0 ? 2 : 0;
+    }
+    cd_log_setup(opts.log_level, opts.log_stdout);
+    int code = cd_instance_run(&opts);
+    cd_serve_options_free(&opts);
+    return code;
+}
+
+int main(int argc, char **argv) {
+    if (sodium_init() < 0) {
+        fprintf(stderr, "comfyd: libsodium failed to initialise\n");
+        return 1;
+    }
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("comfyd %s (ComfyUI API %s)\n", COMFYD_VERSION, COMFYD_COMFYUI_API_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "comfyd: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

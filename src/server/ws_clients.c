@@ -1,0 +1,187 @@
+#include "server/ws_clients.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/str.h"
+#include "net/ws.h"
+#include "server/features.h"
+
+typedef struct client {
+    cd_ws_clients *owner;
+    cd_ws *ws;
+    char *sid;
+    json_t *feature_flags;
+    bool first_message_seen;
+    bool registered; /* false once a newer socket took the same sid */
+    struct client *prev, *next;
+} client;
+
+struct cd_ws_clients {
+    cd_instance *inst;
+    client *all; /* every open socket, registered or not */
+    size_t count;
+    bool shutting_down;
+};
+
+cd_ws_clients *cd_ws_clients_new(cd_instance *inst) {
+    cd_ws_clients *c = calloc(1, sizeof *c);
+    if (c) c->inst = inst;
+    return c;
+}
+
+size_t cd_ws_clients_count(const cd_ws_clients *clients) { return clients->count; }
+
+static client *find_registered(cd_ws_clients *clients, const char *sid) {
+    for (client *c = clients->all; c; c = c->next)
+        if (c->registered && strcmp(c->sid, sid) == 0) return c;
+    return NULL;
+}
+
+static void send_frame(client *c, const char *type, json_t *data) {
+    json_t *msg = json_pack("{s:s, s:O}", "type", type, "data", data);
+    char *text = msg ? cd_json_dumps(msg) : NULL;
+    if (text) cd_ws_send_text(c->ws, text, strlen(text));
+    free(text);
+    json_decref(msg);
+}
+
+void cd_ws_clients_send(cd_ws_clients *clients, const char *type, json_t *data, const char *sid) {
+    if (sid) {
+        client *c = find_registered(clients, sid);
+        if (c) send_frame(c, type, data);
+    } else {
+        /* Serialise once for a broadcast. */
+        json_t *msg = json_pack("{s:s, s:O}", "type", type, "data", data);
+        char *text = msg ? cd_json_dumps(msg) : NULL;
+        client *c = clients->all;
+        while (text && c) {
+            client *next = c->next; /* sending may drop a slow client */
+            if (c->registered) cd_ws_send_text(c->ws, text, strlen(text));
+            c = next;
+        }
+        free(text);
+        json_decref(msg);
+    }
+    json_decref(data);
+}
+
+static json_t *status_data(cd_ws_clients *clients) {
+    return json_pack("{s:{s:{s:i}}}", "status", "exec_info", "queue_remaining",
+                     cd_instance_queue_remaining(clients->inst));
+}
+
+void cd_ws_clients_broadcast_status(cd_ws_clients *clients) {
+    cd_ws_clients_send(clients, "status", status_data(clients), NULL);
+}
+
+static void on_text(cd_ws *ws, const char *data, size_t len, void *user) {
+    client *c = user;
+    bool first = !c->first_message_seen;
+    c->first_message_seen = true;
+    json_error_t jerr;
+    json_t *msg = json_loadb(data, len, 0, &jerr);
+    if (!msg) {
+        cd_warn("ws: %s sent invalid JSON: %s", c->sid, jerr.text);
+        return;
+    }
+    /* Only the first message may negotiate features (ComfyUI reads no other). */
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    json_t *flags = json_object_get(msg, "data");
+    if (first && type && strcmp(type, "feature_flags") == 0 && json_is_object(flags)) {
+        json_decref(c->feature_flags);
+        c->feature_flags = json_incref(flags);
+        json_t *features = cd_features_json(c->owner->inst);
+        send_frame(c, "feature_flags", features);
+        json_decref(features);
+    } else {
+        cd_debug("ws: ignoring a %s message from %s", type ? type : "typeless", c->sid);
+    }
+    json_decref(msg);
+    (void)ws;
+}
+
+static void client_free(client *c) {
+    free(c->sid);
+    json_decref(c->feature_flags);
+    free(c);
+}
+
+static void on_close(cd_ws *ws, uint16_t code, void *user) {
+    (void)ws;
+    client *c = user;
+    cd_ws_clients *clients = c->owner;
+    cd_debug("ws: %s disconnected (%u)", c->sid, code);
+    if (c->prev) c->prev->next = c->next;
+    else clients->all = c->next;
+    if (c->next) c->next->prev = c->prev;
+    clients->count--;
+    client_free(c);
+    if (clients->shutting_down && clients->count == 0) free(clients);
+}
+
+static void handle_ws(cd_http_req *req, void *ctx) {
+    cd_instance *inst = ctx;
+    cd_ws_clients *clients = inst->clients;
+    if (clients->shutting_down) {
+        cd_http_respond_text(req, 503, "503: shutting down");
+        return;
+    }
+    client *c = calloc(1, sizeof *c);
+    if (!c) {
+        cd_http_respond_text(req, 500, "500: out of memory");
+        return;
+    }
+    char *sid = cd_str_query_get(cd_http_req_query(req), "clientId");
+    if (!sid || !sid[0]) {
+        free(sid);
+        sid = malloc(33);
+        if (sid) cd_str_random_hex(sid, 16);
+    }
+    if (!sid) {
+        free(c);
+        cd_http_respond_text(req, 500, "500: out of memory");
+        return;
+    }
+    c->sid = sid;
+    c->owner = clients;
+    cd_ws_callbacks cbs = {.on_text = on_text, .on_close = on_close};
+    c->ws = cd_ws_accept(req, NULL, &cbs, c);
+    if (!c->ws) {
+        client_free(c);
+        return;
+    }
+    /* A reconnect with the same sid takes over its messages; the old socket stays open but
+     * receives nothing more (ComfyUI's behaviour). */
+    client *old = find_registered(clients, sid);
+    if (old) old->registered = false;
+    c->registered = true;
+    c->next = clients->all;
+    if (clients->all) clients->all->prev = c;
+    clients->all = c;
+    clients->count++;
+    json_t *data = status_data(clients);
+    json_object_set_new(data, "sid", json_string(sid));
+    send_frame(c, "status", data);
+    json_decref(data);
+}
+
+void cd_ws_clients_shutdown(cd_ws_clients *clients) {
+    clients->shutting_down = true;
+    if (clients->count == 0) {
+        free(clients);
+        return;
+    }
+    client *c = clients->all;
+    while (c) {
+        client *next = c->next;
+        cd_ws_close(c->ws, 1001, "server shutting down");
+        c = next;
+    }
+}
+
+void cd_ws_clients_free(cd_ws_clients *clients) { free(clients); }
+
+void cd_routes_ws_register(cd_instance *inst) { cd_router_add_api(inst->router, "GET", "/ws", handle_ws, inst); }
