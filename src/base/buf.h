@@ -17,7 +17,7 @@ typedef struct {
 int cd_buf_append(cd_buf *b, const void *data, size_t len);
 int cd_buf_append_str(cd_buf *b, const char *s);
 int cd_buf_printf(cd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int cd_buf_vprintf(cd_buf *b, const char *fmt, va_list ap);
+int cd_buf_vprintf(cd_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Removes the first n bytes. */
 void cd_buf_consume(cd_buf *b, size_t n);
 void cd_buf_reset(cd_buf *b);
