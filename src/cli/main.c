@@ -1,10 +1,11 @@
 /* comfyd: the command line. `comfyd serve` runs a workflow server; the other jobs of DESIGN.md
- * (hub, run, nodes, models) arrive with their issues. */
+ * (hub, nodes, models) arrive with their issues. */
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/log.h"
+#include "cli/commands.h"
 #include "comfyd_version.h"
 #include "server/instance.h"
 #include "server/options.h"
@@ -18,6 +19,7 @@ static void usage(FILE *out) {
             "commands:\n"
             "  serve      run a workflow server speaking ComfyUI's HTTP and WebSocket API\n"
             "             (comfyd serve --help lists its flags, which are ComfyUI's)\n"
+            "  run FILE   run one API-format workflow in this process (comfyd run --help)\n"
             "  version    print the version\n"
             "  help       this text\n",
             COMFYD_VERSION);
@@ -49,6 +51,7 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
+    if (!strcmp(cmd, "run")) return cd_cmd_run(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("comfyd %s (ComfyUI API %s)\n", COMFYD_VERSION, COMFYD_COMFYUI_API_VERSION);
         return 0;

@@ -26,7 +26,9 @@ typedef struct {
     int refs;
 } fetch;
 
-static void fetch_unref(fetch *f) {
+/* noinline: GCC 12 at -O3 inlines this into callers holding a second reference and then
+ * reports a use after free that cannot happen (-Wuse-after-free false positive). */
+__attribute__((noinline)) static void fetch_unref(fetch *f) {
     if (--f->refs > 0) return;
     cd_buf_free(&f->request);
     cd_buf_free(&f->res.headers);
@@ -134,8 +136,10 @@ static void on_connected(uv_tcp_t *tcp, int status, const char *error, void *use
         return;
     }
     if (!tcp) {
+        /* Not done yet, so the fetch itself and its timer still hold references: dropping the
+         * attempt's reference cannot free it. */
+        f->refs--;
         finish(f, error);
-        fetch_unref(f);
         return;
     }
     f->tcp = tcp;

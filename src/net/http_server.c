@@ -83,6 +83,8 @@ struct cd_http_server {
     void *stopped_arg;
     http_parser_settings settings;
     char read_slab[65536];
+    time_t date_second;
+    char date_text[64];
 };
 
 typedef struct {
@@ -422,11 +424,16 @@ static void conn_linger(conn *c) {
 
 /* ---- responses ---- */
 
-static void http_date(char *out, size_t n) {
+/* The Date header, formatted once per second. */
+static const char *http_date(cd_http_server *srv) {
     time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (now != srv->date_second) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(srv->date_text, sizeof srv->date_text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        srv->date_second = now;
+    }
+    return srv->date_text;
 }
 
 int cd_http_add_header(cd_http_req *r, const char *name, const char *value) {
@@ -448,22 +455,25 @@ bool cd_http_has_header(const cd_http_req *r, const char *name) {
 }
 
 /* length >= 0: Content-Length; -1: chunked; -2: no body framing at all (204, 304). */
-static void write_head(cd_http_req *r, int status, const char *content_type, int64_t length) {
+static void build_head(cd_http_req *r, int status, const char *content_type, int64_t length, cd_buf *h) {
     conn *c = r->c;
     if (c->srv->hook) c->srv->hook(r, status, c->srv->hook_ctx);
     if (c->srv->stopping) c->close_after = true;
     bool keep = c->keep_alive && !c->close_after;
-    cd_buf h = CD_BUF_INIT;
-    char date[64];
-    http_date(date, sizeof date);
-    cd_buf_printf(&h, "HTTP/1.1 %d %s\r\nServer: comfyd\r\nDate: %s\r\n", status, cd_http_status_text(status), date);
-    if (content_type) cd_buf_printf(&h, "Content-Type: %s\r\n", content_type);
-    if (length >= 0) cd_buf_printf(&h, "Content-Length: %lld\r\n", (long long)length);
-    else if (length == -1) cd_buf_append_str(&h, "Transfer-Encoding: chunked\r\n");
-    if (r->resp_headers.len) cd_buf_append(&h, r->resp_headers.data, r->resp_headers.len);
-    cd_buf_append_str(&h, keep ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+    cd_buf_printf(h, "HTTP/1.1 %d %s\r\nServer: comfyd\r\nDate: %s\r\n", status, cd_http_status_text(status),
+                  http_date(c->srv));
+    if (content_type) cd_buf_printf(h, "Content-Type: %s\r\n", content_type);
+    if (length >= 0) cd_buf_printf(h, "Content-Length: %lld\r\n", (long long)length);
+    else if (length == -1) cd_buf_append_str(h, "Transfer-Encoding: chunked\r\n");
+    if (r->resp_headers.len) cd_buf_append(h, r->resp_headers.data, r->resp_headers.len);
+    cd_buf_append_str(h, keep ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
     if (!keep) c->close_after = true;
-    conn_write(c, h.data, h.len);
+}
+
+static void write_head(cd_http_req *r, int status, const char *content_type, int64_t length) {
+    cd_buf h = CD_BUF_INIT;
+    build_head(r, status, content_type, length, &h);
+    conn_write(r->c, h.data, h.len);
     cd_buf_free(&h);
 }
 
@@ -491,8 +501,12 @@ void cd_http_respond(cd_http_req *r, int status, const char *content_type, const
     if (r->started) return;
     r->started = true;
     bool with_body = body_allowed(r, status);
-    write_head(r, status, content_type, (status == 204 || status == 304) ? -2 : (int64_t)len);
-    if (with_body) conn_write(r->c, body, len);
+    /* Head and body leave in one write: one syscall, one packet for small answers. */
+    cd_buf h = CD_BUF_INIT;
+    build_head(r, status, content_type, (status == 204 || status == 304) ? -2 : (int64_t)len, &h);
+    if (with_body && len) cd_buf_append(&h, body, len);
+    conn_write(r->c, h.data, h.len);
+    cd_buf_free(&h);
     finish_request(r);
 }
 

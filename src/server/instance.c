@@ -12,12 +12,56 @@
 #include "base/log.h"
 #include "base/path.h"
 #include "comfyd_version.h"
+#include "engine/engine.h"
+#include "engine/registry.h"
+#include "nodes/builtin.h"
+#include "server/event_bridge.h"
 #include "server/folder_paths.h"
 #include "server/ws_clients.h"
 
 int cd_instance_queue_remaining(const cd_instance *inst) {
-    (void)inst;
-    return 0; /* the prompt queue arrives with the engine; until then nothing is ever queued */
+    return inst->engine ? cd_engine_queue_remaining(inst->engine) : 0;
+}
+
+/* Built-in packs first, then custom_nodes/ (ComfyUI: custom nodes cannot replace core ones). */
+static int load_nodes(cd_instance *inst, char *err, size_t errlen) {
+    inst->registry = cd_registry_new();
+    if (!inst->registry) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (const cd_builtin_pack *p = cd_builtin_packs; p->init; p++)
+        cd_registry_add_pack(inst->registry, p->name, p->module, p->init);
+    if (!inst->opts->disable_custom_nodes) cd_registry_load_dir(inst->registry, inst->custom_nodes_dir);
+    cd_info("%zu node types", cd_registry_count(inst->registry));
+    return 0;
+}
+
+static int start_engine(cd_instance *inst, char *err, size_t errlen) {
+    const cd_serve_options *o = inst->opts;
+    inst->events = cd_event_bridge_new(inst);
+    if (!inst->events) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    char *db = cd_path_join(inst->user_dir, "comfyd-history.sqlite3");
+    cd_engine_config cfg = {
+        .cache_policy = o->cache_mode == CD_CACHE_LRU    ? CD_CACHE_POLICY_LRU
+                        : o->cache_mode == CD_CACHE_NONE ? CD_CACHE_POLICY_NONE
+                                                         : CD_CACHE_POLICY_CLASSIC,
+        .cache_lru_size = (size_t)o->cache_lru,
+        .history_db = db,
+        .history_max = 10000,
+    };
+    cd_event_sink sink = cd_event_bridge_sink(inst->events);
+    inst->engine = cd_engine_new(inst->registry, &cfg, &sink, err, errlen);
+    free(db);
+    if (!inst->engine) return -1;
+    if (cd_engine_start(inst->engine) < 0) {
+        snprintf(err, errlen, "cannot start the executor thread");
+        return -1;
+    }
+    return 0;
 }
 
 void cd_respond_json(cd_http_req *req, int status, json_t *value) {
@@ -241,7 +285,9 @@ int cd_instance_start(cd_instance *inst, const cd_serve_options *opts, uv_loop_t
     }
     if (cd_http_server_new(inst->loop, &limits, handle_request, inst, &inst->http, err, errlen) < 0) return -1;
     cd_http_server_set_response_hook(inst->http, cd_middleware_response_hook, inst);
+    if (load_nodes(inst, err, errlen) < 0 || start_engine(inst, err, errlen) < 0) return -1;
     cd_routes_system_register(inst);
+    cd_routes_prompt_register(inst);
     cd_routes_ws_register(inst);
     cd_routes_frontend_register(inst);
     if (start_listening(inst, err, errlen) < 0) return -1;
@@ -270,6 +316,16 @@ void cd_instance_destroy(cd_instance *inst) {
     if (inst->http) {
         while (!inst->stopped) uv_run(inst->loop, UV_RUN_ONCE);
     }
+    /* The executor thread stops before the loop-side parts it reports to go away. */
+    cd_engine_free(inst->engine);
+    inst->engine = NULL;
+    if (inst->events) {
+        cd_event_bridge_close(inst->events);
+        inst->events = NULL;
+        uv_run(inst->loop, UV_RUN_NOWAIT);
+    }
+    cd_registry_free(inst->registry);
+    free(inst->object_info_text);
     if (inst->temp_dir) cd_path_remove_tree(inst->temp_dir);
     cd_http_server_free(inst->http);
     cd_router_free(inst->router);

@@ -15,6 +15,9 @@
 
 typedef struct cd_ws_clients cd_ws_clients;
 typedef struct cd_folder_paths cd_folder_paths;
+typedef struct cd_engine cd_engine;
+typedef struct cd_registry cd_registry;
+typedef struct cd_event_bridge cd_event_bridge;
 
 typedef struct cd_instance {
     uv_loop_t *loop;
@@ -27,6 +30,11 @@ typedef struct cd_instance {
     cd_router *router;
     cd_ws_clients *clients;
     cd_folder_paths *folders;
+    cd_registry *registry;
+    cd_engine *engine;
+    cd_event_bridge *events;
+    char *object_info_text; /* cached /object_info body */
+    uint64_t ram_total, ram_free, ram_read_at; /* /system_stats' RAM figures and when (loop ms) */
     uv_signal_t sigint, sigterm;
     bool signals_open, stopping, stopped;
     int signals_closing;
@@ -49,6 +57,7 @@ int cd_instance_queue_remaining(const cd_instance *inst);
 /* Route registration, one function per route file. */
 void cd_routes_system_register(cd_instance *inst);
 void cd_routes_frontend_register(cd_instance *inst);
+void cd_routes_prompt_register(cd_instance *inst);
 
 /* The default answer when no route matched: the front end's static files, else 404. */
 void cd_routes_frontend_fallback(cd_instance *inst, cd_http_req *req);

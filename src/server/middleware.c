@@ -67,7 +67,7 @@ static bool host_is_loopback(const char *host) {
     if (!strcmp(host, "localhost") || cd_str_ends_with_ci(host, ".localhost")) return true;
     struct in_addr a4;
     if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
-    char inner[64];
+    char inner[300];
     if (host[0] == '[') {
         snprintf(inner, sizeof inner, "%s", host + 1);
         char *close = strchr(inner, ']');

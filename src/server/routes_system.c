@@ -19,8 +19,13 @@ static void handle_features(cd_http_req *req, void *ctx) { cd_respond_json(req, 
 
 static void handle_system_stats(cd_http_req *req, void *ctx) {
     cd_instance *inst = ctx;
-    uint64_t total, avail;
-    cd_sysinfo_ram(&total, &avail);
+    /* /proc/meminfo costs several syscalls; a figure half a second old is as good. */
+    uint64_t now = uv_now(inst->loop);
+    if (!inst->ram_read_at || now - inst->ram_read_at >= 500) {
+        cd_sysinfo_ram(&inst->ram_total, &inst->ram_free);
+        inst->ram_read_at = now ? now : 1;
+    }
+    uint64_t total = inst->ram_total, avail = inst->ram_free;
     json_t *argv = json_array();
     for (int i = 0; i < inst->opts->argc; i++) json_array_append_new(argv, json_string(inst->opts->argv[i]));
     /* The fields a Python ComfyUI fills from its runtime say what comfyd is instead: clients

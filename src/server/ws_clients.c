@@ -68,6 +68,15 @@ void cd_ws_clients_send(cd_ws_clients *clients, const char *type, json_t *data, 
     json_decref(data);
 }
 
+void cd_ws_clients_send_binary(cd_ws_clients *clients, const void *data, size_t len, const char *sid) {
+    client *c = clients->all;
+    while (c) {
+        client *next = c->next;
+        if (c->registered && (!sid || !strcmp(c->sid, sid))) cd_ws_send_binary(c->ws, data, len);
+        c = next;
+    }
+}
+
 static json_t *status_data(cd_ws_clients *clients) {
     return json_pack("{s:{s:{s:i}}}", "status", "exec_info", "queue_remaining",
                      cd_instance_queue_remaining(clients->inst));

@@ -119,7 +119,8 @@ export async function waitForBinary(timeoutMs = 0) {
  *   readyTimeoutMs  how long to wait for /system_stats 200 (default 20 s)
  */
 export async function startServer(options = {}) {
-  await waitForBinary(0);
+  // The binary may be being rebuilt right now: wait for it a while.
+  await waitForBinary(Number(process.env.COMFYD_WAIT_BINARY_MS ?? 120000));
   const ownsBase = !options.baseDir;
   const baseDir = options.baseDir || (await fsp.mkdtemp(path.join(os.tmpdir(), 'comfyd-it-')));
   if (options.files) await writeTree(baseDir, options.files);
@@ -141,8 +142,15 @@ export async function startServer(options = {}) {
       return srv;
     } catch (e) {
       lastError = e;
-      // A port race (someone took the free port) is worth another try; anything else is not.
-      if (fixedPort || !/address already in use|EADDRINUSE|cannot listen/i.test(String(e.message))) break;
+      // A port race (someone took the free port) or a binary being replaced by a rebuild is worth
+      // another try; anything else is not.
+      const msg = String(e.message);
+      if (/ENOENT|ETXTBSY|EACCES|ENOEXEC/.test(msg) && !/ERROR: AddressSanitizer|runtime error:/.test(msg)) {
+        await sleep(2000);
+        await waitForBinary(Number(process.env.COMFYD_WAIT_BINARY_MS ?? 120000));
+        continue;
+      }
+      if (fixedPort || !/address already in use|EADDRINUSE|cannot listen/i.test(msg)) break;
     }
   }
   if (ownsBase) await fsp.rm(baseDir, { recursive: true, force: true });
@@ -225,18 +233,19 @@ async function launch({ argv, port, baseDir, ownsBase, frontEndRoot, options }) 
     /**
      * Graceful stop: SIGTERM, wait (timeoutMs, default 40 s), then assert exit code 0 and no
      * sanitizer report. Removes the base directory when this helper made it. Safe to call twice.
+     * With signalled: true the caller already sent SIGTERM: only wait and check.
      */
-    async stop({ timeoutMs = 40000, keepBase = false } = {}) {
+    async stop({ timeoutMs = 40000, keepBase = false, signalled = false } = {}) {
       if (srv._stopped) return srv._stopped;
       srv._stopped = (async () => {
         let info = exitInfo;
         const wasRunning = !info;
         if (wasRunning) {
-          child.kill('SIGTERM');
+          if (!signalled) child.kill('SIGTERM');
           info = await srv.waitExit(timeoutMs);
         }
         try {
-          if (!wasRunning) {
+          if (!wasRunning && !signalled) {
             assert.fail(`comfyd had already exited before stop() (code ${info.code}, signal ${info.signal}); stderr:\n${stderr}`);
           }
           assert.ok(info !== null, `comfyd did not exit within ${timeoutMs} ms of SIGTERM; stderr:\n${stderr}`);

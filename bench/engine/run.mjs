@@ -1,0 +1,104 @@
+// bench/engine: the engine over HTTP + WebSocket, as a client sees it. For each workload, the
+// time from POST /prompt to the final `executing` with node null, and the WebSocket bytes the
+// client received. Prints a table; exits non-zero only when it could not measure.
+//
+//   node bench/engine/run.mjs            (COMFYD_BIN, default build/release/comfyd)
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..', '..');
+const require = createRequire(join(repo, 'tests', 'integration', 'package.json'));
+const WebSocket = require('ws');
+const bin = process.env.COMFYD_BIN || join(repo, 'build', 'release', 'comfyd');
+
+const freePort = () => new Promise((res, rej) => {
+  const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
+  s.on('error', rej);
+});
+
+function chain(n) {
+  const p = { '0': { class_type: 'PrimitiveInt', inputs: { value: 1 } } };
+  for (let i = 1; i < n; i++) p[String(i)] = { class_type: 'IntAdd', inputs: { a: [String(i - 1), 0], b: 1 } };
+  p.out = { class_type: 'PreviewAny', inputs: { source: [String(n - 1), 0] } };
+  return p;
+}
+function pairs(n) {
+  const p = {};
+  for (let i = 0; i < n; i++) {
+    p[`v${i}`] = { class_type: 'PrimitiveInt', inputs: { value: i } };
+    p[`o${i}`] = { class_type: 'PreviewAny', inputs: { source: [`v${i}`, 0] } };
+  }
+  return p;
+}
+
+async function main() {
+  const port = await freePort();
+  const base = mkdtempSync(join(tmpdir(), 'comfyd-bench-'));
+  const child = spawn(bin, ['serve', '--listen', '127.0.0.1', '--port', String(port), '--base-directory', base,
+    '--verbose', 'WARNING'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    for (let i = 0; ; i++) {
+      try { if ((await fetch(`${url}/system_stats`)).ok) break; } catch {}
+      if (i > 200) throw new Error('comfyd did not start');
+      await new Promise(r => setTimeout(r, 50));
+    }
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?clientId=bench`);
+    let bytes = 0, waiter = null;
+    ws.on('message', (data, isBinary) => {
+      bytes += data.length;
+      if (isBinary) return;
+      const m = JSON.parse(data.toString());
+      if (m.type === 'executing' && m.data.node === null && waiter && m.data.prompt_id === waiter.id) waiter.done();
+    });
+    await new Promise((res, rej) => { ws.on('open', res); ws.on('error', rej); });
+    await new Promise(r => setTimeout(r, 100));
+
+    async function run(prompt) {
+      const body = JSON.stringify({ prompt, client_id: 'bench' });
+      bytes = 0;
+      const t0 = performance.now();
+      const r = await fetch(`${url}/prompt`, { method: 'POST', body });
+      const j = await r.json();
+      if (r.status !== 200) throw new Error(`POST /prompt: ${r.status} ${JSON.stringify(j).slice(0, 300)}`);
+      await new Promise(res => { waiter = { id: j.prompt_id, done: res }; });
+      return { ms: performance.now() - t0, bytes, size: body.length };
+    }
+    const rows = [];
+    for (const n of [100, 1000, 5000, 100000]) {
+      const p = chain(n);
+      const first = await run(p);
+      const again = await run(p);
+      rows.push([`chain of ${n}`, first.ms, again.ms, first.bytes, (first.bytes / (n + 1)).toFixed(1)]);
+      await fetch(`${url}/free`, { method: 'POST', body: '{"free_memory": true}' });
+    }
+    const pr = await run(pairs(5000));
+    rows.push(['5,000 independent pairs', pr.ms, NaN, pr.bytes, (pr.bytes / 10000).toFixed(1)]);
+    // validation alone: an invalid prompt (the output links to a missing node) is rejected
+    // after validating the whole 5,000 chain.
+    const bad = chain(5000); bad.out.inputs.source = ['4999', 0]; bad['4998'].inputs.b = 'not a number';
+    const t0 = performance.now();
+    const vr = await fetch(`${url}/prompt`, { method: 'POST', body: JSON.stringify({ prompt: bad }) });
+    await vr.text();
+    const vms = performance.now() - t0;
+
+    console.log('workload                   first run ms   cached ms   ws bytes   bytes/node');
+    for (const [name, a, b, c, d] of rows)
+      console.log(`${name.padEnd(26)} ${a.toFixed(1).padStart(12)} ${isNaN(b) ? '         -' : b.toFixed(1).padStart(11)} ${String(c).padStart(10)} ${String(d).padStart(12)}`);
+    console.log(`validation of the 5,000 chain (rejected, status ${vr.status}): ${vms.toFixed(1)} ms`);
+    console.log('targets: 5,000-chain < 50 ms; cached resubmission < 5 ms; WebSocket bytes linear in N');
+    console.log('for scale, ComfyUI 0.8.0 here: 100-chain 79 ms, 300-chain 1.5 s, no chain past ~960 nodes');
+    ws.close();
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise(r => child.on('exit', r));
+    rmSync(base, { recursive: true, force: true });
+  }
+}
+main().catch(e => { console.error(`bench/engine: ${e.message}`); process.exit(1); });

@@ -1,0 +1,248 @@
+/* comfyd/node.h: the public, versioned interface between comfyd and node packs.
+ *
+ * A node pack is a shared library in custom_nodes/<pack>/ (or a built-in pack compiled into
+ * comfyd) that exports one function, comfyd_pack_init(), which registers node types with
+ * cd_pack_register(). Built-in packs use nothing but this header, so what they can do, an
+ * external pack can do too.
+ *
+ * The model is ComfyUI's (API reference §7, §9):
+ *  - A node type is described by its INPUT_TYPES as JSON text, its outputs, flags (output node,
+ *    INPUT_IS_LIST, NOT_IDEMPOTENT, ...) and callbacks: execute, check_lazy_status,
+ *    fingerprint (IS_CHANGED) and validate_inputs (VALIDATE_INPUTS).
+ *  - Values flowing between nodes are immutable and reference-counted (cd_value). Every input
+ *    is a list of per-call values; the engine calls execute once per element (mapping) unless
+ *    the node sets CD_NODE_INPUT_IS_LIST, in which case each input arrives as a whole list.
+ *  - A node can return an execution blocker (cd_value_blocker) instead of a value, ask for lazy
+ *    inputs (cd_call_need_input), report progress and see interrupts (cd_call_progress), and
+ *    expand into a subgraph (cd_call_graph_* and link values as outputs).
+ *
+ * Ownership: functions that take a `cd_value *` named `v` "consume" it (the caller's reference
+ * moves to the callee); functions returning `const cd_value *` lend a reference valid for the
+ * duration of the callback. Every string passed in is copied unless stated otherwise. All
+ * callbacks run on the executor thread, one node at a time.
+ */
+#ifndef COMFYD_NODE_H
+#define COMFYD_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped when a change breaks packs built against an older header. A pack states the version
+ * it was built for in each cd_node_def; comfyd refuses definitions from another version. */
+#define CD_NODE_ABI_VERSION 1
+
+/* Return codes of callbacks and of the cd_call_* functions that can fail. */
+#define CD_OK 0
+#define CD_ERROR (-1)       /* the node failed; cd_call_fail() said why */
+#define CD_INTERRUPTED (-2) /* the user interrupted the prompt; return it as it is */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Values                                                                                      */
+
+typedef struct cd_value cd_value;
+
+typedef enum {
+    CD_VALUE_NONE,    /* Python's None */
+    CD_VALUE_INT,     /* int64 */
+    CD_VALUE_FLOAT,   /* double */
+    CD_VALUE_BOOL,
+    CD_VALUE_STRING,  /* UTF-8 */
+    CD_VALUE_JSON,    /* any other JSON constant (objects, lists given as {"__value__": [...]}) */
+    CD_VALUE_LIST,    /* a list of values: INPUT_IS_LIST inputs, OUTPUT_IS_LIST outputs */
+    CD_VALUE_LINK,    /* [node_id, slot]: rawLink inputs, and outputs of an expansion */
+    CD_VALUE_OPAQUE,  /* a pack's own type (a model, a tensor of its own), with its free function */
+    CD_VALUE_BLOCKER, /* ExecutionBlocker: consumers are not run */
+} cd_value_kind;
+
+cd_value *cd_value_none(void);
+cd_value *cd_value_int(int64_t i);
+cd_value *cd_value_float(double f);
+cd_value *cd_value_bool(int b);
+cd_value *cd_value_string(const char *s);
+cd_value *cd_value_stringn(const char *s, size_t len);
+/* NULL when json_text is not valid JSON. Numbers, strings, booleans and null become the
+ * matching scalar kinds; objects and arrays stay CD_VALUE_JSON. */
+cd_value *cd_value_json(const char *json_text);
+cd_value *cd_value_link(const char *node_id, int slot);
+/* An empty list with room for `capacity` items; fill it with cd_value_list_push before handing
+ * it to anyone (values are immutable once shared). */
+cd_value *cd_value_list_new(size_t capacity);
+int cd_value_list_push(cd_value *list, cd_value *v);
+/* type_name is the ComfyUI type it travels as ("MODEL", "MY_PACK_THING"). free_fn(ptr) runs
+ * when the last reference goes; it may be NULL. */
+cd_value *cd_value_opaque(const char *type_name, void *ptr, void (*free_fn)(void *ptr));
+/* message NULL: a silent blocker. With a message, the engine reports it to the client as an
+ * execution_error of the consumer ("Execution Blocked: <message>") without failing the prompt. */
+cd_value *cd_value_blocker(const char *message);
+
+cd_value *cd_value_ref(const cd_value *v);
+void cd_value_unref(cd_value *v);
+
+cd_value_kind cd_value_kind_of(const cd_value *v);
+/* INT, FLOAT and BOOL convert among themselves; anything else gives 0. */
+int64_t cd_value_as_int(const cd_value *v);
+double cd_value_as_float(const cd_value *v);
+int cd_value_as_bool(const cd_value *v);
+/* The text of a STRING (NULL for other kinds), or the JSON text of a JSON value. */
+const char *cd_value_as_string(const cd_value *v);
+const char *cd_value_json_text(const cd_value *v);
+size_t cd_value_list_len(const cd_value *v);
+const cd_value *cd_value_list_at(const cd_value *v, size_t i);
+const char *cd_value_link_node(const cd_value *v);
+int cd_value_link_slot(const cd_value *v);
+const char *cd_value_opaque_type(const cd_value *v);
+void *cd_value_opaque_ptr(const cd_value *v);
+const char *cd_value_blocker_message(const cd_value *v); /* NULL for a silent blocker */
+/* The value as JSON text (caller frees with cd_free): what PreviewAny shows and UI outputs
+ * carry. Opaque values become a string naming their type. */
+char *cd_value_to_json(const cd_value *v);
+void cd_free(void *p);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Node types                                                                                  */
+
+typedef struct cd_node_call cd_node_call;
+typedef struct cd_pack cd_pack;
+
+enum {
+    CD_NODE_OUTPUT = 1u << 0,         /* OUTPUT_NODE: prompts run towards these */
+    CD_NODE_INPUT_IS_LIST = 1u << 1,  /* INPUT_IS_LIST: one call with whole lists */
+    CD_NODE_NOT_IDEMPOTENT = 1u << 2, /* NOT_IDEMPOTENT: the node id enters its cache key */
+    CD_NODE_DEPRECATED = 1u << 3,
+    CD_NODE_EXPERIMENTAL = 1u << 4,
+    /* Describe the node in /object_info the way ComfyUI describes its V3 nodes: every key
+     * present (output_tooltips, deprecated, experimental, api_node), as clients may expect for
+     * node classes that are V3 in ComfyUI. */
+    CD_NODE_V3_INFO = 1u << 5,
+};
+
+typedef struct {
+    const char *type;    /* "INT", "IMAGE", "*", a custom name, or a JSON array of combo options */
+    const char *name;    /* RETURN_NAMES; NULL means the type */
+    int is_list;         /* OUTPUT_IS_LIST */
+    const char *tooltip; /* OUTPUT_TOOLTIPS; NULL for none */
+} cd_output_def;
+
+typedef struct cd_node_def {
+    int abi_version; /* CD_NODE_ABI_VERSION */
+    const char *name;
+    const char *display_name; /* NULL: the name */
+    const char *category;     /* NULL: "sd", as in ComfyUI */
+    const char *description;  /* NULL: "" */
+    /* NULL: "custom_nodes.<pack directory>". Built-in packs give ComfyUI's module, e.g.
+     * "comfy_extras.nodes_primitive", so that clients see the same /object_info. */
+    const char *python_module;
+    /* INPUT_TYPES() as JSON text, exactly what /object_info shows under "input", e.g.
+     * {"required": {"value": ["INT", {"default": 0, "min": 0}]}, "optional": {...},
+     *  "hidden": {"unique_id": "UNIQUE_ID"}}. Key order is declaration order. Options the
+     * engine interprets: min, max (validation), lazy, rawLink (execution); the rest is passed
+     * to clients verbatim. */
+    const char *inputs;
+    const cd_output_def *outputs;
+    int n_outputs;
+    unsigned flags;
+
+    /* Runs the node for one call (or once with whole lists, for INPUT_IS_LIST). Sets its
+     * outputs with cd_call_set_output and its UI with cd_call_ui; returns CD_OK, CD_ERROR
+     * (after cd_call_fail) or CD_INTERRUPTED. Required. */
+    int (*execute)(cd_node_call *call);
+    /* check_lazy_status: calls cd_call_need_input for each lazy input it needs now, given the
+     * inputs available so far (unevaluated ones read as NULL). Optional. */
+    int (*check_lazy_status)(cd_node_call *call);
+    /* IS_CHANGED / fingerprint_inputs: a value that enters the cache key; it sees constant
+     * inputs only (linked ones read as NULL). A float NaN means "never cached". Returning NULL
+     * counts as NaN. Optional. */
+    cd_value *(*fingerprint)(cd_node_call *call);
+    /* VALIDATE_INPUTS: runs at submission with the constant inputs (linked ones read as NULL).
+     * Returns CD_OK, or CD_ERROR after cd_call_fail(call, NULL, "message") to reject. Optional. */
+    int (*validate_inputs)(cd_node_call *call);
+    /* The inputs validate_inputs takes, comma-separated, as its Python argument list would
+     * name them; those skip the built-in min/max/combo checks. "**kwargs" means all inputs.
+     * Add "input_types" to receive linked inputs' types (cd_call_input_type) and to skip the
+     * link type check. */
+    const char *validate_inputs_args;
+    void *user; /* for the pack: cd_call_user() returns it */
+} cd_node_def;
+
+/* Registers a node type. def and everything it points to must stay valid while comfyd runs
+ * (static data in the pack). Returns CD_OK, or CD_ERROR when the definition is invalid (bad
+ * JSON, wrong ABI version, a name already taken); comfyd logs why and leaves it out. */
+int cd_pack_register(cd_pack *pack, const cd_node_def *def);
+const char *cd_pack_name(const cd_pack *pack);
+
+/* The symbol every pack exports. Return CD_OK; CD_ERROR leaves the whole pack out. */
+#define CD_PACK_INIT_SYMBOL "comfyd_pack_init"
+typedef int (*cd_pack_init_fn)(cd_pack *pack);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Inside a callback                                                                           */
+
+void *cd_call_user(const cd_node_call *call);
+const char *cd_call_class(const cd_node_call *call);
+
+/* An input's value for this call: a single value, or a CD_VALUE_LIST for INPUT_IS_LIST nodes.
+ * NULL when the input is absent, or is a lazy input not evaluated yet. */
+const cd_value *cd_call_input(const cd_node_call *call, const char *name);
+/* Convenience readers with a fallback for absent inputs. */
+int64_t cd_call_int(const cd_node_call *call, const char *name, int64_t fallback);
+double cd_call_float(const cd_node_call *call, const char *name, double fallback);
+int cd_call_bool(const cd_node_call *call, const char *name, int fallback);
+const char *cd_call_string(const cd_node_call *call, const char *name, const char *fallback);
+/* The names of all inputs given to this call (declared ones and undeclared links), in the
+ * prompt's order: for variadic nodes. Returns the count; name_at gives each. */
+size_t cd_call_input_count(const cd_node_call *call);
+const char *cd_call_input_name_at(const cd_node_call *call, size_t i);
+/* validate_inputs with "input_types": the type linked into an input, or NULL. */
+const char *cd_call_input_type(const cd_node_call *call, const char *name);
+
+/* Sets output `slot` (0-based) for this call. For OUTPUT_IS_LIST outputs, give a list. A link
+ * value (cd_value_link) makes this call an expansion (see the graph functions). */
+int cd_call_set_output(cd_node_call *call, int slot, cd_value *v);
+/* Appends v to the UI output list under key ("text", "images", ...): what the client receives
+ * in `executed` and what history keeps. */
+int cd_call_ui(cd_node_call *call, const char *key, cd_value *v);
+/* Records why the node failed. exception_type NULL means "RuntimeError". Returns CD_ERROR. */
+int cd_call_fail(cd_node_call *call, const char *exception_type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* check_lazy_status: asks for a lazy input to be evaluated. */
+int cd_call_need_input(cd_node_call *call, const char *name);
+
+/* Progress of a long node: sends `progress`; returns CD_INTERRUPTED when the user interrupted
+ * (the node should then return CD_INTERRUPTED), else CD_OK. */
+int cd_call_progress(cd_node_call *call, double value, double max);
+int cd_call_interrupted(const cd_node_call *call);
+/* Text shown under the node in the UI (binary TEXT frame). */
+void cd_call_send_text(cd_node_call *call, const char *text);
+/* A preview image (binary PREVIEW_IMAGE frame). mime is "image/png" or "image/jpeg". */
+int cd_call_send_preview(cd_node_call *call, const char *mime, const void *bytes, size_t len);
+
+/* Hidden inputs. */
+const char *cd_call_unique_id(const cd_node_call *call);          /* UNIQUE_ID */
+const char *cd_call_prompt_json(const cd_node_call *call);        /* PROMPT, as JSON text */
+const char *cd_call_extra_pnginfo_json(const cd_node_call *call); /* EXTRA_PNGINFO or NULL */
+/* Where SaveImage-like nodes write: "output", "temp", "input" directories. */
+const char *cd_call_directory(const cd_node_call *call, const char *type);
+
+/* Expansion (GraphBuilder). Each call to cd_call_graph_begin starts a new graph whose node ids
+ * are "<this node's id>.<call index>.<graph index>.<local id>". Nodes are added by class;
+ * inputs are constants or cd_value_link()s to nodes of the graph (by the id that
+ * cd_call_graph_add returned) or of the prompt. Setting outputs of the call to links into the
+ * graph makes the engine run the graph and use those values as this node's outputs. */
+int cd_call_graph_begin(cd_node_call *call);
+/* Adds a node; local_id NULL picks "1", "2", ... Returns the node's full id (valid during the
+ * callback), or NULL when the id is taken. */
+const char *cd_call_graph_add(cd_node_call *call, const char *class_type, const char *local_id);
+int cd_call_graph_set_input(cd_node_call *call, const char *node_id, const char *input, cd_value *v);
+/* override_display_id: the id clients see for this node in `executing` and progress. */
+int cd_call_graph_set_display(cd_node_call *call, const char *node_id, const char *display_id);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

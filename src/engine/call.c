@@ -1,0 +1,270 @@
+#include "engine/call.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/value.h"
+
+void cd_call_init(cd_node_call *call, const cd_node_type *type, const cd_call_env *env, const char *node_id,
+                  size_t call_index) {
+    memset(call, 0, sizeof *call);
+    call->type = type;
+    call->env = env;
+    call->node_id = node_id;
+    call->call_index = call_index;
+    call->graph_index = -1;
+    int n = type->def->n_outputs;
+    call->outputs = calloc(n > 0 ? (size_t)n : 1, sizeof *call->outputs);
+}
+
+int cd_call_add_input(cd_node_call *call, const char *name, const cd_value *value, const char *type_name) {
+    size_t n = call->n_inputs + 1;
+    const char **names = realloc(call->names, n * sizeof *names);
+    if (!names) return CD_ERROR;
+    call->names = names;
+    const cd_value **values = realloc(call->values, n * sizeof *values);
+    if (!values) return CD_ERROR;
+    call->values = values;
+    const char **types = realloc(call->input_types, n * sizeof *types);
+    if (!types) return CD_ERROR;
+    call->input_types = types;
+    names[call->n_inputs] = name;
+    values[call->n_inputs] = value;
+    types[call->n_inputs] = type_name;
+    call->n_inputs = n;
+    return CD_OK;
+}
+
+void cd_call_clear(cd_node_call *call) {
+    free(call->names);
+    free(call->values);
+    free(call->input_types);
+    if (call->outputs)
+        for (int i = 0; i < call->type->def->n_outputs; i++) cd_value_unref(call->outputs[i]);
+    free(call->outputs);
+    json_decref(call->ui);
+    free(call->error_type);
+    free(call->error_message);
+    for (size_t i = 0; i < call->n_needed; i++) free(call->needed[i]);
+    free(call->needed);
+    for (size_t i = 0; i < call->n_graph; i++) cd_prompt_node_free(call->graph[i]);
+    free(call->graph);
+    free(call->graph_prefix);
+    free(call->returned_id);
+    memset(call, 0, sizeof *call);
+}
+
+/* ---- the public API ---- */
+
+void *cd_call_user(const cd_node_call *call) { return call->type->def->user; }
+const char *cd_call_class(const cd_node_call *call) { return call->type->def->name; }
+
+const cd_value *cd_call_input(const cd_node_call *call, const char *name) {
+    for (size_t i = 0; i < call->n_inputs; i++)
+        if (!strcmp(call->names[i], name)) return call->values[i];
+    return NULL;
+}
+
+const char *cd_call_input_type(const cd_node_call *call, const char *name) {
+    for (size_t i = 0; i < call->n_inputs; i++)
+        if (!strcmp(call->names[i], name)) return call->input_types[i];
+    return NULL;
+}
+
+size_t cd_call_input_count(const cd_node_call *call) { return call->n_inputs; }
+const char *cd_call_input_name_at(const cd_node_call *call, size_t i) {
+    return i < call->n_inputs ? call->names[i] : NULL;
+}
+
+int64_t cd_call_int(const cd_node_call *call, const char *name, int64_t fallback) {
+    const cd_value *v = cd_call_input(call, name);
+    return v && cd_value_kind_of(v) != CD_VALUE_NONE ? cd_value_as_int(v) : fallback;
+}
+
+double cd_call_float(const cd_node_call *call, const char *name, double fallback) {
+    const cd_value *v = cd_call_input(call, name);
+    return v && cd_value_kind_of(v) != CD_VALUE_NONE ? cd_value_as_float(v) : fallback;
+}
+
+int cd_call_bool(const cd_node_call *call, const char *name, int fallback) {
+    const cd_value *v = cd_call_input(call, name);
+    return v && cd_value_kind_of(v) != CD_VALUE_NONE ? cd_value_as_bool(v) : fallback;
+}
+
+const char *cd_call_string(const cd_node_call *call, const char *name, const char *fallback) {
+    const char *s = cd_value_as_string(cd_call_input(call, name));
+    return s ? s : fallback;
+}
+
+int cd_call_set_output(cd_node_call *call, int slot, cd_value *v) {
+    if (!v) return CD_ERROR;
+    if (slot < 0 || slot >= call->type->def->n_outputs) {
+        cd_value_unref(v);
+        return CD_ERROR;
+    }
+    cd_value_unref(call->outputs[slot]);
+    call->outputs[slot] = v;
+    return CD_OK;
+}
+
+int cd_call_ui(cd_node_call *call, const char *key, cd_value *v) {
+    if (!v) return CD_ERROR;
+    if (!call->ui) call->ui = json_object();
+    json_t *list = json_object_get(call->ui, key);
+    if (!list) {
+        list = json_array();
+        json_object_set_new(call->ui, key, list);
+    }
+    json_array_append_new(list, cd_value_to_json_t(v));
+    cd_value_unref(v);
+    return CD_OK;
+}
+
+int cd_call_fail(cd_node_call *call, const char *exception_type, const char *fmt, ...) {
+    free(call->error_type);
+    free(call->error_message);
+    call->error_type = strdup(exception_type ? exception_type : "RuntimeError");
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&call->error_message, fmt, ap) < 0) call->error_message = NULL;
+    va_end(ap);
+    return CD_ERROR;
+}
+
+int cd_call_need_input(cd_node_call *call, const char *name) {
+    for (size_t i = 0; i < call->n_needed; i++)
+        if (!strcmp(call->needed[i], name)) return CD_OK;
+    char **n = realloc(call->needed, (call->n_needed + 1) * sizeof *n);
+    if (!n) return CD_ERROR;
+    call->needed = n;
+    if (!(n[call->n_needed] = strdup(name))) return CD_ERROR;
+    call->n_needed++;
+    return CD_OK;
+}
+
+int cd_call_interrupted(const cd_node_call *call) {
+    return call->env && call->env->interrupted && call->env->interrupted(call->env->ctx);
+}
+
+int cd_call_progress(cd_node_call *call, double value, double max) {
+    if (cd_call_interrupted(call)) return CD_INTERRUPTED;
+    if (call->env && call->env->progress) call->env->progress(call->env->ctx, call->node_id, value, max);
+    return CD_OK;
+}
+
+void cd_call_send_text(cd_node_call *call, const char *text) {
+    if (call->env && call->env->text) call->env->text(call->env->ctx, call->node_id, text);
+}
+
+int cd_call_send_preview(cd_node_call *call, const char *mime, const void *bytes, size_t len) {
+    if (!call->env || !call->env->preview) return CD_OK;
+    call->env->preview(call->env->ctx, call->node_id, mime, bytes, len);
+    return CD_OK;
+}
+
+const char *cd_call_unique_id(const cd_node_call *call) { return call->node_id; }
+const char *cd_call_prompt_json(const cd_node_call *call) { return call->env ? call->env->prompt_json : NULL; }
+const char *cd_call_extra_pnginfo_json(const cd_node_call *call) {
+    return call->env ? call->env->extra_pnginfo_json : NULL;
+}
+const char *cd_call_directory(const cd_node_call *call, const char *type) {
+    return call->env && call->env->directory ? call->env->directory(call->env->ctx, type) : NULL;
+}
+
+/* ---- expansion ---- */
+
+int cd_call_graph_begin(cd_node_call *call) {
+    call->graph_index++;
+    call->graph_local_counter = 0;
+    free(call->graph_prefix);
+    if (asprintf(&call->graph_prefix, "%s.%zu.%d.", call->node_id, call->call_index, call->graph_index) < 0) {
+        call->graph_prefix = NULL;
+        return CD_ERROR;
+    }
+    return CD_OK;
+}
+
+static cd_prompt_node *graph_find(cd_node_call *call, const char *id) {
+    for (size_t i = 0; i < call->n_graph; i++)
+        if (!strcmp(call->graph[i]->id, id)) return call->graph[i];
+    return NULL;
+}
+
+const char *cd_call_graph_add(cd_node_call *call, const char *class_type, const char *local_id) {
+    if (call->graph_index < 0 && cd_call_graph_begin(call) != CD_OK) return NULL;
+    if (!call->env || !call->env->registry) return NULL;
+    char local[32];
+    if (!local_id) {
+        snprintf(local, sizeof local, "%d", ++call->graph_local_counter);
+        local_id = local;
+    }
+    char *id;
+    if (asprintf(&id, "%s%s", call->graph_prefix, local_id) < 0) return NULL;
+    if (graph_find(call, id)) {
+        free(id);
+        return NULL;
+    }
+    cd_prompt_node *n = cd_prompt_node_new(call->env->registry, id, class_type);
+    free(id);
+    if (!n) return NULL;
+    cd_prompt_node **g = realloc(call->graph, (call->n_graph + 1) * sizeof *g);
+    if (!g) {
+        cd_prompt_node_free(n);
+        return NULL;
+    }
+    call->graph = g;
+    g[call->n_graph++] = n;
+    n->ephemeral = true;
+    n->parent = strdup(call->node_id);
+    return n->id;
+}
+
+int cd_call_graph_set_input(cd_node_call *call, const char *node_id, const char *input, cd_value *v) {
+    cd_prompt_node *n = graph_find(call, node_id);
+    if (!n) {
+        cd_value_unref(v);
+        return CD_ERROR;
+    }
+    return cd_prompt_node_set_input(n, input, v) == 0 ? CD_OK : CD_ERROR;
+}
+
+int cd_call_graph_set_display(cd_node_call *call, const char *node_id, const char *display_id) {
+    cd_prompt_node *n = graph_find(call, node_id);
+    if (!n) return CD_ERROR;
+    free(n->display);
+    n->display = strdup(display_id);
+    return n->display ? CD_OK : CD_ERROR;
+}
+
+/* ---- validation ---- */
+
+int cd_call_run_validate(const cd_node_type *t, json_t *constants, json_t *input_types, char **message) {
+    *message = NULL;
+    cd_node_call call;
+    cd_call_init(&call, t, NULL, "", 0);
+    /* Values live as long as the call; keep them in an array to release after. */
+    size_t n = json_object_size(constants) + json_object_size(input_types);
+    cd_value **owned = calloc(n ? n : 1, sizeof *owned);
+    size_t n_owned = 0;
+    const char *name;
+    json_t *v;
+    json_object_foreach(constants, name, v) {
+        cd_value *val = json_is_null(v) ? NULL : cd_value_from_json(v);
+        if (val) owned[n_owned++] = val;
+        const char *type = json_string_value(json_object_get(input_types, name));
+        cd_call_add_input(&call, name, val, type);
+    }
+    json_object_foreach(input_types, name, v) {
+        if (json_object_get(constants, name)) continue;
+        cd_call_add_input(&call, name, NULL, json_string_value(v)); /* linked: None */
+    }
+    int rc = t->def->validate_inputs(&call);
+    if (rc != CD_OK) *message = strdup(call.error_message ? call.error_message : "");
+    for (size_t i = 0; i < n_owned; i++) cd_value_unref(owned[i]);
+    free(owned);
+    cd_call_clear(&call);
+    return rc == CD_OK ? CD_OK : CD_ERROR;
+}

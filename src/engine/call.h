@@ -1,0 +1,64 @@
+/* One call of a node's callback (execute, check_lazy_status, fingerprint, validate_inputs):
+ * the inputs it sees, the outputs and UI it sets, its error, the lazy inputs it asks for and
+ * the subgraph it builds. The executor creates these; the public cd_call_* functions of
+ * node.h read and fill them. */
+#ifndef CD_ENGINE_CALL_H
+#define CD_ENGINE_CALL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "comfyd/node.h"
+#include "engine/prompt.h"
+#include "engine/registry.h"
+
+/* What a call can reach of the executor around it. All may be NULL (validation, tests). */
+typedef struct {
+    void *ctx;
+    int (*interrupted)(void *ctx);
+    void (*progress)(void *ctx, const char *node_id, double value, double max);
+    void (*text)(void *ctx, const char *node_id, const char *text);
+    void (*preview)(void *ctx, const char *node_id, const char *mime, const void *bytes, size_t len);
+    const char *(*directory)(void *ctx, const char *type);
+    const char *prompt_json;        /* PROMPT */
+    const char *extra_pnginfo_json; /* EXTRA_PNGINFO or NULL */
+    const cd_registry *registry;    /* for expansions */
+} cd_call_env;
+
+struct cd_node_call {
+    const cd_node_type *type;
+    const cd_call_env *env;
+    const char *node_id;
+    size_t call_index;
+    /* inputs */
+    const char **names;
+    const cd_value **values; /* NULL entries: absent for this call / unevaluated */
+    const char **input_types;
+    size_t n_inputs;
+    /* results */
+    cd_value **outputs; /* n = type->def->n_outputs */
+    json_t *ui;         /* {key: [..]} or NULL */
+    char *error_type, *error_message;
+    char **needed; /* check_lazy_status */
+    size_t n_needed;
+    /* expansion */
+    cd_prompt_node **graph; /* nodes built by this call (owned until taken) */
+    size_t n_graph;
+    int graph_index; /* -1 before cd_call_graph_begin */
+    int graph_local_counter;
+    char *graph_prefix;
+    char *returned_id; /* storage for cd_call_graph_add's answer */
+};
+
+void cd_call_init(cd_node_call *call, const cd_node_type *type, const cd_call_env *env, const char *node_id,
+                  size_t call_index);
+/* Adds an input for this call (borrowed name and value). */
+int cd_call_add_input(cd_node_call *call, const char *name, const cd_value *value, const char *type_name);
+void cd_call_clear(cd_node_call *call);
+
+/* Runs validate_inputs with constants (name → JSON value; linked inputs are passed as None) and
+ * input_types (name → type). Returns CD_OK, or CD_ERROR with *message set (malloc'd; "" when the
+ * node gave no reason). */
+int cd_call_run_validate(const cd_node_type *t, json_t *constants, json_t *input_types, char **message);
+
+#endif

@@ -1,0 +1,266 @@
+#include "engine/engine.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/str.h"
+#include "engine/history.h"
+#include "engine/queue.h"
+#include "engine/validate.h"
+
+struct cd_engine {
+    const cd_registry *reg;
+    cd_executor *executor;
+    cd_queue *queue;
+    cd_history *history;
+    cd_event_sink sink;
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t lock; /* guards number and the /free flags */
+    long long number;
+    bool flag_unload, flag_free;
+};
+
+const cd_registry *cd_engine_registry(const cd_engine *e) { return e->reg; }
+
+static void emit(cd_engine *e, const char *type, json_t *data, const char *sid) {
+    if (e->sink.event) e->sink.event(e->sink.ctx, type, data, sid);
+    else json_decref(data);
+}
+
+static void broadcast_status(cd_engine *e) {
+    emit(e, "status", json_pack("{s:{s:{s:i}}}", "status", "exec_info", "queue_remaining", cd_queue_remaining(e->queue)),
+         NULL);
+}
+
+cd_engine *cd_engine_new(const cd_registry *reg, const cd_engine_config *cfg, const cd_event_sink *sink, char *err,
+                         size_t errlen) {
+    cd_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    e->reg = reg;
+    if (sink) e->sink = *sink;
+    pthread_mutex_init(&e->lock, NULL);
+    e->executor = cd_executor_new(reg, cfg->cache_policy, cfg->cache_lru_size, sink);
+    e->queue = cd_queue_new();
+    e->history = cd_history_open(cfg->history_db, cfg->history_max ? cfg->history_max : 10000, err, errlen);
+    if (!e->executor || !e->queue || !e->history) {
+        if (!err[0]) snprintf(err, errlen, "out of memory");
+        cd_engine_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static void apply_free_flags(cd_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    bool free_mem = e->flag_free;
+    e->flag_free = e->flag_unload = false;
+    pthread_mutex_unlock(&e->lock);
+    if (free_mem) {
+        cd_executor_reset_caches(e->executor);
+        cd_info("free: caches cleared");
+    }
+}
+
+/* The history entry of §6.3 for a finished prompt. */
+static json_t *history_entry(const cd_queue_item *it, cd_exec_result *res) {
+    json_t *extra = json_deep_copy(it->extra_data);
+    json_object_del(extra, "auth_token_comfy_org");
+    json_object_del(extra, "api_key_comfy_org");
+    json_t *num = it->number_is_float ? json_real(it->number) : json_integer((json_int_t)it->number);
+    json_t *prompt = json_pack("[o, s, O, o, O]", num, it->prompt_id, it->prompt, extra, it->outputs);
+    json_t *status = json_pack("{s:s, s:b, s:O}", "status_str", res->success ? "success" : "error", "completed",
+                               res->success, "messages", res->messages);
+    return json_pack("{s:o, s:O, s:o, s:O}", "prompt", prompt, "outputs", res->outputs, "status", status, "meta",
+                     res->meta);
+}
+
+static void *worker(void *arg) {
+    cd_engine *e = arg;
+    for (;;) {
+        apply_free_flags(e);
+        cd_queue_item *it;
+        int got = cd_queue_take(e->queue, &it);
+        if (got < 0) break;
+        if (got == 0) continue; /* woken for /free: apply the flags at the top */
+        broadcast_status(e);
+        cd_exec_request req = {.prompt_id = it->prompt_id, .prompt = it->prompt, .extra_data = it->extra_data,
+                               .outputs = it->outputs};
+        cd_exec_result res;
+        if (cd_executor_run(e->executor, &req, &res) < 0) {
+            cd_error("prompt %s: could not start (out of memory)", it->prompt_id);
+            memset(&res, 0, sizeof res);
+            res.outputs = json_object();
+            res.messages = json_array();
+            res.meta = json_object();
+        }
+        cd_info("prompt %s: %s (%zu node(s) run, %zu cached)", it->prompt_id,
+                res.success ? "done" : res.interrupted ? "interrupted" : "failed", res.executed_count, res.cached_count);
+        const char *client = json_string_value(json_object_get(it->extra_data, "client_id"));
+        char *client_id = client ? strdup(client) : NULL;
+        char *prompt_id = strdup(it->prompt_id);
+        cd_history_add(e->history, it->prompt_id, history_entry(it, &res));
+        cd_exec_result_clear(&res);
+        cd_queue_done(e->queue);
+        broadcast_status(e);
+        /* Last: clients treat this as "done, history ready". */
+        if (client_id) emit(e, "executing", json_pack("{s:n, s:s}", "node", "prompt_id", prompt_id), client_id);
+        free(client_id);
+        free(prompt_id);
+    }
+    return NULL;
+}
+
+int cd_engine_start(cd_engine *e) {
+    if (pthread_create(&e->thread, NULL, worker, e) != 0) return -1;
+    e->thread_started = true;
+    return 0;
+}
+
+void cd_engine_free(cd_engine *e) {
+    if (!e) return;
+    if (e->thread_started) {
+        cd_executor_interrupt(e->executor);
+        cd_queue_close(e->queue);
+        pthread_join(e->thread, NULL);
+    }
+    cd_executor_free(e->executor);
+    cd_queue_free(e->queue);
+    cd_history_close(e->history);
+    pthread_mutex_destroy(&e->lock);
+    free(e);
+}
+
+/* ---- POST /prompt ---- */
+
+static json_t *error_reply(const char *type, const char *message, const char *details) {
+    return json_pack("{s:{s:s, s:s, s:s, s:{}}, s:{}}", "error", "type", type, "message", message, "details", details,
+                     "extra_info", "node_errors");
+}
+
+/* Python's str() of a JSON value, for a client-chosen prompt_id of another type. */
+static char *python_str(json_t *v) {
+    if (json_is_string(v)) return strdup(json_string_value(v));
+    if (json_is_null(v)) return strdup("None");
+    if (json_is_true(v)) return strdup("True");
+    if (json_is_false(v)) return strdup("False");
+    return json_dumps(v, JSON_ENCODE_ANY);
+}
+
+int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply) {
+    /* The counter moves even when the request then fails, as in ComfyUI. */
+    pthread_mutex_lock(&e->lock);
+    long long counter = e->number++;
+    pthread_mutex_unlock(&e->lock);
+    json_t *num_j = json_is_object(body) ? json_object_get(body, "number") : NULL;
+    double number;
+    bool is_float = false;
+    if (num_j && json_is_number(num_j)) {
+        number = json_number_value(num_j);
+        is_float = true;
+    } else if (num_j && json_is_string(num_j)) {
+        char *end;
+        number = strtod(json_string_value(num_j), &end);
+        if (*end || end == json_string_value(num_j) || isnan(number)) {
+            *reply = error_reply("invalid_prompt", "Invalid number", json_string_value(num_j));
+            return 400;
+        }
+        is_float = true;
+    } else {
+        bool front = json_is_object(body) && json_is_true(json_object_get(body, "front"));
+        number = front ? (double)-counter : (double)counter;
+    }
+    json_t *prompt = json_is_object(body) ? json_object_get(body, "prompt") : NULL;
+    if (!prompt) {
+        *reply = error_reply("no_prompt", "No prompt provided", "No prompt provided");
+        return 400;
+    }
+    char *prompt_id;
+    json_t *pid = json_object_get(body, "prompt_id");
+    if (pid) prompt_id = python_str(pid);
+    else {
+        prompt_id = malloc(37);
+        if (prompt_id) cd_str_uuid4(prompt_id);
+    }
+    if (!prompt_id) {
+        *reply = error_reply("internal_error", "out of memory", "");
+        return 500;
+    }
+    cd_validation v;
+    /* Validation converts values in place; work on a copy the queue will own. */
+    json_t *copy = json_deep_copy(prompt);
+    if (!copy || cd_validate_prompt(e->reg, copy, json_object_get(body, "partial_execution_targets"), &v) < 0) {
+        json_decref(copy);
+        free(prompt_id);
+        *reply = error_reply("internal_error", "out of memory", "");
+        return 500;
+    }
+    if (v.error) {
+        *reply = json_pack("{s:O, s:O}", "error", v.error, "node_errors", v.node_errors);
+        cd_validation_clear(&v);
+        json_decref(copy);
+        free(prompt_id);
+        return 400;
+    }
+    cd_queue_item *it = calloc(1, sizeof *it);
+    json_t *extra = json_object_get(body, "extra_data");
+    it->number = number;
+    it->number_is_float = is_float;
+    it->prompt_id = prompt_id;
+    it->prompt = copy;
+    it->extra_data = json_is_object(extra) ? json_deep_copy(extra) : json_object();
+    json_t *client = json_object_get(body, "client_id");
+    if (client) json_object_set(it->extra_data, "client_id", client);
+    it->outputs = json_array();
+    for (size_t i = 0; i < v.n_outputs; i++) json_array_append_new(it->outputs, json_string(v.outputs[i]));
+    json_t *num_reply = is_float ? json_real(number) : json_integer((json_int_t)number);
+    *reply = json_pack("{s:s, s:o, s:O}", "prompt_id", prompt_id, "number", num_reply, "node_errors", v.node_errors);
+    cd_validation_clear(&v);
+    cd_queue_put(e->queue, it);
+    broadcast_status(e);
+    return 200;
+}
+
+/* ---- the rest ---- */
+
+int cd_engine_queue_remaining(cd_engine *e) { return cd_queue_remaining(e->queue); }
+json_t *cd_engine_queue(cd_engine *e) { return cd_queue_snapshot(e->queue); }
+
+void cd_engine_queue_clear(cd_engine *e) {
+    cd_queue_clear(e->queue);
+    broadcast_status(e);
+}
+
+void cd_engine_queue_delete(cd_engine *e, const char *prompt_id) {
+    if (cd_queue_delete(e->queue, prompt_id)) broadcast_status(e);
+}
+
+bool cd_engine_interrupt(cd_engine *e, const char *prompt_id) {
+    if (prompt_id && !cd_queue_is_running(e->queue, prompt_id)) {
+        cd_info("interrupt: prompt %s is not running; nothing to do", prompt_id);
+        return false;
+    }
+    cd_executor_interrupt(e->executor);
+    return true;
+}
+
+void cd_engine_free_memory(cd_engine *e, bool unload_models, bool free_memory) {
+    pthread_mutex_lock(&e->lock);
+    e->flag_unload |= unload_models;
+    e->flag_free |= free_memory;
+    pthread_mutex_unlock(&e->lock);
+    cd_queue_wake(e->queue);
+}
+
+json_t *cd_engine_history(cd_engine *e, long max_items, long offset) { return cd_history_list(e->history, max_items, offset); }
+json_t *cd_engine_history_get(cd_engine *e, const char *id) { return cd_history_get(e->history, id); }
+void cd_engine_history_delete(cd_engine *e, const char *id) { cd_history_delete(e->history, id); }
+void cd_engine_history_clear(cd_engine *e) { cd_history_clear(e->history); }

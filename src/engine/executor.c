@@ -1,0 +1,1048 @@
+#include "engine/executor.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "base/log.h"
+#include "base/map.h"
+#include "engine/call.h"
+#include "engine/prompt.h"
+#include "engine/value.h"
+
+struct cd_executor {
+    const cd_registry *reg;
+    cd_cache *cache;
+    cd_event_sink sink;
+    atomic_int interrupt;
+};
+
+/* Per-node state for one run. */
+typedef struct nstate nstate;
+struct nstate {
+    cd_prompt_node *node;
+    cd_sig sig;
+    bool sig_done, sig_busy;
+    cd_value *fingerprint; /* IS_CHANGED value, or NULL when the class has none */
+    const cd_cache_entry *entry; /* results (cached or computed this run) */
+    int block_count;
+    bool pending, ready, done;
+    nstate **dependents;
+    size_t n_dep, cap_dep;
+    /* expansion: the per-call outputs waiting for the subgraph */
+    cd_value ***exp_outputs; /* [call][slot] */
+    json_t *exp_ui;
+    size_t exp_calls;
+    bool expanding;
+    size_t order; /* insertion order into the execution list */
+};
+
+typedef struct {
+    cd_executor *ex;
+    cd_prompt *prompt;
+    cd_map *states; /* id -> nstate */
+    nstate **all;   /* every state, to free */
+    size_t n_all, cap_all;
+    nstate **ready;
+    size_t n_ready, cap_ready;
+    size_t n_pending;
+    size_t order_counter;
+    const char *prompt_id;
+    const char *client_id; /* NULL: no per-prompt events */
+    json_t *executed;      /* node ids that ran */
+    json_t *messages;
+    cd_call_env env;
+    char *extra_pnginfo;
+    const char *current_node;
+    nstate *current;
+    bool failed, interrupted;
+    json_t *error;
+} run_ctx;
+
+/* ---- events ---- */
+
+static int64_t now_ms(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void emit(run_ctx *r, const char *type, json_t *data, const char *sid) {
+    if (r->ex->sink.event) r->ex->sink.event(r->ex->sink.ctx, type, data, sid);
+    else json_decref(data);
+}
+
+/* Events only the submitting client gets, and nobody when the prompt has no client. */
+static void emit_client(run_ctx *r, const char *type, json_t *data) {
+    if (!r->client_id) {
+        json_decref(data);
+        return;
+    }
+    emit(r, type, data, r->client_id);
+}
+
+/* Status messages also go into the history entry. */
+static void add_message(run_ctx *r, const char *type, json_t *data, bool broadcast_without_client) {
+    json_array_append_new(r->messages, json_pack("[s, O]", type, data));
+    if (r->client_id || broadcast_without_client) emit(r, type, data, r->client_id);
+    else json_decref(data);
+}
+
+static void progress_state(run_ctx *r, nstate *s, const char *state, double value, double max) {
+    const cd_prompt_node *n = s->node;
+    const char *parent = n->parent;
+    json_t *node = json_pack("{s:f, s:f, s:s, s:s, s:s, s:s, s:o, s:s}", "value", value, "max", max, "state", state,
+                             "node_id", n->id, "prompt_id", r->prompt_id, "display_node_id",
+                             cd_prompt_display_id(r->prompt, n), "parent_node_id",
+                             parent ? json_string(parent) : json_null(), "real_node_id",
+                             cd_prompt_real_id(r->prompt, n));
+    json_t *nodes = json_object();
+    json_object_set_new(nodes, n->id, node);
+    /* Only the node that changed: ComfyUI resends every node each time, which makes the
+     * traffic quadratic in the graph size. */
+    emit(r, "progress_state", json_pack("{s:s, s:o}", "prompt_id", r->prompt_id, "nodes", nodes), r->client_id);
+}
+
+/* ---- call environment (progress and interrupt from inside nodes) ---- */
+
+static int env_interrupted(void *ctx) {
+    run_ctx *r = ctx;
+    return atomic_load(&r->ex->interrupt) != 0;
+}
+
+static void env_progress(void *ctx, const char *node_id, double value, double max) {
+    run_ctx *r = ctx;
+    nstate *s = cd_map_get(r->states, node_id);
+    emit(r, "progress",
+         json_pack("{s:f, s:f, s:s, s:s}", "value", value, "max", max, "prompt_id", r->prompt_id, "node", node_id),
+         r->client_id);
+    if (s) progress_state(r, s, "running", value, max);
+}
+
+static void env_text(void *ctx, const char *node_id, const char *text) {
+    run_ctx *r = ctx;
+    if (!r->ex->sink.binary) return;
+    size_t idlen = strlen(node_id), tlen = strlen(text);
+    unsigned char *buf = malloc(4 + idlen + tlen);
+    if (!buf) return;
+    buf[0] = (unsigned char)(idlen >> 24);
+    buf[1] = (unsigned char)(idlen >> 16);
+    buf[2] = (unsigned char)(idlen >> 8);
+    buf[3] = (unsigned char)idlen;
+    memcpy(buf + 4, node_id, idlen);
+    memcpy(buf + 4 + idlen, text, tlen);
+    /* Node text goes to everyone, as ComfyUI's send_progress_text without a sid. */
+    r->ex->sink.binary(r->ex->sink.ctx, 3, buf, 4 + idlen + tlen, NULL);
+    free(buf);
+}
+
+static void env_preview(void *ctx, const char *node_id, const char *mime, const void *bytes, size_t len) {
+    run_ctx *r = ctx;
+    (void)node_id;
+    if (!r->ex->sink.binary) return;
+    unsigned char *buf = malloc(4 + len);
+    if (!buf) return;
+    uint32_t fmt = strcmp(mime, "image/png") == 0 ? 2 : 1;
+    buf[0] = buf[1] = buf[2] = 0;
+    buf[3] = (unsigned char)fmt;
+    memcpy(buf + 4, bytes, len);
+    r->ex->sink.binary(r->ex->sink.ctx, 1, buf, 4 + len, r->client_id);
+    free(buf);
+}
+
+static const char *env_directory(void *ctx, const char *type) {
+    run_ctx *r = ctx;
+    return r->ex->sink.directory ? r->ex->sink.directory(r->ex->sink.ctx, type) : NULL;
+}
+
+/* ---- states ---- */
+
+static nstate *state_for(run_ctx *r, cd_prompt_node *n) {
+    nstate *s = cd_map_get(r->states, n->id);
+    if (s) return s;
+    s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->node = n;
+    if (r->n_all == r->cap_all) {
+        size_t cap = r->cap_all ? r->cap_all * 2 : 64;
+        nstate **all = realloc(r->all, cap * sizeof *all);
+        if (!all) {
+            free(s);
+            return NULL;
+        }
+        r->all = all;
+        r->cap_all = cap;
+    }
+    if (cd_map_set(r->states, n->id, s) < 0) {
+        free(s);
+        return NULL;
+    }
+    r->all[r->n_all++] = s;
+    return s;
+}
+
+static nstate *state_by_id(run_ctx *r, const char *id) {
+    nstate *s = cd_map_get(r->states, id);
+    if (s) return s;
+    cd_prompt_node *n = cd_prompt_get(r->prompt, id);
+    return n ? state_for(r, n) : NULL;
+}
+
+static void free_exp(nstate *s) {
+    for (size_t c = 0; c < s->exp_calls; c++) {
+        int n = s->node->type ? s->node->type->def->n_outputs : 0;
+        for (int k = 0; k < n; k++) cd_value_unref(s->exp_outputs[c][k]);
+        free(s->exp_outputs[c]);
+    }
+    free(s->exp_outputs);
+    s->exp_outputs = NULL;
+    s->exp_calls = 0;
+    json_decref(s->exp_ui);
+    s->exp_ui = NULL;
+}
+
+static void state_free(nstate *s) {
+    free(s->dependents);
+    cd_value_unref(s->fingerprint);
+    free_exp(s);
+    free(s);
+}
+
+/* ---- signatures (cache keys) ---- */
+
+/* IS_CHANGED: the node's fingerprint callback on its constant inputs. */
+static void compute_fingerprint(run_ctx *r, nstate *s) {
+    const cd_node_type *t = s->node->type;
+    if (!t || !t->def->fingerprint) return;
+    cd_node_call call;
+    cd_call_init(&call, t, &r->env, s->node->id, 0);
+    for (size_t i = 0; i < s->node->n_inputs; i++) {
+        const cd_prompt_input *in = &s->node->inputs[i];
+        cd_call_add_input(&call, in->name, in->is_link ? NULL : in->value, NULL);
+    }
+    cd_value *v = t->def->fingerprint(&call);
+    cd_call_clear(&call);
+    if (!v) v = cd_value_float(NAN);
+    if (cd_value_kind_of(v) == CD_VALUE_BLOCKER) {
+        cd_value_unref(v);
+        v = cd_value_none();
+    }
+    s->fingerprint = v;
+}
+
+static int cmp_input_names(const void *a, const void *b) {
+    return strcmp((*(const cd_prompt_input *const *)a)->name, (*(const cd_prompt_input *const *)b)->name);
+}
+
+/* The node's own part of the key: class, fingerprint, id where it matters, and its inputs in
+ * name order, links by their source's signature. Sources must be signed already. */
+static void sign_node(run_ctx *r, nstate *s) {
+    cd_prompt_node *n = s->node;
+    cd_sig_init(&s->sig);
+    cd_sig_str(&s->sig, n->class_type);
+    if (!n->type) {
+        s->sig.uncacheable = true;
+        return;
+    }
+    cd_sig_value(&s->sig, s->fingerprint);
+    bool by_id = (n->type->def->flags & CD_NODE_NOT_IDEMPOTENT) != 0;
+    for (size_t i = 0; i < n->type->n_inputs && !by_id; i++)
+        if (n->type->inputs[i].hidden_kind && !strcmp(n->type->inputs[i].hidden_kind, "UNIQUE_ID")) by_id = true;
+    if (by_id) cd_sig_str(&s->sig, n->id);
+    const cd_prompt_input *stack_sorted[64];
+    const cd_prompt_input **sorted = n->n_inputs <= 64 ? stack_sorted : malloc(n->n_inputs * sizeof *sorted);
+    if (!sorted) {
+        s->sig.uncacheable = true;
+        return;
+    }
+    for (size_t i = 0; i < n->n_inputs; i++) sorted[i] = &n->inputs[i];
+    qsort(sorted, n->n_inputs, sizeof *sorted, cmp_input_names);
+    for (size_t i = 0; i < n->n_inputs; i++) {
+        const cd_prompt_input *in = sorted[i];
+        cd_sig_str(&s->sig, in->name);
+        if (in->is_link) {
+            nstate *src = state_by_id(r, in->src);
+            if (!src || !src->sig_done || src->sig.uncacheable) {
+                s->sig.uncacheable = true;
+                continue;
+            }
+            cd_sig_bytes(&s->sig, 'A', &src->sig.h1, sizeof src->sig.h1);
+            cd_sig_bytes(&s->sig, 'B', &src->sig.h2, sizeof src->sig.h2);
+            cd_sig_u64(&s->sig, (uint64_t)in->slot);
+        } else {
+            cd_sig_value(&s->sig, in->value);
+        }
+    }
+    if (sorted != stack_sorted) free(sorted);
+}
+
+/* Signs s and, first, every unsigned ancestor: an explicit stack, since a chain may be
+ * 100,000 nodes long. A cycle (possible only through expansions) makes the key unusable. */
+static void ensure_signed(run_ctx *r, nstate *root) {
+    if (root->sig_done) return;
+    size_t cap = 64, n = 0;
+    nstate **stack = malloc(cap * sizeof *stack);
+    if (!stack) {
+        cd_sig_init(&root->sig);
+        root->sig.uncacheable = root->sig_done = true;
+        return;
+    }
+    stack[n++] = root;
+    root->sig_busy = true;
+    while (n > 0) {
+        nstate *s = stack[n - 1];
+        bool pushed = false;
+        for (size_t i = 0; i < s->node->n_inputs; i++) {
+            const cd_prompt_input *in = &s->node->inputs[i];
+            if (!in->is_link) continue;
+            nstate *src = state_by_id(r, in->src);
+            if (!src || src->sig_done || src->sig_busy) continue;
+            if (n == cap) {
+                nstate **st = realloc(stack, cap * 2 * sizeof *st);
+                if (!st) break;
+                stack = st;
+                cap *= 2;
+            }
+            src->sig_busy = true;
+            stack[n++] = src;
+            pushed = true;
+            break;
+        }
+        if (pushed) continue;
+        compute_fingerprint(r, s);
+        sign_node(r, s);
+        s->sig_busy = false;
+        s->sig_done = true;
+        n--;
+    }
+    free(stack);
+}
+
+/* ---- the execution list ---- */
+
+static void make_ready(run_ctx *r, nstate *s) {
+    if (s->ready || s->done) return;
+    if (r->n_ready == r->cap_ready) {
+        size_t cap = r->cap_ready ? r->cap_ready * 2 : 64;
+        nstate **rd = realloc(r->ready, cap * sizeof *rd);
+        if (!rd) return;
+        r->ready = rd;
+        r->cap_ready = cap;
+    }
+    r->ready[r->n_ready++] = s;
+    s->ready = true;
+}
+
+static bool has_results(run_ctx *r, nstate *s) {
+    if (s->entry) return true;
+    ensure_signed(r, s);
+    const cd_cache_entry *e = cd_cache_get(r->ex->cache, &s->sig);
+    if (e) s->entry = e;
+    return e != NULL;
+}
+
+static void add_pending(run_ctx *r, nstate *s) {
+    if (s->pending || s->done) return;
+    s->pending = true;
+    s->order = r->order_counter++;
+    r->n_pending++;
+}
+
+static void link_block(run_ctx *r, nstate *src, nstate *dst) {
+    for (size_t i = src->n_dep; i-- > 0;)
+        if (src->dependents[i] == dst) return;
+    if (src->n_dep == src->cap_dep) {
+        size_t cap = src->cap_dep ? src->cap_dep * 2 : 4;
+        nstate **d = realloc(src->dependents, cap * sizeof *d);
+        if (!d) return;
+        src->dependents = d;
+        src->cap_dep = cap;
+    }
+    src->dependents[src->n_dep++] = dst;
+    dst->block_count++;
+    if (dst->ready) { /* no longer ready: remove it from the ready list */
+        for (size_t i = 0; i < r->n_ready; i++)
+            if (r->ready[i] == dst) {
+                memmove(&r->ready[i], &r->ready[i + 1], (r->n_ready - i - 1) * sizeof *r->ready);
+                r->n_ready--;
+                break;
+            }
+        dst->ready = false;
+    }
+}
+
+/* ExecutionList.add_node: the node, and (iteratively) every uncached non-lazy source. */
+static void add_node(run_ctx *r, nstate *root) {
+    if (root->pending || root->done) return;
+    /* stack: nodes still to expand; added: every node made pending here (to check readiness). */
+    size_t cap = 64, n = 0, cap_added = 64, n_added = 0;
+    nstate **stack = malloc(cap * sizeof *stack);
+    nstate **added = malloc(cap_added * sizeof *added);
+    if (!stack || !added) {
+        free(stack);
+        free(added);
+        return;
+    }
+    add_pending(r, root);
+    stack[n++] = root;
+    added[n_added++] = root;
+    while (n > 0) {
+        nstate *s = stack[--n];
+        const cd_node_type *t = s->node->type;
+        for (size_t i = 0; i < s->node->n_inputs; i++) {
+            const cd_prompt_input *in = &s->node->inputs[i];
+            if (!in->is_link) continue;
+            const cd_input_def *def = t ? cd_node_type_input(t, in->name) : NULL;
+            if (def && def->lazy) continue;
+            nstate *src = state_by_id(r, in->src);
+            if (!src || has_results(r, src)) continue;
+            bool fresh = !src->pending && !src->done;
+            if (fresh) add_pending(r, src);
+            link_block(r, src, s);
+            if (fresh) {
+                if (n == cap) {
+                    nstate **st = realloc(stack, cap * 2 * sizeof *st);
+                    if (!st) break;
+                    stack = st;
+                    cap *= 2;
+                }
+                if (n_added == cap_added) {
+                    nstate **ad = realloc(added, cap_added * 2 * sizeof *ad);
+                    if (!ad) break;
+                    added = ad;
+                    cap_added *= 2;
+                }
+                stack[n++] = src;
+                added[n_added++] = src;
+            }
+        }
+    }
+    /* Ready: the new pending nodes nothing blocks. Insertion order is kept by `order`. */
+    for (size_t i = 0; i < n_added; i++)
+        if (added[i]->block_count == 0) make_ready(r, added[i]);
+    free(stack);
+    free(added);
+}
+
+/* A strong link added later (lazy inputs, expansions): src must run before dst runs again. */
+static void add_strong_link(run_ctx *r, nstate *src, nstate *dst) {
+    if (has_results(r, src)) return;
+    add_node(r, src);
+    link_block(r, src, dst);
+}
+
+static bool is_output(const nstate *s) { return s->node->type && cd_node_type_is_output(s->node->type); }
+
+static bool blocks_output(const nstate *s, int depth) {
+    for (size_t i = 0; i < s->n_dep; i++) {
+        if (is_output(s->dependents[i])) return true;
+        if (depth > 1 && blocks_output(s->dependents[i], depth - 1)) return true;
+    }
+    return false;
+}
+
+/* stage_node_execution's preference: an output node, then a node feeding an output, then one
+ * two steps away, then the earliest added. */
+static nstate *pick_ready(run_ctx *r) {
+    if (r->n_ready == 0) return NULL;
+    size_t best = 0;
+    int best_rank = 4;
+    for (size_t i = 0; i < r->n_ready && best_rank > 0; i++) {
+        nstate *s = r->ready[i];
+        int rank = is_output(s) ? 0 : blocks_output(s, 1) ? 1 : blocks_output(s, 2) ? 2 : 3;
+        if (rank < best_rank || (rank == best_rank && s->order < r->ready[best]->order)) {
+            best = i;
+            best_rank = rank;
+        }
+    }
+    nstate *s = r->ready[best];
+    memmove(&r->ready[best], &r->ready[best + 1], (r->n_ready - best - 1) * sizeof *r->ready);
+    r->n_ready--;
+    s->ready = false;
+    return s;
+}
+
+static void complete(run_ctx *r, nstate *s) {
+    s->done = true;
+    s->pending = false;
+    r->n_pending--;
+    for (size_t i = 0; i < s->n_dep; i++) {
+        nstate *d = s->dependents[i];
+        if (--d->block_count == 0 && d->pending && !d->done) make_ready(r, d);
+    }
+    s->n_dep = 0;
+}
+
+/* ---- running one node ---- */
+
+typedef enum { NODE_SUCCESS, NODE_PENDING, NODE_FAILURE } node_result;
+
+/* The input lists of a node: name -> CD_VALUE_LIST (owned), NULL where missing. */
+typedef struct {
+    const char **names;
+    cd_value **lists;
+    size_t n;
+} input_lists;
+
+static void input_lists_free(input_lists *il) {
+    for (size_t i = 0; i < il->n; i++) cd_value_unref(il->lists[i]);
+    free(il->names);
+    free(il->lists);
+}
+
+static cd_value *single_list(cd_value *v) {
+    cd_value *l = cd_value_list_new(1);
+    if (l) cd_value_list_push(l, v);
+    else cd_value_unref(v);
+    return l;
+}
+
+static int gather_inputs(run_ctx *r, nstate *s, input_lists *il) {
+    cd_prompt_node *n = s->node;
+    const cd_node_type *t = n->type;
+    size_t cap = n->n_inputs + t->n_inputs + 1;
+    il->names = calloc(cap, sizeof *il->names);
+    il->lists = calloc(cap, sizeof *il->lists);
+    il->n = 0;
+    if (!il->names || !il->lists) return -1;
+    for (size_t i = 0; i < n->n_inputs; i++) {
+        const cd_prompt_input *in = &n->inputs[i];
+        const cd_input_def *def = cd_node_type_input(t, in->name);
+        cd_value *list = NULL;
+        if (in->is_link && def && def->raw_link) {
+            list = single_list(cd_value_link(in->src, in->slot));
+        } else if (in->is_link) {
+            nstate *src = state_by_id(r, in->src);
+            if (src && !src->entry) has_results(r, src);
+            if (src && src->entry && in->slot >= 0 && in->slot < src->entry->n_outputs)
+                list = cd_value_ref(src->entry->outputs[in->slot]);
+        } else if (def) {
+            list = single_list(cd_value_ref(in->value));
+        } else {
+            continue; /* undeclared constants are dropped; undeclared links are kept */
+        }
+        il->names[il->n] = in->name;
+        il->lists[il->n++] = list;
+    }
+    for (size_t i = 0; i < t->n_inputs; i++) {
+        const cd_input_def *def = &t->inputs[i];
+        if (!def->hidden_kind || !strcmp(def->hidden_kind, "")) continue;
+        cd_value *v = NULL;
+        if (!strcmp(def->hidden_kind, "UNIQUE_ID")) v = cd_value_string(n->id);
+        else if (!strcmp(def->hidden_kind, "PROMPT")) v = cd_value_json(r->env.prompt_json);
+        else if (!strcmp(def->hidden_kind, "EXTRA_PNGINFO"))
+            v = r->extra_pnginfo ? cd_value_json(r->extra_pnginfo) : cd_value_none();
+        else continue;
+        if (!v) continue;
+        il->names[il->n] = def->name;
+        il->lists[il->n++] = single_list(v);
+    }
+    return 0;
+}
+
+/* Fills call with element i of each list (the last element when a list is shorter). */
+static void fill_call(cd_node_call *call, const input_lists *il, size_t i, bool whole_lists) {
+    for (size_t k = 0; k < il->n; k++) {
+        const cd_value *v = NULL;
+        if (il->lists[k]) {
+            if (whole_lists) v = il->lists[k];
+            else {
+                size_t len = cd_value_list_len(il->lists[k]);
+                if (len) v = cd_value_list_at(il->lists[k], i < len ? i : len - 1);
+            }
+        }
+        cd_call_add_input(call, il->names[k], v, NULL);
+    }
+}
+
+static const cd_value *find_blocker(const cd_node_call *call) {
+    for (size_t k = 0; k < call->n_inputs; k++) {
+        const cd_value *v = call->values[k];
+        if (cd_value_kind_of(v) == CD_VALUE_BLOCKER) return v;
+        if (cd_value_kind_of(v) == CD_VALUE_LIST)
+            for (size_t j = 0; j < cd_value_list_len(v); j++)
+                if (cd_value_kind_of(cd_value_list_at(v, j)) == CD_VALUE_BLOCKER) return cd_value_list_at(v, j);
+    }
+    return NULL;
+}
+
+static json_t *format_inputs(const input_lists *il) {
+    json_t *o = json_object();
+    for (size_t k = 0; k < il->n; k++) {
+        json_t *vals = json_array();
+        for (size_t j = 0; il->lists[k] && j < cd_value_list_len(il->lists[k]); j++) {
+            const cd_value *v = cd_value_list_at(il->lists[k], j);
+            cd_value_kind kind = cd_value_kind_of(v);
+            if (kind == CD_VALUE_INT || kind == CD_VALUE_FLOAT || kind == CD_VALUE_BOOL || kind == CD_VALUE_STRING ||
+                kind == CD_VALUE_NONE)
+                json_array_append_new(vals, cd_value_to_json_t(v));
+            else {
+                char *text = cd_value_to_json(v);
+                json_array_append_new(vals, json_string(text ? text : "?"));
+                free(text);
+            }
+        }
+        json_object_set_new(o, il->names[k], vals);
+    }
+    return o;
+}
+
+static void fail_node(run_ctx *r, nstate *s, const char *type, const char *message, const input_lists *il) {
+    r->failed = true;
+    const char *real = cd_prompt_real_id(r->prompt, s->node);
+    cd_prompt_node *realn = cd_prompt_get(r->prompt, real);
+    json_t *outs = json_array();
+    for (size_t i = 0; i < r->n_all; i++)
+        if (r->all[i]->entry && !r->all[i]->node->ephemeral) json_array_append_new(outs, json_string(r->all[i]->node->id));
+    json_t *data = json_pack("{s:s, s:s, s:s, s:O, s:s, s:s, s:[], s:o, s:o, s:I}", "prompt_id", r->prompt_id,
+                             "node_id", real, "node_type", realn ? realn->class_type : s->node->class_type, "executed",
+                             r->executed, "exception_message", message ? message : "", "exception_type", type,
+                             "traceback", "current_inputs", il ? format_inputs(il) : json_array(), "current_outputs",
+                             outs, "timestamp", (json_int_t)now_ms());
+    r->error = json_incref(data);
+    add_message(r, "execution_error", data, false);
+}
+
+/* Merges per-call outputs into one list per slot (OUTPUT_IS_LIST slots concatenate). */
+static cd_value **merge_outputs(const cd_node_type *t, cd_value ***per_call, size_t calls) {
+    int n = t->def->n_outputs;
+    cd_value **out = calloc(n > 0 ? (size_t)n : 1, sizeof *out);
+    if (!out) return NULL;
+    for (int k = 0; k < n; k++) {
+        out[k] = cd_value_list_new(calls);
+        for (size_t c = 0; c < calls; c++) {
+            cd_value *v = per_call[c][k];
+            if (t->def->outputs[k].is_list && cd_value_kind_of(v) == CD_VALUE_LIST) {
+                for (size_t j = 0; j < cd_value_list_len(v); j++)
+                    cd_value_list_push(out[k], cd_value_ref(cd_value_list_at(v, j)));
+            } else {
+                cd_value_list_push(out[k], v ? cd_value_ref(v) : cd_value_none());
+            }
+        }
+    }
+    return out;
+}
+
+static void merge_ui(json_t **into, json_t *ui) {
+    if (!ui) return;
+    if (!*into) *into = json_object();
+    const char *key;
+    json_t *list;
+    json_object_foreach(ui, key, list) {
+        json_t *have = json_object_get(*into, key);
+        if (!have) json_object_set(*into, key, list);
+        else json_array_extend(have, list);
+    }
+}
+
+static void store_results(run_ctx *r, nstate *s, cd_value ***per_call, size_t calls, json_t *ui) {
+    cd_prompt_node *n = s->node;
+    cd_value **outputs = merge_outputs(n->type, per_call, calls);
+    json_t *ui_entry = NULL;
+    if (ui && json_object_size(ui)) {
+        json_t *meta = json_pack("{s:s, s:s, s:o, s:s}", "node_id", n->id, "display_node",
+                                 cd_prompt_display_id(r->prompt, n), "parent_node",
+                                 n->parent ? json_string(n->parent) : json_null(), "real_node_id",
+                                 cd_prompt_real_id(r->prompt, n));
+        ui_entry = json_pack("{s:o, s:O}", "meta", meta, "output", ui);
+        emit_client(r, "executed",
+                    json_pack("{s:s, s:s, s:O, s:s}", "node", n->id, "display_node", cd_prompt_display_id(r->prompt, n),
+                              "output", ui, "prompt_id", r->prompt_id));
+    }
+    s->entry = cd_cache_put(r->ex->cache, &s->sig, outputs, outputs ? n->type->def->n_outputs : 0, ui_entry);
+}
+
+/* Handles a call whose outputs contain links: the subgraph joins the prompt. */
+static int start_expansion(run_ctx *r, nstate *s, cd_node_call *calls, size_t n_calls) {
+    for (size_t c = 0; c < n_calls; c++) {
+        for (size_t g = 0; g < calls[c].n_graph; g++) {
+            cd_prompt_node *gn = calls[c].graph[g];
+            if (!gn->display) gn->display = strdup(cd_prompt_display_id(r->prompt, s->node));
+            if (cd_prompt_add(r->prompt, gn) < 0) {
+                char msg[300];
+                snprintf(msg, sizeof msg, "Node with id %s already exists", gn->id);
+                fail_node(r, s, "comfy_execution.graph_utils.DuplicateNodeError", msg, NULL);
+                /* the rest of this call's graph is freed by cd_call_clear */
+                memmove(&calls[c].graph[0], &calls[c].graph[g], (calls[c].n_graph - g) * sizeof *calls[c].graph);
+                calls[c].n_graph -= g;
+                return -1;
+            }
+            calls[c].graph[g] = NULL;
+        }
+        calls[c].n_graph = 0;
+    }
+    /* New output nodes run too; every link in the results must be computed before s resumes. */
+    for (size_t i = 0; i < r->prompt->n; i++) {
+        cd_prompt_node *pn = r->prompt->nodes[i];
+        if (!pn->ephemeral || cd_map_get(r->states, pn->id)) continue;
+        nstate *ns = state_for(r, pn);
+        if (ns && pn->type && cd_node_type_is_output(pn->type)) add_node(r, ns);
+    }
+    for (size_t c = 0; c < s->exp_calls; c++)
+        for (int k = 0; k < s->node->type->def->n_outputs; k++) {
+            cd_value *v = s->exp_outputs[c][k];
+            if (cd_value_kind_of(v) != CD_VALUE_LINK) continue;
+            nstate *src = state_by_id(r, cd_value_link_node(v));
+            if (src) add_strong_link(r, src, s);
+        }
+    return 0;
+}
+
+/* The node resumes after its subgraph ran: links become the sources' values. */
+static void finish_expansion(run_ctx *r, nstate *s) {
+    int n = s->node->type->def->n_outputs;
+    for (size_t c = 0; c < s->exp_calls; c++)
+        for (int k = 0; k < n; k++) {
+            cd_value *v = s->exp_outputs[c][k];
+            if (cd_value_kind_of(v) != CD_VALUE_LINK) continue;
+            nstate *src = state_by_id(r, cd_value_link_node(v));
+            int slot = cd_value_link_slot(v);
+            cd_value *resolved;
+            if (src && src->entry && slot >= 0 && slot < src->entry->n_outputs) {
+                const cd_value *list = src->entry->outputs[slot];
+                if (cd_value_list_len(list) == 1) resolved = cd_value_ref(cd_value_list_at(list, 0));
+                else resolved = cd_value_ref(list); /* several values: merged as a list below */
+            } else {
+                resolved = cd_value_none();
+            }
+            cd_value_unref(v);
+            s->exp_outputs[c][k] = resolved;
+        }
+    store_results(r, s, s->exp_outputs, s->exp_calls, NULL);
+    s->expanding = false;
+    free_exp(s);
+}
+
+static node_result run_node(run_ctx *r, nstate *s) {
+    cd_prompt_node *n = s->node;
+    const cd_node_type *t = n->type;
+    const char *display = cd_prompt_display_id(r->prompt, n);
+    if (!t) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "Node class %s does not exist", n->class_type);
+        fail_node(r, s, "KeyError", msg, NULL);
+        return NODE_FAILURE;
+    }
+    if (s->expanding) {
+        finish_expansion(r, s);
+        return NODE_SUCCESS;
+    }
+    if (!s->entry && has_results(r, s)) s->entry = cd_cache_get(r->ex->cache, &s->sig);
+    if (s->entry) {
+        /* Served from cache: the client still hears about its UI, but no `executing`. */
+        const cd_cache_entry *e = s->entry;
+        json_t *out = e->ui ? json_object_get(e->ui, "output") : NULL;
+        emit_client(r, "executed",
+                    json_pack("{s:s, s:s, s:O, s:s}", "node", n->id, "display_node", display, "output",
+                              out ? out : json_null(), "prompt_id", r->prompt_id));
+        return NODE_SUCCESS;
+    }
+    if (atomic_exchange(&r->ex->interrupt, 0)) {
+        r->interrupted = true;
+        r->current = s;
+        return NODE_FAILURE;
+    }
+    input_lists il;
+    if (gather_inputs(r, s, &il) < 0) {
+        input_lists_free(&il);
+        fail_node(r, s, "MemoryError", "out of memory", NULL);
+        return NODE_FAILURE;
+    }
+    progress_state(r, s, "running", 0, 1);
+    r->current_node = display;
+    r->current = s;
+    emit_client(r, "executing", json_pack("{s:s, s:s, s:s}", "node", n->id, "display_node", display, "prompt_id", r->prompt_id));
+
+    bool whole = (t->def->flags & CD_NODE_INPUT_IS_LIST) != 0;
+    size_t n_calls = 1;
+    if (!whole) {
+        size_t max_len = 0;
+        for (size_t k = 0; k < il.n; k++)
+            if (il.lists[k] && cd_value_list_len(il.lists[k]) > max_len) max_len = cd_value_list_len(il.lists[k]);
+        n_calls = max_len ? max_len : 1;
+    }
+
+    /* Lazy inputs: ask the node which ones it needs before running it. */
+    if (t->def->check_lazy_status) {
+        bool added = false;
+        for (size_t c = 0; c < n_calls; c++) {
+            cd_node_call call;
+            cd_call_init(&call, t, &r->env, n->id, c);
+            fill_call(&call, &il, c, whole);
+            int rc = t->def->check_lazy_status(&call);
+            if (rc != CD_OK) {
+                fail_node(r, s, call.error_type ? call.error_type : "RuntimeError",
+                          call.error_message ? call.error_message : "check_lazy_status failed", &il);
+                cd_call_clear(&call);
+                input_lists_free(&il);
+                return NODE_FAILURE;
+            }
+            for (size_t k = 0; k < call.n_needed; k++) {
+                const cd_prompt_input *in = cd_prompt_node_input(n, call.needed[k]);
+                if (!in || !in->is_link) continue;
+                nstate *src = state_by_id(r, in->src);
+                if (src && !has_results(r, src)) {
+                    add_strong_link(r, src, s);
+                    added = true;
+                }
+            }
+            cd_call_clear(&call);
+        }
+        if (added) {
+            input_lists_free(&il);
+            return NODE_PENDING;
+        }
+    }
+
+    int n_out = t->def->n_outputs;
+    cd_node_call *calls = calloc(n_calls, sizeof *calls);
+    cd_value ***per_call = calloc(n_calls, sizeof *per_call);
+    json_t *ui = NULL;
+    bool expand = false;
+    node_result result = NODE_SUCCESS;
+    if (!calls || !per_call) {
+        free(calls);
+        free(per_call);
+        input_lists_free(&il);
+        fail_node(r, s, "MemoryError", "out of memory", NULL);
+        return NODE_FAILURE;
+    }
+    size_t made = 0;
+    for (size_t c = 0; c < n_calls && result == NODE_SUCCESS; c++) {
+        cd_node_call *call = &calls[c];
+        cd_call_init(call, t, &r->env, n->id, c);
+        made++;
+        fill_call(call, &il, c, whole);
+        per_call[c] = calloc(n_out > 0 ? (size_t)n_out : 1, sizeof **per_call);
+        const cd_value *blocker = find_blocker(call);
+        if (blocker) {
+            const char *msg = cd_value_blocker_message(blocker);
+            if (msg) {
+                json_t *data = json_pack("{s:s, s:s, s:s, s:O, s:s, s:s, s:[], s:[], s:[], s:I}", "prompt_id",
+                                         r->prompt_id, "node_id", n->id, "node_type", n->class_type, "executed",
+                                         r->executed, "exception_message", "", "exception_type", "ExecutionBlocked",
+                                         "traceback", "current_inputs", "current_outputs", "timestamp",
+                                         (json_int_t)now_ms());
+                char text[1100];
+                snprintf(text, sizeof text, "Execution Blocked: %s", msg);
+                json_object_set_new(data, "exception_message", json_string(text));
+                emit(r, "execution_error", data, r->client_id);
+            }
+            for (int k = 0; k < n_out; k++) per_call[c][k] = cd_value_blocker(NULL);
+            continue;
+        }
+        if (atomic_exchange(&r->ex->interrupt, 0)) {
+            r->interrupted = true;
+            result = NODE_FAILURE;
+            break;
+        }
+        int rc = t->def->execute(call);
+        if (rc == CD_INTERRUPTED || (rc != CD_OK && atomic_load(&r->ex->interrupt))) {
+            atomic_store(&r->ex->interrupt, 0);
+            r->interrupted = true;
+            result = NODE_FAILURE;
+            break;
+        }
+        if (rc != CD_OK) {
+            fail_node(r, s, call->error_type ? call->error_type : "RuntimeError",
+                      call->error_message ? call->error_message : "the node failed without saying why", &il);
+            result = NODE_FAILURE;
+            break;
+        }
+        for (int k = 0; k < n_out; k++) {
+            per_call[c][k] = call->outputs[k];
+            call->outputs[k] = NULL;
+            if (cd_value_kind_of(per_call[c][k]) == CD_VALUE_LINK) expand = true;
+        }
+        merge_ui(&ui, call->ui);
+    }
+    if (result == NODE_SUCCESS && expand) {
+        s->exp_outputs = per_call;
+        s->exp_calls = n_calls;
+        s->exp_ui = ui;
+        s->expanding = true;
+        per_call = NULL;
+        ui = NULL;
+        if (s->exp_ui && json_object_size(s->exp_ui)) {
+            /* The UI of an expanding call is sent now; the resumed node does not resend it. */
+            emit_client(r, "executed", json_pack("{s:s, s:s, s:O, s:s}", "node", n->id, "display_node", display,
+                                                 "output", s->exp_ui, "prompt_id", r->prompt_id));
+        }
+        result = start_expansion(r, s, calls, n_calls) == 0 ? NODE_PENDING : NODE_FAILURE;
+    } else if (result == NODE_SUCCESS) {
+        store_results(r, s, per_call, n_calls, ui);
+    }
+    for (size_t c = 0; c < made; c++) cd_call_clear(&calls[c]);
+    free(calls);
+    if (per_call) {
+        for (size_t c = 0; c < n_calls; c++) {
+            if (!per_call[c]) continue;
+            for (int k = 0; k < n_out; k++) cd_value_unref(per_call[c][k]);
+            free(per_call[c]);
+        }
+        free(per_call);
+    }
+    json_decref(ui);
+    input_lists_free(&il);
+    if (result == NODE_SUCCESS) json_array_append_new(r->executed, json_string(n->id));
+    return result;
+}
+
+/* ---- a whole prompt ---- */
+
+static void build_history(run_ctx *r, cd_exec_result *res) {
+    res->outputs = json_object();
+    res->meta = json_object();
+    for (size_t i = 0; i < r->prompt->n; i++) {
+        nstate *s = cd_map_get(r->states, r->prompt->nodes[i]->id);
+        if (!s || !s->entry || !s->entry->ui) continue;
+        json_t *out = json_object_get(s->entry->ui, "output");
+        json_t *meta = json_object_get(s->entry->ui, "meta");
+        if (out) json_object_set(res->outputs, s->node->id, out);
+        if (meta) json_object_set(res->meta, s->node->id, meta);
+    }
+}
+
+int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result *res) {
+    memset(res, 0, sizeof *res);
+    run_ctx r = {.ex = ex, .prompt_id = req->prompt_id};
+    char err[256];
+    r.prompt = cd_prompt_from_json(ex->reg, req->prompt, err, sizeof err);
+    r.states = cd_map_new();
+    r.executed = json_array();
+    r.messages = json_array();
+    if (!r.prompt || !r.states) {
+        cd_prompt_free(r.prompt);
+        cd_map_free(r.states);
+        json_decref(r.executed);
+        json_decref(r.messages);
+        return -1;
+    }
+    r.client_id = json_string_value(json_object_get(req->extra_data, "client_id"));
+    json_t *pnginfo = json_object_get(req->extra_data, "extra_pnginfo");
+    r.extra_pnginfo = pnginfo ? json_dumps(pnginfo, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    r.prompt->json_text = json_dumps(req->prompt, JSON_COMPACT);
+    r.env = (cd_call_env){.ctx = &r, .interrupted = env_interrupted, .progress = env_progress, .text = env_text,
+                          .preview = env_preview, .directory = env_directory, .prompt_json = r.prompt->json_text,
+                          .extra_pnginfo_json = r.extra_pnginfo, .registry = ex->reg};
+    /* An interrupt that arrived while idle is lost, as in ComfyUI. */
+    atomic_store(&ex->interrupt, 0);
+    add_message(&r, "execution_start", json_pack("{s:s, s:I}", "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()),
+                false);
+
+    /* Keys for every original node, then the cache policy's start-of-prompt step. */
+    size_t n_orig = r.prompt->n_original;
+    cd_sig *keys = calloc(n_orig ? n_orig : 1, sizeof *keys);
+    for (size_t i = 0; i < n_orig; i++) {
+        nstate *s = state_for(&r, r.prompt->nodes[i]);
+        if (!s) continue;
+        ensure_signed(&r, s);
+        if (keys) keys[i] = s->sig;
+    }
+    cd_cache_begin_prompt(ex->cache, keys, keys ? n_orig : 0);
+    free(keys);
+    json_t *cached = json_array();
+    for (size_t i = 0; i < n_orig; i++) {
+        nstate *s = cd_map_get(r.states, r.prompt->nodes[i]->id);
+        if (s && has_results(&r, s)) {
+            s->entry = cd_cache_get(ex->cache, &s->sig);
+            json_array_append_new(cached, json_string(s->node->id));
+            res->cached_count++;
+        }
+    }
+    add_message(&r, "execution_cached",
+                json_pack("{s:o, s:s, s:I}", "nodes", cached, "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()),
+                false);
+
+    size_t i_out;
+    json_t *out_id;
+    json_array_foreach(req->outputs, i_out, out_id) {
+        nstate *s = state_by_id(&r, json_string_value(out_id) ? json_string_value(out_id) : "");
+        if (s) add_node(&r, s);
+    }
+
+    while (!r.failed && !r.interrupted && r.n_pending > 0) {
+        nstate *s = pick_ready(&r);
+        if (!s) {
+            /* Pending nodes but none ready: the graph has a cycle (only expansions can make one). */
+            nstate *blame = NULL;
+            for (size_t i = 0; i < r.n_all && !blame; i++)
+                if (r.all[i]->pending && !r.all[i]->done && r.all[i]->node->ephemeral) blame = r.all[i];
+            for (size_t i = 0; i < r.n_all && !blame; i++)
+                if (r.all[i]->pending && !r.all[i]->done) blame = r.all[i];
+            if (!blame) break;
+            fail_node(&r, blame, "graph.DependencyCycleError", "Dependency cycle detected", NULL);
+            break;
+        }
+        node_result nr = run_node(&r, s);
+        if (nr == NODE_SUCCESS) {
+            progress_state(&r, s, "finished", 1, 1);
+            complete(&r, s);
+            res->executed_count++;
+        } else if (nr == NODE_PENDING) {
+            if (s->block_count == 0) make_ready(&r, s);
+        }
+    }
+
+    if (r.interrupted) {
+        const char *real = r.current ? cd_prompt_real_id(r.prompt, r.current->node) : NULL;
+        cd_prompt_node *realn = real ? cd_prompt_get(r.prompt, real) : NULL;
+        add_message(&r, "execution_interrupted",
+                    json_pack("{s:s, s:o, s:o, s:O, s:I}", "prompt_id", r.prompt_id, "node_id",
+                              real ? json_string(real) : json_null(), "node_type",
+                              realn ? json_string(realn->class_type) : json_null(), "executed", r.executed,
+                              "timestamp", (json_int_t)now_ms()),
+                    true);
+    } else if (!r.failed) {
+        add_message(&r, "execution_success",
+                    json_pack("{s:s, s:I}", "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()), false);
+    }
+    res->success = !r.failed && !r.interrupted;
+    res->interrupted = r.interrupted;
+    res->messages = r.messages;
+    res->error = r.error;
+    build_history(&r, res);
+
+    for (size_t i = 0; i < r.n_all; i++) state_free(r.all[i]);
+    free(r.all);
+    free(r.ready);
+    cd_map_free(r.states);
+    json_decref(r.executed);
+    free(r.extra_pnginfo);
+    cd_prompt_free(r.prompt);
+    return 0;
+}
+
+void cd_exec_result_clear(cd_exec_result *r) {
+    json_decref(r->outputs);
+    json_decref(r->messages);
+    json_decref(r->meta);
+    json_decref(r->error);
+    memset(r, 0, sizeof *r);
+}
+
+cd_executor *cd_executor_new(const cd_registry *reg, cd_cache_policy policy, size_t lru_size, const cd_event_sink *sink) {
+    cd_executor *ex = calloc(1, sizeof *ex);
+    if (!ex) return NULL;
+    ex->reg = reg;
+    ex->cache = cd_cache_new(policy, lru_size);
+    if (!ex->cache) {
+        free(ex);
+        return NULL;
+    }
+    if (sink) ex->sink = *sink;
+    atomic_init(&ex->interrupt, 0);
+    return ex;
+}
+
+void cd_executor_free(cd_executor *ex) {
+    if (!ex) return;
+    cd_cache_free(ex->cache);
+    free(ex);
+}
+
+void cd_executor_interrupt(cd_executor *ex) { atomic_store(&ex->interrupt, 1); }
+void cd_executor_reset_caches(cd_executor *ex) { cd_cache_reset(ex->cache); }

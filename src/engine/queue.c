@@ -1,0 +1,184 @@
+#include "engine/queue.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cd_queue {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    cd_queue_item **heap;
+    size_t n, cap;
+    cd_queue_item *running;
+    bool closed, woken;
+};
+
+cd_queue *cd_queue_new(void) {
+    cd_queue *q = calloc(1, sizeof *q);
+    if (!q) return NULL;
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_cond_init(&q->cond, NULL);
+    return q;
+}
+
+void cd_queue_item_free(cd_queue_item *it) {
+    if (!it) return;
+    free(it->prompt_id);
+    json_decref(it->prompt);
+    json_decref(it->extra_data);
+    json_decref(it->outputs);
+    free(it);
+}
+
+void cd_queue_free(cd_queue *q) {
+    if (!q) return;
+    for (size_t i = 0; i < q->n; i++) cd_queue_item_free(q->heap[i]);
+    cd_queue_item_free(q->running);
+    free(q->heap);
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->cond);
+    free(q);
+}
+
+json_t *cd_queue_item_json(const cd_queue_item *it) {
+    json_t *num = it->number_is_float ? json_real(it->number) : json_integer((json_int_t)it->number);
+    return json_pack("[o, s, O, O, O]", num, it->prompt_id, it->prompt, it->extra_data, it->outputs);
+}
+
+static bool less(const cd_queue_item *a, const cd_queue_item *b) {
+    if (a->number != b->number) return a->number < b->number;
+    return strcmp(a->prompt_id, b->prompt_id) < 0;
+}
+
+static void sift_up(cd_queue *q, size_t i) {
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!less(q->heap[i], q->heap[p])) break;
+        cd_queue_item *t = q->heap[i];
+        q->heap[i] = q->heap[p];
+        q->heap[p] = t;
+        i = p;
+    }
+}
+
+static void sift_down(cd_queue *q, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < q->n && less(q->heap[l], q->heap[m])) m = l;
+        if (r < q->n && less(q->heap[r], q->heap[m])) m = r;
+        if (m == i) break;
+        cd_queue_item *t = q->heap[i];
+        q->heap[i] = q->heap[m];
+        q->heap[m] = t;
+        i = m;
+    }
+}
+
+void cd_queue_put(cd_queue *q, cd_queue_item *it) {
+    pthread_mutex_lock(&q->lock);
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        cd_queue_item **h = realloc(q->heap, cap * sizeof *h);
+        if (!h) {
+            pthread_mutex_unlock(&q->lock);
+            cd_queue_item_free(it);
+            return;
+        }
+        q->heap = h;
+        q->cap = cap;
+    }
+    q->heap[q->n++] = it;
+    sift_up(q, q->n - 1);
+    pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+static cd_queue_item *pop_locked(cd_queue *q) {
+    cd_queue_item *top = q->heap[0];
+    q->heap[0] = q->heap[--q->n];
+    if (q->n) sift_down(q, 0);
+    return top;
+}
+
+int cd_queue_take(cd_queue *q, cd_queue_item **out) {
+    pthread_mutex_lock(&q->lock);
+    while (!q->closed && q->n == 0 && !q->woken) pthread_cond_wait(&q->cond, &q->lock);
+    q->woken = false;
+    int rc = q->closed ? -1 : 0;
+    *out = NULL;
+    if (!q->closed && q->n > 0) {
+        *out = pop_locked(q);
+        q->running = *out;
+        rc = 1;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
+void cd_queue_done(cd_queue *q) {
+    pthread_mutex_lock(&q->lock);
+    cd_queue_item *it = q->running;
+    q->running = NULL;
+    pthread_mutex_unlock(&q->lock);
+    cd_queue_item_free(it);
+}
+
+void cd_queue_close(cd_queue *q) {
+    pthread_mutex_lock(&q->lock);
+    q->closed = true;
+    pthread_cond_broadcast(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+void cd_queue_wake(cd_queue *q) {
+    pthread_mutex_lock(&q->lock);
+    q->woken = true;
+    pthread_cond_broadcast(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+int cd_queue_remaining(cd_queue *q) {
+    pthread_mutex_lock(&q->lock);
+    int n = (int)q->n + (q->running ? 1 : 0);
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
+json_t *cd_queue_snapshot(cd_queue *q) {
+    json_t *running = json_array(), *pending = json_array();
+    pthread_mutex_lock(&q->lock);
+    if (q->running) json_array_append_new(running, cd_queue_item_json(q->running));
+    for (size_t i = 0; i < q->n; i++) json_array_append_new(pending, cd_queue_item_json(q->heap[i]));
+    pthread_mutex_unlock(&q->lock);
+    return json_pack("{s:o, s:o}", "queue_running", running, "queue_pending", pending);
+}
+
+void cd_queue_clear(cd_queue *q) {
+    pthread_mutex_lock(&q->lock);
+    for (size_t i = 0; i < q->n; i++) cd_queue_item_free(q->heap[i]);
+    q->n = 0;
+    pthread_mutex_unlock(&q->lock);
+}
+
+bool cd_queue_delete(cd_queue *q, const char *prompt_id) {
+    bool removed = false;
+    pthread_mutex_lock(&q->lock);
+    for (size_t i = 0; i < q->n; i++) {
+        if (strcmp(q->heap[i]->prompt_id, prompt_id) != 0) continue;
+        cd_queue_item_free(q->heap[i]);
+        q->heap[i] = q->heap[--q->n];
+        /* Re-heapify: the moved item may go either way. */
+        for (size_t k = q->n / 2 + 1; k-- > 0;) sift_down(q, k);
+        removed = true;
+        break;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return removed;
+}
+
+bool cd_queue_is_running(cd_queue *q, const char *prompt_id) {
+    pthread_mutex_lock(&q->lock);
+    bool yes = q->running && strcmp(q->running->prompt_id, prompt_id) == 0;
+    pthread_mutex_unlock(&q->lock);
+    return yes;
+}

@@ -1,0 +1,64 @@
+/* The node registry: every node type from the built-in packs and the packs in custom_nodes/,
+ * with its parsed input declarations and its /object_info entry. Built at start-up, read-only
+ * afterwards, so the executor thread and the loop thread share it without locks. */
+#ifndef CD_ENGINE_REGISTRY_H
+#define CD_ENGINE_REGISTRY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "comfyd/node.h"
+
+typedef enum { CD_INPUT_REQUIRED, CD_INPUT_OPTIONAL, CD_INPUT_HIDDEN } cd_input_section;
+
+typedef struct {
+    const char *name;        /* borrowed from the parsed JSON */
+    const char *type;        /* "INT", "IMAGE,MASK", "*", "COMBO"; legacy combos have type "COMBO" too */
+    json_t *config;          /* the declaration as given, e.g. ["INT", {"min": 0}] (borrowed) */
+    json_t *options;         /* its options object, or NULL (borrowed) */
+    json_t *combo;           /* legacy combo's option array, or NULL (borrowed) */
+    cd_input_section section;
+    bool lazy, raw_link;
+    /* Hidden inputs the engine fills: "PROMPT", "DYNPROMPT", "EXTRA_PNGINFO", "UNIQUE_ID",
+     * "AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"; NULL for ordinary inputs. */
+    const char *hidden_kind;
+} cd_input_def;
+
+typedef struct cd_node_type {
+    const cd_node_def *def;
+    char *pack_name;
+    json_t *inputs_json; /* owns what cd_input_def borrows */
+    cd_input_def *inputs;
+    size_t n_inputs;
+    json_t *info; /* the /object_info entry */
+    bool validate_takes_all, validate_takes_types;
+    char **validate_args;
+    size_t n_validate_args;
+} cd_node_type;
+
+typedef struct cd_registry cd_registry;
+
+cd_registry *cd_registry_new(void);
+void cd_registry_free(cd_registry *reg);
+
+/* Runs a pack's init function. module is the python_module default for its nodes
+ * ("custom_nodes.<name>" for external packs). Returns the number of node types it registered,
+ * or -1 when init failed (its nodes are then removed). */
+int cd_registry_add_pack(cd_registry *reg, const char *pack_name, const char *module, cd_pack_init_fn init);
+
+/* Loads the .so files in each custom_nodes/<dir>/ (dlopen + comfyd_pack_init). Failures are logged and
+ * skipped. Returns the number of packs loaded. */
+int cd_registry_load_dir(cd_registry *reg, const char *custom_nodes_dir);
+
+const cd_node_type *cd_registry_get(const cd_registry *reg, const char *name);
+size_t cd_registry_count(const cd_registry *reg);
+const cd_node_type *cd_registry_at(const cd_registry *reg, size_t i);
+/* {name: info} for every type, in registration order (new reference). */
+json_t *cd_registry_object_info(const cd_registry *reg);
+
+const cd_input_def *cd_node_type_input(const cd_node_type *t, const char *name);
+bool cd_node_type_is_output(const cd_node_type *t);
+/* Does validate_inputs take this input by name (so the built-in range checks skip it)? */
+bool cd_node_type_validates(const cd_node_type *t, const char *input_name);
+
+#endif

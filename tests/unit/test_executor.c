@@ -1,0 +1,478 @@
+/* The executor, driven directly (no HTTP): dependency order, only what outputs need, the
+ * event sequence of ComfyUI, caching by signature in the three policies, lazy inputs,
+ * execution blockers, list mapping, expansion, failures, interrupt and a 100,000-node chain. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/executor.h"
+#include "engine/registry.h"
+#include "nodes/builtin.h"
+
+/* ---- a test pack ---- */
+
+static int const_exec(cd_node_call *c) { return cd_call_set_output(c, 0, cd_value_int(cd_call_int(c, "value", 0))); }
+static int add_exec(cd_node_call *c) {
+    return cd_call_set_output(c, 0, cd_value_int(cd_call_int(c, "a", 0) + cd_call_int(c, "b", 0)));
+}
+static int out_exec(cd_node_call *c) {
+    const cd_value *v = cd_call_input(c, "value");
+    char *text = cd_value_to_json(v);
+    cd_call_ui(c, "text", cd_value_string(text ? text : "?"));
+    cd_free(text);
+    return CD_OK;
+}
+static int fail_exec(cd_node_call *c) { return cd_call_fail(c, "ValueError", "boom %d", 42); }
+static int switch_lazy(cd_node_call *c) {
+    return cd_call_need_input(c, cd_call_bool(c, "switch", 0) ? "on_true" : "on_false");
+}
+static int switch_exec(cd_node_call *c) {
+    const cd_value *v = cd_call_input(c, cd_call_bool(c, "switch", 0) ? "on_true" : "on_false");
+    return cd_call_set_output(c, 0, v ? cd_value_ref(v) : cd_value_none());
+}
+static int block_exec(cd_node_call *c) {
+    if (cd_call_bool(c, "block", 0)) return cd_call_set_output(c, 0, cd_value_blocker(cd_call_string(c, "message", NULL)));
+    return cd_call_set_output(c, 0, cd_value_int(cd_call_int(c, "value", 0)));
+}
+static int list_exec(cd_node_call *c) {
+    cd_value *l = cd_value_list_new(3);
+    for (int i = 1; i <= cd_call_int(c, "count", 3); i++) cd_value_list_push(l, cd_value_int(i * 10));
+    return cd_call_set_output(c, 0, l);
+}
+static int sum_exec(cd_node_call *c) {
+    const cd_value *l = cd_call_input(c, "values");
+    int64_t sum = 0;
+    for (size_t i = 0; i < cd_value_list_len(l); i++) sum += cd_value_as_int(cd_value_list_at(l, i));
+    return cd_call_set_output(c, 0, cd_value_int(sum));
+}
+/* Expands into: 1 = TestAdd(a, a), 2 = TestAdd(1, b); returns 2's output. */
+static int expand_exec(cd_node_call *c) {
+    const char *n1 = cd_call_graph_add(c, "TestAdd", NULL);
+    cd_call_graph_set_input(c, n1, "a", cd_value_int(cd_call_int(c, "a", 0)));
+    cd_call_graph_set_input(c, n1, "b", cd_value_int(cd_call_int(c, "a", 0)));
+    char first[64];
+    snprintf(first, sizeof first, "%s", n1);
+    const char *n2 = cd_call_graph_add(c, "TestAdd", NULL);
+    cd_call_graph_set_input(c, n2, "a", cd_value_link(first, 0));
+    cd_call_graph_set_input(c, n2, "b", cd_value_int(cd_call_int(c, "b", 0)));
+    return cd_call_set_output(c, 0, cd_value_link(n2, 0));
+}
+static cd_value *nan_fingerprint(cd_node_call *c) {
+    (void)c;
+    return cd_value_float(NAN);
+}
+static int slow_exec(cd_node_call *c) {
+    for (int i = 0; i < 1000000; i++) {
+        if (cd_call_progress(c, i, 1000000) == CD_INTERRUPTED) return CD_INTERRUPTED;
+    }
+    return cd_call_set_output(c, 0, cd_value_int(1));
+}
+
+static const cd_output_def int_out[] = {{"INT", NULL, 0, NULL}};
+static const cd_output_def any_out[] = {{"*", NULL, 0, NULL}};
+static const cd_output_def list_out[] = {{"INT", NULL, 1, NULL}};
+
+#define DEF(NAME, INPUTS, OUTS, NOUT, FLAGS, ...)                                                                    \
+    {.abi_version = CD_NODE_ABI_VERSION, .name = NAME, .inputs = INPUTS, .outputs = OUTS, .n_outputs = NOUT,        \
+     .flags = FLAGS, __VA_ARGS__}
+
+static const cd_node_def test_defs[] = {
+    DEF("TestConst", "{\"required\": {\"value\": [\"INT\", {}]}}", int_out, 1, 0, .execute = const_exec),
+    DEF("TestAdd", "{\"required\": {\"a\": [\"INT\", {}], \"b\": [\"INT\", {}]}}", int_out, 1, 0, .execute = add_exec),
+    DEF("TestOut", "{\"required\": {\"value\": [\"*\", {}]}}", NULL, 0, CD_NODE_OUTPUT, .execute = out_exec),
+    DEF("TestFail", "{\"required\": {\"value\": [\"INT\", {}]}}", int_out, 1, 0, .execute = fail_exec),
+    DEF("TestSwitch",
+        "{\"required\": {\"switch\": [\"BOOLEAN\", {}], \"on_true\": [\"*\", {\"lazy\": true}], \"on_false\": [\"*\", "
+        "{\"lazy\": true}]}}",
+        any_out, 1, 0, .execute = switch_exec, .check_lazy_status = switch_lazy),
+    DEF("TestBlock",
+        "{\"required\": {\"value\": [\"INT\", {}], \"block\": [\"BOOLEAN\", {}]}, \"optional\": {\"message\": "
+        "[\"STRING\", {}]}}",
+        int_out, 1, 0, .execute = block_exec),
+    DEF("TestList", "{\"required\": {\"count\": [\"INT\", {}]}}", list_out, 1, 0, .execute = list_exec),
+    DEF("TestSum", "{\"required\": {\"values\": [\"INT\", {}]}}", int_out, 1, CD_NODE_INPUT_IS_LIST,
+        .execute = sum_exec),
+    DEF("TestExpand", "{\"required\": {\"a\": [\"INT\", {}], \"b\": [\"INT\", {}]}}", int_out, 1, 0,
+        .execute = expand_exec),
+    DEF("TestNaN", "{\"required\": {\"value\": [\"INT\", {}]}}", int_out, 1, 0, .execute = const_exec,
+        .fingerprint = nan_fingerprint),
+    DEF("TestSlow", "{\"required\": {}}", int_out, 1, 0, .execute = slow_exec),
+};
+
+static int test_pack_init(cd_pack *pack) {
+    for (size_t i = 0; i < sizeof test_defs / sizeof test_defs[0]; i++)
+        assert_int_equal(cd_pack_register(pack, &test_defs[i]), CD_OK);
+    return CD_OK;
+}
+
+/* ---- a recording sink ---- */
+
+typedef struct {
+    json_t *events; /* [[type, data, sid], ...] */
+    cd_executor *ex;
+    int interrupt_after_progress;
+} recorder;
+
+static void record(void *ctx, const char *type, json_t *data, const char *sid) {
+    recorder *r = ctx;
+    json_array_append_new(r->events, json_pack("[s, o, s?]", type, data, sid));
+    if (r->interrupt_after_progress && !strcmp(type, "progress") && --r->interrupt_after_progress == 0)
+        cd_executor_interrupt(r->ex);
+}
+
+typedef struct {
+    cd_registry *reg;
+    recorder rec;
+    cd_executor *ex;
+} fixture;
+
+static fixture *fixture_new(cd_cache_policy policy, size_t lru) {
+    fixture *f = calloc(1, sizeof *f);
+    f->reg = cd_registry_new();
+    assert_true(cd_registry_add_pack(f->reg, "test", "custom_nodes.test", test_pack_init) > 0);
+    f->rec.events = json_array();
+    cd_event_sink sink = {.ctx = &f->rec, .event = record};
+    f->ex = cd_executor_new(f->reg, policy, lru, &sink);
+    f->rec.ex = f->ex;
+    return f;
+}
+
+static void fixture_free(fixture *f) {
+    cd_executor_free(f->ex);
+    cd_registry_free(f->reg);
+    json_decref(f->rec.events);
+    free(f);
+}
+
+static cd_exec_result run(fixture *f, const char *prompt_json, const char *outputs_json, const char *client) {
+    json_array_clear(f->rec.events);
+    json_t *prompt = json_loads(prompt_json, 0, NULL);
+    json_t *outputs = json_loads(outputs_json, 0, NULL);
+    assert_non_null(prompt);
+    assert_non_null(outputs);
+    json_t *extra = client ? json_pack("{s:s}", "client_id", client) : json_object();
+    cd_exec_request req = {.prompt_id = "p1", .prompt = prompt, .extra_data = extra, .outputs = outputs};
+    cd_exec_result res;
+    assert_int_equal(cd_executor_run(f->ex, &req, &res), 0);
+    json_decref(prompt);
+    json_decref(outputs);
+    json_decref(extra);
+    return res;
+}
+
+/* The node ids of the `executing` events, as "a,b,c". */
+static void executing_order(fixture *f, char *out, size_t n) {
+    out[0] = '\0';
+    size_t i;
+    json_t *ev;
+    json_array_foreach(f->rec.events, i, ev) {
+        if (strcmp(json_string_value(json_array_get(ev, 0)), "executing")) continue;
+        const char *node = json_string_value(json_object_get(json_array_get(ev, 1), "node"));
+        if (!node) continue;
+        size_t len = strlen(out);
+        snprintf(out + len, n - len, "%s%s", len ? "," : "", node);
+    }
+}
+
+static json_t *find_event(fixture *f, const char *type) {
+    size_t i;
+    json_t *ev;
+    json_array_foreach(f->rec.events, i, ev) if (!strcmp(json_string_value(json_array_get(ev, 0)), type)) return json_array_get(ev, 1);
+    return NULL;
+}
+
+static const char *ui_text(cd_exec_result *res, const char *node) {
+    return json_string_value(json_array_get(json_object_get(json_object_get(res->outputs, node), "text"), 0));
+}
+
+static const char *diamond =
+    "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 2}},"
+    " \"2\": {\"class_type\": \"TestAdd\", \"inputs\": {\"a\": [\"1\", 0], \"b\": 3}},"
+    " \"3\": {\"class_type\": \"TestAdd\", \"inputs\": {\"a\": [\"1\", 0], \"b\": [\"2\", 0]}},"
+    " \"4\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"3\", 0]}},"
+    " \"9\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 99}}}";
+
+static void runs_in_dependency_order_and_only_what_is_needed(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    cd_exec_result res = run(f, diamond, "[\"4\"]", "client");
+    assert_true(res.success);
+    assert_string_equal(ui_text(&res, "4"), "7");
+    char order[256];
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, "1,2,3,4"); /* node 9 feeds no output: never runs */
+    /* ComfyUI's sequence: start, cached, per-node events, success */
+    assert_string_equal(json_string_value(json_array_get(json_array_get(f->rec.events, 0), 0)), "execution_start");
+    assert_string_equal(json_string_value(json_array_get(json_array_get(f->rec.events, 1), 0)), "execution_cached");
+    json_t *last = json_array_get(f->rec.events, json_array_size(f->rec.events) - 1);
+    assert_string_equal(json_string_value(json_array_get(last, 0)), "execution_success");
+    json_t *executed = find_event(f, "executed");
+    assert_string_equal(json_string_value(json_object_get(executed, "node")), "4");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(json_object_get(executed, "output"), "text"), 0)), "7");
+    /* history messages: start, cached, success */
+    assert_int_equal(json_array_size(res.messages), 3);
+    assert_non_null(json_object_get(res.meta, "4"));
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void repeated_prompt_is_cached(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    cd_exec_result res = run(f, diamond, "[\"4\"]", "client");
+    cd_exec_result_clear(&res);
+    res = run(f, diamond, "[\"4\"]", "client");
+    assert_true(res.success);
+    json_t *cached = json_object_get(find_event(f, "execution_cached"), "nodes");
+    assert_int_equal(json_array_size(cached), 4); /* 1,2,3,4 (9 was never run) */
+    char order[256];
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, ""); /* nothing runs again */
+    /* the cached output node still reports its UI, and history still has it */
+    assert_string_equal(ui_text(&res, "4"), "7");
+    cd_exec_result_clear(&res);
+    /* a changed constant re-runs only what depends on it */
+    const char *changed = "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 2}},"
+                          " \"2\": {\"class_type\": \"TestAdd\", \"inputs\": {\"a\": [\"1\", 0], \"b\": 4}},"
+                          " \"3\": {\"class_type\": \"TestAdd\", \"inputs\": {\"a\": [\"1\", 0], \"b\": [\"2\", 0]}},"
+                          " \"4\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"3\", 0]}}}";
+    res = run(f, changed, "[\"4\"]", "client");
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, "2,3,4");
+    assert_string_equal(ui_text(&res, "4"), "8");
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void cache_none_reruns_everything(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_NONE, 0);
+    cd_exec_result res = run(f, diamond, "[\"4\"]", "c");
+    cd_exec_result_clear(&res);
+    res = run(f, diamond, "[\"4\"]", "c");
+    char order[256];
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, "1,2,3,4");
+    assert_int_equal(json_array_size(json_object_get(find_event(f, "execution_cached"), "nodes")), 0);
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void lru_keeps_results_across_prompts(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_LRU, 100);
+    const char *other = "{\"5\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 5}},"
+                        " \"6\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"5\", 0]}}}";
+    cd_exec_result res = run(f, diamond, "[\"4\"]", "c");
+    cd_exec_result_clear(&res);
+    res = run(f, other, "[\"6\"]", "c");
+    cd_exec_result_clear(&res);
+    res = run(f, diamond, "[\"4\"]", "c"); /* classic would have lost these */
+    char order[256];
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, "");
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void nan_fingerprint_is_never_cached(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    const char *p = "{\"1\": {\"class_type\": \"TestNaN\", \"inputs\": {\"value\": 1}},"
+                    " \"2\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"1\", 0]}}}";
+    cd_exec_result res = run(f, p, "[\"2\"]", "c");
+    cd_exec_result_clear(&res);
+    res = run(f, p, "[\"2\"]", "c");
+    char order[256];
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, "1,2"); /* and its consumer too */
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void failure_reports_and_stops(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    const char *p = "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 1}},"
+                    " \"2\": {\"class_type\": \"TestFail\", \"inputs\": {\"value\": [\"1\", 0]}},"
+                    " \"3\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"2\", 0]}}}";
+    cd_exec_result res = run(f, p, "[\"3\"]", "c");
+    assert_false(res.success);
+    json_t *err = find_event(f, "execution_error");
+    assert_non_null(err);
+    assert_string_equal(json_string_value(json_object_get(err, "node_id")), "2");
+    assert_string_equal(json_string_value(json_object_get(err, "node_type")), "TestFail");
+    assert_string_equal(json_string_value(json_object_get(err, "exception_type")), "ValueError");
+    assert_string_equal(json_string_value(json_object_get(err, "exception_message")), "boom 42");
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(json_object_get(err, "current_inputs"), "value"), 0)), 1);
+    char order[256];
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, "1,2"); /* 3 never runs */
+    cd_exec_result_clear(&res);
+    /* the next prompt runs normally */
+    res = run(f, diamond, "[\"4\"]", "c");
+    assert_true(res.success);
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void lazy_inputs_run_only_when_asked(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    const char *p = "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 1}},"
+                    " \"2\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 2}},"
+                    " \"3\": {\"class_type\": \"TestSwitch\", \"inputs\": {\"switch\": false, \"on_true\": [\"1\", 0], "
+                    "\"on_false\": [\"2\", 0]}},"
+                    " \"4\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"3\", 0]}}}";
+    cd_exec_result res = run(f, p, "[\"4\"]", "c");
+    assert_true(res.success);
+    assert_string_equal(ui_text(&res, "4"), "2");
+    char order[256];
+    executing_order(f, order, sizeof order);
+    /* the switch starts, asks for on_false, runs again: node 1 never runs */
+    assert_string_equal(order, "3,2,3,4");
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void blockers_stop_consumers(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    const char *p = "{\"1\": {\"class_type\": \"TestBlock\", \"inputs\": {\"value\": 1, \"block\": true, \"message\": \"no\"}},"
+                    " \"2\": {\"class_type\": \"TestAdd\", \"inputs\": {\"a\": [\"1\", 0], \"b\": 1}},"
+                    " \"3\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"2\", 0]}}}";
+    cd_exec_result res = run(f, p, "[\"3\"]", "c");
+    assert_true(res.success); /* a blocker does not fail the prompt */
+    json_t *err = find_event(f, "execution_error");
+    assert_non_null(err);
+    assert_string_equal(json_string_value(json_object_get(err, "exception_type")), "ExecutionBlocked");
+    assert_string_equal(json_string_value(json_object_get(err, "exception_message")), "Execution Blocked: no");
+    assert_string_equal(json_string_value(json_object_get(err, "node_id")), "2");
+    assert_null(json_object_get(res.outputs, "3")); /* the output node got nothing */
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void lists_map_and_merge(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    /* TestList gives [10,20,30]; TestAdd maps over it (+1 each); TestOut maps too (3 UI texts);
+     * TestSum takes the whole list. */
+    const char *p = "{\"1\": {\"class_type\": \"TestList\", \"inputs\": {\"count\": 3}},"
+                    " \"2\": {\"class_type\": \"TestAdd\", \"inputs\": {\"a\": [\"1\", 0], \"b\": 1}},"
+                    " \"3\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"2\", 0]}},"
+                    " \"4\": {\"class_type\": \"TestSum\", \"inputs\": {\"values\": [\"2\", 0]}},"
+                    " \"5\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"4\", 0]}}}";
+    cd_exec_result res = run(f, p, "[\"3\", \"5\"]", "c");
+    assert_true(res.success);
+    json_t *texts = json_object_get(json_object_get(res.outputs, "3"), "text");
+    assert_int_equal(json_array_size(texts), 3);
+    assert_string_equal(json_string_value(json_array_get(texts, 2)), "31");
+    assert_string_equal(ui_text(&res, "5"), "63");
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void expansion_runs_the_subgraph(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    const char *p = "{\"7\": {\"class_type\": \"TestExpand\", \"inputs\": {\"a\": 3, \"b\": 4}},"
+                    " \"8\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"7\", 0]}}}";
+    cd_exec_result res = run(f, p, "[\"8\"]", "c");
+    assert_true(res.success);
+    assert_string_equal(ui_text(&res, "8"), "10"); /* (3+3)+4 */
+    char order[256];
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, "7,7.0.0.1,7.0.0.2,8");
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void no_client_no_per_prompt_events(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    cd_exec_result res = run(f, diamond, "[\"4\"]", NULL);
+    assert_true(res.success);
+    assert_null(find_event(f, "execution_start"));
+    assert_null(find_event(f, "executing"));
+    assert_null(find_event(f, "executed"));
+    assert_int_equal(json_array_size(res.messages), 3); /* history still has them */
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void interrupt_stops_a_long_node(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    f->rec.interrupt_after_progress = 5;
+    const char *p = "{\"1\": {\"class_type\": \"TestSlow\", \"inputs\": {}},"
+                    " \"2\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"1\", 0]}}}";
+    cd_exec_result res = run(f, p, "[\"2\"]", "c");
+    assert_false(res.success);
+    assert_true(res.interrupted);
+    json_t *ev = find_event(f, "execution_interrupted");
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "node_id")), "1");
+    assert_string_equal(json_string_value(json_object_get(ev, "node_type")), "TestSlow");
+    cd_exec_result_clear(&res);
+    f->rec.interrupt_after_progress = 0;
+    res = run(f, diamond, "[\"4\"]", "c");
+    assert_true(res.success);
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+static void long_chain_without_recursion(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    enum { N = 100000 };
+    json_t *p = json_object();
+    json_object_set_new(p, "0", json_pack("{s:s, s:{s:i}}", "class_type", "TestConst", "inputs", "value", 1));
+    for (int i = 1; i < N; i++) {
+        char id[16], prev[16];
+        snprintf(id, sizeof id, "%d", i);
+        snprintf(prev, sizeof prev, "%d", i - 1);
+        json_object_set_new(p, id, json_pack("{s:s, s:{s:[s,i], s:i}}", "class_type", "TestAdd", "inputs", "a", prev, 0, "b", 1));
+    }
+    char last[16];
+    snprintf(last, sizeof last, "%d", N - 1);
+    json_object_set_new(p, "out", json_pack("{s:s, s:{s:[s,i]}}", "class_type", "TestOut", "inputs", "value", last, 0));
+    char *text = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    cd_exec_result res = run(f, text, "[\"out\"]", NULL);
+    assert_true(res.success);
+    char expect[16];
+    snprintf(expect, sizeof expect, "%d", N);
+    assert_string_equal(ui_text(&res, "out"), expect);
+    assert_int_equal(res.executed_count, N + 1);
+    cd_exec_result_clear(&res);
+    res = run(f, text, "[\"out\"]", NULL); /* all cached */
+    assert_int_equal(res.cached_count, N + 1);
+    cd_exec_result_clear(&res);
+    free(text);
+    fixture_free(f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(runs_in_dependency_order_and_only_what_is_needed),
+        cmocka_unit_test(repeated_prompt_is_cached),
+        cmocka_unit_test(cache_none_reruns_everything),
+        cmocka_unit_test(lru_keeps_results_across_prompts),
+        cmocka_unit_test(nan_fingerprint_is_never_cached),
+        cmocka_unit_test(failure_reports_and_stops),
+        cmocka_unit_test(lazy_inputs_run_only_when_asked),
+        cmocka_unit_test(blockers_stop_consumers),
+        cmocka_unit_test(lists_map_and_merge),
+        cmocka_unit_test(expansion_runs_the_subgraph),
+        cmocka_unit_test(no_client_no_per_prompt_events),
+        cmocka_unit_test(interrupt_stops_a_long_node),
+        cmocka_unit_test(long_chain_without_recursion),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
