@@ -57,6 +57,7 @@ typedef struct {
     } *stack;
     size_t depth, stack_cap;
     int can_quantify, after_quant;
+    int has_nonboundary, empty_variant;
     int rc;
     char *err;
     size_t errlen;
@@ -339,7 +340,8 @@ static int emit_set(tr *t, const cset *s, size_t pos) {
     } else {
         int alts = (s->n || s->pos_cls ? 1 : 0);
         for (unsigned c = 1; c <= CLS_SPACE; c <<= 1) alts += (s->neg_cls & c) != 0;
-        int nl_alt = nl_mode && s->neg_cls && !set_has_newline(s);
+        /* the complements of \d and \w contain "\n", the complement of \s does not */
+        int nl_alt = nl_mode && (s->neg_cls & (CLS_DIGIT | CLS_WORD)) && !set_has_newline(s);
         int group = alts > 1 || nl_alt;
         if (group) open_hidden(t);
         int first = 1;
@@ -544,7 +546,11 @@ static int parse_escape(tr *t, size_t pos) {
     if (r) return it.is_class ? emit_class_item(t, &it, pos) : emit_literal(t, it.cp, pos);
     switch (c) {
     case 'b': return anchor(t, "\\b");
-    case 'B': return anchor(t, "\\B");
+    case 'B':
+        /* Python's \B never matches in an empty string, glibc's does: the variant compiled
+         * for empty strings says "a boundary and not a boundary", which nothing matches. */
+        t->has_nonboundary = 1;
+        return anchor(t, t->empty_variant ? "\\b\\B" : "\\B");
     case 'A': return anchor(t, "\\`");
     case 'Z': return anchor(t, "\\'");
     case '0': {
@@ -775,8 +781,10 @@ static int translate(tr *t) {
         case '|': rc = anchor(t, "|"); break;
         case '[': rc = parse_set(t, pos); break;
         case '.': emit_dot(t); break;
-        case '^': rc = anchor(t, "^"); break;
-        case '$': rc = anchor(t, "$"); break;
+        /* Without REG_NEWLINE, glibc still lets a ^ or $ that is not at the edge of the
+         * pattern match next to a "\n"; the buffer anchors say what Python means. */
+        case '^': rc = anchor(t, (t->flags & CD_PYRE_MULTILINE) ? "^" : "\\`"); break;
+        case '$': rc = anchor(t, (t->flags & CD_PYRE_MULTILINE) ? "$" : "\\'"); break;
         case '*': rc = quantifier(t, "*", pos); break;
         case '+': rc = quantifier(t, "+", pos); break;
         case '?': rc = quantifier(t, "?", pos); break;

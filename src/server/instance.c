@@ -214,8 +214,20 @@ static void on_signal_closed(uv_handle_t *h) {
     if (--inst->signals_closing == 0) inst->stopped = true;
 }
 
+/* After the HTTP side: the executor thread stops (interrupting a running prompt), then the
+ * event bridge closes, so that no handle keeps the loop alive. */
+static void stop_engine(cd_instance *inst) {
+    cd_engine_free(inst->engine);
+    inst->engine = NULL;
+    if (inst->events) {
+        cd_event_bridge_close(inst->events);
+        inst->events = NULL;
+    }
+}
+
 static void on_http_stopped(void *arg) {
     cd_instance *inst = arg;
+    stop_engine(inst);
     if (inst->signals_open) {
         inst->signals_open = false;
         inst->signals_closing = 2;
@@ -316,12 +328,9 @@ void cd_instance_destroy(cd_instance *inst) {
     if (inst->http) {
         while (!inst->stopped) uv_run(inst->loop, UV_RUN_ONCE);
     }
-    /* The executor thread stops before the loop-side parts it reports to go away. */
-    cd_engine_free(inst->engine);
-    inst->engine = NULL;
-    if (inst->events) {
-        cd_event_bridge_close(inst->events);
-        inst->events = NULL;
+    /* Start-up may have failed before the HTTP side existed. */
+    if (inst->engine || inst->events) {
+        stop_engine(inst);
         uv_run(inst->loop, UV_RUN_NOWAIT);
     }
     cd_registry_free(inst->registry);
