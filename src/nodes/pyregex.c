@@ -20,6 +20,8 @@ struct cd_pyre {
     char **names; /* group names, [groups + 1], NULL where unnamed */
     regmatch_t *pm;
     size_t npm;
+    regex_t re_empty; /* for empty strings, when the pattern has \B (see parse_escape) */
+    int has_empty;
 };
 
 /* The most characters a non-ASCII range may list (see pyregex.h); a whole plane fits. */
@@ -58,6 +60,7 @@ typedef struct {
     size_t depth, stack_cap;
     int can_quantify, after_quant;
     int has_nonboundary, empty_variant;
+    char unsup[200]; /* the first construct POSIX cannot express, if any */
     int rc;
     char *err;
     size_t errlen;
@@ -80,6 +83,19 @@ static int fail(tr *t, int rc, size_t pos, const char *fmt, ...) {
 }
 
 static int oom(tr *t) { return fail(t, CD_PYRE_NOMEM, 0, "out of memory"); }
+
+/* Notes a construct POSIX cannot express and goes on parsing: if the pattern is invalid
+ * further on, Python raises re.error for it, and so must the translation. */
+static int unsupported(tr *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int unsupported(tr *t, const char *fmt, ...) {
+    if (!t->unsup[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(t->unsup, sizeof t->unsup, fmt, ap);
+        va_end(ap);
+    }
+    return 0;
+}
 
 static int peek(const tr *t) { return t->i < t->len ? (unsigned char)t->p[t->i] : -1; }
 
@@ -159,9 +175,10 @@ static void open_hidden(tr *t) {
 /* ---- literals and sets ---- */
 
 static int emit_literal(tr *t, uint32_t cp, size_t pos) {
-    if (cp == 0) return fail(t, CD_PYRE_UNSUPPORTED, pos, "a NUL character cannot be matched");
-    if (cp >= 0xD800 && cp <= 0xDFFF) return fail(t, CD_PYRE_UNSUPPORTED, pos, "a lone surrogate cannot be matched");
-    if (cp < 0x80 && strchr(".[]()*+?{}|^$\\", (int)cp)) {
+    (void)pos;
+    if (cp == 0) unsupported(t, "a NUL character cannot be matched");
+    else if (cp >= 0xD800 && cp <= 0xDFFF) unsupported(t, "a lone surrogate cannot be matched");
+    else if (cp < 0x80 && strchr(".[]()*+?{}|^$\\", (int)cp)) {
         char e[3] = {'\\', (char)cp, 0};
         put(t, e);
     } else {
@@ -231,8 +248,8 @@ static int bracket_body(tr *t, const span *r, size_t n, unsigned cls, cd_text_bu
         }
         expanded += hi - lo + 1;
         if (expanded > MAX_EXPANDED) {
-            cd_text_buf_free(&mid);
-            return fail(t, CD_PYRE_UNSUPPORTED, pos, "a character range too wide for POSIX regular expressions");
+            unsupported(t, "a character range too wide for POSIX regular expressions");
+            continue;
         }
         for (uint32_t c = lo; c <= hi; c++)
             if (c < 0xD800 || c > 0xDFFF) cd_text_putc(&mid, c);
@@ -257,7 +274,7 @@ static int bracket_body(tr *t, const span *r, size_t n, unsigned cls, cd_text_bu
     }
     cd_text_buf_free(&mid);
     if (body->oom) return oom(t);
-    if (!body->len && !*caret_only) return fail(t, CD_PYRE_UNSUPPORTED, pos, "a character set that matches nothing");
+    if (!body->len && !*caret_only) unsupported(t, "a character set that matches nothing");
     return 0;
 }
 
@@ -287,8 +304,10 @@ static int emit_negated_class(tr *t, unsigned cls, size_t pos) { return emit_bra
  * the common cases are computed into a plain set ([^\S\n], [^\W\d_], [^\D5]). */
 static int emit_negated_with_complements(tr *t, const cset *s, size_t pos) {
     unsigned neg = s->neg_cls;
+    t->can_quantify = 1;
+    t->after_quant = 0;
     if (neg != CLS_DIGIT && neg != CLS_WORD && neg != CLS_SPACE)
-        return fail(t, CD_PYRE_UNSUPPORTED, pos, "a negated set with several complemented classes");
+        return unsupported(t, "a negated set with several complemented classes");
     cset keep = {0};
     int rc = 0;
     if (neg == CLS_SPACE || neg == CLS_DIGIT) {
@@ -308,18 +327,18 @@ static int emit_negated_with_complements(tr *t, const cset *s, size_t pos) {
         return rc;
     }
     /* word characters minus what the set names: only digits and "_" can be taken out */
-    if (s->pos_cls & CLS_WORD) return fail(t, CD_PYRE_UNSUPPORTED, pos, "a character set that matches nothing");
+    if (s->pos_cls & CLS_WORD) return unsupported(t, "a character set that matches nothing");
     int no_underscore = set_has_literal(s, '_');
     int ndigits = 0;
     for (int c = '0'; c <= '9'; c++) ndigits += (s->pos_cls & CLS_DIGIT) || set_has_literal(s, (uint32_t)c);
     for (size_t k = 0; k < s->n; k++)
         for (uint32_t c = s->r[k].lo; c <= s->r[k].hi; c++) {
             if (c >= 0x80 || is_ascii_letter(c))
-                return fail(t, CD_PYRE_UNSUPPORTED, pos, "a negated set of \\W with letters in it");
+                return unsupported(t, "a negated set of \\W with letters in it");
             if (c == 0x7F) break;
         }
     if (ndigits != 0 && ndigits != 10)
-        return fail(t, CD_PYRE_UNSUPPORTED, pos, "a negated set of \\W with some of the digits in it");
+        return unsupported(t, "a negated set of \\W with some of the digits in it");
     put(t, ndigits ? "[[:alpha:]" : "[[:alnum:]");
     put(t, no_underscore ? "]" : "_]");
     t->can_quantify = 1;
@@ -402,7 +421,14 @@ static int common_escape(tr *t, uint32_t c, item *it, size_t pos) {
     case 'x': return read_hex(t, 2, 'x', &it->cp, pos) < 0 ? -1 : 1;
     case 'u': return read_hex(t, 4, 'u', &it->cp, pos) < 0 ? -1 : 1;
     case 'U': return read_hex(t, 8, 'U', &it->cp, pos) < 0 ? -1 : 1;
-    case 'N': return fail(t, CD_PYRE_UNSUPPORTED, pos, "\\N{...} named characters");
+    case 'N':
+        if (peek(t) != '{') return fail(t, CD_PYRE_INVALID, pos, "missing {");
+        while (t->i < t->len && t->p[t->i] != '}') t->i++;
+        if (t->i >= t->len) return fail(t, CD_PYRE_INVALID, pos, "missing }, unterminated name");
+        t->i++;
+        it->cp = 'N';
+        unsupported(t, "\\N{...} named characters");
+        return 1;
     default: return 0;
     }
 }
@@ -520,10 +546,12 @@ static int emit_class_item(tr *t, const item *it, size_t pos) {
 
 static int emit_backref(tr *t, int g, size_t pos) {
     if (!t->closed[g]) return fail(t, CD_PYRE_INVALID, pos, "cannot refer to an open group");
-    if (t->map[g] > 9)
-        return fail(t, CD_PYRE_UNSUPPORTED, pos, "a back-reference to group %d (POSIX has \\1 to \\9)", g);
-    char e[4] = {'\\', (char)('0' + t->map[g]), 0};
-    put(t, e);
+    if (t->map[g] > 9) {
+        unsupported(t, "a back-reference to group %d (POSIX has \\1 to \\9)", g);
+    } else {
+        char e[4] = {'\\', (char)('0' + t->map[g]), 0};
+        put(t, e);
+    }
     t->can_quantify = 1;
     t->after_quant = 0;
     return 0;
@@ -646,24 +674,41 @@ static int parse_group(tr *t, size_t pos) {
         }
         return fail(t, CD_PYRE_INVALID, pos, "unknown extension ?P%c", d < 0 ? ' ' : d);
     }
-    case '=': case '!': return fail(t, CD_PYRE_UNSUPPORTED, pos, "lookahead assertions (?%c...)", c);
+    /* what POSIX lacks is parsed as a plain group, to find later errors (see unsupported) */
+    case '=': case '!':
+        unsupported(t, "lookahead assertions (?%c...)", c);
+        return open_group(t, 0, NULL, pos);
     case '<':
-        if (peek(t) == '=' || peek(t) == '!')
-            return fail(t, CD_PYRE_UNSUPPORTED, pos, "lookbehind assertions (?<%c...)", peek(t));
+        if (peek(t) == '=' || peek(t) == '!') {
+            unsupported(t, "lookbehind assertions (?<%c...)", peek(t));
+            t->i++;
+            return open_group(t, 0, NULL, pos);
+        }
         return fail(t, CD_PYRE_INVALID, pos, "unknown extension ?<%c", peek(t) < 0 ? ' ' : peek(t));
     case '#':
         while (t->i < t->len && t->p[t->i] != ')') t->i++;
         if (t->i >= t->len) return fail(t, CD_PYRE_INVALID, pos, "missing ), unterminated comment");
         t->i++;
         return 0; /* a comment leaves the state as it was */
-    case '>': return fail(t, CD_PYRE_UNSUPPORTED, pos, "atomic groups (?>...)");
-    case '(': return fail(t, CD_PYRE_UNSUPPORTED, pos, "conditional groups (?(...)...)");
+    case '>':
+        unsupported(t, "atomic groups (?>...)");
+        return open_group(t, 0, NULL, pos);
+    case '(':
+        while (t->i < t->len && t->p[t->i] != ')') t->i++;
+        if (t->i >= t->len) return fail(t, CD_PYRE_INVALID, pos, "missing ), unterminated name");
+        t->i++;
+        unsupported(t, "conditional groups (?(...)...)");
+        return open_group(t, 0, NULL, pos);
     default: break;
     }
     if (strchr(FLAG_LETTERS, c) || c == '-') {
         while (t->i < t->len && (strchr(FLAG_LETTERS, t->p[t->i]) || t->p[t->i] == '-')) t->i++;
         if (peek(t) == ')') return fail(t, CD_PYRE_INVALID, pos, "global flags not at the start of the expression");
-        if (peek(t) == ':') return fail(t, CD_PYRE_UNSUPPORTED, pos, "scoped inline flags (?flags:...)");
+        if (peek(t) == ':') {
+            t->i++;
+            unsupported(t, "scoped inline flags (?flags:...)");
+            return open_group(t, 0, NULL, pos);
+        }
         return fail(t, CD_PYRE_INVALID, pos, "missing -, : or )");
     }
     return fail(t, CD_PYRE_INVALID, pos, "unknown extension ?%c", c);
@@ -679,10 +724,10 @@ static int quantifier(tr *t, const char *text, size_t pos) {
     if (peek(t) == '?') {
         t->i++;
         /* POSIX has only greedy repeats; whether a match exists does not depend on it */
-        if (!(t->flags & CD_PYRE_LAZY_AS_GREEDY))
-            return fail(t, CD_PYRE_UNSUPPORTED, pos, "lazy repeats (*?, +?, ??, {m,n}?)");
+        if (!(t->flags & CD_PYRE_LAZY_AS_GREEDY)) unsupported(t, "lazy repeats (*?, +?, ??, {m,n}?)");
     } else if (peek(t) == '+') {
-        return fail(t, CD_PYRE_UNSUPPORTED, pos, "possessive repeats (*+, ++, ?+, {m,n}+)");
+        t->i++;
+        unsupported(t, "possessive repeats (*+, ++, ?+, {m,n}+)");
     }
     return 0;
 }
@@ -717,8 +762,10 @@ static int parse_brace(tr *t, size_t pos) {
     long min = lo < 0 ? 0 : lo;
     long max = comma ? hi : lo; /* -1: no maximum */
     if (max >= 0 && max < min) return fail(t, CD_PYRE_INVALID, pos, "min repeat greater than max repeat");
-    if (min > MAX_REPEAT || max > MAX_REPEAT)
-        return fail(t, CD_PYRE_UNSUPPORTED, pos, "a repeat count above %d", MAX_REPEAT);
+    if (min > MAX_REPEAT || max > MAX_REPEAT) {
+        unsupported(t, "a repeat count above %d", MAX_REPEAT);
+        return quantifier(t, "*", pos);
+    }
     char text[32];
     if (max < 0) snprintf(text, sizeof text, "{%ld,}", min);
     else if (comma) snprintf(text, sizeof text, "{%ld,%ld}", min, max);
@@ -746,7 +793,7 @@ static int leading_flags(tr *t) {
             }
         }
         if (a && u) return fail(t, CD_PYRE_INVALID, t->i, "bad inline flags: flags 'a', 'u' and 'L' are incompatible");
-        if (a) return fail(t, CD_PYRE_UNSUPPORTED, t->i, "the ASCII flag (?a)");
+        if (a) unsupported(t, "the ASCII flag (?a)");
         t->i = k + 1;
     }
 }
@@ -796,6 +843,7 @@ static int translate(tr *t) {
     }
     if (t->rc) return -1;
     if (t->depth) return fail(t, CD_PYRE_INVALID, t->stack[t->depth - 1].pos, "missing ), unterminated subpattern");
+    if (t->unsup[0]) return fail(t, CD_PYRE_UNSUPPORTED, 0, "%s", t->unsup);
     if (t->out.oom) return oom(t);
     return 0;
 }
@@ -806,34 +854,46 @@ static locale_t utf8_locale(void) {
     return l;
 }
 
+static void tr_free(tr *t) {
+    if (t->names)
+        for (int g = 0; g <= t->groups; g++) free(t->names[g]);
+    free(t->names);
+    free(t->map);
+    free(t->closed);
+    free(t->stack);
+    cd_text_buf_free(&t->out);
+}
+
+/* Translates and compiles into *re_out under the C.UTF-8 locale. */
+static int build(tr *t, locale_t loc, regex_t *re_out) {
+    if (group_slot(t) < 0 || translate(t) < 0) return -1;
+    locale_t old = loc ? uselocale(loc) : (locale_t)0;
+    int cflags = REG_EXTENDED | ((t->flags & CD_PYRE_IGNORECASE) ? REG_ICASE : 0) |
+                 ((t->flags & CD_PYRE_MULTILINE) ? REG_NEWLINE : 0);
+    int r = regcomp(re_out, t->out.data ? t->out.data : "", cflags);
+    char msg[160] = "";
+    if (r != 0) regerror(r, re_out, msg, sizeof msg);
+    if (loc) uselocale(old);
+    if (r != 0)
+        return fail(t, r == REG_ESPACE ? CD_PYRE_NOMEM : CD_PYRE_UNSUPPORTED, 0,
+                    "the POSIX translation of the pattern does not compile: %s", msg);
+    return 0;
+}
+
 int cd_pyre_compile(cd_pyre **out, const char *pattern, size_t len, unsigned flags, char *err, size_t errlen) {
     *out = NULL;
     if (errlen) err[0] = '\0';
+    cd_pyre *re = calloc(1, sizeof *re);
+    if (!re) {
+        if (errlen) snprintf(err, errlen, "out of memory");
+        return CD_PYRE_NOMEM;
+    }
+    re->loc = utf8_locale();
     tr t = {.p = pattern, .len = len, .flags = flags, .err = err, .errlen = errlen};
     cd_text_buf_init(&t.out);
-    int rc = group_slot(&t) < 0 ? -1 : translate(&t);
-    cd_pyre *re = NULL;
+    int rc = build(&t, re->loc, &re->re);
     if (rc == 0) {
-        re = calloc(1, sizeof *re);
-        if (!re) rc = oom(&t);
-    }
-    if (rc == 0) {
-        re->loc = utf8_locale();
-        locale_t old = re->loc ? uselocale(re->loc) : (locale_t)0;
-        int cflags = REG_EXTENDED | ((t.flags & CD_PYRE_IGNORECASE) ? REG_ICASE : 0) |
-                     ((t.flags & CD_PYRE_MULTILINE) ? REG_NEWLINE : 0);
-        int r = regcomp(&re->re, t.out.data ? t.out.data : "", cflags);
-        if (r != 0) {
-            char msg[160];
-            regerror(r, &re->re, msg, sizeof msg);
-            rc = fail(&t, r == REG_ESPACE ? CD_PYRE_NOMEM : CD_PYRE_UNSUPPORTED, 0,
-                      "the POSIX translation of the pattern does not compile: %s", msg);
-        } else {
-            re->compiled = 1;
-        }
-        if (re->loc) uselocale(old);
-    }
-    if (rc == 0) {
+        re->compiled = 1;
         re->groups = t.groups;
         re->map = t.map;
         re->names = t.names;
@@ -843,16 +903,19 @@ int cd_pyre_compile(cd_pyre **out, const char *pattern, size_t len, unsigned fla
         re->pm = calloc(re->npm, sizeof *re->pm);
         if (!re->pm) rc = oom(&t);
     }
-    if (t.names)
-        for (int g = 0; g <= t.groups; g++) free(t.names[g]);
-    free(t.names);
-    free(t.map);
-    free(t.closed);
-    free(t.stack);
-    cd_text_buf_free(&t.out);
+    if (rc == 0 && t.has_nonboundary) {
+        tr e = {.p = pattern, .len = len, .flags = flags, .empty_variant = 1, .err = err, .errlen = errlen};
+        cd_text_buf_init(&e.out);
+        rc = build(&e, re->loc, &re->re_empty);
+        if (rc == 0) re->has_empty = 1;
+        else t.rc = e.rc;
+        tr_free(&e);
+    }
+    int code = t.rc;
+    tr_free(&t);
     if (rc != 0) {
         cd_pyre_free(re);
-        return t.rc ? t.rc : CD_PYRE_NOMEM;
+        return code ? code : CD_PYRE_NOMEM;
     }
     *out = re;
     return CD_PYRE_OK;
@@ -861,6 +924,7 @@ int cd_pyre_compile(cd_pyre **out, const char *pattern, size_t len, unsigned fla
 void cd_pyre_free(cd_pyre *re) {
     if (!re) return;
     if (re->compiled) regfree(&re->re);
+    if (re->has_empty) regfree(&re->re_empty);
     if (re->loc) freelocale(re->loc);
     if (re->names)
         for (int g = 0; g <= re->groups; g++) free(re->names[g]);
@@ -886,7 +950,7 @@ int cd_pyre_search(cd_pyre *re, const char *s, size_t len, size_t pos, int64_t *
     re->pm[0].rm_eo = (regoff_t)len;
     /* REG_STARTEND: the search starts at pos but sees the text before it, as Python's
      * pattern.search(s, pos) does for ^ and \b. */
-    int rc = regexec(&re->re, s, re->npm, re->pm, REG_STARTEND);
+    int rc = regexec(len == 0 && re->has_empty ? &re->re_empty : &re->re, s, re->npm, re->pm, REG_STARTEND);
     if (re->loc) uselocale(old);
     if (rc == REG_NOMATCH) return 0;
     if (rc != 0) return -1;

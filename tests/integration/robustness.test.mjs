@@ -1,12 +1,12 @@
 // Load and life-cycle: clients that pipeline and never read, 1,000 concurrent keep-alive
 // connections, SIGKILL then an immediate restart on the same port, SIGTERM during a download.
-import { describe, test, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { startServer, sleep, probeStatus, rssBytes, HOST } from './lib/server.mjs';
+import { startServer, withServer, sleep, probeStatus, rssBytes, HOST } from './lib/server.mjs';
 import { RawConn, buildRequest } from './lib/http.mjs';
 
 const MiB = 1024 * 1024;
@@ -38,13 +38,8 @@ async function nonReader(port, bytes) {
 }
 
 describe('clients that pipeline requests and never read the responses', () => {
-  const servers = [];
-  after(async () => { for (const s of servers) await s.stop(); });
-
-  test('big static responses: 8 clients x 400 pipelined GETs of a 256 KB file', { timeout: 60000 }, async (t) => {
-    const file = crypto.randomBytes(256 * 1024);
-    const srv = await startServer({ frontEnd: { 'chunk.bin': file }, env: ASAN_SMALL_QUARANTINE });
-    servers.push(srv);
+  const file = crypto.randomBytes(256 * 1024);
+  test('big static responses: 8 clients x 400 pipelined GETs of a 256 KB file', { timeout: 60000 }, (t) => withServer({ frontEnd: { 'chunk.bin': file }, env: ASAN_SMALL_QUARANTINE }, async (srv) => {
     const before = rssBytes(srv.pid);
     const one = buildRequest({ path: '/chunk.bin', port: srv.port });
     const clients = [];
@@ -76,11 +71,9 @@ describe('clients that pipeline requests and never read the responses', () => {
     }
     await sleep(200);
     assert.equal(await probeStatus(srv.port), 200);
-  });
+  }));
 
-  test('small responses: 20,000 pipelined GET /system_stats, never read', { timeout: 60000 }, async (t) => {
-    const srv = await startServer({ env: ASAN_SMALL_QUARANTINE });
-    servers.push(srv);
+  test('small responses: 20,000 pipelined GET /system_stats, never read', { timeout: 60000 }, (t) => withServer({ env: ASAN_SMALL_QUARANTINE }, async (srv) => {
     const before = rssBytes(srv.pid);
     const one = buildRequest({ path: '/system_stats', port: srv.port });
     const c = await nonReader(srv.port, Buffer.concat(Array(20000).fill(one)));
@@ -98,15 +91,45 @@ describe('clients that pipeline requests and never read the responses', () => {
     }
     await sleep(200);
     assert.equal(await probeStatus(srv.port), 200);
-  });
+  }));
+});
+
+describe('downloads abandoned midway', () => {
+  // Larger than what the kernel buffers on loopback, so that the server's transfer ends up
+  // waiting for the client to read (parked on back-pressure) when the client goes away.
+  const file = Buffer.alloc(32 * MiB, 0x5a);
+  const fdCount = (pid) => fs.readdirSync(`/proc/${pid}/fd`).length;
+
+  test('20 clients that stop reading a large download and then disconnect leak no file descriptors', { timeout: 60000 }, (t) => withServer({ frontEnd: { 'big.bin': file } }, async (srv) => {
+    // Warm up (lazy allocations, log files) before counting.
+    const warm = await RawConn.open(srv.port);
+    await warm.write(buildRequest({ path: '/big.bin', port: srv.port }));
+    await warm.readResponse({ timeoutMs: 10000 });
+    warm.destroy();
+    await sleep(300);
+    const before = fdCount(srv.pid);
+    const N = 20;
+    for (let i = 0; i < N; i++) {
+      const c = await RawConn.open(srv.port);
+      await c.write(buildRequest({ path: '/big.bin', port: srv.port }));
+      await c.waitBytes(64 * 1024, 10000); // the transfer is under way
+      c.sock.pause(); // stop reading: the kernel buffers fill and the server has to wait
+      await sleep(250);
+      c.destroy();
+    }
+    let after = fdCount(srv.pid);
+    for (let i = 0; i < 20 && after > before + 2; i++) {
+      await sleep(100);
+      after = fdCount(srv.pid);
+    }
+    t.diagnostic(`server fds: ${before} before, ${after} after ${N} abandoned downloads`);
+    assert.ok(after <= before + 2, `server holds ${after - before} more file descriptors after ${N} abandoned downloads (${before} -> ${after})`);
+    assert.equal(await probeStatus(srv.port), 200);
+  }));
 });
 
 describe('1,000 concurrent keep-alive connections', () => {
-  let srv;
-  after(async () => { await srv?.stop(); });
-
-  test('each of 1,000 connections sends 2 requests on its socket; all succeed', { timeout: 120000 }, async (t) => {
-    srv = await startServer();
+  test('each of 1,000 connections sends 2 requests on its socket; all succeed', { timeout: 120000 }, (t) => withServer({}, async (srv) => {
     const N = 1000;
     const conns = [];
     try {
@@ -135,7 +158,7 @@ describe('1,000 concurrent keep-alive connections', () => {
     } finally {
       for (const c of conns) c.destroy();
     }
-  });
+  }));
 });
 
 /** Local-port sockets in TIME_WAIT (state 06) for port, from /proc/net/tcp. */

@@ -3,7 +3,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { startServer, sleep, probeStatus, rssBytes } from './lib/server.mjs';
+import { startServer, withServer, sleep, probeStatus, rssBytes } from './lib/server.mjs';
 import { RawWs, OP, closePayload } from './lib/ws-raw.mjs';
 
 const T = { timeout: 30000 };
@@ -47,9 +47,7 @@ function closed(ws) {
 
 describe('WebSocket', () => {
   let srv;
-  before(async () => {
-    srv = await startServer({ env: { ASAN_OPTIONS: process.env.ASAN_OPTIONS || 'detect_leaks=1:abort_on_error=0:quarantine_size_mb=16' } });
-  });
+  before(async () => { srv = await startServer(); });
   after(async () => { await srv?.stop(); });
 
   for (const prefix of ['', '/api']) {
@@ -232,19 +230,15 @@ describe('WebSocket', () => {
 
 describe('WebSocket clients that never read (a fresh server each)', () => {
   for (const payloadLen of [125, 0]) {
-    test(`a flood of ${payloadLen}-byte pings from a client that never reads: memory stays bounded, server responsive`, { timeout: 60000 }, async (t) => {
-      const srv = await startServer({ env: { ASAN_OPTIONS: process.env.ASAN_OPTIONS || 'detect_leaks=1:abort_on_error=0:quarantine_size_mb=16' } });
-      try {
-        const r = await pingFlood(srv, payloadLen);
-        t.diagnostic(`sent ${r.sent} bytes of pings, stalled=${r.stalled}, dropped=${r.dropped}, RSS ${mb(r.before)} -> peak ${mb(r.peak)} MB`);
-        assert.ok(r.peak < RSS_LIMIT, `server RSS reached ${mb(r.peak)} MB after ${mb(r.sent)} MB of ${payloadLen}-byte pings from a client that reads nothing (start ${mb(r.before)} MB); the pongs must be bounded (back-pressure or dropping the client)`);
-        assert.equal(r.statusDuring, 200, 'server responsive during the flood');
-        await sleep(200);
-        assert.equal(await probeStatus(srv.port), 200);
-      } finally {
-        await srv.stop();
-      }
-    });
+    const env = { ASAN_OPTIONS: process.env.ASAN_OPTIONS || 'detect_leaks=1:abort_on_error=0:quarantine_size_mb=16' };
+    test(`a flood of ${payloadLen}-byte pings from a client that never reads: memory stays bounded, server responsive`, { timeout: 60000 }, (t) => withServer({ env }, async (srv) => {
+      const r = await pingFlood(srv, payloadLen);
+      t.diagnostic(`sent ${r.sent} bytes of pings, stalled=${r.stalled}, dropped=${r.dropped}, RSS ${mb(r.before)} -> peak ${mb(r.peak)} MB`);
+      assert.ok(r.peak < RSS_LIMIT, `server RSS reached ${mb(r.peak)} MB after ${mb(r.sent)} MB of ${payloadLen}-byte pings from a client that reads nothing (start ${mb(r.before)} MB); the pongs must be bounded (back-pressure or dropping the client)`);
+      assert.equal(r.statusDuring, 200, 'server responsive during the flood');
+      await sleep(200);
+      assert.equal(await probeStatus(srv.port), 200);
+    }));
   }
 });
 

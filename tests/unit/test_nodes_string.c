@@ -256,6 +256,13 @@ static void test_regex_match(void **state) {
     EXPECT_BOOL("RegexMatch", 0, RX("x", "("), FLAGS(1, 0, 0));
     EXPECT_BOOL("RegexMatch", 0, RX("x", "a**"), FLAGS(1, 0, 0));
     EXPECT_BOOL("RegexMatch", 0, RX("x", "\\q"), FLAGS(1, 0, 0));
+    /* Python's \B never matches in an empty string; a mid-pattern ^ only at the start */
+    EXPECT_BOOL("RegexMatch", 0, RX("", "\\B"), FLAGS(1, 0, 0));
+    EXPECT_BOOL("RegexMatch", 1, RX("ab", "a\\B"), FLAGS(1, 0, 0));
+    EXPECT_BOOL("RegexMatch", 0, RX("a\nb", "a\n^b"), FLAGS(1, 0, 0));
+    EXPECT_BOOL("RegexMatch", 1, RX("a\nb", "a\n^b"), FLAGS(1, 1, 0));
+    /* an error after a construct POSIX lacks is still Python's re.error */
+    EXPECT_BOOL("RegexMatch", 0, RX("a", "(?=a)("), FLAGS(1, 0, 0));
     /* valid Python that POSIX cannot run fails instead of answering differently */
     EXPECT_FAIL("RegexMatch", "re.error", "lookahead", RX("ab", "a(?=b)"), FLAGS(1, 0, 0));
     EXPECT_FAIL("RegexMatch", "re.error", "lookbehind", RX("ab", "(?<=a)b"), FLAGS(1, 0, 0));

@@ -164,6 +164,10 @@ async function launch({ argv, port, baseDir, ownsBase, frontEndRoot, options }) 
   Object.assign(env, options.env || {});
   const child = spawn(COMFYD_BIN, argv, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   live.add(child);
+  // A server that a failing test never stopped must not keep the test process alive: it is
+  // SIGKILLed at exit. (Waits below always hold a timer, which keeps the loop running.)
+  child.unref();
+  child.stderr.unref?.();
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (d) => {
@@ -171,7 +175,8 @@ async function launch({ argv, port, baseDir, ownsBase, frontEndRoot, options }) 
     if (process.env.COMFYD_TEST_VERBOSE) process.stderr.write(d);
   });
   const exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => { live.delete(child); resolve({ code, signal }); });
+    // 'close' (not 'exit'): stderr has been read to its end by then, sanitizer reports included.
+    child.on('close', (code, signal) => { live.delete(child); resolve({ code, signal }); });
     child.on('error', (err) => { live.delete(child); resolve({ code: null, signal: null, error: err }); });
   });
   let exitInfo = null;
@@ -181,13 +186,14 @@ async function launch({ argv, port, baseDir, ownsBase, frontEndRoot, options }) 
   const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
     if (exitInfo) {
+      await sleep(50); // let the last stderr bytes arrive
       throw new Error(`comfyd exited during startup (code ${exitInfo.code}, signal ${exitInfo.signal}${exitInfo.error ? ', ' + exitInfo.error.message : ''}); argv ${JSON.stringify(argv)}; stderr:\n${stderr}`);
     }
     const status = await probeStatus(port, '/system_stats', 1000);
     if (status === 200) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      await exited;
+      await Promise.race([exited, sleep(5000)]);
       throw new Error(`comfyd did not answer /system_stats with 200 within ${readyTimeoutMs} ms (last status ${status}); stderr:\n${stderr}`);
     }
     await sleep(100);
@@ -206,7 +212,7 @@ async function launch({ argv, port, baseDir, ownsBase, frontEndRoot, options }) 
     /** Sends SIGKILL and waits; the caller expects no clean exit. */
     async kill() {
       if (!exitInfo) child.kill('SIGKILL');
-      await exited;
+      await srv.waitExit(10000);
     },
     /** Removes the base directory if this helper made it (after kill()). */
     async removeBase() {
@@ -220,7 +226,7 @@ async function launch({ argv, port, baseDir, ownsBase, frontEndRoot, options }) 
       clearTimeout(timer);
       if (r === null) {
         child.kill('SIGKILL');
-        await exited;
+        await Promise.race([exited, sleep(5000)]);
         return null;
       }
       return r;
@@ -262,4 +268,36 @@ async function launch({ argv, port, baseDir, ownsBase, frontEndRoot, options }) 
     },
   };
   return srv;
+}
+
+/** Stops every server in the list (all of them, even when one fails), then throws the first failure. */
+export async function stopAll(servers) {
+  const errors = [];
+  for (const s of servers.splice(0)) {
+    try { await s?.stop(); } catch (e) { errors.push(e); }
+  }
+  if (errors.length === 1) throw errors[0];
+  if (errors.length > 1) throw new AggregateError(errors, errors.map((e) => e.message).join('\n----\n'));
+}
+
+/**
+ * Starts a server, runs fn(srv), then stops it (checking exit code and sanitizer reports) so that
+ * a leak or crash is reported by the test that caused it. If fn failed too, both are reported.
+ */
+export async function withServer(options, fn) {
+  const srv = await startServer(options);
+  let failure = null;
+  try {
+    return await fn(srv);
+  } catch (e) {
+    failure = e;
+    throw e;
+  } finally {
+    try {
+      await srv.stop();
+    } catch (stopError) {
+      if (!failure) throw stopError;
+      failure.message += `\n\nand stopping the server failed too: ${stopError.message}`;
+    }
+  }
 }
