@@ -42,9 +42,12 @@ async function main() {
   const base = mkdtempSync(join(tmpdir(), 'comfyd-bench-'));
   const child = spawn(bin, ['serve', '--listen', '127.0.0.1', '--port', String(port), '--base-directory', base,
     '--verbose', 'WARNING'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const spawnFailed = new Promise((_, rej) => child.on('error', (e) => rej(new Error(`cannot start ${bin}: ${e.message} (make release)`))));
+  spawnFailed.catch(() => {});
   const url = `http://127.0.0.1:${port}`;
   try {
     for (let i = 0; ; i++) {
+      await Promise.race([spawnFailed, Promise.resolve()]);
       try { if ((await fetch(`${url}/system_stats`)).ok) break; } catch {}
       if (i > 200) throw new Error('comfyd did not start');
       await new Promise(r => setTimeout(r, 50));

@@ -146,15 +146,6 @@ static json_t *error_reply(const char *type, const char *message, const char *de
                      "extra_info", "node_errors");
 }
 
-/* Python's str() of a JSON value, for a client-chosen prompt_id of another type. */
-static char *python_str(json_t *v) {
-    if (json_is_string(v)) return strdup(json_string_value(v));
-    if (json_is_null(v)) return strdup("None");
-    if (json_is_true(v)) return strdup("True");
-    if (json_is_false(v)) return strdup("False");
-    return json_dumps(v, JSON_ENCODE_ANY);
-}
-
 int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply) {
     /* The counter moves even when the request then fails, as in ComfyUI. */
     pthread_mutex_lock(&e->lock);
@@ -185,7 +176,7 @@ int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply) {
     }
     char *prompt_id;
     json_t *pid = json_object_get(body, "prompt_id");
-    if (pid) prompt_id = python_str(pid);
+    if (pid) prompt_id = cd_validate_py_str(pid); /* ComfyUI: str(prompt_id) */
     else {
         prompt_id = malloc(37);
         if (prompt_id) cd_str_uuid4(prompt_id);

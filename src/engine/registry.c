@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/map.h"
 #include "base/path.h"
 #include "base/str.h"
 
@@ -19,13 +20,21 @@ struct cd_pack {
 };
 
 struct cd_registry {
+    cd_map *by_name;
     cd_node_type **types;
     size_t n, cap;
     void **handles; /* dlopen handles, closed at the end */
     size_t nhandles;
 };
 
-cd_registry *cd_registry_new(void) { return calloc(1, sizeof(cd_registry)); }
+cd_registry *cd_registry_new(void) {
+    cd_registry *reg = calloc(1, sizeof(cd_registry));
+    if (reg && !(reg->by_name = cd_map_new())) {
+        free(reg);
+        return NULL;
+    }
+    return reg;
+}
 
 static void type_free(cd_node_type *t) {
     if (!t) return;
@@ -42,6 +51,7 @@ void cd_registry_free(cd_registry *reg) {
     if (!reg) return;
     for (size_t i = 0; i < reg->n; i++) type_free(reg->types[i]);
     free(reg->types);
+    cd_map_free(reg->by_name);
     /* Packs' code must stay mapped until every value they made is gone; the process ends soon
      * after the registry is freed, so handles are closed last. */
     for (size_t i = 0; i < reg->nhandles; i++) dlclose(reg->handles[i]);
@@ -51,11 +61,7 @@ void cd_registry_free(cd_registry *reg) {
 
 const char *cd_pack_name(const cd_pack *pack) { return pack->name; }
 
-const cd_node_type *cd_registry_get(const cd_registry *reg, const char *name) {
-    for (size_t i = 0; i < reg->n; i++)
-        if (strcmp(reg->types[i]->def->name, name) == 0) return reg->types[i];
-    return NULL;
-}
+const cd_node_type *cd_registry_get(const cd_registry *reg, const char *name) { return cd_map_get(reg->by_name, name); }
 
 size_t cd_registry_count(const cd_registry *reg) { return reg->n; }
 const cd_node_type *cd_registry_at(const cd_registry *reg, size_t i) { return i < reg->n ? reg->types[i] : NULL; }
@@ -283,6 +289,11 @@ int cd_pack_register(cd_pack *pack, const cd_node_def *def) {
         pack->errors++;
         return CD_ERROR;
     }
+    if (cd_map_set(reg->by_name, def->name, t) < 0) {
+        cd_warn("node pack %s: node %s left out: out of memory", pack->name, name);
+        type_free(t);
+        return CD_ERROR;
+    }
     reg->types[reg->n++] = t;
     return CD_OK;
 }
@@ -292,7 +303,11 @@ int cd_registry_add_pack(cd_registry *reg, const char *pack_name, const char *mo
     int rc = init(&pack);
     if (rc != CD_OK) {
         cd_warn("node pack %s: its init function failed (%d); the pack is left out", pack_name, rc);
-        while (reg->n > pack.first_index) type_free(reg->types[--reg->n]);
+        while (reg->n > pack.first_index) {
+            cd_node_type *t = reg->types[--reg->n];
+            cd_map_remove(reg->by_name, t->def->name);
+            type_free(t);
+        }
         return -1;
     }
     return (int)(reg->n - pack.first_index);

@@ -122,25 +122,6 @@ static bool py_isprintable_nonascii(uint32_t c) {
     return (c & 0xfffe) != 0xfffe;
 }
 
-/* The byte range [*a, *b) of s without Python whitespace at either end. */
-static void py_strip(const char *s, size_t len, size_t *a, size_t *b) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, start = len, end = 0;
-    while (i < len) {
-        uint32_t cp;
-        bool bad;
-        size_t n = utf8_next(u, len, i, &cp, &bad);
-        if (bad || !py_isspace(cp)) {
-            if (start == len) start = i;
-            end = i + n;
-        }
-        i += n;
-    }
-    if (start == len) start = end = 0;
-    *a = start;
-    *b = end;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Python's str() and repr() of JSON values                                                    */
 
@@ -429,37 +410,96 @@ static void int_literal_error(sb *ex, const char *s, size_t len) {
     sb_free(&r);
 }
 
-static int parse_py_int(const char *s, size_t len, json_int_t *out, sb *ex) {
+/* The first code point of each block of ten decimal digits in Unicode 15 (Python 3.12's
+ * unicodedata): int() and float() read digits of every script. */
+static const uint32_t digit_zeros[] = {
+    0x30,    0x660,   0x6f0,   0x7c0,   0x966,   0x9e6,   0xa66,   0xae6,   0xb66,   0xbe6,   0xc66,   0xce6,
+    0xd66,   0xde6,   0xe50,   0xed0,   0xf20,   0x1040,  0x1090,  0x17e0,  0x1810,  0x1946,  0x19d0,  0x1a80,
+    0x1a90,  0x1b50,  0x1bb0,  0x1c40,  0x1c50,  0xa620,  0xa8d0,  0xa900,  0xa9d0,  0xa9f0,  0xaa50,  0xabf0,
+    0xff10,  0x104a0, 0x10d30, 0x11066, 0x110f0, 0x11136, 0x111d0, 0x112f0, 0x11450, 0x114d0, 0x11650, 0x116c0,
+    0x11730, 0x118e0, 0x11950, 0x11c50, 0x11d50, 0x11da0, 0x11f50, 0x16a60, 0x16ac0, 0x16b50, 0x1d7ce, 0x1d7d8,
+    0x1d7e2, 0x1d7ec, 0x1d7f6, 0x1e140, 0x1e2f0, 0x1e4f0, 0x1e950, 0x1fbf0,
+};
+
+/* CPython's _PyUnicode_TransformDecimalAndSpaceToASCII, which int() and float() parse from:
+ * non-ASCII whitespace becomes ' ', any decimal digit its ASCII digit, and the text ends at
+ * the first other non-ASCII character (as '?'). Returns a new buffer, NULL on OOM. */
+static char *py_to_ascii(const char *s, size_t len, size_t *out_len) {
+    char *buf = malloc(len + 1);
+    if (!buf) return NULL;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    while (i < len) {
+        uint32_t cp;
+        bool bad;
+        i += utf8_next(u, len, i, &cp, &bad);
+        if (!bad && cp < 0x80) {
+            buf[o++] = (char)cp;
+            continue;
+        }
+        int digit = -1;
+        for (size_t k = 0; !bad && digit < 0 && k < sizeof digit_zeros / sizeof digit_zeros[0]; k++)
+            if (cp >= digit_zeros[k] && cp < digit_zeros[k] + 10) digit = (int)(cp - digit_zeros[k]);
+        if (!bad && py_isspace(cp)) buf[o++] = ' ';
+        else if (digit >= 0) buf[o++] = (char)('0' + digit);
+        else {
+            buf[o++] = '?';
+            break;
+        }
+    }
+    buf[o] = '\0';
+    *out_len = o;
+    return buf;
+}
+
+/* Py_ISSPACE: what int() and float() skip around the (transformed) text. */
+static bool ascii_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+static void ascii_strip(const char *s, size_t len, size_t *a, size_t *b) {
+    *a = 0;
+    *b = len;
+    while (*a < *b && ascii_space(s[*a])) (*a)++;
+    while (*b > *a && ascii_space(s[*b - 1])) (*b)--;
+}
+
+static int parse_py_int(const char *orig, size_t orig_len, json_int_t *out, sb *ex) {
+    size_t len;
+    char *s = py_to_ascii(orig, orig_len, &len);
+    if (!s) {
+        ex->oom = true;
+        return -1;
+    }
     size_t a, b;
-    py_strip(s, len, &a, &b);
+    ascii_strip(s, len, &a, &b);
     size_t p = a;
     bool neg = false;
     if (p < b && (s[p] == '+' || s[p] == '-')) neg = s[p++] == '-';
     size_t start = p;
     size_t nd = scan_digits(s, b, &p);
+    int rc = -1;
     if (nd == 0 || p != b) {
-        int_literal_error(ex, s, len);
-        return -1;
-    }
-    if (nd > 4300) {
+        int_literal_error(ex, orig, orig_len);
+    } else if (nd > 4300) {
         sb_printf(ex,
                   "Exceeds the limit (4300 digits) for integer string conversion: value has %zu digits; use "
                   "sys.set_int_max_str_digits() to increase the limit",
                   nd);
-        return -1;
-    }
-    uint64_t acc = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (size_t i = start; i < b; i++) {
-        if (s[i] == '_') continue;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (acc > (limit - d) / 10) {
-            sb_str(ex, INT_OVERFLOW_TEXT);
-            return -1;
+    } else {
+        uint64_t acc = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+        rc = 0;
+        for (size_t i = start; i < b && rc == 0; i++) {
+            if (s[i] == '_') continue;
+            unsigned d = (unsigned)(s[i] - '0');
+            if (acc > (limit - d) / 10) {
+                sb_str(ex, INT_OVERFLOW_TEXT);
+                rc = -1;
+            } else acc = acc * 10 + d;
         }
-        acc = acc * 10 + d;
+        if (rc == 0)
+            *out = neg ? (acc == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(json_int_t)acc) : (json_int_t)acc;
     }
-    *out = neg ? (acc == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(json_int_t)acc) : (json_int_t)acc;
-    return 0;
+    free(s);
+    return rc;
 }
 
 static bool word_ieq(const char *s, size_t len, const char *w) {
@@ -472,51 +512,53 @@ static bool word_ieq(const char *s, size_t len, const char *w) {
     return true;
 }
 
-static int parse_py_float(const char *s, size_t len, double *out, sb *ex) {
-    size_t a, b;
-    py_strip(s, len, &a, &b);
-    size_t p = a;
-    bool neg = false;
-    if (p < b && (s[p] == '+' || s[p] == '-')) neg = s[p++] == '-';
-    if (word_ieq(s + p, b - p, "inf") || word_ieq(s + p, b - p, "infinity")) {
-        *out = neg ? -INFINITY : INFINITY;
-        return 0;
-    }
-    if (word_ieq(s + p, b - p, "nan")) {
-        *out = neg ? -NAN : NAN;
-        return 0;
-    }
-    size_t num = p;
-    size_t int_digits = scan_digits(s, b, &p), frac_digits = 0;
-    bool ok = true;
-    if (p < b && s[p] == '.') {
-        p++;
-        frac_digits = scan_digits(s, b, &p);
-    }
-    if (int_digits + frac_digits == 0) ok = false;
-    if (ok && p < b && (s[p] == 'e' || s[p] == 'E')) {
-        p++;
-        if (p < b && (s[p] == '+' || s[p] == '-')) p++;
-        if (scan_digits(s, b, &p) == 0) ok = false;
-    }
-    if (!ok || p != b) {
-        sb_str(ex, "could not convert string to float: ");
-        py_repr_str(ex, s, len);
-        return -1;
-    }
-    char *clean = malloc(b - num + 2);
-    if (!clean) {
+static int parse_py_float(const char *orig, size_t orig_len, double *out, sb *ex) {
+    size_t len;
+    char *s = py_to_ascii(orig, orig_len, &len);
+    if (!s) {
         ex->oom = true;
         return -1;
     }
-    size_t n = 0;
-    if (neg) clean[n++] = '-';
-    for (size_t i = num; i < b; i++)
-        if (s[i] != '_') clean[n++] = s[i];
-    clean[n] = '\0';
-    *out = strtod(clean, NULL);
-    free(clean);
-    return 0;
+    size_t a, b;
+    ascii_strip(s, len, &a, &b);
+    size_t p = a;
+    bool neg = false;
+    if (p < b && (s[p] == '+' || s[p] == '-')) neg = s[p++] == '-';
+    int rc = 0;
+    if (word_ieq(s + p, b - p, "inf") || word_ieq(s + p, b - p, "infinity")) {
+        *out = neg ? -INFINITY : INFINITY;
+    } else if (word_ieq(s + p, b - p, "nan")) {
+        *out = neg ? -NAN : NAN;
+    } else {
+        size_t num = p;
+        size_t int_digits = scan_digits(s, b, &p), frac_digits = 0;
+        bool ok = true;
+        if (p < b && s[p] == '.') {
+            p++;
+            frac_digits = scan_digits(s, b, &p);
+        }
+        if (int_digits + frac_digits == 0) ok = false;
+        if (ok && p < b && (s[p] == 'e' || s[p] == 'E')) {
+            p++;
+            if (p < b && (s[p] == '+' || s[p] == '-')) p++;
+            if (scan_digits(s, b, &p) == 0) ok = false;
+        }
+        if (!ok || p != b) {
+            sb_str(ex, "could not convert string to float: ");
+            py_repr_str(ex, orig, orig_len);
+            rc = -1;
+        } else {
+            /* In place: drop the underscores, keep the sign. */
+            size_t n = 0;
+            if (neg) s[n++] = '-';
+            for (size_t i = num; i < b; i++)
+                if (s[i] != '_') s[n++] = s[i];
+            s[n] = '\0';
+            *out = strtod(s, NULL);
+        }
+    }
+    free(s);
+    return rc;
 }
 
 /* int(v). Returns a new JSON integer, or NULL with the exception text in *ex. */

@@ -701,8 +701,8 @@ static int parse_group(tr *t, size_t pos) {
         return open_group(t, 0, NULL, pos);
     default: break;
     }
-    if (strchr(FLAG_LETTERS, c) || c == '-') {
-        while (t->i < t->len && (strchr(FLAG_LETTERS, t->p[t->i]) || t->p[t->i] == '-')) t->i++;
+    if ((c && strchr(FLAG_LETTERS, c)) || c == '-') {
+        while (t->i < t->len && ((t->p[t->i] && strchr(FLAG_LETTERS, t->p[t->i])) || t->p[t->i] == '-')) t->i++;
         if (peek(t) == ')') return fail(t, CD_PYRE_INVALID, pos, "global flags not at the start of the expression");
         if (peek(t) == ':') {
             t->i++;

@@ -426,6 +426,9 @@ static void conversions_written_back(void **state) {
         {"VIntFree", "`+12`", "12"},
         {"VIntFree", "`1_000`", "1000"},
         {"VIntFree", "`\\u00a042\\u3000`", "42"},
+        {"VIntFree", "` \\u0661\\u0662 `", "12"}, /* digits of any script, as Python */
+        {"VIntFree", "`\\u20285`", "5"},
+        {"VFloatFree", "`-\\u0661e\\u0662`", "-100.0"},
         {"VIntFree", "3.7", "3"},
         {"VIntFree", "-3.7", "-3"},
         {"VIntFree", "true", "1"},
@@ -484,6 +487,13 @@ static void conversions_written_back(void **state) {
     one_input("VIntFree", "value", "`it's`", NULL,
               CONV_ERROR("INT", "value", "[`INT`, {}]", "`it's`", "it's",
                          "invalid literal for int() with base 10: \\`it's\\`"));
+    /* \x1c is str.isspace() but not stripped by int() */
+    one_input("VIntFree", "value", "`\\u001c5`", NULL,
+              CONV_ERROR("INT", "value", "[`INT`, {}]", "`\\u001c5`", "\\u001c5",
+                         "invalid literal for int() with base 10: '\\\\x1c5'"));
+    one_input("VIntFree", "value", "`\\u0661.5`", NULL,
+              CONV_ERROR("INT", "value", "[`INT`, {}]", "`\\u0661.5`", "\\u0661.5",
+                         "invalid literal for int() with base 10: '\\u0661.5'"));
     one_input("VIntFree", "value", "null", NULL,
               CONV_ERROR("INT", "value", "[`INT`, {}]", "null", "None",
                          "int() argument must be a string, a bytes-like object or a real number, not 'NoneType'"));
