@@ -462,6 +462,8 @@ int cd_ws_send_binary(cd_ws *ws, const void *data, size_t len) {
     return queue_msg(ws, WSLAY_BINARY_FRAME, data, len);
 }
 
+void cd_ws_drop(cd_ws *ws) { ws_teardown(ws, "dropped"); }
+
 void cd_ws_close(cd_ws *ws, uint16_t code, const char *reason) {
     if (ws->tearing_down) return;
     if (ws->handshaking || !ws->ctx) {

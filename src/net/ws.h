@@ -49,6 +49,8 @@ int cd_ws_send_binary(cd_ws *ws, const void *data, size_t len);
 /* Starts the close handshake; the connection is cut if the peer does not answer in time. */
 void cd_ws_close(cd_ws *ws, uint16_t code, const char *reason);
 size_t cd_ws_queued(const cd_ws *ws);
+/* Cuts the connection at once (no close handshake): for peers that stopped reading. */
+void cd_ws_drop(cd_ws *ws);
 void *cd_ws_user(const cd_ws *ws);
 void cd_ws_set_user(cd_ws *ws, void *user);
 

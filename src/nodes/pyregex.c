@@ -282,7 +282,7 @@ static int bracket_body(tr *t, const span *r, size_t n, unsigned cls, cd_text_bu
 static int emit_bracket(tr *t, const span *r, size_t n, unsigned cls, int negate, size_t pos) {
     cd_text_buf body;
     cd_text_buf_init(&body);
-    int caret_only;
+    int caret_only = 0;
     if (bracket_body(t, r, n, cls, &body, &caret_only, pos) < 0) {
         cd_text_buf_free(&body);
         return -1;

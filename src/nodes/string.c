@@ -24,6 +24,8 @@
 /* A required string input; fails the call (TypeError, as Python's str methods would) when it
  * is missing or not a string. */
 static int get_str(cd_node_call *call, const char *name, const char **s, size_t *len) {
+    *s = ""; /* set on every path: the optimiser cannot see that failures return non-zero */
+    *len = 0;
     const cd_value *v = cd_call_input(call, name);
     const char *text = cd_value_as_string(v);
     if (!text) {

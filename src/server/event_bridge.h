@@ -12,7 +12,9 @@ typedef struct cd_event_bridge cd_event_bridge;
 cd_event_bridge *cd_event_bridge_new(cd_instance *inst);
 /* The sink to give the engine: its callbacks may run on any thread. */
 cd_event_sink cd_event_bridge_sink(cd_event_bridge *b);
-/* Closes the async handle; pending events are dropped. Frees itself once closed. */
+/* From now on events are dropped and nothing waits: call before joining the executor. */
+void cd_event_bridge_shutdown(cd_event_bridge *b);
+/* Closes the handles; pending events are dropped. Frees itself once closed. */
 void cd_event_bridge_close(cd_event_bridge *b);
 
 #endif

@@ -217,6 +217,7 @@ static void on_signal_closed(uv_handle_t *h) {
 /* After the HTTP side: the executor thread stops (interrupting a running prompt), then the
  * event bridge closes, so that no handle keeps the loop alive. */
 static void stop_engine(cd_instance *inst) {
+    if (inst->events) cd_event_bridge_shutdown(inst->events); /* the executor must not wait on it */
     cd_engine_free(inst->engine);
     inst->engine = NULL;
     if (inst->events) {

@@ -77,6 +77,28 @@ void cd_ws_clients_send_binary(cd_ws_clients *clients, const void *data, size_t 
     }
 }
 
+size_t cd_ws_clients_max_queued(const cd_ws_clients *clients) {
+    size_t max = 0;
+    for (const client *c = clients->all; c; c = c->next) {
+        size_t q = cd_ws_queued(c->ws);
+        if (q > max) max = q;
+    }
+    return max;
+}
+
+void cd_ws_clients_drop_congested(cd_ws_clients *clients, size_t bytes) {
+    client *c = clients->all;
+    while (c) {
+        client *next = c->next;
+        if (cd_ws_queued(c->ws) > bytes) {
+            cd_warn("ws: dropping client %s: it has not read %zu bytes of events for a long time", c->sid,
+                    cd_ws_queued(c->ws));
+            cd_ws_drop(c->ws);
+        }
+        c = next;
+    }
+}
+
 static json_t *status_data(cd_ws_clients *clients) {
     return json_pack("{s:{s:{s:i}}}", "status", "exec_info", "queue_remaining",
                      cd_instance_queue_remaining(clients->inst));

@@ -19,6 +19,10 @@ size_t cd_ws_clients_count(const cd_ws_clients *clients);
 void cd_ws_clients_send(cd_ws_clients *clients, const char *type, json_t *data, const char *sid);
 /* A binary frame (already laid out) to sid or everyone. */
 void cd_ws_clients_send_binary(cd_ws_clients *clients, const void *data, size_t len, const char *sid);
+/* The most bytes any client has waiting to be sent. */
+size_t cd_ws_clients_max_queued(const cd_ws_clients *clients);
+/* Drops (with a log line) every client with more than `bytes` waiting. */
+void cd_ws_clients_drop_congested(cd_ws_clients *clients, size_t bytes);
 /* Sends the current queue status to everyone. */
 void cd_ws_clients_broadcast_status(cd_ws_clients *clients);
 
