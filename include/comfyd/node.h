@@ -123,8 +123,11 @@ enum {
 typedef struct {
     const char *type;    /* "INT", "IMAGE", "*", a custom name, or a JSON array of combo options */
     const char *name;    /* RETURN_NAMES; NULL means the type */
-    int is_list;         /* OUTPUT_IS_LIST */
-    const char *tooltip; /* OUTPUT_TOOLTIPS; NULL for none */
+    /* OUTPUT_IS_LIST: 1 or 0; -1 means "not stated" (a V3 output whose is_output_list is None:
+     * /object_info shows null) and behaves as 0. */
+    int is_list;
+    const char *tooltip;    /* OUTPUT_TOOLTIPS; NULL for none */
+    const char *match_type; /* V3 MatchType template id ("switch") shown in output_matchtypes; NULL */
 } cd_output_def;
 
 typedef struct cd_node_def {

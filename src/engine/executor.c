@@ -615,7 +615,7 @@ static cd_value **merge_outputs(const cd_node_type *t, cd_value ***per_call, siz
         out[k] = cd_value_list_new(calls);
         for (size_t c = 0; c < calls; c++) {
             cd_value *v = per_call[c][k];
-            if (t->def->outputs[k].is_list && cd_value_kind_of(v) == CD_VALUE_LIST) {
+            if (t->def->outputs[k].is_list > 0 && cd_value_kind_of(v) == CD_VALUE_LIST) {
                 for (size_t j = 0; j < cd_value_list_len(v); j++)
                     cd_value_list_push(out[k], cd_value_ref(cd_value_list_at(v, j)));
             } else {

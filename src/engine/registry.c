@@ -206,22 +206,25 @@ static json_t *build_info(const cd_node_type *t, const char *module) {
     }
     json_object_set_new(info, "input_order", order);
     json_t *out = json_array(), *is_list = json_array(), *names = json_array(), *tips = json_array();
-    bool any_tip = false;
+    json_t *matchtypes = json_array();
+    bool any_tip = false, any_match = false;
     for (int i = 0; i < d->n_outputs; i++) {
         const cd_output_def *o = &d->outputs[i];
         json_t *type = o->type[0] == '[' ? json_loads(o->type, 0, NULL) : NULL;
         json_array_append_new(out, type ? type : json_string(o->type));
-        json_array_append_new(is_list, json_boolean(o->is_list));
+        json_array_append_new(is_list, o->is_list < 0 ? json_null() : json_boolean(o->is_list));
         json_array_append_new(names, json_string(o->name ? o->name : o->type));
         json_array_append_new(tips, o->tooltip ? json_string(o->tooltip) : json_null());
         if (o->tooltip) any_tip = true;
+        json_array_append_new(matchtypes, o->match_type ? json_string(o->match_type) : json_null());
+        if (o->match_type) any_match = true;
     }
     json_object_set_new(info, "output", out);
     json_object_set_new(info, "output_is_list", is_list);
     json_object_set_new(info, "output_name", names);
     if (v3) {
         json_object_set(info, "output_tooltips", tips);
-        json_object_set_new(info, "output_matchtypes", json_null());
+        json_object_set(info, "output_matchtypes", any_match ? matchtypes : json_null());
     }
     json_object_set_new(info, "name", json_string(d->name));
     json_object_set_new(info, "display_name", json_string(d->display_name ? d->display_name : d->name));
@@ -239,6 +242,7 @@ static json_t *build_info(const cd_node_type *t, const char *module) {
         if (d->flags & CD_NODE_EXPERIMENTAL) json_object_set_new(info, "experimental", json_true());
     }
     json_decref(tips);
+    json_decref(matchtypes);
     return info;
 }
 

@@ -756,6 +756,10 @@ static bool types_compatible(const json_t *received, const json_t *declared) {
     if ((json_is_string(received) && !strcmp(json_string_value(received), "*")) ||
         (json_is_string(declared) && !strcmp(json_string_value(declared), "*")))
         return true;
+    /* V3 MatchType sockets take whatever is connected (comfy_execution/validation.py). */
+    if ((json_is_string(received) && !strcmp(json_string_value(received), "COMFY_MATCHTYPE_V3")) ||
+        (json_is_string(declared) && !strcmp(json_string_value(declared), "COMFY_MATCHTYPE_V3")))
+        return true;
     /* Custom nodes that output a list of options as their type may feed V3 COMBO inputs. */
     if (json_is_array(received) && json_is_string(declared) && !strcmp(json_string_value(declared), "COMBO"))
         return true;

@@ -169,7 +169,7 @@ static int merge(cd_node_call *call) {
 
 /* OUTPUT_IS_LIST is None in ComfyUI, which /object_info shows as null; cd_output_def can only
  * say true or false, so comfyd shows false (a known difference, listed in the unit test). */
-static const cd_output_def out_texts[] = {{"STRING", "texts", 0, "Processed texts"}};
+static const cd_output_def out_texts[] = {{"STRING", "texts", -1, "Processed texts", NULL}};
 
 #define TEXT_ARG(TIP) "\"texts\": [\"STRING\", {\"tooltip\": \"" TIP "\", \"multiline\": false}]"
 #define STR_ARG(NAME, TIP)                                                                                           \

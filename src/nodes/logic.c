@@ -33,8 +33,8 @@ static int combo_execute(cd_node_call *call) {
 
 /* ComfyUI lists output_matchtypes ["switch"] for the switch's output; the registry emits null
  * for every node (a known difference, listed in the unit test). */
-static const cd_output_def switch_out[] = {{"COMFY_MATCHTYPE_V3", "output", 0, NULL}};
-static const cd_output_def combo_out[] = {{"STRING", NULL, 0, NULL}};
+static const cd_output_def switch_out[] = {{"COMFY_MATCHTYPE_V3", "output", 0, NULL, "switch"}};
+static const cd_output_def combo_out[] = {{"STRING", NULL, 0, NULL, NULL}};
 
 #define MATCHTYPE "[\"COMFY_MATCHTYPE_V3\", {\"lazy\": true, \"template\": {\"template_id\": \"switch\", \"allowed_types\": \"*\"}}]"
 

@@ -106,9 +106,9 @@ static int float_to_int(cd_node_call *call) {
     return cd_call_set_output(call, 0, cd_value_int((int64_t)x));
 }
 
-static const cd_output_def out_int[] = {{"INT", NULL, 0, NULL}};
-static const cd_output_def out_float[] = {{"FLOAT", NULL, 0, NULL}};
-static const cd_output_def out_bool[] = {{"BOOLEAN", NULL, 0, NULL}};
+static const cd_output_def out_int[] = {{"INT", NULL, 0, NULL, NULL}};
+static const cd_output_def out_float[] = {{"FLOAT", NULL, 0, NULL, NULL}};
+static const cd_output_def out_bool[] = {{"BOOLEAN", NULL, 0, NULL, NULL}};
 
 #define INT_ARG "[\"INT\", {\"default\": 0, \"min\": -9223372036854775808, \"max\": 9223372036854775807}]"
 #define FLOAT_ARG                                                                                                    \

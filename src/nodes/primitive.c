@@ -8,10 +8,10 @@ static int pass_value(cd_node_call *call) {
     return cd_call_set_output(call, 0, cd_value_ref(v));
 }
 
-static const cd_output_def int_out[] = {{"INT", NULL, 0, NULL}};
-static const cd_output_def float_out[] = {{"FLOAT", NULL, 0, NULL}};
-static const cd_output_def string_out[] = {{"STRING", NULL, 0, NULL}};
-static const cd_output_def bool_out[] = {{"BOOLEAN", NULL, 0, NULL}};
+static const cd_output_def int_out[] = {{"INT", NULL, 0, NULL, NULL}};
+static const cd_output_def float_out[] = {{"FLOAT", NULL, 0, NULL, NULL}};
+static const cd_output_def string_out[] = {{"STRING", NULL, 0, NULL, NULL}};
+static const cd_output_def bool_out[] = {{"BOOLEAN", NULL, 0, NULL, NULL}};
 
 #define PRIMITIVE(NAME, DISPLAY, INPUTS, OUTS)                                                                        \
     {.abi_version = CD_NODE_ABI_VERSION, .name = NAME, .display_name = DISPLAY, .category = "utils/primitive",        \

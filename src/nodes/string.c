@@ -519,11 +519,11 @@ static int regex_replace(cd_node_call *call) {
 
 /* ---- definitions ---- */
 
-static const cd_output_def out_string[] = {{"STRING", NULL, 0, NULL}};
-static const cd_output_def out_length[] = {{"INT", "length", 0, NULL}};
-static const cd_output_def out_contains[] = {{"BOOLEAN", "contains", 0, NULL}};
-static const cd_output_def out_bool[] = {{"BOOLEAN", NULL, 0, NULL}};
-static const cd_output_def out_matches[] = {{"BOOLEAN", "matches", 0, NULL}};
+static const cd_output_def out_string[] = {{"STRING", NULL, 0, NULL, NULL}};
+static const cd_output_def out_length[] = {{"INT", "length", 0, NULL, NULL}};
+static const cd_output_def out_contains[] = {{"BOOLEAN", "contains", 0, NULL, NULL}};
+static const cd_output_def out_bool[] = {{"BOOLEAN", NULL, 0, NULL, NULL}};
+static const cd_output_def out_matches[] = {{"BOOLEAN", "matches", 0, NULL, NULL}};
 
 #define STRING_NODE(NAME, DISPLAY, INPUTS, OUTS, FN)                                                                 \
     {.abi_version = CD_NODE_ABI_VERSION, .name = NAME, .display_name = DISPLAY, .category = CATEGORY,                \

@@ -212,6 +212,50 @@ describe('WebSocket', () => {
     assert.equal(await probeStatus(srv.port), 200);
   });
 
+  test('GET /ws without an upgrade is 400; an unsupported WebSocket version is refused', T, async () => {
+    const { request } = await import('./lib/http.mjs');
+    for (const p of ['/ws', '/api/ws?clientId=x']) {
+      const res = await request(srv.port, { path: p });
+      assert.equal(res.status, 400, `plain GET ${p}`);
+    }
+    await assert.rejects(RawWs.connect(srv.port, '/ws', { headers: { 'Sec-WebSocket-Version': '8' } }), /status (400|426)/);
+    assert.equal(await probeStatus(srv.port), 200);
+  });
+
+  test('a message of 3 MiB is accepted; one beyond 4 MiB closes the connection (1009)', T, async () => {
+    const ws = await RawWs.connect(srv.port, '/ws?clientId=big');
+    try {
+      await ws.readMessage();
+      await ws.send(OP.TEXT, Buffer.alloc(3 * 1024 * 1024, 0x20));
+      await ws.send(OP.PING, 'after-3MiB');
+      const pong = await ws.readFrame(10000);
+      assert.equal(pong.opcode, OP.PONG);
+      assert.equal(pong.text, 'after-3MiB');
+      // 5 MiB in fragments: the reassembled message is what counts.
+      const piece = Buffer.alloc(1024 * 1024, 0x20);
+      let closedEarly = false;
+      for (let i = 0; i < 5 && !closedEarly; i++) {
+        try {
+          await ws.send(i === 0 ? OP.TEXT : OP.CONT, piece, { fin: i === 4 });
+        } catch {
+          closedEarly = true;
+        }
+      }
+      const deadline = Date.now() + 5000;
+      let closeCode = null;
+      while (Date.now() < deadline) {
+        let f;
+        try { f = await ws.readFrame(Math.max(1, deadline - Date.now())); } catch { break; }
+        if (f.opcode === OP.CLOSE) { closeCode = f.payload.length >= 2 ? f.payload.readUInt16BE(0) : 1005; break; }
+      }
+      if (closeCode !== null) assert.equal(closeCode, 1009, 'close code for a message that is too big');
+      assert.ok(await ws.conn.waitClosed(5000), 'connection must be closed after a message beyond 4 MiB');
+    } finally {
+      ws.destroy();
+    }
+    assert.equal(await probeStatus(srv.port), 200);
+  });
+
   test('a WebSocket client that never reads does not break the server', T, async () => {
     const ws = await RawWs.connect(srv.port, '/ws?clientId=lazy');
     try {

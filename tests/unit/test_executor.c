@@ -73,9 +73,9 @@ static int slow_exec(cd_node_call *c) {
     return cd_call_set_output(c, 0, cd_value_int(1));
 }
 
-static const cd_output_def int_out[] = {{"INT", NULL, 0, NULL}};
-static const cd_output_def any_out[] = {{"*", NULL, 0, NULL}};
-static const cd_output_def list_out[] = {{"INT", NULL, 1, NULL}};
+static const cd_output_def int_out[] = {{"INT", NULL, 0, NULL, NULL}};
+static const cd_output_def any_out[] = {{"*", NULL, 0, NULL, NULL}};
+static const cd_output_def list_out[] = {{"INT", NULL, 1, NULL, NULL}};
 
 #define DEF(NAME, INPUTS, OUTS, NOUT, FLAGS, ...)                                                                    \
     {.abi_version = CD_NODE_ABI_VERSION, .name = NAME, .inputs = INPUTS, .outputs = OUTS, .n_outputs = NOUT,        \

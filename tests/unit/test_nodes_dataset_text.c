@@ -91,11 +91,11 @@ static void test_list_flags(void **state) {
         const cd_node_type *t = cd_registry_get(reg, per_text[k]);
         assert_non_null(t);
         assert_false(t->def->flags & CD_NODE_INPUT_IS_LIST);
-        assert_false(t->def->outputs[0].is_list);
+        assert_true(t->def->outputs[0].is_list <= 0); /* -1: "None" in ComfyUI, not a list */
     }
     const cd_node_type *merge = cd_registry_get(reg, "MergeTextLists");
     assert_true(merge->def->flags & CD_NODE_INPUT_IS_LIST);
-    assert_false(merge->def->outputs[0].is_list);
+    assert_true(merge->def->outputs[0].is_list <= 0);
 }
 
 static void test_per_text_nodes(void **state) {

@@ -115,19 +115,16 @@ static void test_string_chain(void **state) {
     cd_exec_result_clear(&res);
 }
 
-/* Only the selected branch runs: the other divides by zero. Run without validation: ComfyUI
- * accepts any type linked to a COMFY_MATCHTYPE_V3 input (comfy_execution/validation.py), and
- * engine/validate.c does not yet. */
+/* Only the selected branch runs: the other divides by zero. */
 static void test_switch_is_lazy(void **state) {
     fixture *f = *state;
-    cd_exec_result res = run_prompt_to(
+    cd_exec_result res = run_prompt(
         f, "{\"1\": {\"class_type\": \"IntAdd\", \"inputs\": {\"a\": 2, \"b\": 3}},"
            " \"2\": {\"class_type\": \"IntDivide\", \"inputs\": {\"a\": 1, \"b\": 0}},"
            " \"3\": {\"class_type\": \"IntCompare\", \"inputs\": {\"a\": [\"1\", 0], \"b\": 4, \"operation\": \">\"}},"
            " \"4\": {\"class_type\": \"ComfySwitchNode\", \"inputs\": {\"switch\": [\"3\", 0], \"on_false\": [\"2\", 0],"
            "   \"on_true\": [\"1\", 0]}},"
-           " \"5\": {\"class_type\": \"PreviewAny\", \"inputs\": {\"source\": [\"4\", 0]}}}",
-        "5");
+           " \"5\": {\"class_type\": \"PreviewAny\", \"inputs\": {\"source\": [\"4\", 0]}}}");
     expect_preview(&res, "5", "5");
     assert_true(ran(f, "1"));
     assert_false(ran(f, "2"));

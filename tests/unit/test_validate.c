@@ -51,14 +51,14 @@ static int validate_types(cd_node_call *c) {
 
 static int validate_never(cd_node_call *c) { return cd_call_fail(c, NULL, "nope"); }
 
-static const cd_output_def o_int[] = {{"INT", NULL, 0, NULL}};
-static const cd_output_def o_float[] = {{"FLOAT", NULL, 0, NULL}};
-static const cd_output_def o_string[] = {{"STRING", NULL, 0, NULL}};
-static const cd_output_def o_bool[] = {{"BOOLEAN", NULL, 0, NULL}};
-static const cd_output_def o_any[] = {{"*", NULL, 0, NULL}};
-static const cd_output_def o_image[] = {{"IMAGE", NULL, 0, NULL}};
-static const cd_output_def o_mask[] = {{"MASK", NULL, 0, NULL}};
-static const cd_output_def o_combo[] = {{"[\"a\", \"b\"]", NULL, 0, NULL}};
+static const cd_output_def o_int[] = {{"INT", NULL, 0, NULL, NULL}};
+static const cd_output_def o_float[] = {{"FLOAT", NULL, 0, NULL, NULL}};
+static const cd_output_def o_string[] = {{"STRING", NULL, 0, NULL, NULL}};
+static const cd_output_def o_bool[] = {{"BOOLEAN", NULL, 0, NULL, NULL}};
+static const cd_output_def o_any[] = {{"*", NULL, 0, NULL, NULL}};
+static const cd_output_def o_image[] = {{"IMAGE", NULL, 0, NULL, NULL}};
+static const cd_output_def o_mask[] = {{"MASK", NULL, 0, NULL, NULL}};
+static const cd_output_def o_combo[] = {{"[\"a\", \"b\"]", NULL, 0, NULL, NULL}};
 
 #define DEF(NAME, INPUTS, OUTS, NOUT, FLAGS, ...)                                                                    \
     {.abi_version = CD_NODE_ABI_VERSION, .name = NAME, .inputs = INPUTS, .outputs = OUTS, .n_outputs = NOUT,        \
