@@ -41,8 +41,10 @@ fuzz: $(SETUP_STAMP)
 	bash scripts/fuzz.sh
 
 bench: release
+	bash scripts/setup-debian.sh --bench
 	bash bench/http/run.sh
 	bash bench/startup/run.sh
+	node bench/engine/run.mjs
 
 clean:
 	rm -rf $(BUILD)

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what comfyd needs to build, run and test on Debian 12, skipping what is present, and
 # the npm packages the integration tests use. Safe to run again: it only acts on what is missing.
+# With --bench it also installs the benchmarks' tools (wrk, and nginx as the reference server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=false
+[[ ${1:-} == --bench ]] && bench=true
 
 packages=(
   # build
@@ -12,9 +15,9 @@ packages=(
   libxxhash-dev libcmocka-dev
   # tests: clang and its runtime for the libFuzzer targets, Node.js for the integration tests
   clang libclang-rt-14-dev nodejs npm curl
-  # benchmarks: the load generator and the reference server
-  wrk nginx-light
 )
+# benchmarks: the load generator and the reference server
+$bench && packages+=(wrk nginx-light)
 
 missing=()
 for p in "${packages[@]}"; do
