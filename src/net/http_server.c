@@ -54,6 +54,7 @@ struct conn {
     bool reading, in_feed, keep_alive, close_after, detached, handles_closing, lingering;
     uv_shutdown_t shutdown_req;
     int parse_error; /* status to answer when a parser callback refused the request */
+    bool between_requests; /* the parser waits for a new request line */
     /* header parsing */
     cd_buf field, value;
     bool in_value;
@@ -583,13 +584,15 @@ static int flush_header(conn *c) {
 
 static int on_message_begin(http_parser *p) {
     conn *c = p->data;
+    c->between_requests = false;
     c->req = req_new(c);
     if (!c->req) return -1;
     c->header_bytes = 0;
     c->in_value = false;
     cd_buf_reset(&c->field);
     cd_buf_reset(&c->value);
-    conn_set_state(c, CONN_HEADERS);
+    /* The clock may already run since the request line began arriving. */
+    if (c->state != CONN_HEADERS) conn_set_state(c, CONN_HEADERS);
     return 0;
 }
 
@@ -662,6 +665,7 @@ static int on_body(http_parser *p, const char *at, size_t len) {
 
 static int on_message_complete(http_parser *p) {
     conn *c = p->data;
+    c->between_requests = true;
     if (!c->req->body.data) cd_buf_append(&c->req->body, "", 0);
     c->state = CONN_HANDLING;
     c->deadline = 0;
@@ -695,6 +699,36 @@ static void dispatch(conn *c) {
     c->srv->handler(r, c->srv->ctx);
 }
 
+/* http_parser, as Debian builds it, is lenient about the request line: it takes
+ * "GET /x" (HTTP/0.9) and "GET /x HTTX/1.1". Before a new request is parsed, its line must read
+ * "METHOD SP TARGET SP HTTP/1.0|1.1". Returns 1 when it does, 0 when more bytes are needed, and
+ * -1 when it is malformed. */
+static int check_request_line(conn *c) {
+    const char *data = c->pending.data;
+    size_t len = c->pending.len, start = 0;
+    while (start < len && (data[start] == '\r' || data[start] == '\n')) start++; /* tolerated between requests */
+    const char *nl = memchr(data + start, '\n', len - start);
+    if (!nl) {
+        /* Not complete yet: wait, unless it is already too long to be valid (the parser then
+         * answers 414 for the URL). */
+        return len - start > c->srv->limits.max_url_bytes + 32 ? 1 : 0;
+    }
+    const char *line = data + start, *end = nl;
+    if (end > line && end[-1] == '\r') end--;
+    const char *sp1 = memchr(line, ' ', (size_t)(end - line));
+    if (!sp1 || sp1 == line) return -1;
+    const char *sp2 = NULL;
+    for (const char *q = end; q > sp1 + 1; q--)
+        if (q[-1] == ' ') {
+            sp2 = q - 1;
+            break;
+        }
+    if (!sp2 || sp2 == sp1 + 1) return -1; /* no version, or an empty target */
+    size_t vlen = (size_t)(end - sp2 - 1);
+    if (vlen != 8 || (memcmp(sp2 + 1, "HTTP/1.1", 8) != 0 && memcmp(sp2 + 1, "HTTP/1.0", 8) != 0)) return -1;
+    return 1;
+}
+
 /* Parses as much of c->pending as the connection's state allows, dispatching each complete
  * request, and decides whether to keep reading from the socket. */
 static void conn_feed(conn *c) {
@@ -703,6 +737,20 @@ static void conn_feed(conn *c) {
     const cd_http_limits *l = &c->srv->limits;
     while (!c->handles_closing && !c->detached && c->state != CONN_HANDLING && c->state != CONN_CLOSING &&
            c->pending.len > 0 && c->write_queued <= l->write_high_water) {
+        if (c->between_requests) {
+            int line = check_request_line(c);
+            if (line == 0) {
+                /* Wait for the rest of the line, on the header clock (slow-loris). */
+                if (c->state == CONN_IDLE) conn_set_state(c, CONN_HEADERS);
+                break;
+            }
+            if (line < 0) {
+                cd_debug("http: %s: malformed request line, answering 400", c->peer);
+                cd_buf_reset(&c->pending);
+                respond_parse_error(c, 400);
+                break;
+            }
+        }
         size_t n = http_parser_execute(&c->parser, &c->srv->settings, c->pending.data, c->pending.len);
         enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
         if (err == HPE_PAUSED) {
@@ -786,6 +834,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     c->tcp = tcp;
     tcp->data = c;
     c->refs = 3; /* itself, tcp, timer */
+    c->between_requests = true;
     uv_tcp_nodelay(tcp, 1);
     uv_timer_init(srv->loop, &c->timer);
     c->timer.data = c;

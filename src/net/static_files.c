@@ -1,6 +1,7 @@
 #include "net/static_files.h"
 
 #include <fcntl.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ typedef struct {
     char *content_type;
     char *download_name;
     int64_t offset, remaining;
+    bool waiting_drain; /* no file operation in flight: waiting for the socket to drain */
     char buf[CHUNK];
 } file_send;
 
@@ -82,14 +84,19 @@ static void fs_finish(file_send *fsnd) {
 static void on_abort(cd_http_req *req, void *arg) {
     (void)req;
     file_send *fsnd = arg;
-    fsnd->req = NULL; /* the pending fs operation notices and finishes */
+    fsnd->req = NULL;
+    /* With a file operation in flight, its callback notices and finishes; while waiting for
+     * the socket to drain there is none, so finish here. */
+    if (fsnd->waiting_drain) fs_finish(fsnd);
 }
 
 static void read_next(file_send *fsnd);
 
 static void on_drained(cd_http_req *req, void *arg) {
     (void)req;
-    read_next(arg);
+    file_send *fsnd = arg;
+    fsnd->waiting_drain = false;
+    read_next(fsnd);
 }
 
 static void on_read_done(uv_fs_t *r) {
@@ -122,8 +129,12 @@ static void on_read_done(uv_fs_t *r) {
         cd_http_end(req);
         return;
     }
-    if (cd_http_queued(fsnd->req) > CHUNK * 4) cd_http_on_drain(fsnd->req, on_drained, fsnd);
-    else read_next(fsnd);
+    if (cd_http_queued(fsnd->req) > CHUNK * 4) {
+        fsnd->waiting_drain = true;
+        cd_http_on_drain(fsnd->req, on_drained, fsnd);
+    } else {
+        read_next(fsnd);
+    }
 }
 
 static void read_next(file_send *fsnd) {

@@ -15,6 +15,10 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define MAX_HANDSHAKE_BYTES 16384
+/* A peer that sends faster than it reads (a ping flood) makes us queue answers: past this we
+ * stop reading from it until the queue falls below RESUME_READ_BYTES. */
+#define PAUSE_READ_BYTES (1024 * 1024)
+#define RESUME_READ_BYTES (256 * 1024)
 
 struct cd_ws {
     uv_loop_t *loop;
@@ -31,8 +35,9 @@ struct cd_ws {
     cd_buf rbuf; /* received, not yet given to wslay */
     size_t rpos;
     size_t write_queued;
+    cd_buf out; /* frames wslay produced during one flush, sent as one write */
     int refs;
-    bool tearing_down, in_recv, close_started;
+    bool tearing_down, in_recv, close_started, read_paused;
 };
 
 typedef struct {
@@ -59,7 +64,7 @@ void cd_ws_accept_key(const char *key, char out[29]) {
 void *cd_ws_user(const cd_ws *ws) { return ws->user; }
 void cd_ws_set_user(cd_ws *ws, void *user) { ws->user = user; }
 size_t cd_ws_queued(const cd_ws *ws) {
-    return ws->write_queued + (ws->ctx ? wslay_event_get_queued_msg_length(ws->ctx) : 0);
+    return ws->write_queued + ws->out.len + (ws->ctx ? wslay_event_get_queued_msg_length(ws->ctx) : 0);
 }
 
 /* ---- teardown ---- */
@@ -68,6 +73,7 @@ static void ws_unref(cd_ws *ws) {
     if (--ws->refs > 0) return;
     if (ws->ctx) wslay_event_context_free(ws->ctx);
     cd_buf_free(&ws->rbuf);
+    cd_buf_free(&ws->out);
     free(ws);
 }
 
@@ -102,6 +108,9 @@ static void on_close_timeout(uv_timer_t *t) { ws_teardown(t->data, "close handsh
 
 /* ---- writing ---- */
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
 static void on_write_done(uv_write_t *w, int status) {
     ws_write *ww = (ws_write *)w;
     cd_ws *ws = ww->ws;
@@ -111,6 +120,10 @@ static void on_write_done(uv_write_t *w, int status) {
     else if (!ws->tearing_down && !ws->handshaking && ws->ctx && !wslay_event_want_read(ws->ctx) &&
              !wslay_event_want_write(ws->ctx) && ws->write_queued == 0)
         ws_teardown(ws, NULL); /* close handshake done and flushed */
+    else if (!ws->tearing_down && ws->read_paused && ws->write_queued < RESUME_READ_BYTES) {
+        ws->read_paused = false;
+        uv_read_start((uv_stream_t *)ws->tcp, on_alloc, on_read);
+    }
     ws_unref(ws);
 }
 
@@ -137,6 +150,14 @@ static void ws_flush(cd_ws *ws) {
     if (wslay_event_send(ws->ctx) != 0) {
         ws_teardown(ws, "send failed");
         return;
+    }
+    if (ws->out.len) {
+        int rc = raw_write(ws, ws->out.data, ws->out.len);
+        cd_buf_reset(&ws->out);
+        if (rc < 0) {
+            ws_teardown(ws, "write failed");
+            return;
+        }
     }
     if (cd_ws_queued(ws) > ws->limits.max_send_queue) {
         cd_warn("ws: dropping a client that does not read: %zu bytes waiting (limit %zu)", cd_ws_queued(ws),
@@ -167,7 +188,7 @@ static ssize_t wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 static ssize_t wslay_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user) {
     (void)flags;
     cd_ws *ws = user;
-    if (raw_write(ws, data, len) < 0) {
+    if (ws->tearing_down || cd_buf_append(&ws->out, data, len) < 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
@@ -251,6 +272,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (nread == 0 || ws->tearing_down) return;
     if (ws->handshaking) client_handshake_step(ws);
     else ws_process(ws);
+    if (!ws->tearing_down && !ws->read_paused && ws->write_queued > PAUSE_READ_BYTES) {
+        ws->read_paused = true;
+        uv_read_stop((uv_stream_t *)ws->tcp);
+    }
 }
 
 static cd_ws *ws_new(uv_loop_t *loop, uv_tcp_t *tcp, const cd_ws_limits *limits, const cd_ws_callbacks *cbs,
