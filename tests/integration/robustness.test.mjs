@@ -15,7 +15,7 @@ const RSS_LIMIT = 200 * MiB;
 const FEATURES = '{"supports_preview_metadata": true, "max_upload_size": 104857600}';
 // ASan keeps freed memory in quarantine (256 MB by default), which would hide what the server
 // itself holds; a small quarantine makes RSS mean what these tests measure.
-const ASAN_SMALL_QUARANTINE = { ASAN_OPTIONS: process.env.ASAN_OPTIONS || 'detect_leaks=1:abort_on_error=0:quarantine_size_mb=16' };
+const ASAN_SMALL_QUARANTINE = { ASAN_OPTIONS: `${process.env.ASAN_OPTIONS || 'detect_leaks=1:abort_on_error=0'}:quarantine_size_mb=16` };
 
 /** Makes a client that writes `bytes` (pipelined requests) and never reads. */
 async function nonReader(port, bytes) {

@@ -274,7 +274,7 @@ describe('WebSocket', () => {
 
 describe('WebSocket clients that never read (a fresh server each)', () => {
   for (const payloadLen of [125, 0]) {
-    const env = { ASAN_OPTIONS: process.env.ASAN_OPTIONS || 'detect_leaks=1:abort_on_error=0:quarantine_size_mb=16' };
+    const env = { ASAN_OPTIONS: `${process.env.ASAN_OPTIONS || 'detect_leaks=1:abort_on_error=0'}:quarantine_size_mb=16` };
     test(`a flood of ${payloadLen}-byte pings from a client that never reads: memory stays bounded, server responsive`, { timeout: 60000 }, (t) => withServer({ env }, async (srv) => {
       const r = await pingFlood(srv, payloadLen);
       t.diagnostic(`sent ${r.sent} bytes of pings, stalled=${r.stalled}, dropped=${r.dropped}, RSS ${mb(r.before)} -> peak ${mb(r.peak)} MB`);
