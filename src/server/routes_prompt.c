@@ -10,29 +10,25 @@
 #include "server/instance.h"
 
 /* Request bodies are JSON whatever the Content-Type (the official test client labels JSON as
- * form data). NULL when the body is not JSON; *empty tells an empty body apart. */
-static json_t *body_json(cd_http_req *req, bool *empty) {
+ * form data). Returns false after answering 400 when the body is not JSON; an empty body gives
+ * *out = NULL. */
+static bool read_json_body(cd_http_req *req, json_t **out) {
     size_t len;
     const char *body = cd_http_req_body(req, &len);
-    *empty = len == 0;
-    if (len == 0) return NULL;
-    return json_loadb(body, len, JSON_DECODE_ANY, NULL);
-}
-
-static void respond_bad_json(cd_http_req *req) {
-    cd_respond_json(req, 400,
-                    json_pack("{s:{s:s, s:s, s:s, s:{}}, s:{}}", "error", "type", "invalid_json", "message",
-                              "The request body is not valid JSON", "details", "", "extra_info", "node_errors"));
+    *out = len ? json_loadb(body, len, JSON_DECODE_ANY, NULL) : NULL;
+    if (len && !*out) {
+        cd_respond_json(req, 400,
+                        json_pack("{s:{s:s, s:s, s:s, s:{}}, s:{}}", "error", "type", "invalid_json", "message",
+                                  "The request body is not valid JSON", "details", "", "extra_info", "node_errors"));
+        return false;
+    }
+    return true;
 }
 
 static void handle_post_prompt(cd_http_req *req, void *ctx) {
     cd_instance *inst = ctx;
-    bool empty;
-    json_t *body = body_json(req, &empty);
-    if (!body && !empty) {
-        respond_bad_json(req);
-        return;
-    }
+    json_t *body;
+    if (!read_json_body(req, &body)) return;
     if (!body) body = json_object();
     json_t *reply = NULL;
     int status = cd_engine_submit(inst->engine, body, &reply);
@@ -53,12 +49,8 @@ static void handle_get_queue(cd_http_req *req, void *ctx) {
 
 /* Applies {"clear": true} and {"delete": [ids]} to the queue or the history. */
 static void clear_and_delete(cd_http_req *req, cd_instance *inst, bool history) {
-    bool empty;
-    json_t *body = body_json(req, &empty);
-    if (!body && !empty) {
-        respond_bad_json(req);
-        return;
-    }
+    json_t *body;
+    if (!read_json_body(req, &body)) return;
     if (json_is_object(body)) {
         if (json_is_true(json_object_get(body, "clear"))) {
             if (history) cd_engine_history_clear(inst->engine);
@@ -82,8 +74,9 @@ static void handle_post_history(cd_http_req *req, void *ctx) { clear_and_delete(
 
 static void handle_interrupt(cd_http_req *req, void *ctx) {
     cd_instance *inst = ctx;
-    bool empty;
-    json_t *body = body_json(req, &empty); /* an empty or invalid body counts as {} */
+    size_t len;
+    const char *text = cd_http_req_body(req, &len);
+    json_t *body = len ? json_loadb(text, len, JSON_DECODE_ANY, NULL) : NULL; /* empty or invalid: {} */
     const char *pid = json_is_object(body) ? json_string_value(json_object_get(body, "prompt_id")) : NULL;
     cd_engine_interrupt(inst->engine, pid);
     json_decref(body);
@@ -92,12 +85,8 @@ static void handle_interrupt(cd_http_req *req, void *ctx) {
 
 static void handle_free(cd_http_req *req, void *ctx) {
     cd_instance *inst = ctx;
-    bool empty;
-    json_t *body = body_json(req, &empty);
-    if (!body && !empty) {
-        respond_bad_json(req);
-        return;
-    }
+    json_t *body;
+    if (!read_json_body(req, &body)) return;
     bool unload = json_is_object(body) && json_is_true(json_object_get(body, "unload_models"));
     bool mem = json_is_object(body) && json_is_true(json_object_get(body, "free_memory"));
     cd_engine_free_memory(inst->engine, unload, mem);

@@ -7,8 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "engine/call.h"
-#include "engine/registry.h"
+#include "node_call.h"
 
 int cd_nodes_math_init(cd_pack *pack);
 
@@ -16,44 +15,6 @@ static int setup(void **state) {
     cd_registry *reg = cd_registry_new();
     if (cd_registry_add_pack(reg, "math", "comfyd.nodes_math", cd_nodes_math_init) != 13) return -1;
     *state = reg;
-    return 0;
-}
-
-static int teardown(void **state) {
-    cd_registry_free(*state);
-    return 0;
-}
-
-typedef struct {
-    cd_node_call call;
-    cd_value *vals[4];
-    size_t n;
-    int rc;
-} run_t;
-
-/* Runs node with (name, value) pairs, values consumed; end with NULL. */
-static void run(run_t *r, const cd_registry *reg, const char *node, ...) {
-    const cd_node_type *t = cd_registry_get(reg, node);
-    if (!t) fail_msg("no node %s", node);
-    memset(r, 0, sizeof *r);
-    cd_call_init(&r->call, t, NULL, "1", 0);
-    va_list ap;
-    va_start(ap, node);
-    const char *name;
-    while ((name = va_arg(ap, const char *))) {
-        cd_value *v = va_arg(ap, cd_value *);
-        r->vals[r->n++] = v;
-        cd_call_add_input(&r->call, name, v, NULL);
-    }
-    va_end(ap);
-    r->rc = t->def->execute(&r->call);
-}
-
-static void run_end(run_t *r) {
-    cd_call_clear(&r->call);
-    for (size_t k = 0; k < r->n; k++) cd_value_unref(r->vals[k]);
-}
-
 static void int_op(const cd_registry *reg, const char *node, int64_t a, int64_t b, int64_t expected) {
     run_t r;
     run(&r, reg, node, "a", cd_value_int(a), "b", cd_value_int(b), NULL);
