@@ -15,6 +15,10 @@ static int setup(void **state) {
     cd_registry *reg = cd_registry_new();
     if (cd_registry_add_pack(reg, "math", "comfyd.nodes_math", cd_nodes_math_init) != 13) return -1;
     *state = reg;
+    return 0;
+}
+
+
 static void int_op(const cd_registry *reg, const char *node, int64_t a, int64_t b, int64_t expected) {
     run_t r;
     run(&r, reg, node, "a", cd_value_int(a), "b", cd_value_int(b), NULL);
