@@ -28,7 +28,8 @@ int cd_engine_start(cd_engine *e);
 void cd_engine_free(cd_engine *e);
 
 /* POST /prompt: validates and queues. Returns the HTTP status and fills *reply (new reference)
- * with ComfyUI's answer. body may be any JSON value. */
+ * with ComfyUI's answer. body may be any JSON value; its "prompt" is converted in place and
+ * kept by the queue, so the caller must not use the body afterwards except to release it. */
 int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply);
 
 int cd_engine_queue_remaining(cd_engine *e);
