@@ -65,6 +65,7 @@ static int grow(cd_map *m) {
     size_t old_cap = m->cap;
     slot *old = m->slots;
     size_t cap = m->live * 4 > old_cap ? old_cap * 2 : old_cap; /* rehash in place if mostly tombstones */
+    while ((m->live + 1) * 2 > cap) cap *= 2;
     slot *slots = calloc(cap, sizeof *slots);
     if (!slots) return -1;
     m->slots = slots;
@@ -83,7 +84,8 @@ static int grow(cd_map *m) {
 }
 
 int cd_map_set(cd_map *m, const char *key, void *value) {
-    if ((m->used + 1) * 4 > m->cap * 3 && grow(m) < 0) return -1;
+    /* At most half full: linear probing stays short (prompts look nodes up by id a lot). */
+    if ((m->used + 1) * 2 > m->cap && grow(m) < 0) return -1;
     slot *fs;
     slot *s = find(m, key, &fs);
     if (s) {

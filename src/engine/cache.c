@@ -23,7 +23,15 @@ struct cd_cache {
     size_t n_stored;
 };
 
-static void key_text(const cd_sig *k, char out[40]) { snprintf(out, 40, "%016llx%016llx", (unsigned long long)k->h1, (unsigned long long)k->h2); }
+/* The signature as 32 hex digits (the map's key); no printf, it runs for every node. */
+static void key_text(const cd_sig *k, char out[40]) {
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(k->h1 >> (60 - 4 * i)) & 15];
+        out[16 + i] = hex[(k->h2 >> (60 - 4 * i)) & 15];
+    }
+    out[32] = '\0';
+}
 
 static void stored_free(stored *s) {
     if (!s) return;
