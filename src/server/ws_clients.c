@@ -24,6 +24,9 @@ struct cd_ws_clients {
     client *all; /* every open socket, registered or not */
     size_t count;
     bool shutting_down;
+    /* The node now running and the client whose prompt it is: a client that reconnects during
+     * its prompt is told where it stands (ComfyUI does the same). */
+    char *running_sid, *running_node;
 };
 
 cd_ws_clients *cd_ws_clients_new(cd_instance *inst) {
@@ -48,7 +51,18 @@ static void send_frame(client *c, const char *type, json_t *data) {
     json_decref(msg);
 }
 
+static void note_executing(cd_ws_clients *clients, const char *type, json_t *data, const char *sid) {
+    if (strcmp(type, "executing") != 0 || !sid) return;
+    const char *node = json_string_value(json_object_get(data, "display_node"));
+    if (!node) node = json_string_value(json_object_get(data, "node"));
+    free(clients->running_sid);
+    free(clients->running_node);
+    clients->running_sid = node ? strdup(sid) : NULL;
+    clients->running_node = node ? strdup(node) : NULL;
+}
+
 void cd_ws_clients_send(cd_ws_clients *clients, const char *type, json_t *data, const char *sid) {
+    note_executing(clients, type, data, sid);
     if (sid) {
         client *c = find_registered(clients, sid);
         if (c) send_frame(c, type, data);
@@ -150,7 +164,7 @@ static void on_close(cd_ws *ws, uint16_t code, void *user) {
     if (c->next) c->next->prev = c->prev;
     clients->count--;
     client_free(c);
-    if (clients->shutting_down && clients->count == 0) free(clients);
+    if (clients->shutting_down && clients->count == 0) cd_ws_clients_free(clients);
 }
 
 static void handle_ws(cd_http_req *req, void *ctx) {
@@ -197,12 +211,17 @@ static void handle_ws(cd_http_req *req, void *ctx) {
     json_object_set_new(data, "sid", json_string(sid));
     send_frame(c, "status", data);
     json_decref(data);
+    if (clients->running_sid && !strcmp(clients->running_sid, sid)) {
+        json_t *ex = json_pack("{s:s}", "node", clients->running_node);
+        send_frame(c, "executing", ex);
+        json_decref(ex);
+    }
 }
 
 void cd_ws_clients_shutdown(cd_ws_clients *clients) {
     clients->shutting_down = true;
     if (clients->count == 0) {
-        free(clients);
+        cd_ws_clients_free(clients);
         return;
     }
     client *c = clients->all;
@@ -213,6 +232,11 @@ void cd_ws_clients_shutdown(cd_ws_clients *clients) {
     }
 }
 
-void cd_ws_clients_free(cd_ws_clients *clients) { free(clients); }
+void cd_ws_clients_free(cd_ws_clients *clients) {
+    if (!clients) return;
+    free(clients->running_sid);
+    free(clients->running_node);
+    free(clients);
+}
 
 void cd_routes_ws_register(cd_instance *inst) { cd_router_add_api(inst->router, "GET", "/ws", handle_ws, inst); }

@@ -334,3 +334,27 @@ test('cfli (@saintno/comfyui-sdk) runs a workflow of built-in nodes and reports 
     await srv.stop();
   }
 });
+
+test('a client reconnecting during its prompt is told which node runs', T, async () => {
+  const srv = await startServer();
+  try {
+    const c = api(srv);
+    const first = await listen(srv, 'rc');
+    const chain = { '0': { class_type: 'PrimitiveInt', inputs: { value: 0 } } };
+    for (let i = 1; i < 50000; i++) chain[String(i)] = { class_type: 'IntAdd', inputs: { a: [String(i - 1), 0], b: 1 } };
+    chain.out = { class_type: 'PreviewAny', inputs: { source: ['49999', 0] } };
+    const r = await c.post('/prompt', { prompt: chain, client_id: 'rc' });
+    await first.wait((m) => m.type === 'executing' && m.data.prompt_id === r.json.prompt_id && m.data.node);
+    const again = await listen(srv, 'rc'); // same sid: takes over
+    const greeting = await again.wait((m) => m.type === 'status');
+    assert.equal(greeting.data.sid, 'rc');
+    const where = await again.wait((m) => m.type === 'executing' && !m.data.prompt_id);
+    assert.equal(typeof where.data.node, 'string');
+    await c.post('/interrupt', {});
+    await again.done(r.json.prompt_id); // the newer socket now gets the prompt's events
+    first.close();
+    again.close();
+  } finally {
+    await srv.stop();
+  }
+});
