@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/validate.h"
 #include "engine/value.h"
 
 cd_prompt_node *cd_prompt_node_new(const cd_registry *reg, const char *id, const char *class_type) {
@@ -130,7 +131,11 @@ cd_prompt *cd_prompt_from_json(const cd_registry *reg, json_t *prompt, char *err
             char num[32];
             int slot;
             cd_value *val;
+            const cd_input_def *def = n->type ? cd_node_type_input(n->type, name) : NULL;
+            double f;
             if (json_is_link(v, &src, num, sizeof num, &slot)) val = cd_value_link(src, slot);
+            else if (def && json_is_string(v) && !strcmp(def->type, "FLOAT") && cd_validate_py_float(v, &f) == 0)
+                val = cd_value_float(f); /* "nan", "inf": validation keeps them as text (JSON has no NaN) */
             else if (json_is_object(v) && json_object_get(v, "__value__") && json_object_size(v) == 1)
                 val = cd_value_from_json(json_object_get(v, "__value__"));
             else val = cd_value_from_json(v);

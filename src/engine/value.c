@@ -243,7 +243,7 @@ json_t *cd_value_to_json_t(const cd_value *v) {
     switch (v->kind) {
     case CD_VALUE_NONE: return json_null();
     case CD_VALUE_INT: return json_integer(v->u.i);
-    case CD_VALUE_FLOAT: return json_real(v->u.f);
+    case CD_VALUE_FLOAT: return isfinite(v->u.f) ? json_real(v->u.f) : json_null(); /* JSON has no NaN */
     case CD_VALUE_BOOL: return json_boolean(v->u.b);
     case CD_VALUE_STRING: return json_stringn(v->u.s.text, v->u.s.len);
     case CD_VALUE_JSON: {
@@ -267,6 +267,9 @@ json_t *cd_value_to_json_t(const cd_value *v) {
 }
 
 char *cd_value_to_json(const cd_value *v) {
+    /* Python's json.dumps writes these tokens (allow_nan), which JSON itself lacks. */
+    if (v && v->kind == CD_VALUE_FLOAT && !isfinite(v->u.f))
+        return strdup(isnan(v->u.f) ? "NaN" : v->u.f > 0 ? "Infinity" : "-Infinity");
     json_t *j = cd_value_to_json_t(v);
     char *s = json_dumps(j, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
     json_decref(j);

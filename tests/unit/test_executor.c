@@ -102,6 +102,7 @@ static const cd_node_def test_defs[] = {
     DEF("TestNaN", "{\"required\": {\"value\": [\"INT\", {}]}}", int_out, 1, 0, .execute = const_exec,
         .fingerprint = nan_fingerprint),
     DEF("TestSlow", "{\"required\": {}}", int_out, 1, 0, .execute = slow_exec),
+    DEF("TestFloatOut", "{\"required\": {\"value\": [\"FLOAT\", {}]}}", NULL, 0, CD_NODE_OUTPUT, .execute = out_exec),
 };
 
 static int test_pack_init(cd_pack *pack) {
@@ -458,8 +459,21 @@ static void long_chain_without_recursion(void **state) {
     fixture_free(f);
 }
 
+/* Validation keeps "inf"/"nan" FLOAT constants as text (JSON has no such numbers); the
+ * executor must hand the node a float. */
+static void float_text_constants_become_floats(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    cd_exec_result res = run(f, "{\"1\": {\"class_type\": \"TestFloatOut\", \"inputs\": {\"value\": \"-inf\"}}}", "[\"1\"]", "c");
+    assert_true(res.success);
+    assert_string_equal(ui_text(&res, "1"), "-Infinity"); /* json.dumps(float("-inf")) */
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(float_text_constants_become_floats),
         cmocka_unit_test(runs_in_dependency_order_and_only_what_is_needed),
         cmocka_unit_test(repeated_prompt_is_cached),
         cmocka_unit_test(cache_none_reruns_everything),
