@@ -17,6 +17,7 @@
 #include "engine/registry.h"
 #include "engine/validate.h"
 #include "nodes/builtin.h"
+#include "server/workflow_convert.h"
 
 typedef struct {
     bool tty;
@@ -28,8 +29,9 @@ typedef struct {
 static void usage(FILE *out) {
     fputs("usage: comfyd run WORKFLOW.json [options]\n"
           "\n"
-          "Runs an API-format workflow (the JSON that POST /prompt takes, with or without the\n"
-          "{\"prompt\": ...} wrapper) in this process and prints where its outputs went.\n"
+          "Runs a workflow in this process and prints where its outputs went: the API format\n"
+          "(what POST /prompt takes, with or without the {\"prompt\": ...} wrapper) or the format\n"
+          "the ComfyUI frontend saves (converted with the node definitions).\n"
           "\n"
           "options:\n"
           "  --output-directory D   where output nodes write (default ./output)\n"
@@ -145,27 +147,21 @@ int cd_cmd_run(int argc, char **argv) {
         return 2;
     }
     json_error_t jerr;
-    json_t *doc = json_load_file(file, 0, &jerr);
+    json_t *doc = json_load_file(file, 0, &jerr), *ui_doc = NULL;
     if (!doc) {
         fprintf(stderr, "comfyd run: %s: %s (line %d)\n", file, jerr.text, jerr.line);
         json_decref(sets);
         return 1;
     }
-    json_t *prompt = json_object_get(doc, "prompt") ? json_object_get(doc, "prompt") : doc;
-    json_incref(prompt);
-    json_decref(doc);
-    size_t i;
-    json_t *s;
-    json_array_foreach(sets, i, s) {
-        if (apply_set(prompt, json_string_value(s)) < 0) {
-            fprintf(stderr, "comfyd run: --set %s: want NODE.INPUT=VALUE with an existing node id\n", json_string_value(s));
-            json_decref(sets);
-            json_decref(prompt);
-            return 2;
-        }
+    json_t *prompt = NULL;
+    if (cd_workflow_is_ui_format(doc)) {
+        /* The format the ComfyUI frontend saves: converted with the node definitions below. */
+        ui_doc = doc;
+    } else {
+        prompt = json_object_get(doc, "prompt") ? json_object_get(doc, "prompt") : doc;
+        json_incref(prompt);
+        json_decref(doc);
     }
-    json_decref(sets);
-
     cd_log_setup(CD_LOG_WARNING, false);
     cd_registry *reg = cd_registry_new();
     for (const cd_builtin_pack *p = cd_builtin_packs; p->init; p++) cd_registry_add_pack(reg, p->name, p->module, p->init);
@@ -176,6 +172,29 @@ int cd_cmd_run(int argc, char **argv) {
         free(cn);
     }
     free(base_abs);
+    if (ui_doc) {
+        char err[512];
+        if (cd_workflow_to_api(reg, ui_doc, &prompt, err, sizeof err) != 0) {
+            fprintf(stderr, "comfyd run: %s: cannot convert the workflow: %s\n", file, err);
+            json_decref(ui_doc);
+            json_decref(sets);
+            cd_registry_free(reg);
+            return 1;
+        }
+        json_decref(ui_doc);
+    }
+    size_t i;
+    json_t *s;
+    json_array_foreach(sets, i, s) {
+        if (apply_set(prompt, json_string_value(s)) < 0) {
+            fprintf(stderr, "comfyd run: --set %s: want NODE.INPUT=VALUE with an existing node id\n", json_string_value(s));
+            json_decref(sets);
+            json_decref(prompt);
+            cd_registry_free(reg);
+            return 2;
+        }
+    }
+    json_decref(sets);
 
     int code = 1;
     cd_validation v;

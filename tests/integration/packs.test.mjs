@@ -103,6 +103,14 @@ test('comfyd run: outputs, --set, invalid prompts and failing nodes', T, () => {
     assert.equal(r.status, 1);
     r = spawnSync(COMFYD_BIN, ['run'], { cwd: dir, encoding: 'utf8' });
     assert.equal(r.status, 2);
+    // the format the ComfyUI frontend saves is converted first
+    const fixtures = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'fixtures', 'workflows');
+    r = spawnSync(COMFYD_BIN, ['run', path.join(fixtures, 'basic.ui.json'), '--quiet'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /node 6: \{"text": \["Hello World"\]\}/);
+    r = spawnSync(COMFYD_BIN, ['run', path.join(fixtures, 'unknown_node.ui.json')], { cwd: dir, encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /FancySamplerThatDoesNotExist/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
