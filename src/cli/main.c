@@ -1,6 +1,8 @@
 /* comfyd: the command line. `comfyd serve` runs a workflow server; the other jobs of DESIGN.md
  * (hub, nodes, models) arrive with their issues. */
+#include <errno.h>
 #include <sodium.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +39,14 @@ static int cmd_serve(int argc, char **argv) {
     cd_log_setup(opts.log_level, opts.log_stdout);
     int code = cd_instance_run(&opts);
     cd_serve_options_free(&opts);
+    if (code == CD_INSTANCE_RESTART) {
+        /* In place: same executable, same arguments, same pid (a supervisor sees no exit); the
+         * listening port is free again and SO_REUSEADDR lets the new image bind it at once. */
+        fflush(NULL);
+        execv("/proc/self/exe", argv);
+        fprintf(stderr, "comfyd serve: cannot restart: %s\n", strerror(errno));
+        return 1;
+    }
     return code;
 }
 

@@ -362,9 +362,19 @@ int cd_instance_run(const cd_serve_options *opts) {
     cd_info("base directory %s", inst.base_dir);
     if (opts->quick_test_for_ci) begin_stop(&inst, "--quick-test-for-ci");
     uv_run(loop, UV_RUN_DEFAULT);
+    bool restart = inst.restart_requested;
     cd_instance_destroy(&inst);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
+    if (restart) {
+        cd_info("restarting in place");
+        return CD_INSTANCE_RESTART;
+    }
     cd_info("stopped");
     return 0;
+}
+
+void cd_instance_request_restart(cd_instance *inst) {
+    inst->restart_requested = true;
+    begin_stop(inst, "restart requested");
 }

@@ -36,12 +36,17 @@ typedef struct cd_instance {
     char *object_info_text; /* cached /object_info body */
     uint64_t ram_total, ram_free, ram_read_at; /* /system_stats' RAM figures and when (loop ms) */
     uv_signal_t sigint, sigterm;
-    bool signals_open, stopping, stopped;
+    bool signals_open, stopping, stopped, restart_requested;
     int signals_closing;
 } cd_instance;
 
-/* Runs the server until SIGINT/SIGTERM; returns the process exit code. */
+/* Runs the server until SIGINT/SIGTERM; returns the process exit code, or CD_INSTANCE_RESTART
+ * when a restart was asked for (the caller then executes itself again, same arguments). */
+#define CD_INSTANCE_RESTART (-100)
 int cd_instance_run(const cd_serve_options *opts);
+/* Stops gracefully (in-flight responses finish), then cd_instance_run returns
+ * CD_INSTANCE_RESTART. */
+void cd_instance_request_restart(cd_instance *inst);
 
 /* The same in pieces, for tests and fuzzers that drive the loop themselves: start on a given
  * loop (port 0 in opts picks a free port), stop gracefully, and destroy (which runs the loop

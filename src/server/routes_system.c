@@ -133,7 +133,15 @@ static void start_listing(cd_http_req *req, cd_instance *inst, cd_offload_work_f
 static void handle_embeddings(cd_http_req *req, void *ctx) { start_listing(req, ctx, embeddings_work); }
 static void handle_extensions(cd_http_req *req, void *ctx) { start_listing(req, ctx, extensions_work); }
 
+/* POST /api/server/restart: 202 first, then a graceful stop and the same command again. */
+static void handle_restart(cd_http_req *req, void *ctx) {
+    cd_instance *inst = ctx;
+    cd_respond_json(req, 202, json_pack("{s:s}", "message", "restarting"));
+    cd_instance_request_restart(inst);
+}
+
 void cd_routes_system_register(cd_instance *inst) {
+    cd_router_add(inst->router, "POST", "/api/server/restart", handle_restart, inst);
     cd_router_add_api(inst->router, "GET", "/system_stats", handle_system_stats, inst);
     cd_router_add_api(inst->router, "GET", "/features", handle_features, inst);
     cd_router_add_api(inst->router, "GET", "/embeddings", handle_embeddings, inst);
