@@ -5,9 +5,12 @@
 char *cd_json_dumps(const json_t *value) {
     /* jansson's non-compact mode already uses Python's separators; ENCODE_ANY allows scalars. */
     char *s = json_dumps(value, JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
-    if (!s) return NULL;
-    /* Python writes \u00e9 where jansson writes \u00E9. Walk escapes pairwise so that an
-     * escaped backslash followed by a 'u' is left alone. */
+    if (s) cd_json_lower_escapes(s);
+    return s;
+}
+
+void cd_json_lower_escapes(char *s) {
+    /* Walk escapes pairwise so that an escaped backslash followed by a 'u' is left alone. */
     for (char *p = s; *p; p++) {
         if (*p != '\\') continue;
         if (p[1] == 'u') {
@@ -17,5 +20,4 @@ char *cd_json_dumps(const json_t *value) {
             p++;
         }
     }
-    return s;
 }

@@ -8,5 +8,7 @@
 
 /* Serialises value (not consumed). Returns a new string (caller frees) or NULL on OOM. */
 char *cd_json_dumps(const json_t *value);
+/* Lowercases the hex of \uXXXX escapes in jansson's output, in place (Python writes \u00e9). */
+void cd_json_lower_escapes(char *text);
 
 #endif

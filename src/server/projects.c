@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/file.h"
 #include "base/path.h"
 #include "base/str.h"
 #include "comfyd_version.h"
@@ -155,60 +156,6 @@ char *cd_projects_id_from_name(const char *name) {
 
 /* ---- files ---- */
 
-int cd_projects_write_atomic(const char *path, const void *data, size_t len) {
-    const char *slash = strrchr(path, '/');
-    size_t dlen = slash ? (size_t)(slash - path) : 1;
-    char dir[4096], tmp[4200];
-    if (dlen >= sizeof dir) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    if (slash) memcpy(dir, path, dlen);
-    else dir[0] = '.';
-    dir[dlen] = '\0';
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", dir, slash ? slash + 1 : path);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) return -1;
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) goto fail_fd;
-        p += n;
-        left -= (size_t)n;
-    }
-    if (fchmod(fd, 0644) < 0 || fsync(fd) < 0) goto fail_fd;
-    if (close(fd) < 0) {
-        fd = -1;
-        goto fail_tmp;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0) goto fail_tmp;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return -1;
-    int rc = fsync(dfd);
-    close(dfd);
-    return rc;
-fail_fd:;
-    int e = errno;
-    close(fd);
-    errno = e;
-fail_tmp:
-    e = errno;
-    unlink(tmp);
-    errno = e;
-    return -1;
-}
-
-static int fsync_dir(const char *dir) {
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return -1;
-    int rc = fsync(dfd);
-    close(dfd);
-    return rc;
-}
-
 /* Reads a whole file (NUL-terminated). Returns 0, or -1 with errno (ENOENT when missing). */
 static int read_file(const char *path, char **out, size_t *len) {
     *out = NULL;
@@ -291,7 +238,7 @@ static int save_json(const char *path, const json_t *value, cd_projects_doc *out
     text = t2;
     text[len++] = '\n';
     text[len] = '\0';
-    if (cd_projects_write_atomic(path, text, len) < 0) {
+    if (cd_file_write_atomic(path, text, len) < 0) {
         int e = errno;
         free(text);
         return fail(err, errlen, CD_PROJECTS_EIO, "cannot write %s: %s", path, strerror(e));
@@ -353,24 +300,11 @@ static int fill_paths(paths *p, const char *base_dir, const char *pid, const cha
     return 0;
 }
 
-/* The store-wide writer lock (see projects.h). Returns the fd or -1. */
+/* The store-wide writer lock (see projects.h): an flock on the projects root. Returns the fd or
+ * -1. */
 static int lock_store(const char *root) {
     if (cd_path_mkdirs(root, 0755) < 0) return -1;
-    char *path = cd_path_join(root, ".lock");
-    int fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
-    free(path);
-    if (fd < 0) return -1;
-    while (flock(fd, LOCK_EX) < 0) {
-        if (errno != EINTR) {
-            close(fd);
-            return -1;
-        }
-    }
-    return fd;
-}
-
-static void unlock_store(int fd) {
-    if (fd >= 0) close(fd); /* closing drops the flock */
+    return cd_file_lock_dir(root);
 }
 
 /* Removes what interrupted writes left in dir: ".<name>.tmp-XXXXXX" files and, in the
@@ -408,7 +342,7 @@ int cd_projects_init(const char *base_dir, char *err, size_t errlen) {
             sweep_temps(sub);
         }
         if (d) closedir(d);
-        unlock_store(lock);
+        cd_file_unlock(lock);
     }
     snprintf(p, sizeof p, "%s/library/workflows", base_dir);
     if (cd_path_mkdirs(p, 0755) < 0) return fail(err, errlen, CD_PROJECTS_EIO, "cannot create %s: %s", p, strerror(errno));
@@ -609,13 +543,13 @@ int cd_projects_create(const char *base_dir, const json_t *body, cd_projects_doc
         chmod(tmpdir, 0755);
         if (mkdir(sub, 0755) < 0) rc = fail(err, errlen, CD_PROJECTS_EIO, "cannot create %s: %s", sub, strerror(errno));
         else rc = save_json(file, meta, out, err, errlen);
-        if (rc == 0 && (fsync_dir(tmpdir) < 0 || rename(tmpdir, p.project) < 0 || fsync_dir(p.root) < 0)) {
+        if (rc == 0 && (cd_file_fsync_dir(tmpdir) < 0 || rename(tmpdir, p.project) < 0 || cd_file_fsync_dir(p.root) < 0)) {
             rc = fail(err, errlen, CD_PROJECTS_EIO, "cannot create project '%s': %s", id, strerror(errno));
             cd_projects_doc_free(out);
         }
         if (rc) cd_path_remove_tree(tmpdir);
     }
-    unlock_store(lock);
+    cd_file_unlock(lock);
     json_decref(meta);
     free(id);
     return rc;
@@ -691,7 +625,7 @@ int cd_projects_update_meta(const char *base_dir, const char *id, const json_t *
         json_decref(meta);
         cd_projects_doc_free(&cur);
     }
-    unlock_store(lock);
+    cd_file_unlock(lock);
     return rc;
 }
 
@@ -723,10 +657,10 @@ int cd_projects_delete(const char *base_dir, const char *id, const char *if_matc
         snprintf(bin, sizeof bin, "%s/.recycle_bin", p.root);
         snprintf(dest, sizeof dest, "%s/%s_%lld", bin, id, now_ms());
         rc = make_bin(bin, err, errlen);
-        if (rc == 0 && (rename(p.project, dest) < 0 || fsync_dir(p.root) < 0))
+        if (rc == 0 && (rename(p.project, dest) < 0 || cd_file_fsync_dir(p.root) < 0))
             rc = fail(err, errlen, CD_PROJECTS_EIO, "cannot delete project '%s': %s", id, strerror(errno));
     }
-    unlock_store(lock);
+    cd_file_unlock(lock);
     return rc;
 }
 
@@ -898,7 +832,7 @@ int cd_projects_create_workflow(const char *base_dir, const char *pid, const jso
         rc = save_json(p.file, wf, out, err, errlen);
         json_decref(wf);
     }
-    unlock_store(lock);
+    cd_file_unlock(lock);
     return rc;
 }
 
@@ -952,7 +886,7 @@ int cd_projects_put_workflow(const char *base_dir, const char *pid, const char *
         json_decref(old);
     }
     cd_projects_doc_free(&cur);
-    unlock_store(lock);
+    cd_file_unlock(lock);
     return rc;
 }
 
@@ -974,10 +908,10 @@ int cd_projects_delete_workflow(const char *base_dir, const char *pid, const cha
         snprintf(bin, sizeof bin, "%s/.recycle_bin/%s/workflows", p.root, pid);
         snprintf(dest, sizeof dest, "%s/%s_%lld.json", bin, wid, now_ms());
         rc = make_bin(bin, err, errlen);
-        if (rc == 0 && (rename(p.file, dest) < 0 || fsync_dir(p.workflows) < 0))
+        if (rc == 0 && (rename(p.file, dest) < 0 || cd_file_fsync_dir(p.workflows) < 0))
             rc = fail(err, errlen, CD_PROJECTS_EIO, "cannot delete workflow '%s': %s", wid, strerror(errno));
     }
-    unlock_store(lock);
+    cd_file_unlock(lock);
     return rc;
 }
 

@@ -59,9 +59,6 @@ bool cd_projects_id_is_valid(const char *id);
  * Returns a new string (caller frees); it may still be invalid (empty, "." …): check it. */
 char *cd_projects_id_from_name(const char *name);
 
-/* Writes data to path atomically (temp file in the same directory, fsync, rename, fsync the
- * directory). Returns 0 or -1 with errno set. */
-int cd_projects_write_atomic(const char *path, const void *data, size_t len);
 
 /* A stored document as bytes (the body to send as is) and its tag. Free with
  * cd_projects_doc_free. */

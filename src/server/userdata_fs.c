@@ -16,6 +16,8 @@
 
 #include "base/buf.h"
 #include "base/json.h"
+#include "base/file.h"
+#include "base/json.h"
 #include "base/path.h"
 #include "base/str.h"
 
@@ -36,23 +38,6 @@ static bool link_ok(const char *root_real, const char *path) {
     bool ok = is_inside(root_real, real);
     free(real);
     return ok;
-}
-
-/* An exclusive flock() on a directory; returns the fd to pass to unlock, or -1. */
-static int lock_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    while (flock(fd, LOCK_EX) < 0) {
-        if (errno != EINTR) {
-            close(fd);
-            return -1;
-        }
-    }
-    return fd;
-}
-
-static void unlock_dir(int fd) {
-    if (fd >= 0) close(fd); /* closing releases the lock */
 }
 
 static char *dir_of(const char *path) {
@@ -98,18 +83,6 @@ static json_t *load_json_file(const char *path) {
     return v;
 }
 
-/* Python writes \u00e9 where jansson writes \u00E9. */
-static void lower_escapes(char *s) {
-    for (char *p = s; *p; p++) {
-        if (*p != '\\') continue;
-        if (p[1] == 'u') {
-            for (int i = 2; i < 6 && p[i]; i++) p[i] = (char)tolower((unsigned char)p[i]);
-            p += 5;
-        } else if (p[1]) {
-            p++;
-        }
-    }
-}
 
 /* ---- users ---- */
 
@@ -147,7 +120,7 @@ int cd_userdata_user_id(const char *user_dir, bool multi_user, const char *heade
 int cd_userdata_users_add(const char *user_dir, bool multi_user, const char *username, char **id, const char **msg) {
     *id = NULL;
     *msg = NULL;
-    int lk = lock_dir(user_dir);
+    int lk = cd_file_lock_dir(user_dir);
     char *file = cd_path_join(user_dir, "users.json");
     json_t *users = NULL;
     int rc = -1;
@@ -224,7 +197,7 @@ int cd_userdata_users_add(const char *user_dir, bool multi_user, const char *use
 out:
     json_decref(users);
     free(file);
-    unlock_dir(lk);
+    cd_file_unlock(lk);
     return rc;
 }
 
@@ -340,56 +313,7 @@ int cd_userdata_resolve(const char *root, const char *file, int flags, char **pa
 /* ---- writing ---- */
 
 int cd_userdata_write_atomic(const char *path, const void *data, size_t len) {
-    char *dir = dir_of(path);
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    cd_buf tmpl = CD_BUF_INIT;
-    if (!dir || cd_buf_printf(&tmpl, "%s/.%.64s.tmp-XXXXXX", dir, base) < 0) {
-        free(dir);
-        cd_buf_free(&tmpl);
-        return -ENOMEM;
-    }
-    int fd = mkostemp(tmpl.data, O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        free(dir);
-        cd_buf_free(&tmpl);
-        return -e;
-    }
-    int err = 0;
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            err = errno;
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    /* mkstemp makes the file 0600; user files are ordinary files */
-    if (!err) {
-        mode_t um = umask(0);
-        umask(um);
-        if (fchmod(fd, 0666 & ~um) < 0) err = errno;
-    }
-    if (!err && fsync(fd) < 0) err = errno;
-    if (close(fd) < 0 && !err) err = errno;
-    if (!err && rename(tmpl.data, path) < 0) err = errno;
-    if (err) {
-        unlink(tmpl.data);
-    } else {
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
-    free(dir);
-    cd_buf_free(&tmpl);
-    return -err;
+    return cd_file_write_atomic(path, data, len) == 0 ? 0 : -errno;
 }
 
 /* ---- listings ---- */
@@ -590,7 +514,7 @@ json_t *cd_userdata_settings_load(const char *path) {
 int cd_userdata_settings_update(const char *path, const char *id, json_t *value) {
     char *dir = dir_of(path);
     if (!dir) return -ENOMEM;
-    int lk = lock_dir(dir);
+    int lk = cd_file_lock_dir(dir);
     free(dir);
     json_t *settings = cd_userdata_settings_load(path);
     int rc = -ENOMEM;
@@ -599,12 +523,12 @@ int cd_userdata_settings_update(const char *path, const char *id, json_t *value)
         else json_object_update(settings, value);
         char *text = json_dumps(settings, JSON_INDENT(4) | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
         if (text) {
-            lower_escapes(text);
+            cd_json_lower_escapes(text);
             rc = cd_userdata_write_atomic(path, text, strlen(text));
             free(text);
         }
         json_decref(settings);
     }
-    unlock_dir(lk);
+    cd_file_unlock(lk);
     return rc;
 }

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include "base/file.h"
 #include "server/projects.h"
 
 static char *make_base(void) {
@@ -64,8 +65,8 @@ static void test_atomic_write(void **state) {
     char *b = make_base();
     char path[256];
     snprintf(path, sizeof path, "%s/f.json", b);
-    assert_int_equal(cd_projects_write_atomic(path, "one", 3), 0);
-    assert_int_equal(cd_projects_write_atomic(path, "second", 6), 0);
+    assert_int_equal(cd_file_write_atomic(path, "one", 3), 0);
+    assert_int_equal(cd_file_write_atomic(path, "second", 6), 0);
     FILE *f = fopen(path, "r");
     char buf[16] = {0};
     assert_int_equal(fread(buf, 1, sizeof buf, f), 6);
@@ -76,7 +77,7 @@ static void test_atomic_write(void **state) {
     snprintf(cmd, sizeof cmd, "test $(ls -A %s | wc -l) -eq 3", b); /* f.json, projects, library */
     assert_int_equal(system(cmd), 0);
     snprintf(path, sizeof path, "%s/missing/f.json", b);
-    assert_int_equal(cd_projects_write_atomic(path, "x", 1), -1);
+    assert_int_equal(cd_file_write_atomic(path, "x", 1), -1);
     drop_base(b);
 }
 
