@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "base/map.h"
 #include "engine/call.h"
@@ -46,8 +47,8 @@ typedef struct {
     cd_map *states; /* id -> nstate */
     nstate **all;   /* every state, to free */
     size_t n_all, cap_all;
-    nstate **ready;
-    size_t n_ready, cap_ready;
+    nstate **ready; /* sorted by order */
+    size_t n_ready, cap_ready, n_ready_outputs;
     size_t n_pending;
     size_t order_counter;
     const char *prompt_id;
@@ -91,7 +92,41 @@ static void add_message(run_ctx *r, const char *type, json_t *data, bool broadca
     else json_decref(data);
 }
 
+/* progress_state written straight to text: it goes out twice per node, and building it through
+ * jansson and serialising it again was most of the per-node cost. */
+static bool progress_state_text(run_ctx *r, nstate *s, const char *state, double value, double max) {
+    const cd_prompt_node *n = s->node;
+    cd_buf b = CD_BUF_INIT;
+    int rc = cd_buf_append_str(&b, "{\"type\": \"progress_state\", \"data\": {\"prompt_id\": ");
+    rc |= cd_json_append_string(&b, r->prompt_id);
+    rc |= cd_buf_append_str(&b, ", \"nodes\": {");
+    rc |= cd_json_append_string(&b, n->id);
+    rc |= cd_buf_append_str(&b, ": {\"value\": ");
+    rc |= cd_json_append_number(&b, value);
+    rc |= cd_buf_append_str(&b, ", \"max\": ");
+    rc |= cd_json_append_number(&b, max);
+    rc |= cd_buf_printf(&b, ", \"state\": \"%s\", \"node_id\": ", state);
+    rc |= cd_json_append_string(&b, n->id);
+    rc |= cd_buf_append_str(&b, ", \"prompt_id\": ");
+    rc |= cd_json_append_string(&b, r->prompt_id);
+    rc |= cd_buf_append_str(&b, ", \"display_node_id\": ");
+    rc |= cd_json_append_string(&b, cd_prompt_display_id(r->prompt, n));
+    rc |= cd_buf_append_str(&b, ", \"parent_node_id\": ");
+    rc |= n->parent ? cd_json_append_string(&b, n->parent) : cd_buf_append_str(&b, "null");
+    rc |= cd_buf_append_str(&b, ", \"real_node_id\": ");
+    rc |= cd_json_append_string(&b, cd_prompt_real_id(r->prompt, n));
+    rc |= cd_buf_append_str(&b, "}}}}");
+    if (rc < 0) {
+        cd_buf_free(&b);
+        return false;
+    }
+    size_t len = b.len;
+    r->ex->sink.event_text(r->ex->sink.ctx, cd_buf_take(&b), len, r->client_id);
+    return true;
+}
+
 static void progress_state(run_ctx *r, nstate *s, const char *state, double value, double max) {
+    if (r->ex->sink.event_text && progress_state_text(r, s, state, value, max)) return;
     const cd_prompt_node *n = s->node;
     const char *parent = n->parent;
     json_t *node = json_pack("{s:f, s:f, s:s, s:s, s:s, s:s, s:o, s:s}", "value", value, "max", max, "state", state,
@@ -323,6 +358,8 @@ static void ensure_signed(run_ctx *r, nstate *root) {
 
 /* ---- the execution list ---- */
 
+static bool is_output(const nstate *s);
+
 static void make_ready(run_ctx *r, nstate *s) {
     if (s->ready || s->done) return;
     if (r->n_ready == r->cap_ready) {
@@ -332,7 +369,18 @@ static void make_ready(run_ctx *r, nstate *s) {
         r->ready = rd;
         r->cap_ready = cap;
     }
-    r->ready[r->n_ready++] = s;
+    /* Kept sorted by insertion order: ties between equally good candidates go to the node
+     * added first, as ComfyUI's pending dict does, and the pick can stop at the first fit. */
+    size_t lo = 0, hi = r->n_ready;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (r->ready[mid]->order < s->order) lo = mid + 1;
+        else hi = mid;
+    }
+    memmove(&r->ready[lo + 1], &r->ready[lo], (r->n_ready - lo) * sizeof *r->ready);
+    r->ready[lo] = s;
+    r->n_ready++;
+    if (is_output(s)) r->n_ready_outputs++;
     s->ready = true;
 }
 
@@ -370,6 +418,7 @@ static void link_block(run_ctx *r, nstate *src, nstate *dst) {
                 r->n_ready--;
                 break;
             }
+        if (is_output(dst)) r->n_ready_outputs--;
         dst->ready = false;
     }
 }
@@ -448,19 +497,18 @@ static bool blocks_output(const nstate *s, int depth) {
  * two steps away, then the earliest added. */
 static nstate *pick_ready(run_ctx *r) {
     if (r->n_ready == 0) return NULL;
+    /* The list is in insertion order, so the first node of the best rank wins. */
     size_t best = 0;
-    int best_rank = 4;
-    for (size_t i = 0; i < r->n_ready && best_rank > 0; i++) {
-        nstate *s = r->ready[i];
-        int rank = is_output(s) ? 0 : blocks_output(s, 1) ? 1 : blocks_output(s, 2) ? 2 : 3;
-        if (rank < best_rank || (rank == best_rank && s->order < r->ready[best]->order)) {
-            best = i;
-            best_rank = rank;
-        }
-    }
+    bool found = false;
+    for (size_t i = 0; r->n_ready_outputs && i < r->n_ready && !found; i++)
+        if (is_output(r->ready[i])) best = i, found = true;
+    for (int depth = 1; depth <= 2 && !found; depth++)
+        for (size_t i = 0; i < r->n_ready && !found; i++)
+            if (blocks_output(r->ready[i], depth)) best = i, found = true;
     nstate *s = r->ready[best];
     memmove(&r->ready[best], &r->ready[best + 1], (r->n_ready - best - 1) * sizeof *r->ready);
     r->n_ready--;
+    if (is_output(s)) r->n_ready_outputs--;
     s->ready = false;
     return s;
 }

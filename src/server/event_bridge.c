@@ -20,7 +20,8 @@
 #define RETRY_MS 10
 
 typedef struct event {
-    char *type;    /* NULL for a binary frame */
+    char *type;    /* NULL for a binary frame or a ready text message */
+    char *text;    /* a ready text message */
     json_t *data;
     char *sid;
     unsigned char *bin;
@@ -44,6 +45,7 @@ struct cd_event_bridge {
 
 static void event_free(event *ev) {
     free(ev->type);
+    free(ev->text);
     json_decref(ev->data);
     free(ev->sid);
     free(ev->bin);
@@ -85,6 +87,8 @@ static void drain(cd_event_bridge *b) {
             if (ev->type) {
                 cd_ws_clients_send(clients, ev->type, ev->data, ev->sid);
                 ev->data = NULL;
+            } else if (ev->text) {
+                cd_ws_clients_send_text(clients, ev->text, ev->len, ev->sid);
             } else {
                 cd_ws_clients_send_binary(clients, ev->bin, ev->len, ev->sid);
             }
@@ -125,6 +129,18 @@ static void on_event(void *ctx, const char *type, json_t *data, const char *sid)
     }
     ev->type = strdup(type);
     ev->data = data;
+    ev->sid = sid ? strdup(sid) : NULL;
+    push(ctx, ev);
+}
+
+static void on_event_text(void *ctx, char *message, size_t len, const char *sid) {
+    event *ev = calloc(1, sizeof *ev);
+    if (!ev) {
+        free(message);
+        return;
+    }
+    ev->text = message;
+    ev->len = len;
     ev->sid = sid ? strdup(sid) : NULL;
     push(ctx, ev);
 }
@@ -174,7 +190,8 @@ cd_event_bridge *cd_event_bridge_new(cd_instance *inst) {
 }
 
 cd_event_sink cd_event_bridge_sink(cd_event_bridge *b) {
-    return (cd_event_sink){.ctx = b, .event = on_event, .binary = on_binary, .directory = on_directory};
+    return (cd_event_sink){
+        .ctx = b, .event = on_event, .event_text = on_event_text, .binary = on_binary, .directory = on_directory};
 }
 
 static void on_closed(uv_handle_t *h) {

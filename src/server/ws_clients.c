@@ -82,6 +82,15 @@ void cd_ws_clients_send(cd_ws_clients *clients, const char *type, json_t *data, 
     json_decref(data);
 }
 
+void cd_ws_clients_send_text(cd_ws_clients *clients, const char *text, size_t len, const char *sid) {
+    client *c = clients->all;
+    while (c) {
+        client *next = c->next; /* sending may drop a slow client */
+        if (c->registered && (!sid || !strcmp(c->sid, sid))) cd_ws_send_text(c->ws, text, len);
+        c = next;
+    }
+}
+
 void cd_ws_clients_send_binary(cd_ws_clients *clients, const void *data, size_t len, const char *sid) {
     client *c = clients->all;
     while (c) {

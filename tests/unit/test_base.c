@@ -139,12 +139,41 @@ static void json_like_python(void **state) {
     json_decref(v);
 }
 
+/* The hand-written JSON of hot events must read exactly like cd_json_dumps / Python. */
+static void json_writers(void **state) {
+    (void)state;
+    static const struct { double x; const char *repr; } nums[] = {
+        {0.0, "0.0"}, {1.0, "1.0"}, {0.5, "0.5"}, {0.1, "0.1"}, {100.0, "100.0"}, {1e15, "1000000000000000.0"},
+        {1e16, "1e+16"}, {1.5e16, "1.5e+16"}, {1e-4, "0.0001"}, {1e-5, "1e-05"}, {-2.5, "-2.5"},
+        {123456789.125, "123456789.125"}, {1.0 / 3, "0.3333333333333333"}, {2.5e-7, "2.5e-07"},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        cd_buf b = CD_BUF_INIT;
+        assert_int_equal(cd_json_append_number(&b, nums[i].x), 0);
+        assert_string_equal(b.data, nums[i].repr);
+        cd_buf_free(&b);
+    }
+    const char *strings[] = {"plain", "quote\" back\\ slash", "tab\tnew\nline\x01", "\xc3\xa9t\xc3\xa9",
+                             "\xf0\x9f\x98\x80 emoji"};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        cd_buf b = CD_BUF_INIT;
+        assert_int_equal(cd_json_append_string(&b, strings[i]), 0);
+        json_t *j = json_string(strings[i]);
+        char *expect = cd_json_dumps(j);
+        assert_string_equal(b.data, expect);
+        free(expect);
+        json_decref(j);
+        cd_buf_free(&b);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(percent_decode),      cmocka_unit_test(query_lookup),
         cmocka_unit_test(random_ids),          cmocka_unit_test(safe_relative_paths),
         cmocka_unit_test(confinement_follows_symlinks), cmocka_unit_test(sha1_vectors),
         cmocka_unit_test(buffers),             cmocka_unit_test(json_like_python),
+        cmocka_unit_test(json_writers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
