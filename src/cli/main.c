@@ -21,7 +21,7 @@ static void usage(FILE *out) {
             "commands:\n"
             "  serve      run a workflow server speaking ComfyUI's HTTP and WebSocket API\n"
             "             (comfyd serve --help lists its flags, which are ComfyUI's)\n"
-            "  run FILE   run one API-format workflow in this process (comfyd run --help)\n"
+            "  run FILE   run one workflow (API or UI format) in this process (comfyd run --help)\n"
             "  version    print the version\n"
             "  help       this text\n",
             COMFYD_VERSION);
