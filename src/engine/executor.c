@@ -121,7 +121,7 @@ static bool progress_state_text(run_ctx *r, nstate *s, const char *state, double
         return false;
     }
     size_t len = b.len;
-    r->ex->sink.event_text(r->ex->sink.ctx, cd_buf_take(&b), len, r->client_id);
+    r->ex->sink.event_text(r->ex->sink.ctx, "progress_state", NULL, cd_buf_take(&b), len, r->client_id);
     return true;
 }
 
@@ -139,6 +139,29 @@ static void progress_state(run_ctx *r, nstate *s, const char *state, double valu
     /* Only the node that changed: ComfyUI resends every node each time, which makes the
      * traffic quadratic in the graph size. */
     emit(r, "progress_state", json_pack("{s:s, s:o}", "prompt_id", r->prompt_id, "nodes", nodes), r->client_id);
+}
+
+/* `executing` for a node that starts running: to the prompt's client only. */
+static void emit_executing(run_ctx *r, const char *node, const char *display) {
+    if (!r->client_id) return;
+    if (r->ex->sink.event_text) {
+        cd_buf b = CD_BUF_INIT;
+        int rc = cd_buf_append_str(&b, "{\"type\": \"executing\", \"data\": {\"node\": ");
+        rc |= cd_json_append_string(&b, node);
+        rc |= cd_buf_append_str(&b, ", \"display_node\": ");
+        rc |= cd_json_append_string(&b, display);
+        rc |= cd_buf_append_str(&b, ", \"prompt_id\": ");
+        rc |= cd_json_append_string(&b, r->prompt_id);
+        rc |= cd_buf_append_str(&b, "}}");
+        if (rc == 0) {
+            size_t len = b.len;
+            r->ex->sink.event_text(r->ex->sink.ctx, "executing", display, cd_buf_take(&b), len, r->client_id);
+            return;
+        }
+        cd_buf_free(&b);
+    }
+    emit(r, "executing", json_pack("{s:s, s:s, s:s}", "node", node, "display_node", display, "prompt_id", r->prompt_id),
+         r->client_id);
 }
 
 /* ---- call environment (progress and interrupt from inside nodes) ---- */
@@ -802,7 +825,7 @@ static node_result run_node(run_ctx *r, nstate *s) {
     progress_state(r, s, "running", 0, 1);
     r->current_node = display;
     r->current = s;
-    emit_client(r, "executing", json_pack("{s:s, s:s, s:s}", "node", n->id, "display_node", display, "prompt_id", r->prompt_id));
+    emit_executing(r, n->id, display);
 
     bool whole = (t->def->flags & CD_NODE_INPUT_IS_LIST) != 0;
     size_t n_calls = 1;

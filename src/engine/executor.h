@@ -19,9 +19,10 @@ typedef struct {
     /* A JSON event {"type": type, "data": data} for client sid (NULL: everyone). data is
      * consumed. Called on the executor's thread. */
     void (*event)(void *ctx, const char *type, json_t *data, const char *sid);
-    /* Optional: a whole text message {"type": ..., "data": ...} already serialised (malloc'd,
-     * consumed), for the events sent for every node. Without it they come through `event`. */
-    void (*event_text)(void *ctx, char *message, size_t len, const char *sid);
+    /* Optional: a whole text message {"type": type, "data": ...} already serialised (malloc'd,
+     * consumed), for the events sent for every node; `node` is the display id an `executing`
+     * message names (else NULL). Without it these events come through `event`. */
+    void (*event_text)(void *ctx, const char *type, const char *node, char *message, size_t len, const char *sid);
     /* A binary frame: 4-byte big-endian event kind, then payload (already laid out). */
     void (*binary)(void *ctx, uint32_t kind, const void *payload, size_t len, const char *sid);
     /* Output, input and temp directories for nodes that write files. */

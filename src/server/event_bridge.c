@@ -22,6 +22,7 @@
 typedef struct event {
     char *type;    /* NULL for a binary frame or a ready text message */
     char *text;    /* a ready text message */
+    char *note_type, *note_node; /* what a ready message is, for the clients' bookkeeping */
     json_t *data;
     char *sid;
     unsigned char *bin;
@@ -46,6 +47,8 @@ struct cd_event_bridge {
 static void event_free(event *ev) {
     free(ev->type);
     free(ev->text);
+    free(ev->note_type);
+    free(ev->note_node);
     json_decref(ev->data);
     free(ev->sid);
     free(ev->bin);
@@ -88,7 +91,7 @@ static void drain(cd_event_bridge *b) {
                 cd_ws_clients_send(clients, ev->type, ev->data, ev->sid);
                 ev->data = NULL;
             } else if (ev->text) {
-                cd_ws_clients_send_text(clients, ev->text, ev->len, ev->sid);
+                cd_ws_clients_send_text(clients, ev->note_type, ev->note_node, ev->text, ev->len, ev->sid);
             } else {
                 cd_ws_clients_send_binary(clients, ev->bin, ev->len, ev->sid);
             }
@@ -133,12 +136,14 @@ static void on_event(void *ctx, const char *type, json_t *data, const char *sid)
     push(ctx, ev);
 }
 
-static void on_event_text(void *ctx, char *message, size_t len, const char *sid) {
+static void on_event_text(void *ctx, const char *type, const char *node, char *message, size_t len, const char *sid) {
     event *ev = calloc(1, sizeof *ev);
     if (!ev) {
         free(message);
         return;
     }
+    ev->note_type = strdup(type);
+    ev->note_node = node ? strdup(node) : NULL;
     ev->text = message;
     ev->len = len;
     ev->sid = sid ? strdup(sid) : NULL;

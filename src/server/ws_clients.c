@@ -51,14 +51,18 @@ static void send_frame(client *c, const char *type, json_t *data) {
     json_decref(msg);
 }
 
-static void note_executing(cd_ws_clients *clients, const char *type, json_t *data, const char *sid) {
-    if (strcmp(type, "executing") != 0 || !sid) return;
-    const char *node = json_string_value(json_object_get(data, "display_node"));
-    if (!node) node = json_string_value(json_object_get(data, "node"));
+static void note_running(cd_ws_clients *clients, const char *type, const char *node, const char *sid) {
+    if (!type || strcmp(type, "executing") != 0 || !sid) return;
     free(clients->running_sid);
     free(clients->running_node);
     clients->running_sid = node ? strdup(sid) : NULL;
     clients->running_node = node ? strdup(node) : NULL;
+}
+
+static void note_executing(cd_ws_clients *clients, const char *type, json_t *data, const char *sid) {
+    const char *node = json_string_value(json_object_get(data, "display_node"));
+    if (!node) node = json_string_value(json_object_get(data, "node"));
+    note_running(clients, type, node, sid);
 }
 
 void cd_ws_clients_send(cd_ws_clients *clients, const char *type, json_t *data, const char *sid) {
@@ -82,7 +86,9 @@ void cd_ws_clients_send(cd_ws_clients *clients, const char *type, json_t *data, 
     json_decref(data);
 }
 
-void cd_ws_clients_send_text(cd_ws_clients *clients, const char *text, size_t len, const char *sid) {
+void cd_ws_clients_send_text(cd_ws_clients *clients, const char *type, const char *node, const char *text, size_t len,
+                             const char *sid) {
+    note_running(clients, type, node, sid);
     client *c = clients->all;
     while (c) {
         client *next = c->next; /* sending may drop a slow client */

@@ -17,8 +17,10 @@ size_t cd_ws_clients_count(const cd_ws_clients *clients);
 /* Sends {"type": type, "data": data} (data consumed) to sid, or to everyone when sid is NULL.
  * A sid that is not connected is silently skipped, as in ComfyUI. */
 void cd_ws_clients_send(cd_ws_clients *clients, const char *type, json_t *data, const char *sid);
-/* A text message (already serialised) to sid or everyone. */
-void cd_ws_clients_send_text(cd_ws_clients *clients, const char *text, size_t len, const char *sid);
+/* A text message (already serialised) to sid or everyone; type and node say what it is (node:
+ * the display id an `executing` message names, or NULL). */
+void cd_ws_clients_send_text(cd_ws_clients *clients, const char *type, const char *node, const char *text, size_t len,
+                             const char *sid);
 /* A binary frame (already laid out) to sid or everyone. */
 void cd_ws_clients_send_binary(cd_ws_clients *clients, const void *data, size_t len, const char *sid);
 /* The most bytes any client has waiting to be sent. */

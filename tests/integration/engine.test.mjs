@@ -35,16 +35,18 @@ function api(srv) {
 async function listen(srv, clientId) {
   const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/ws?clientId=${clientId}`);
   const messages = [];
+  const raws = [];
   const waiters = [];
   ws.on('message', (data, isBinary) => {
     if (isBinary) return;
+    raws.push(data.toString());
     const m = JSON.parse(data.toString());
     messages.push(m);
     for (const w of [...waiters]) if (w.pred(m)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(m); }
   });
   await new Promise((res, rej) => { ws.on('open', res); ws.on('error', rej); });
   return {
-    ws, messages,
+    ws, messages, raws,
     wait(pred, ms = 60000) {
       const found = messages.find(pred);
       if (found) return Promise.resolve(found);
@@ -87,6 +89,10 @@ test('a prompt runs: reply, event order, history, only what outputs need', T, as
     const ran = ws.messages.filter((m) => m.type === 'executing' && m.data.node).map((m) => m.data.node);
     assert.ok(!ran.includes('9'), 'node 9 feeds no output and must not run');
     assert.deepEqual([...ran].sort(), ['1', '2', '3', '4', '5']);
+    // per-node events are written by hand for speed: byte for byte what json.dumps gives
+    const pid = r.json.prompt_id;
+    assert.ok(ws.raws.includes(`{"type": "executing", "data": {"node": "3", "display_node": "3", "prompt_id": "${pid}"}}`));
+    assert.ok(ws.raws.includes(`{"type": "progress_state", "data": {"prompt_id": "${pid}", "nodes": {"3": {"value": 1.0, "max": 1.0, "state": "finished", "node_id": "3", "prompt_id": "${pid}", "display_node_id": "3", "parent_node_id": null, "real_node_id": "3"}}}}`));
     assert.ok(ran.indexOf('2') < ran.indexOf('3') && ran.indexOf('3') < ran.indexOf('4'));
     const executed = ws.messages.filter((m) => m.type === 'executed').map((m) => [m.data.node, m.data.output]);
     assert.deepEqual(Object.fromEntries(executed), { '4': { text: ['5'] }, '5': { text: ['5'] } });
