@@ -131,6 +131,47 @@ static void start_listing(cd_http_req *req, cd_instance *inst, cd_offload_work_f
 }
 
 static void handle_embeddings(cd_http_req *req, void *ctx) { start_listing(req, ctx, embeddings_work); }
+
+/* GET /models: the folder names, in the registry's order (§3.14). */
+static void handle_models(cd_http_req *req, void *ctx) {
+    cd_instance *inst = ctx;
+    cd_respond_json(req, 200, cd_folder_paths_names(inst->folders));
+}
+
+typedef struct {
+    cd_instance *inst;
+    char *folder;
+    json_t *result; /* NULL: unknown folder */
+} folder_listing;
+
+static void folder_work(void *arg) {
+    folder_listing *l = arg;
+    l->result = cd_folder_paths_list(l->inst->folders, l->folder);
+}
+
+static void folder_done(cd_http_req *req, void *arg) {
+    folder_listing *l = arg;
+    if (req) {
+        if (l->result) cd_respond_json(req, 200, l->result);
+        else cd_http_respond_text(req, 404, "404: Not Found"); /* legacy aliases (clip, unet) too */
+    } else {
+        json_decref(l->result);
+    }
+    free(l->folder);
+    free(l);
+}
+
+/* GET /models/{folder}: the files of one folder, sorted, recursively (§3.14). */
+static void handle_models_folder(cd_http_req *req, void *ctx) {
+    folder_listing *l = calloc(1, sizeof *l);
+    if (!l || !(l->folder = strdup(cd_http_req_param(req, "folder")))) {
+        free(l);
+        cd_http_respond_text(req, 500, "500: out of memory");
+        return;
+    }
+    l->inst = ctx;
+    cd_offload(ctx, req, folder_work, folder_done, l);
+}
 static void handle_extensions(cd_http_req *req, void *ctx) { start_listing(req, ctx, extensions_work); }
 
 /* POST /api/server/restart: 202 first, then a graceful stop and the same command again. */
@@ -146,4 +187,6 @@ void cd_routes_system_register(cd_instance *inst) {
     cd_router_add_api(inst->router, "GET", "/features", handle_features, inst);
     cd_router_add_api(inst->router, "GET", "/embeddings", handle_embeddings, inst);
     cd_router_add_api(inst->router, "GET", "/extensions", handle_extensions, inst);
+    cd_router_add_api(inst->router, "GET", "/models", handle_models, inst);
+    cd_router_add_api(inst->router, "GET", "/models/{folder}", handle_models_folder, inst);
 }

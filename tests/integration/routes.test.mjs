@@ -237,3 +237,24 @@ describe('--max-upload-size 0.5', () => {
     assert.equal(res.text, '{"supports_preview_metadata": true, "max_upload_size": 524288.0}');
   });
 });
+
+test('GET /models and /models/{folder} list the model folders and their files', { timeout: 30000 }, async () => {
+  const srv = await startServer({ files: {
+    'models/checkpoints/b.safetensors': 'x', 'models/checkpoints/sub/a.ckpt': 'x', 'models/checkpoints/notes.txt': 'x',
+    'models/checkpoints/.git/c.safetensors': 'x', 'models/clip/t5.safetensors': 'x', 'models/classifiers/noext': 'x',
+    'models/classifiers/with.ext': 'x',
+  } });
+  try {
+    const base = `http://127.0.0.1:${srv.port}`;
+    const names = await (await fetch(`${base}/api/models`)).json();
+    assert.deepEqual(names.slice(0, 5), ['checkpoints', 'configs', 'loras', 'vae', 'text_encoders']);
+    assert.ok(names.includes('classifiers') && names.includes('audio_encoders'));
+    assert.deepEqual(await (await fetch(`${base}/models/checkpoints`)).json(), ['b.safetensors', 'sub/a.ckpt']);
+    assert.deepEqual(await (await fetch(`${base}/models/text_encoders`)).json(), ['t5.safetensors']);
+    assert.deepEqual(await (await fetch(`${base}/models/classifiers`)).json(), ['noext']);
+    assert.equal((await fetch(`${base}/models/clip`)).status, 404, 'legacy aliases are not folders here');
+    assert.equal((await fetch(`${base}/models/..%2F..%2Fetc`)).status, 404);
+  } finally {
+    await srv.stop();
+  }
+});
