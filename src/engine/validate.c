@@ -462,18 +462,28 @@ static void ascii_strip(const char *s, size_t len, size_t *a, size_t *b) {
     while (*b > *a && ascii_space(s[*b - 1])) (*b)--;
 }
 
-static int parse_py_int(const char *orig, size_t orig_len, json_int_t *out, sb *ex) {
-    size_t len;
+/* What int() and float() share: the text in ASCII (other scripts' digits mapped), stripped,
+ * with its sign read. Returns the text (caller frees) with [*p, *b) the unsigned part, or
+ * NULL out of memory (ex->oom set). */
+static char *py_number_text(const char *orig, size_t orig_len, size_t *p, size_t *b, bool *neg, sb *ex) {
+    size_t len, a;
     char *s = py_to_ascii(orig, orig_len, &len);
     if (!s) {
         ex->oom = true;
-        return -1;
+        return NULL;
     }
-    size_t a, b;
-    ascii_strip(s, len, &a, &b);
-    size_t p = a;
-    bool neg = false;
-    if (p < b && (s[p] == '+' || s[p] == '-')) neg = s[p++] == '-';
+    ascii_strip(s, len, &a, b);
+    *p = a;
+    *neg = false;
+    if (*p < *b && (s[*p] == '+' || s[*p] == '-')) *neg = s[(*p)++] == '-';
+    return s;
+}
+
+static int parse_py_int(const char *orig, size_t orig_len, json_int_t *out, sb *ex) {
+    size_t p, b;
+    bool neg;
+    char *s = py_number_text(orig, orig_len, &p, &b, &neg, ex);
+    if (!s) return -1;
     size_t start = p;
     size_t nd = scan_digits(s, b, &p);
     int rc = -1;
@@ -513,17 +523,10 @@ static bool word_ieq(const char *s, size_t len, const char *w) {
 }
 
 static int parse_py_float(const char *orig, size_t orig_len, double *out, sb *ex) {
-    size_t len;
-    char *s = py_to_ascii(orig, orig_len, &len);
-    if (!s) {
-        ex->oom = true;
-        return -1;
-    }
-    size_t a, b;
-    ascii_strip(s, len, &a, &b);
-    size_t p = a;
-    bool neg = false;
-    if (p < b && (s[p] == '+' || s[p] == '-')) neg = s[p++] == '-';
+    size_t p, b;
+    bool neg;
+    char *s = py_number_text(orig, orig_len, &p, &b, &neg, ex);
+    if (!s) return -1;
     int rc = 0;
     if (word_ieq(s + p, b - p, "inf") || word_ieq(s + p, b - p, "infinity")) {
         *out = neg ? -INFINITY : INFINITY;
