@@ -12,9 +12,11 @@ packages=(
   build-essential cmake pkg-config
   # libraries (DESIGN.md, Dependencies)
   libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsqlite3-dev libsodium-dev
-  libxxhash-dev libcmocka-dev
-  # tests: clang and its runtime for the libFuzzer targets, Node.js for the integration tests
-  clang libclang-rt-14-dev nodejs npm curl
+  libxxhash-dev libcmocka-dev libvips-dev libpng-dev libgit2-dev libcurl4-openssl-dev
+  libarchive-dev
+  # tests: clang and its runtime for the libFuzzer targets, Node.js for the integration tests,
+  # git for the node-pack installs from local repositories; the vips tool is bench/images' reference
+  clang libclang-rt-14-dev nodejs npm curl git libvips-tools
 )
 # benchmarks: the load generator and the reference server
 $bench && packages+=(wrk nginx-light)
