@@ -33,7 +33,7 @@ extern "C" {
 
 /* Bumped when a change breaks packs built against an older header. A pack states the version
  * it was built for in each cd_node_def; comfyd refuses definitions from another version. */
-#define CD_NODE_ABI_VERSION 1
+#define CD_NODE_ABI_VERSION 2
 
 /* Return codes of callbacks and of the cd_call_* functions that can fail. */
 #define CD_OK 0
@@ -56,6 +56,7 @@ typedef enum {
     CD_VALUE_LINK,    /* [node_id, slot]: rawLink inputs, and outputs of an expansion */
     CD_VALUE_OPAQUE,  /* a pack's own type (a model, a tensor of its own), with its free function */
     CD_VALUE_BLOCKER, /* ExecutionBlocker: consumers are not run */
+    CD_VALUE_TENSOR,  /* a float32 array: IMAGE, MASK, LATENT samples (see Tensors below) */
 } cd_value_kind;
 
 cd_value *cd_value_none(void);
@@ -97,6 +98,35 @@ int cd_value_link_slot(const cd_value *v);
 const char *cd_value_opaque_type(const cd_value *v);
 void *cd_value_opaque_ptr(const cd_value *v);
 const char *cd_value_blocker_message(const cd_value *v); /* NULL for a silent blocker */
+/* Tensors: dense float32 arrays in row-major (C) order, as ComfyUI's torch tensors are.
+ * `type` is the ComfyUI type the value travels as, with ComfyUI's layouts:
+ *   "IMAGE"  [B, H, W, C], C = 3 (RGB) or 4 (RGBA), values 0..1
+ *   "MASK"   [B, H, W] (or [H, W]), values 0..1
+ *   "LATENT" samples [B, C, H, W]
+ * The storage is reference-counted and shared: views (one image of a batch) and cached outputs
+ * never copy pixels. A tensor is immutable once shared: write its data only between creating it
+ * and handing it to anyone. */
+#define CD_TENSOR_MAX_DIMS 5
+/* A zero-filled tensor. NULL when ndim is out of 1..CD_TENSOR_MAX_DIMS, a dimension is
+ * negative, or the size overflows or cannot be allocated. */
+cd_value *cd_value_tensor_new(const char *type, int ndim, const int64_t *shape);
+/* Takes over `data` (numel floats), which free_fn(data) releases when the last reference goes:
+ * for buffers that a library (libvips) allocated. On failure free_fn(data) has run. */
+cd_value *cd_value_tensor_wrap(const char *type, int ndim, const int64_t *shape, float *data,
+                               void (*free_fn)(void *data));
+/* A view of `base`'s storage from element `offset` with another type or shape (one image of a
+ * batch, a MASK read as [B,H,W,1]); NULL when it does not fit inside base. */
+cd_value *cd_value_tensor_view(const cd_value *base, const char *type, int ndim, const int64_t *shape,
+                               size_t offset);
+const char *cd_value_tensor_type(const cd_value *v); /* NULL for other kinds */
+int cd_value_tensor_ndim(const cd_value *v);         /* 0 for other kinds */
+/* Dimension i; negative i counts from the end (-1 is the last), as in Python. 0 when absent. */
+int64_t cd_value_tensor_dim(const cd_value *v, int i);
+size_t cd_value_tensor_numel(const cd_value *v);
+const float *cd_value_tensor_data(const cd_value *v);
+/* Writable data of a tensor this node has just created and not yet shared; NULL otherwise. */
+float *cd_value_tensor_data_mut(cd_value *v);
+
 /* The value as JSON text (caller frees with cd_free): what PreviewAny shows and UI outputs
  * carry. Opaque values become a string naming their type. */
 char *cd_value_to_json(const cd_value *v);
@@ -169,6 +199,11 @@ typedef struct cd_node_def {
      * link type check. */
     const char *validate_inputs_args;
     void *user; /* for the pack: cd_call_user() returns it */
+    /* Combo inputs whose options are only known when asked, such as the files in input/ that
+     * LoadImage offers: returns the options of combo input `input` as a JSON array text
+     * (malloc'd; comfyd frees it), or NULL to keep the declared list. Called for /object_info
+     * with a call that has no inputs; cd_call_directory() works. Optional. (ABI 2) */
+    char *(*combo_options)(cd_node_call *call, const char *input);
 } cd_node_def;
 
 /* Registers a node type. def and everything it points to must stay valid while comfyd runs
@@ -228,6 +263,8 @@ int cd_call_send_preview(cd_node_call *call, const char *mime, const void *bytes
 const char *cd_call_unique_id(const cd_node_call *call);          /* UNIQUE_ID */
 const char *cd_call_prompt_json(const cd_node_call *call);        /* PROMPT, as JSON text */
 const char *cd_call_extra_pnginfo_json(const cd_node_call *call); /* EXTRA_PNGINFO or NULL */
+/* Whether saved files carry the prompt and workflow (not with --disable-metadata). */
+int cd_call_save_metadata(const cd_node_call *call);
 /* Where SaveImage-like nodes write: "output", "temp", "input" directories. */
 const char *cd_call_directory(const cd_node_call *call, const char *type);
 

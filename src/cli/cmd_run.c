@@ -13,6 +13,7 @@
 #include "base/path.h"
 #include "base/str.h"
 #include "cli/commands.h"
+#include "engine/call.h"
 #include "engine/executor.h"
 #include "engine/registry.h"
 #include "engine/validate.h"
@@ -197,6 +198,15 @@ int cd_cmd_run(int argc, char **argv) {
     json_decref(sets);
 
     int code = 1;
+    run_view view = {.tty = isatty(2), .quiet = quiet, .total = json_object_size(prompt)};
+    view.output_dir = cd_path_absolute(out_dir);
+    view.input_dir = cd_path_absolute(in_dir);
+    char *temp_parent = cd_path_absolute(".");
+    view.temp_dir = temp_parent ? cd_path_join(temp_parent, "temp") : NULL;
+    free(temp_parent);
+    /* Validation sees the directories too (LoadImage checks that its file exists). */
+    cd_call_env validate_env = {.ctx = &view, .directory = on_directory};
+    cd_registry_set_call_env(reg, &validate_env);
     cd_validation v;
     if (cd_validate_prompt(reg, prompt, NULL, &v) < 0) {
         fprintf(stderr, "comfyd run: out of memory\n");
@@ -207,12 +217,6 @@ int cd_cmd_run(int argc, char **argv) {
         cd_validation_clear(&v);
         goto out_reg;
     }
-    run_view view = {.tty = isatty(2), .quiet = quiet, .total = json_object_size(prompt)};
-    view.output_dir = cd_path_absolute(out_dir);
-    view.input_dir = cd_path_absolute(in_dir);
-    char *temp_parent = cd_path_absolute(".");
-    view.temp_dir = temp_parent ? cd_path_join(temp_parent, "temp") : NULL;
-    free(temp_parent);
     cd_path_mkdirs(view.output_dir, 0755);
     cd_event_sink sink = {.ctx = &view, .event = on_event, .directory = on_directory};
     cd_executor *ex = cd_executor_new(reg, CD_CACHE_POLICY_NONE, 0, &sink);

@@ -170,6 +170,8 @@ const char *cd_call_prompt_json(const cd_node_call *call) { return call->env ? c
 const char *cd_call_extra_pnginfo_json(const cd_node_call *call) {
     return call->env ? call->env->extra_pnginfo_json : NULL;
 }
+int cd_call_save_metadata(const cd_node_call *call) { return !(call->env && call->env->no_metadata); }
+
 const char *cd_call_directory(const cd_node_call *call, const char *type) {
     return call->env && call->env->directory ? call->env->directory(call->env->ctx, type) : NULL;
 }
@@ -241,10 +243,11 @@ int cd_call_graph_set_display(cd_node_call *call, const char *node_id, const cha
 
 /* ---- validation ---- */
 
-int cd_call_run_validate(const cd_node_type *t, json_t *constants, json_t *input_types, char **message) {
+int cd_call_run_validate(const cd_node_type *t, const cd_call_env *env, json_t *constants, json_t *input_types,
+                         char **message) {
     *message = NULL;
     cd_node_call call;
-    cd_call_init(&call, t, NULL, "", 0);
+    cd_call_init(&call, t, env, "", 0);
     /* Values live as long as the call; keep them in an array to release after. */
     size_t n = json_object_size(constants) + json_object_size(input_types);
     cd_value **owned = calloc(n ? n : 1, sizeof *owned);

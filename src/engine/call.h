@@ -23,6 +23,7 @@ typedef struct {
     const char *prompt_json;        /* PROMPT */
     const char *extra_pnginfo_json; /* EXTRA_PNGINFO or NULL */
     const cd_registry *registry;    /* for expansions */
+    bool no_metadata;               /* --disable-metadata */
 } cd_call_env;
 
 struct cd_node_call {
@@ -59,6 +60,7 @@ void cd_call_clear(cd_node_call *call);
 /* Runs validate_inputs with constants (name → JSON value; linked inputs are passed as None) and
  * input_types (name → type). Returns CD_OK, or CD_ERROR with *message set (malloc'd; "" when the
  * node gave no reason). */
-int cd_call_run_validate(const cd_node_type *t, json_t *constants, json_t *input_types, char **message);
+int cd_call_run_validate(const cd_node_type *t, const cd_call_env *env, json_t *constants, json_t *input_types,
+                         char **message);
 
 #endif

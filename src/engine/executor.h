@@ -27,6 +27,7 @@ typedef struct {
     void (*binary)(void *ctx, uint32_t kind, const void *payload, size_t len, const char *sid);
     /* Output, input and temp directories for nodes that write files. */
     const char *(*directory)(void *ctx, const char *type);
+    bool no_metadata; /* --disable-metadata: saved files carry no prompt or workflow */
 } cd_event_sink;
 
 typedef struct cd_executor cd_executor;

@@ -1,5 +1,7 @@
 #include "engine/registry.h"
 
+#include "engine/call.h"
+
 #include <dirent.h>
 #include <dlfcn.h>
 #include <stdio.h>
@@ -25,7 +27,11 @@ struct cd_registry {
     size_t n, cap;
     void **handles; /* dlopen handles, closed at the end */
     size_t nhandles;
+    const void *call_env;
 };
+
+void cd_registry_set_call_env(cd_registry *reg, const void *call_env) { reg->call_env = call_env; }
+const void *cd_registry_call_env(const cd_registry *reg) { return reg->call_env; }
 
 cd_registry *cd_registry_new(void) {
     cd_registry *reg = calloc(1, sizeof(cd_registry));
@@ -368,8 +374,59 @@ int cd_registry_load_dir(cd_registry *reg, const char *dir) {
     return loaded;
 }
 
-json_t *cd_registry_object_info(const cd_registry *reg) {
+json_t *cd_node_type_info(const cd_node_type *t, const json_t *dynamic) {
+    json_t *lists = dynamic ? json_object_get(dynamic, t->def->name) : NULL;
+    if (!lists) return json_incref(t->info);
+    /* Copy only what changes: the entry, its "input" object, the sections and declarations
+     * that hold a replaced combo. The rest stays shared with the static entry. */
+    json_t *info = json_copy(t->info);
+    json_t *inputs = json_copy(json_object_get(info, "input"));
+    json_object_set_new(info, "input", inputs);
+    static const char *sections[] = {"required", "optional"};
+    for (int s = 0; s < 2; s++) {
+        json_t *sec = json_object_get(inputs, sections[s]);
+        if (!sec) continue;
+        sec = json_copy(sec);
+        json_object_set_new(inputs, sections[s], sec);
+        const char *name;
+        json_t *options;
+        json_object_foreach(lists, name, options) {
+            json_t *decl = json_object_get(sec, name);
+            if (!json_is_array(decl)) continue;
+            json_t *copy = json_copy(decl);
+            json_array_set(copy, 0, options);
+            json_object_set_new(sec, name, copy);
+        }
+    }
+    return info;
+}
+
+json_t *cd_registry_object_info(const cd_registry *reg, const json_t *dynamic) {
     json_t *all = json_object();
-    for (size_t i = 0; i < reg->n; i++) json_object_set(all, reg->types[i]->def->name, reg->types[i]->info);
+    for (size_t i = 0; i < reg->n; i++)
+        json_object_set_new(all, reg->types[i]->def->name, cd_node_type_info(reg->types[i], dynamic));
+    return all;
+}
+
+json_t *cd_registry_dynamic_combos(const cd_registry *reg, const void *call_env) {
+    json_t *all = json_object();
+    for (size_t i = 0; i < reg->n; i++) {
+        const cd_node_type *t = reg->types[i];
+        if (!t->def->combo_options) continue;
+        json_t *lists = json_object();
+        for (size_t k = 0; k < t->n_inputs; k++) {
+            if (!t->inputs[k].combo) continue; /* only inputs declared as combos */
+            cd_node_call call;
+            cd_call_init(&call, t, call_env, "", 0);
+            char *text = t->def->combo_options(&call, t->inputs[k].name);
+            cd_call_clear(&call);
+            json_t *options = text ? json_loads(text, 0, NULL) : NULL;
+            free(text);
+            if (json_is_array(options)) json_object_set_new(lists, t->inputs[k].name, options);
+            else json_decref(options);
+        }
+        if (json_object_size(lists)) json_object_set_new(all, t->def->name, lists);
+        else json_decref(lists);
+    }
     return all;
 }

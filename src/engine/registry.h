@@ -50,11 +50,22 @@ int cd_registry_add_pack(cd_registry *reg, const char *pack_name, const char *mo
  * skipped. Returns the number of packs loaded. */
 int cd_registry_load_dir(cd_registry *reg, const char *custom_nodes_dir);
 
+/* What validate_inputs and combo_options callbacks can reach (the directories): a cd_call_env
+ * that must outlive the registry's use, or NULL. */
+void cd_registry_set_call_env(cd_registry *reg, const void *call_env);
+const void *cd_registry_call_env(const cd_registry *reg);
+
 const cd_node_type *cd_registry_get(const cd_registry *reg, const char *name);
 size_t cd_registry_count(const cd_registry *reg);
 const cd_node_type *cd_registry_at(const cd_registry *reg, size_t i);
-/* {name: info} for every type, in registration order (new reference). */
-json_t *cd_registry_object_info(const cd_registry *reg);
+/* {name: info} for every type, in registration order (new reference). `dynamic` (or NULL) is
+ * what cd_registry_dynamic_combos returned: those option lists replace the declared ones. */
+json_t *cd_registry_object_info(const cd_registry *reg, const json_t *dynamic);
+/* One type's /object_info entry with its dynamic combos applied (new reference). */
+json_t *cd_node_type_info(const cd_node_type *t, const json_t *dynamic);
+/* Asks every type with a combo_options callback for its current lists: {class: {input:
+ * [options]}} (new reference; {} when there are none). env gives the directories. */
+json_t *cd_registry_dynamic_combos(const cd_registry *reg, const void *call_env);
 
 const cd_input_def *cd_node_type_input(const cd_node_type *t, const char *name);
 bool cd_node_type_is_output(const cd_node_type *t);

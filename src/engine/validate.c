@@ -1069,7 +1069,7 @@ static void run_custom_validation(vctx *c, frame *f) {
     json_t *types = t->validate_takes_types ? json_incref(f->received_types) : NULL;
     if (t->validate_takes_types && !types) types = chk(c, json_object());
     char *message = NULL;
-    int rc = filtered ? cd_call_run_validate(t, filtered, types, &message) : CD_OK;
+    int rc = filtered ? cd_call_run_validate(t, cd_registry_call_env(c->reg), filtered, types, &message) : CD_OK;
     if (rc != CD_OK) {
         if (!message) c->oom = true;
         const char *msg = message ? message : "";

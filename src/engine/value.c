@@ -11,6 +11,14 @@
 #include "comfyd/node.h"
 #include "engine/value.h"
 
+/* The memory behind one or more tensor values (a batch and its views share one). */
+typedef struct {
+    atomic_int refs;
+    float *data;
+    size_t numel;
+    void (*free_fn)(void *);
+} tensor_store;
+
 struct cd_value {
     atomic_int refs;
     cd_value_kind kind;
@@ -32,6 +40,14 @@ struct cd_value {
             void *ptr;
             void (*free_fn)(void *);
         } opaque;
+        struct {
+            char *type;
+            tensor_store *store;
+            float *data; /* inside store->data */
+            size_t numel;
+            int ndim;
+            int64_t shape[CD_TENSOR_MAX_DIMS];
+        } tensor;
     } u;
 };
 
@@ -142,6 +158,97 @@ cd_value *cd_value_blocker(const char *message) {
     return text_value(CD_VALUE_BLOCKER, message, message ? strlen(message) : 0);
 }
 
+/* ---- tensors ---- */
+
+static bool tensor_numel(int ndim, const int64_t *shape, size_t *numel) {
+    if (ndim < 1 || ndim > CD_TENSOR_MAX_DIMS || !shape) return false;
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (uint64_t)shape[i] > SIZE_MAX / sizeof(float)) return false;
+        if (shape[i] && n > SIZE_MAX / sizeof(float) / (size_t)shape[i]) return false;
+        n *= (size_t)shape[i];
+    }
+    *numel = n;
+    return true;
+}
+
+static void store_unref(tensor_store *st) {
+    if (!st || atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) != 1) return;
+    if (st->free_fn) st->free_fn(st->data);
+    free(st);
+}
+
+/* A tensor value over `store` (whose reference it takes) from element `offset`. */
+static cd_value *tensor_value(const char *type, int ndim, const int64_t *shape, size_t numel, tensor_store *st,
+                              size_t offset) {
+    cd_value *v = alloc(CD_VALUE_TENSOR);
+    char *t = strdup(type ? type : "*");
+    if (!v || !t) {
+        free(v);
+        free(t);
+        store_unref(st);
+        return NULL;
+    }
+    v->u.tensor.type = t;
+    v->u.tensor.store = st;
+    v->u.tensor.data = st->data + offset;
+    v->u.tensor.numel = numel;
+    v->u.tensor.ndim = ndim;
+    memcpy(v->u.tensor.shape, shape, (size_t)ndim * sizeof *shape);
+    return v;
+}
+
+cd_value *cd_value_tensor_wrap(const char *type, int ndim, const int64_t *shape, float *data,
+                               void (*free_fn)(void *)) {
+    size_t numel;
+    tensor_store *st = NULL;
+    if (!tensor_numel(ndim, shape, &numel) || (!data && numel) || !(st = malloc(sizeof *st))) {
+        if (free_fn) free_fn(data);
+        return NULL;
+    }
+    atomic_init(&st->refs, 1);
+    st->data = data;
+    st->numel = numel;
+    st->free_fn = free_fn;
+    return tensor_value(type, ndim, shape, numel, st, 0);
+}
+
+cd_value *cd_value_tensor_new(const char *type, int ndim, const int64_t *shape) {
+    size_t numel;
+    if (!tensor_numel(ndim, shape, &numel)) return NULL;
+    /* calloc of at least one element: a zero-sized tensor (an empty batch) still has storage. */
+    float *data = calloc(numel ? numel : 1, sizeof(float));
+    if (!data) return NULL;
+    return cd_value_tensor_wrap(type, ndim, shape, data, free);
+}
+
+cd_value *cd_value_tensor_view(const cd_value *base, const char *type, int ndim, const int64_t *shape,
+                               size_t offset) {
+    size_t numel;
+    if (!base || base->kind != CD_VALUE_TENSOR || !tensor_numel(ndim, shape, &numel)) return NULL;
+    size_t start = (size_t)(base->u.tensor.data - base->u.tensor.store->data) + offset;
+    if (offset > base->u.tensor.numel || numel > base->u.tensor.numel - offset) return NULL;
+    tensor_store *st = base->u.tensor.store;
+    atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
+    return tensor_value(type ? type : base->u.tensor.type, ndim, shape, numel, st, start);
+}
+
+const char *cd_value_tensor_type(const cd_value *v) { return v && v->kind == CD_VALUE_TENSOR ? v->u.tensor.type : NULL; }
+int cd_value_tensor_ndim(const cd_value *v) { return v && v->kind == CD_VALUE_TENSOR ? v->u.tensor.ndim : 0; }
+int64_t cd_value_tensor_dim(const cd_value *v, int i) {
+    if (!v || v->kind != CD_VALUE_TENSOR) return 0;
+    if (i < 0) i += v->u.tensor.ndim;
+    return i >= 0 && i < v->u.tensor.ndim ? v->u.tensor.shape[i] : 0;
+}
+size_t cd_value_tensor_numel(const cd_value *v) { return v && v->kind == CD_VALUE_TENSOR ? v->u.tensor.numel : 0; }
+const float *cd_value_tensor_data(const cd_value *v) { return v && v->kind == CD_VALUE_TENSOR ? v->u.tensor.data : NULL; }
+float *cd_value_tensor_data_mut(cd_value *v) {
+    /* Writable only while nobody else can see it: one reference to the value and its storage. */
+    if (!v || v->kind != CD_VALUE_TENSOR) return NULL;
+    if (atomic_load(&v->refs) != 1 || atomic_load(&v->u.tensor.store->refs) != 1) return NULL;
+    return v->u.tensor.data;
+}
+
 cd_value *cd_value_ref(const cd_value *cv) {
     cd_value *v = (cd_value *)cv;
     if (v) atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
@@ -158,6 +265,10 @@ void cd_value_unref(cd_value *v) {
     case CD_VALUE_OPAQUE:
         if (v->u.opaque.free_fn) v->u.opaque.free_fn(v->u.opaque.ptr);
         free(v->u.opaque.type);
+        break;
+    case CD_VALUE_TENSOR:
+        store_unref(v->u.tensor.store);
+        free(v->u.tensor.type);
         break;
     case CD_VALUE_STRING:
     case CD_VALUE_JSON:
@@ -262,6 +373,15 @@ json_t *cd_value_to_json_t(const cd_value *v) {
         return json_string(buf);
     }
     case CD_VALUE_BLOCKER: return json_null();
+    case CD_VALUE_TENSOR: {
+        /* What a client can use of a tensor in JSON: its type and shape, "<IMAGE [1, 64, 64, 3]>". */
+        char buf[256];
+        int n = snprintf(buf, sizeof buf, "<%.64s [", v->u.tensor.type);
+        for (int i = 0; i < v->u.tensor.ndim && n < (int)sizeof buf; i++)
+            n += snprintf(buf + n, sizeof buf - (size_t)n, "%s%lld", i ? ", " : "", (long long)v->u.tensor.shape[i]);
+        if (n < (int)sizeof buf) snprintf(buf + n, sizeof buf - (size_t)n, "]>");
+        return json_string(buf);
+    }
     }
     return json_null();
 }
@@ -327,6 +447,7 @@ void cd_sig_value(cd_sig *sig, const cd_value *v) {
         cd_sig_u64(sig, v->u.list.len);
         for (size_t i = 0; i < v->u.list.len; i++) cd_sig_value(sig, v->u.list.items[i]);
         break;
+    case CD_VALUE_TENSOR:
     case CD_VALUE_OPAQUE:
     case CD_VALUE_BLOCKER:
         /* Python hashes such objects by identity: "unhashable", never a cache hit. */

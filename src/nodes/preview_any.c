@@ -27,9 +27,11 @@ typedef struct {
     cd_text_buf out;
     style style;
     int unserialisable; /* AS_JSON met something json.dumps rejects */
+    int flat;           /* AS_JSON without indent: json.dumps(x) rather than json.dumps(x, indent=4) */
 } printer;
 
 static void newline_indent(printer *p, int depth) {
+    if (p->flat) return;
     cd_text_putc(&p->out, '\n');
     for (int k = 0; k < depth * 4; k++) cd_text_putc(&p->out, ' ');
 }
@@ -180,7 +182,7 @@ static int print_json(printer *p, reader *r, int depth) {
         }
         for (int first = 1;; first = 0) {
             if (!first) cd_text_putc(&p->out, ',');
-            if (p->style == AS_JSON) newline_indent(p, depth + 1);
+            if (p->style == AS_JSON && !p->flat) newline_indent(p, depth + 1);
             else if (!first) cd_text_putc(&p->out, ' ');
             if (c == '{') {
                 skip_ws(r);
@@ -304,6 +306,16 @@ static void print_value(printer *p, const cd_value *v, int depth) {
         if (p->style == AS_JSON) newline_indent(p, depth);
         cd_text_putc(&p->out, ']');
         break;
+    case CD_VALUE_TENSOR: /* str(tensor) in Python prints every value; we print type and shape */
+        if (p->style == AS_JSON) {
+            p->unserialisable = 1;
+        } else {
+            cd_text_printf(&p->out, "<%s [", cd_value_tensor_type(v));
+            for (int i = 0; i < cd_value_tensor_ndim(v); i++)
+                cd_text_printf(&p->out, "%s%lld", i ? ", " : "", (long long)cd_value_tensor_dim(v, i));
+            cd_text_puts(&p->out, "]>");
+        }
+        break;
     case CD_VALUE_OPAQUE:
     case CD_VALUE_BLOCKER:
         if (p->style == AS_JSON) p->unserialisable = 1;
@@ -345,6 +357,19 @@ static int preview(cd_node_call *call) {
     cd_value *s = cd_text_buf_value(&text);
     if (!s) return cd_call_fail(call, "MemoryError", "out of memory");
     return cd_call_ui(call, "text", s);
+}
+
+char *cd_py_json_dumps(const char *json_text) {
+    printer p = {.style = AS_JSON, .flat = 1};
+    cd_text_buf_init(&p.out);
+    reader r = {json_text, 0, strlen(json_text)};
+    if (print_json(&p, &r, 0) < 0) {
+        cd_text_buf_free(&p.out);
+        return NULL;
+    }
+    char *text = p.out.oom ? NULL : strndup(p.out.data ? p.out.data : "", p.out.len);
+    cd_text_buf_free(&p.out);
+    return text;
 }
 
 static const cd_node_def defs[] = {

@@ -432,6 +432,7 @@ const char *cd_text_py_type(const cd_value *v) {
     case CD_VALUE_LINK: return "list";
     case CD_VALUE_OPAQUE: return cd_value_opaque_type(v);
     case CD_VALUE_BLOCKER: return "ExecutionBlocker";
+    case CD_VALUE_TENSOR: return "Tensor";
     }
     return "object";
 }

@@ -89,4 +89,8 @@ extern const size_t cd_uc_n_case_ignorable;
 extern const uint32_t cd_uc_spaces[];
 extern const size_t cd_uc_n_spaces;
 
+/* Python's json.dumps(value) (default separators ", " and ": ", ASCII escapes) of JSON text;
+ * NULL when it is not JSON. malloc'd. (Lives in preview_any.c with the rest of the printer.) */
+char *cd_py_json_dumps(const char *json_text);
+
 #endif

@@ -170,10 +170,7 @@ static void on_binary(void *ctx, uint32_t kind, const void *payload, size_t len,
 
 static const char *on_directory(void *ctx, const char *type) {
     cd_event_bridge *b = ctx;
-    if (!strcmp(type, "output")) return b->inst->output_dir;
-    if (!strcmp(type, "input")) return b->inst->input_dir;
-    if (!strcmp(type, "temp")) return b->inst->temp_dir;
-    return NULL;
+    return cd_instance_directory(b->inst, type);
 }
 
 cd_event_bridge *cd_event_bridge_new(cd_instance *inst) {
@@ -196,7 +193,8 @@ cd_event_bridge *cd_event_bridge_new(cd_instance *inst) {
 
 cd_event_sink cd_event_bridge_sink(cd_event_bridge *b) {
     return (cd_event_sink){
-        .ctx = b, .event = on_event, .event_text = on_event_text, .binary = on_binary, .directory = on_directory};
+        .ctx = b, .event = on_event, .event_text = on_event_text, .binary = on_binary, .directory = on_directory,
+        .no_metadata = b->inst->opts->disable_metadata};
 }
 
 static void on_closed(uv_handle_t *h) {

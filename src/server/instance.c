@@ -30,6 +30,8 @@ static int load_nodes(cd_instance *inst, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    inst->registry_env = (cd_call_env){.ctx = inst, .directory = cd_instance_directory};
+    cd_registry_set_call_env(inst->registry, &inst->registry_env);
     for (const cd_builtin_pack *p = cd_builtin_packs; p->init; p++)
         cd_registry_add_pack(inst->registry, p->name, p->module, p->init);
     if (!inst->opts->disable_custom_nodes) cd_registry_load_dir(inst->registry, inst->custom_nodes_dir);
@@ -279,6 +281,15 @@ static int start_listening(cd_instance *inst, char *err, size_t errlen) {
     return 0;
 }
 
+const char *cd_instance_directory(void *ctx, const char *type) {
+    cd_instance *inst = ctx;
+    if (!type) return NULL;
+    if (!strcmp(type, "output")) return inst->output_dir;
+    if (!strcmp(type, "input")) return inst->input_dir;
+    if (!strcmp(type, "temp")) return inst->temp_dir;
+    return NULL;
+}
+
 int cd_instance_start(cd_instance *inst, const cd_serve_options *opts, uv_loop_t *loop, char *err, size_t errlen) {
     memset(inst, 0, sizeof *inst);
     inst->opts = opts;
@@ -338,6 +349,7 @@ void cd_instance_destroy(cd_instance *inst) {
     }
     cd_registry_free(inst->registry);
     free(inst->object_info_text);
+    free(inst->object_info_key);
     if (inst->temp_dir) cd_path_remove_tree(inst->temp_dir);
     cd_http_server_free(inst->http);
     cd_router_free(inst->router);

@@ -9,6 +9,8 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "engine/call.h"
+
 #include "net/http_server.h"
 #include "net/router.h"
 #include "server/options.h"
@@ -31,9 +33,11 @@ typedef struct cd_instance {
     cd_ws_clients *clients;
     cd_folder_paths *folders;
     cd_registry *registry;
+    cd_call_env registry_env; /* the directories, for validation and dynamic combos */
     cd_engine *engine;
     cd_event_bridge *events;
     char *object_info_text; /* cached /object_info body */
+    char *object_info_key;  /* the dynamic combo lists it was built with */
     uint64_t ram_total, ram_free, ram_read_at; /* /system_stats' RAM figures and when (loop ms) */
     uv_signal_t sigint, sigterm;
     bool signals_open, stopping, stopped, restart_requested;
@@ -55,6 +59,10 @@ int cd_instance_start(cd_instance *inst, const cd_serve_options *opts, uv_loop_t
 void cd_instance_stop(cd_instance *inst);
 int cd_instance_port(const cd_instance *inst);
 void cd_instance_destroy(cd_instance *inst);
+
+/* The output, input or temp directory (type "output", "input", "temp"), else NULL; ctx is
+ * the instance. The shape nodes see through cd_call_directory. */
+const char *cd_instance_directory(void *ctx, const char *type);
 
 /* Pending plus running prompts, for the status messages. */
 int cd_instance_queue_remaining(const cd_instance *inst);

@@ -6,6 +6,7 @@
 
 #include "base/json.h"
 #include "base/str.h"
+#include "engine/call.h"
 #include "engine/engine.h"
 #include "server/instance.h"
 
@@ -123,14 +124,28 @@ static void handle_get_history_id(cd_http_req *req, void *ctx) {
     cd_respond_json(req, 200, cd_engine_history_get(inst->engine, cd_http_req_param(req, "prompt_id")));
 }
 
+/* The combo lists that change while the server runs (the files LoadImage offers). */
+static json_t *dynamic_combos(cd_instance *inst) {
+    return cd_registry_dynamic_combos(inst->registry, cd_registry_call_env(inst->registry));
+}
+
 static void handle_object_info(cd_http_req *req, void *ctx) {
     cd_instance *inst = ctx;
-    /* The full listing never changes while the server runs: serialised once. */
-    if (!inst->object_info_text) {
-        json_t *all = cd_registry_object_info(inst->registry);
+    /* The listing is large and changes only with the dynamic combos: serialised again only
+     * when those differ from the last time. */
+    json_t *dynamic = dynamic_combos(inst);
+    char *key = cd_json_dumps(dynamic);
+    if (!inst->object_info_text || !key || !inst->object_info_key || strcmp(key, inst->object_info_key)) {
+        json_t *all = cd_registry_object_info(inst->registry, dynamic);
+        free(inst->object_info_text);
         inst->object_info_text = cd_json_dumps(all);
         json_decref(all);
+        free(inst->object_info_key);
+        inst->object_info_key = key;
+        key = NULL;
     }
+    free(key);
+    json_decref(dynamic);
     if (!inst->object_info_text) {
         cd_http_respond_text(req, 500, "500: out of memory");
         return;
@@ -143,7 +158,11 @@ static void handle_object_info_class(cd_http_req *req, void *ctx) {
     const char *name = cd_http_req_param(req, "node_class");
     const cd_node_type *t = cd_registry_get(inst->registry, name);
     json_t *out = json_object();
-    if (t) json_object_set(out, name, t->info);
+    if (t) {
+        json_t *dynamic = t->def->combo_options ? dynamic_combos(inst) : NULL;
+        json_object_set_new(out, name, cd_node_type_info(t, dynamic));
+        json_decref(dynamic);
+    }
     cd_respond_json(req, 200, out);
 }
 

@@ -111,7 +111,7 @@ static void test_custom_combo(void **state) {
     json_t *constants = json_pack("{s:s}", "choice", "my own option");
     json_t *types = json_object();
     char *message = NULL;
-    assert_int_equal(cd_call_run_validate(t, constants, types, &message), CD_OK);
+    assert_int_equal(cd_call_run_validate(t, NULL, constants, types, &message), CD_OK);
     free(message);
     json_decref(constants);
     json_decref(types);
