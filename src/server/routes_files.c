@@ -18,6 +18,7 @@
 
 #include <png.h>
 #include <vips/vips.h>
+#include <zlib.h>
 
 #include "base/log.h"
 #include "base/path.h"
@@ -321,6 +322,8 @@ static int write_temp(const char *dir, const char *data, size_t len, char **tmp_
     return 0;
 }
 
+static void *png_with_text(VipsImage *meta, const void *png, size_t len, size_t *out_len);
+
 /* The mask upload: the original image with its alpha replaced by the mask's (Pillow's
  * convert("RGBA") then putalpha), PNG text chunks kept, written as PNG. */
 static int make_mask_png(upload *u, void **png, size_t *png_len) {
@@ -379,9 +382,18 @@ static int make_mask_png(upload *u, void **png, size_t *png_len) {
         goto done;
     }
     /* Decoding happens here (libvips is lazy): a truncated or corrupt file fails now. */
-    if (vips_pngsave_buffer(out, png, png_len, "compression", 4, NULL)) {
+    void *plain = NULL;
+    size_t plain_len = 0;
+    if (vips_pngsave_buffer(out, &plain, &plain_len, "compression", 4, "strip", TRUE, NULL)) {
         u->status = 400;
         vips_message(u->message, sizeof u->message, "the image or the mask is corrupt");
+        goto done;
+    }
+    *png = png_with_text(orig, plain, plain_len, png_len);
+    g_free(plain);
+    if (!*png) {
+        u->status = 500;
+        snprintf(u->message, sizeof u->message, "cannot write the PNG");
         goto done;
     }
     rc = 0;
@@ -394,6 +406,80 @@ done:
     if (alpha) g_object_unref(alpha);
     if (out) g_object_unref(out);
     return rc;
+}
+
+/* ---- PNG text chunks ---- */
+
+typedef struct {
+    int index;
+    char *key, *value; /* borrowed from the image */
+} png_text_field;
+
+static void *collect_comment(VipsImage *img, const char *name, GValue *value, void *a) {
+    (void)value;
+    GArray *arr = a;
+    int idx = -1, used = 0;
+    if (sscanf(name, "png-comment-%d-%n", &idx, &used) != 1 || used == 0) return NULL;
+    const char *text = NULL;
+    if (vips_image_get_string(img, name, &text)) return NULL;
+    png_text_field f = {idx, (char *)name + used, (char *)text};
+    g_array_append_val(arr, f);
+    return NULL;
+}
+
+static int cmp_text_field(const void *a, const void *b) {
+    return ((const png_text_field *)a)->index - ((const png_text_field *)b)->index;
+}
+
+static void put_chunk(GByteArray *out, const char *type, const void *d1, size_t l1, const void *d2, size_t l2,
+                      const void *d3, size_t l3) {
+    size_t len = l1 + l2 + l3;
+    unsigned char be[4] = {(unsigned char)(len >> 24), (unsigned char)(len >> 16), (unsigned char)(len >> 8),
+                           (unsigned char)len};
+    g_byte_array_append(out, be, 4);
+    g_byte_array_append(out, (const guint8 *)type, 4);
+    uLong crc = crc32(0, (const Bytef *)type, 4);
+    const void *parts[3] = {d1, d2, d3};
+    size_t lens[3] = {l1, l2, l3};
+    for (int i = 0; i < 3; i++) {
+        if (!lens[i]) continue;
+        g_byte_array_append(out, parts[i], (guint)lens[i]);
+        crc = crc32(crc, parts[i], (uInt)lens[i]);
+    }
+    unsigned char c[4] = {(unsigned char)(crc >> 24), (unsigned char)(crc >> 16), (unsigned char)(crc >> 8),
+                          (unsigned char)crc};
+    g_byte_array_append(out, c, 4);
+}
+
+/* Inserts the PNG text of `meta` (libvips keeps tEXt/zTXt/iTXt as png-comment-N-key fields)
+ * after the IHDR chunk of png, as Pillow's PngInfo.add_text writes them: tEXt when the value
+ * is Latin-1 (here: ASCII), iTXt otherwise. libvips would write zTXt, which ComfyUI's frontend
+ * does not read. png is a stripped PNG from libvips; returns a new buffer (g_free) or NULL. */
+static void *png_with_text(VipsImage *meta, const void *png, size_t len, size_t *out_len) {
+    if (len < 33) return NULL;
+    GArray *fields = g_array_new(FALSE, FALSE, sizeof(png_text_field));
+    vips_image_map(meta, collect_comment, fields);
+    g_array_sort(fields, cmp_text_field);
+    GByteArray *out = g_byte_array_new();
+    g_byte_array_append(out, png, 33); /* signature and IHDR */
+    for (guint i = 0; i < fields->len; i++) {
+        png_text_field *f = &g_array_index(fields, png_text_field, i);
+        size_t kl = strlen(f->key), vl = strlen(f->value);
+        if (kl == 0 || kl > 79) continue;
+        bool ascii = true;
+        for (size_t k = 0; k < vl; k++)
+            if ((unsigned char)f->value[k] >= 0x80) ascii = false;
+        if (ascii) {
+            put_chunk(out, "tEXt", f->key, kl + 1, f->value, vl, NULL, 0);
+        } else {
+            static const unsigned char flags[5] = {0, 0, 0, 0, 0}; /* NUL after key: uncompressed, no lang */
+            put_chunk(out, "iTXt", f->key, kl, flags, 5, f->value, vl);
+        }
+    }
+    g_byte_array_append(out, (const guint8 *)png + 33, (guint)(len - 33));
+    g_array_free(fields, TRUE);
+    *out_len = out->len;
+    return g_byte_array_free(out, FALSE);
 }
 
 static void upload_work(void *arg) {
