@@ -86,21 +86,28 @@ static char *read_value(const char **pp, const char *end) {
         while (n && (out[n - 1] == ' ' || out[n - 1] == '\t')) n--;
     }
     out[n] = '\0';
+    if (strlen(out) != n) { /* a raw NUL in a header value */
+        free(out);
+        return NULL;
+    }
     *pp = p;
     return out;
 }
 
-/* RFC 5987 ext-value: charset'lang'percent-encoded. Only UTF-8 (and ASCII) are accepted. */
-static char *decode_ext_value(const char *v) {
+/* RFC 5987 ext-value: charset'lang'percent-encoded. Only UTF-8 (and ASCII) are decoded; *out
+ * stays NULL for another charset (the plain filename then counts). Returns -1 for an encoded
+ * NUL, which would cut the name short. */
+static int decode_ext_value(const char *v, char **out_name) {
+    *out_name = NULL;
     const char *q1 = strchr(v, '\'');
     const char *q2 = q1 ? strchr(q1 + 1, '\'') : NULL;
-    if (!q2) return NULL;
+    if (!q2) return 0;
     size_t cs = (size_t)(q1 - v);
     if (!((cs == 5 && strncasecmp(v, "utf-8", 5) == 0) || (cs == 8 && strncasecmp(v, "us-ascii", 8) == 0)))
-        return NULL;
+        return 0;
     const char *s = q2 + 1;
     char *out = malloc(strlen(s) + 1);
-    if (!out) return NULL;
+    if (!out) return -1;
     size_t n = 0;
     for (; *s; s++) {
         if (*s == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
@@ -111,11 +118,12 @@ static char *decode_ext_value(const char *v) {
         }
     }
     out[n] = '\0';
-    if (memchr(out, '\0', n)) { /* cannot happen after the loop, but keep NUL out of names */
+    if (strlen(out) != n) {
         free(out);
-        return NULL;
+        return -1;
     }
-    return out;
+    *out_name = out;
+    return 0;
 }
 
 /* Parses a Content-Disposition value: form-data; name="x"; filename="y" (filename* wins). */
@@ -142,8 +150,9 @@ static int parse_disposition(const char *v, const char *end, cd_multipart_part *
         } else if (klen == 8 && strncasecmp(key, "filename", 8) == 0 && !part->filename) {
             part->filename = val;
         } else if (klen == 9 && strncasecmp(key, "filename*", 9) == 0 && !ext_filename) {
-            ext_filename = decode_ext_value(val);
+            int rc = decode_ext_value(val, &ext_filename);
             free(val);
+            if (rc < 0) return -1;
         } else {
             free(val);
         }

@@ -335,7 +335,12 @@ static char *expand(const char *in) {
 static char *normpath_abs(const char *path) {
     char *rel = rooted_rel(path);
     if (!rel) return NULL;
-    char *out = cd_path_join("/", rel);
+    size_t n = strlen(rel);
+    char *out = malloc(n + 2);
+    if (out) {
+        out[0] = '/';
+        memcpy(out + 1, rel, n + 1);
+    }
     free(rel);
     return out;
 }
