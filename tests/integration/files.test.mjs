@@ -560,4 +560,36 @@ describe('binary preview frames', () => {
     assert.deepEqual(meta, { node_id: '7', prompt_id: r.promptId, display_node_id: '7', parent_node_id: null, real_node_id: '7', image_type: 'image/png' });
     assert.equal(f.subarray(8 + jlen).toString('latin1'), '\x89PNG\r\n\x1a\ncomfyd');
   });
+
+  test('a prompt without client_id broadcasts its preview: each client gets the kind it asked for', T, async () => {
+    const open = async (id, flags) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?clientId=${id}`, { perMessageDeflate: false });
+      const got = { ws, binaries: [], texts: [] };
+      ws.on('message', (data, isBinary) => (isBinary ? got.binaries.push(Buffer.from(data)) : got.texts.push(JSON.parse(data.toString()))));
+      await new Promise((res, rej) => { ws.once('open', res); ws.once('error', rej); });
+      if (flags) {
+        ws.send(JSON.stringify({ type: 'feature_flags', data: flags }));
+        for (let i = 0; i < 100 && !got.texts.some((t) => t.type === 'feature_flags'); i++) await new Promise((r) => setTimeout(r, 20));
+      }
+      return got;
+    };
+    const plain = await open('bc-plain', null);
+    const meta = await open('bc-meta', { supports_preview_metadata: true });
+    const r = await fetch(`http://127.0.0.1:${port}/prompt`, { method: 'POST', body: JSON.stringify({
+      prompt: { 12: { class_type: 'TestSendPreview', inputs: { format: 'JPEG', seed: 99 } } } }) });
+    const { prompt_id: promptId } = await r.json();
+    for (let i = 0; i < 200 && (plain.binaries.length < 1 || meta.binaries.length < 1); i++) await new Promise((res) => setTimeout(res, 20));
+    plain.ws.close();
+    meta.ws.close();
+    assert.equal(plain.binaries.length, 1);
+    assert.equal(plain.binaries[0].readUInt32BE(0), 1);
+    assert.equal(plain.binaries[0].readUInt32BE(4), 1);
+    assert.equal(meta.binaries.length, 1);
+    const f = meta.binaries[0];
+    assert.equal(f.readUInt32BE(0), 4);
+    const jlen = f.readUInt32BE(4);
+    assert.deepEqual(JSON.parse(f.subarray(8, 8 + jlen).toString('utf8')), { node_id: '12', prompt_id: promptId,
+      display_node_id: '12', parent_node_id: null, real_node_id: '12', image_type: 'image/jpeg' });
+    assert.equal(f.subarray(8 + jlen).toString('hex'), 'ffd8ffe0636f6d667964ffd9');
+  });
 });
