@@ -704,6 +704,13 @@ static void handle_upload(cd_http_req *req, cd_instance *inst, bool mask) {
         respond_status(req, 400, "control characters in the file name or subfolder");
         goto fail;
     }
+    /* The answer is JSON, which needs UTF-8: refuse other bytes before anything is written. */
+    json_t *probe = json_pack("{s:s, s:s}", "n", u->filename, "s", u->subfolder);
+    if (!probe) {
+        respond_status(req, 400, "the file name and subfolder must be UTF-8");
+        goto fail;
+    }
+    json_decref(probe);
     u->dir = strdup(dir);
     if (!u->dir) goto oom;
     if (mask) {

@@ -247,6 +247,15 @@ describe('uploads and /view', () => {
       body: '--zz\r\nContent-Disposition: form-data; name="image"; filename="t.png"\r\n\r\nabc' });
     assert.equal(bad.status, 400);
     assert.match(await bad.text(), /closing boundary/);
+    // names that are not UTF-8 cannot be answered in JSON: refused before anything is written
+    const latin1 = await upload(port, [{ name: 'image', filename: Buffer.from('caf\xe9.png', 'latin1').toString('latin1'), value: ORIG }]);
+    assert.equal(latin1.status, 200, 'a Latin-1 name sent by a JS string is UTF-8 on the wire');
+    const { body: rawBody, type: rawType } = multipart([{ name: 'image', filename: 'PLACEHOLDER', value: ORIG }]);
+    const i = rawBody.indexOf('PLACEHOLDER');
+    const badName = Buffer.concat([rawBody.subarray(0, i), Buffer.from([0x63, 0xe9, 0x2e, 0x70, 0x6e, 0x67]), rawBody.subarray(i + 11)]);
+    const notUtf8 = await fetch(`http://127.0.0.1:${port}/upload/image`, { method: 'POST', headers: { 'Content-Type': rawType }, body: badName });
+    assert.equal(notUtf8.status, 400);
+    assert.match(await notUtf8.text(), /UTF-8/);
     // a file name with a folder in it is written there, as ComfyUI does
     const nested = await upload(port, [{ name: 'image', filename: 'in/side.png', value: ORIG }]);
     assert.equal(nested.json.name, 'in/side.png');
