@@ -369,6 +369,27 @@ static void test_grid(void **state) {
     expect_bytes(r.call.outputs[0], want, sizeof want);
     run_end(&r);
 
+    /* larger factors, both ways, with real alpha: RGBA 37x23 and 17x31, LA 29x19, into 40x33
+     * cells; the grid's bytes summed, and summed weighted by position, as numpy gives them */
+    run_in(&r, state, "ImageGrid", "images",
+           list_of(3, img(1, 23, 37, 4, 53, 5), img(1, 19, 29, 2, 91, 17), img(1, 31, 17, 4, 7, 3)), "columns",
+           list_of(1, cd_value_int(2)), "cell_width", list_of(1, cd_value_int(40)), "cell_height",
+           list_of(1, cd_value_int(33)), "padding", list_of(1, cd_value_int(2)), NULL);
+    expect_ok(&r);
+    expect_dims(r.call.outputs[0], 1, 68, 82, 3);
+    const float *d = cd_value_tensor_data(r.call.outputs[0]);
+    uint64_t sum = 0;
+    uint32_t weighted = 0;
+    for (size_t i = 0; i < 68 * 82 * 3; i++) {
+        unsigned v = (unsigned)(d[i] * 255.0f + 0.5f);
+        assert_true((float)v / 255.0f == d[i]);
+        sum += v;
+        weighted += (uint32_t)(v * (i + 1));
+    }
+    assert_int_equal(sum, 1408406);
+    assert_int_equal(weighted, 1576270626u);
+    run_end(&r);
+
     run_in(&r, state, "ImageGrid", "images", cd_value_list_new(0), "columns", list_of(1, cd_value_int(2)),
            "cell_width", list_of(1, cd_value_int(32)), "cell_height", list_of(1, cd_value_int(32)), "padding",
            list_of(1, cd_value_int(0)), NULL);
@@ -440,6 +461,29 @@ static void make_tree(fixture *f) {
     write_png(p, 1, 1, 3, 1, 30);
     snprintf(p, sizeof p, "%s/t/3_sub/s.txt", f->input);
     write_file(p, "sub caption");
+    snprintf(p, sizeof p, "%s/t/dup.png.png", f->input);
+    write_png(p, 1, 1, 3, 1, 40);
+    snprintf(p, sizeof p, "%s/t/dup.txt.txt", f->input); /* str.replace replaces every ".png" */
+    write_file(p, "double");
+    snprintf(p, sizeof p, "%s/t/0_none", f->input); /* zero repeats */
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/t/0_none/z.png", f->input);
+    write_png(p, 1, 1, 3, 1, 50);
+    /* a JPEG whose EXIF says "rotate 90": the dataset loaders do not apply it (no exif_transpose) */
+    cd_value *t = img(1, 2, 3, 3, 37, 11);
+    VipsImage *im = cd_img_to_vips(t, 0), *u8 = NULL;
+    assert_non_null(im);
+    assert_int_equal(vips_linear1(im, &u8, 255.0, 0.0, "uchar", TRUE, NULL), 0);
+    vips_image_set_int(u8, VIPS_META_ORIENTATION, 6);
+    snprintf(p, sizeof p, "%s/a/b/r.jpg", f->input);
+    assert_int_equal(vips_jpegsave(u8, p, NULL), 0);
+    g_object_unref(u8);
+    VipsImage *back = vips_image_new_from_file(p, NULL);
+    assert_non_null(back);
+    assert_int_equal(vips_image_get_orientation(back), 6); /* the tag is there to be ignored */
+    g_object_unref(back);
+    g_object_unref(im);
+    cd_value_unref(t);
     snprintf(p, sizeof p, "%s/t/readme.md", f->input);
     write_file(p, "skip me");
 }
@@ -457,7 +501,7 @@ static void test_folder_combo(void **state) {
         /* V3 combo: the list goes into the options, the type stays "COMBO" */
         assert_string_equal(json_string_value(json_array_get(decl, 0)), "COMBO");
         char *options = json_dumps(json_object_get(json_array_get(decl, 1), "options"), JSON_COMPACT);
-        assert_string_equal(options, "[\"3d\",\"a\",\"a/b\",\"empty\",\"t\",\"t/3_sub\"]");
+        assert_string_equal(options, "[\"3d\",\"a\",\"a/b\",\"empty\",\"t\",\"t/0_none\",\"t/3_sub\"]");
         free(options);
         assert_string_equal(json_string_value(json_object_get(json_array_get(decl, 1), "tooltip")),
                             "The folder to load images from.");
@@ -506,6 +550,8 @@ static void test_load_folder(void **state) {
 
     run_in(&r, state, "LoadImageDataSetFromFolder", "folder", cd_value_string("a/b"), NULL);
     expect_ok(&r);
+    assert_int_equal(cd_value_list_len(r.call.outputs[0]), 2);
+    expect_dims(cd_value_list_at(r.call.outputs[0], 1), 1, 2, 3, 3); /* r.jpg, not rotated */
     const cd_value *g = cd_value_list_at(r.call.outputs[0], 0);
     expect_dims(g, 1, 1, 2, 3);
     const float *d = cd_value_tensor_data(g);
@@ -525,17 +571,19 @@ static void test_load_image_text_folder(void **state) {
     run_in(&r, state, "LoadImageTextDataSetFromFolder", "folder", cd_value_string("t"), NULL);
     expect_ok(&r);
     const cd_value *images = r.call.outputs[0], *texts = r.call.outputs[1];
-    /* sorted: 3_sub/ (three times: its images repeated), img1.png, img2.png; readme.md skipped */
-    assert_int_equal(cd_value_list_len(images), 5);
-    assert_int_equal(cd_value_list_len(texts), 5);
-    const char *want[] = {"sub caption", "sub caption", "sub caption", "hello\nworld", ""};
-    for (int i = 0; i < 5; i++) assert_string_equal(cd_value_as_string(cd_value_list_at(texts, i)), want[i]);
-    const float first[] = {30.0f / 255.0f, 20.0f / 255.0f};
-    /* the first pixel byte of s.png is 30 (or 29 if 30/255 * 255 truncates): compare with img2 */
-    float s0 = cd_value_tensor_data(cd_value_list_at(images, 0))[0];
-    float i2 = cd_value_tensor_data(cd_value_list_at(images, 4))[0];
-    assert_true(s0 == first[0] || s0 == 29.0f / 255.0f);
-    assert_true(i2 == first[1] || i2 == 19.0f / 255.0f);
+    /* sorted: 0_none/ (no repeat), 3_sub/ (three times: its images repeated), dup.png.png,
+     * img1.png, img2.png; readme.md skipped */
+    const char *want[] = {"sub caption", "sub caption", "sub caption", "double", "hello\nworld", ""};
+    const unsigned first_byte[] = {30, 30, 30, 40, 10, 20};
+    assert_int_equal(cd_value_list_len(images), 6);
+    assert_int_equal(cd_value_list_len(texts), 6);
+    for (int i = 0; i < 6; i++) {
+        assert_string_equal(cd_value_as_string(cd_value_list_at(texts, i)), want[i]);
+        const cd_value *im = cd_value_list_at(images, i);
+        expect_dims(im, 1, 1, 1, 3);
+        /* written from k / 255, which 255 * v gives back as k */
+        assert_true(cd_value_tensor_data(im)[0] == (float)first_byte[i] / 255.0f);
+    }
     run_end(&r);
 }
 
