@@ -580,7 +580,10 @@ static const cd_output_def out_shuffled[] = {{"IMAGE", "images", 1, "Shuffled im
 
 #define ONE_IMAGE "\"images\": [\"IMAGE\", {\"tooltip\": \"Image to process.\"}]"
 #define IMAGE_LIST "\"images\": [\"IMAGE\", {\"tooltip\": \"List of images to process.\"}]"
-#define SEED "\"seed\": [\"INT\", {\"tooltip\": \"Random seed.\", \"default\": 0, \"min\": 0, \"max\": 1.8446744073709552e+19}]"
+/* 2^64 - 1 as a real: jansson holds no integer past 2^63 - 1 (the reference reads it so too) */
+#define SEED                                                                                                         \
+    "\"seed\": [\"INT\", {\"tooltip\": \"Random seed.\", \"default\": 0, \"min\": 0, \"max\": "                       \
+    "1.8446744073709552e+19}]"
 #define CROP_SIZE                                                                                                    \
     "\"width\": [\"INT\", {\"tooltip\": \"Crop width.\", \"default\": 512, \"min\": 1, \"max\": 8192}], "            \
     "\"height\": [\"INT\", {\"tooltip\": \"Crop height.\", \"default\": 512, \"min\": 1, \"max\": 8192}]"

@@ -474,13 +474,15 @@ static int save_images(cd_node_call *call, GPtrArray *files) {
         const cd_value *t = cd_value_list_at(images, i);
         cd_img_shape s;
         if (!cd_img_shape_of(NULL, NULL, t, &s)) {
-            rc = cd_call_fail(call, "ValueError", "Expected torch.Tensor, got %s", cd_value_kind_of(t) == CD_VALUE_TENSOR ? "a tensor of another shape" : cd_text_py_type(t));
+            rc = cd_call_fail(call, "ValueError", "Expected torch.Tensor, got %s",
+                              cd_value_kind_of(t) == CD_VALUE_TENSOR ? "a tensor of another shape"
+                                                                     : cd_text_py_type(t));
             break;
         }
         /* Image.fromarray of the squeezed batch */
         if (s.b != 1) {
-            rc = cd_call_fail(call, "TypeError", "Cannot handle this data type: (1, 1, %lld, %lld), |u1", (long long)s.w,
-                              (long long)s.c);
+            rc = cd_call_fail(call, "TypeError", "Cannot handle this data type: (1, 1, %lld, %lld), |u1",
+                              (long long)s.w, (long long)s.c);
             break;
         }
         if (s.c < 2 || s.c > 4) {
@@ -539,8 +541,10 @@ static int save_image_text_dataset(cd_node_call *call) {
         cd_value_unref(name);
         FILE *f = path ? fopen(path, "w") : NULL;
         size_t len = strlen(caption);
-        if (!f || fwrite(caption, 1, len, f) != len) rc = cd_call_fail(call, "OSError", "cannot write %s: %s", path ? path : "caption", strerror(errno));
-        if (f && fclose(f) && rc == CD_OK) rc = cd_call_fail(call, "OSError", "cannot write %s: %s", path, strerror(errno));
+        if (!f || fwrite(caption, 1, len, f) != len)
+            rc = cd_call_fail(call, "OSError", "cannot write %s: %s", path ? path : "caption", strerror(errno));
+        if (f && fclose(f) && rc == CD_OK)
+            rc = cd_call_fail(call, "OSError", "cannot write %s: %s", path, strerror(errno));
         g_free(path);
     }
     g_free(dir);
