@@ -12,9 +12,10 @@
  *    (bytewise) so that a dataset has the same order on every machine.
  *  - Images are read as Image.open + convert("RGB") reads them: the first frame, no EXIF
  *    rotation (unlike LoadImage), grey spread to RGB, alpha dropped (not composited). 16-bit
- *    images keep their high byte, which is what Pillow does for RGB; for 16-bit grey Pillow's
- *    result has varied between versions. CMYK JPEGs go through libvips' colour conversion,
- *    not Pillow's naive formula.
+ *    colour keeps its high byte, as Pillow reads it; 16-bit grey is Pillow 9's mode "I" path,
+ *    min(255, int(v / 255)) (Pillow 10 and later open it as "I;16", which clips at 255 and
+ *    ignores ComfyUI's scaling). CMYK JPEGs go through libvips' colour conversion, not
+ *    Pillow's naive formula.
  *  - A caption is the image's path with its extension replaced by ".txt" (Python's
  *    str.replace, so every occurrence), read as UTF-8 with universal newlines and stripped;
  *    comfyd replaces within the path below input/ only, so the caption stays inside it.
@@ -161,6 +162,26 @@ static cd_value *load_rgb(cd_node_call *call, const char *path) {
     }
     VipsImage *u8 = NULL, *rgb = NULL, *t = NULL;
     int rc;
+    if (vips_image_get_format(im) == VIPS_FORMAT_USHORT && vips_image_get_bands(im) == 1) {
+        /* 16-bit grey opens as mode "I": img.point(lambda i: i * (1 / 255)) truncates each
+         * product to an int, and convert("RGB") clips it to 255 */
+        size_t size = 0;
+        unsigned short *px = vips_image_write_to_memory(im, &size);
+        int64_t h = vips_image_get_height(im), w = vips_image_get_width(im);
+        g_object_unref(im);
+        if (!px) {
+            cd_img_fail_vips(call, "cannot decode the image");
+            return NULL;
+        }
+        cd_value *out = cd_img_new(call, 1, h, w, 3);
+        float *d = out ? cd_value_tensor_data_mut(out) : NULL;
+        for (size_t i = 0, n = (size_t)(h * w); d && i < n; i++) {
+            int v = (int)(px[i] * (1.0 / 255));
+            d[3 * i] = d[3 * i + 1] = d[3 * i + 2] = (float)(v > 255 ? 255 : v) / 255.0f;
+        }
+        g_free(px);
+        return out;
+    }
     if (vips_image_get_format(im) == VIPS_FORMAT_USHORT) {
         rc = vips_rshift_const1(im, &t, 8, NULL) || vips_cast(t, &u8, VIPS_FORMAT_UCHAR, NULL);
     } else if (vips_image_get_interpretation(im) == VIPS_INTERPRETATION_CMYK) {
