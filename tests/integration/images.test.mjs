@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, sleep } from './lib/server.mjs';
+import { spawn } from 'node:child_process';
+import { startServer, sleep, REPO_ROOT } from './lib/server.mjs';
 import { encodePng, decodePng } from './lib/png.mjs';
 import { pyDumps } from './lib/pyjson.mjs';
 
@@ -236,6 +237,38 @@ test('LoadImage runs again when the file changes under the same name, and only t
     assert.deepEqual(changed.status.messages.find(([t]) => t === 'execution_cached')[1].nodes, []);
     const out = decodePng(fs.readFileSync(path.join(srv.baseDir, 'output/r_00001_.png')));
     assert.equal(out.pixels[0], 200);
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('cfli -d (@saintno/comfyui-sdk) downloads the image SaveImage wrote, byte for byte', T, async () => {
+  const px = new Uint8Array([9, 8, 7, 250, 128, 3]);
+  const srv = await startServer({ files: { 'input/two.png': encodePng({ width: 2, height: 1, channels: 3, pixels: px }) } });
+  try {
+    const wf = path.join(srv.baseDir, 'wf.json');
+    fs.writeFileSync(wf, JSON.stringify({
+      1: { class_type: 'LoadImage', inputs: { image: 'two.png' } },
+      9: { class_type: 'SaveImage', inputs: { images: ['1', 0], filename_prefix: 'cfli' } },
+    }));
+    const dest = path.join(srv.baseDir, 'downloads');
+    const cli = path.join(REPO_ROOT, 'tests', 'integration', 'node_modules', '@saintno', 'comfyui-sdk', 'dist', 'cli.js');
+    const out = await new Promise((resolve, reject) => {
+      const p = spawn(process.execPath, [cli, '-f', wf, '-H', `http://127.0.0.1:${srv.port}`, '--json', '--quiet', '-d', '-o', dest,
+        '--no-tui', '-t', '60000'], { cwd: srv.baseDir, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '', stderr = '';
+      p.stdout.on('data', (d) => { stdout += d; });
+      p.stderr.on('data', (d) => { stderr += d; });
+      p.on('exit', (code) => resolve({ code, stdout, stderr }));
+      p.on('error', reject);
+    });
+    assert.equal(out.code, 0, `cfli failed: ${out.stderr}\n${out.stdout}`);
+    const find = (dir) => fs.readdirSync(dir, { withFileTypes: true })
+      .flatMap((e) => (e.isDirectory() ? find(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+    const files = find(dest).filter((f) => f.endsWith('.png'));
+    assert.equal(files.length, 1, `downloaded: ${find(dest)}`);
+    assert.deepEqual(fs.readFileSync(files[0]), fs.readFileSync(path.join(srv.baseDir, 'output/cfli_00001_.png')));
+    assert.deepEqual([...decodePng(fs.readFileSync(files[0])).pixels], [...px]);
   } finally {
     await srv.stop();
   }
