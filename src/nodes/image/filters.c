@@ -1016,7 +1016,7 @@ static const cd_node_def defs[] = {
     DEF("ImageAddNoise", NULL, "comfy_extras.nodes_images", "image",
         "{\"required\": {\"image\": [\"IMAGE\", {}], "
         "\"seed\": [\"INT\", {\"tooltip\": \"The random seed used for creating the noise.\", \"default\": 0, "
-        "\"min\": 0, \"max\": 18446744073709551615, \"control_after_generate\": true}], "
+        "\"min\": 0, \"max\": 1.8446744073709552e+19, \"control_after_generate\": true}], "
         "\"strength\": [\"FLOAT\", {\"default\": 0.5, \"min\": 0.0, \"max\": 1.0, \"step\": 0.01}]}}",
         image_add_noise),
 };
