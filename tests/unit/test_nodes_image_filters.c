@@ -461,8 +461,9 @@ static void test_quantize(void **state) {
         run_end(&r);
     }
 
-    /* two colours for a grey ramp: black-ish and white-ish means of the halves; without
-     * dithering every pixel takes the nearer one, with Floyd-Steinberg the mid greys alternate */
+    /* two colours for a grey ramp (8-bit 0 36 72 109 145 182 218 255): Pillow cuts along green
+     * (the largest weighted range) where the count from the top first exceeds half, 5 against 3,
+     * so the palette is {182 (909 / 5 rounded), 36}; 109's cache slot 108 is nearer 36 */
     float ramp[8 * 3];
     for (int i = 0; i < 8; i++)
         for (int c = 0; c < 3; c++) ramp[i * 3 + c] = (float)i / 7.0f;
@@ -471,8 +472,7 @@ static void test_quantize(void **state) {
         cd_value_string("none"), NULL);
     ok(&r);
     const float *d = cd_value_tensor_data(r.call.outputs[0]);
-    /* 8-bit values 0 36 72 109 145 182 218 255: halves average to 54 and 200 (rounded) */
-    for (int i = 0; i < 8; i++) near(d[i * 3], (i < 4 ? 54 : 200) / 255.0, 1e-7, "two colours", (size_t)i);
+    for (int i = 0; i < 8; i++) near(d[i * 3], (i < 4 ? 36 : 182) / 255.0, 1e-7, "two colours", (size_t)i);
     run_end(&r);
 
     /* RGBA keeps its alpha; a batch is quantised image by image */
@@ -493,13 +493,13 @@ static void test_quantize(void **state) {
 
 static void test_quantize_dither(void **state) {
     const cd_registry *reg = *state;
-    /* 8-bit greys 0 0 0 255 255 255 127 127 into two colours: the median cut splits {0 x3,
-     * 127 x2} from {255 x3}, so the palette is {51, 255} (254 / 5 rounded). Without dithering 127
-     * maps to 51. With Floyd-Steinberg, Pillow's integer diffusion along the row carries the
-     * errors -51 -51 -51, -22 -9 -3 (233, 246, 252 -> 255), then 126 -> 51 (error 75), and the last
-     * pixel sees 127 + 525/16 = 159, whose cache slot 156 is nearer 255 than 51. */
+    /* 8-bit greys 0 0 0 255 255 255 127 127 into two colours: the cut puts {255 x3, 127 x2} above
+     * {0 x3}, so the palette is {204 (1019 / 5 rounded), 0}. Without dithering 127 maps to 204.
+     * With Floyd-Steinberg, Pillow's integer diffusion along the row carries +51 from each 255
+     * (mapped to 204), so the first 127 sees 127 + 357/16 = 149 -> 204 (error -55) and the last
+     * 127 + (-385)/16 = 103, whose cache slot 100 is nearer 0 than 204. */
     const float v[8] = {0.0f, 0.0f, 0.0f, 1.0f, 1.0f, 1.0f, 0.5f, 0.5f};
-    const double none[8] = {51, 51, 51, 255, 255, 255, 51, 51}, fs[8] = {51, 51, 51, 255, 255, 255, 51, 255};
+    const double none[8] = {0, 0, 0, 204, 204, 204, 204, 204}, fs[8] = {0, 0, 0, 204, 204, 204, 204, 0};
     for (int m = 0; m < 2; m++) {
         run_t r;
         run(&r, reg, "ImageQuantize", "image", grey(1, 1, 8, 3, v), "colors", cd_value_int(2), "dither",

@@ -330,104 +330,223 @@ static int image_sharpen(cd_node_call *call) {
  * Floyd-Steinberg uses Pillow's integer error diffusion (7/16, 3/16, 5/16, 1/16 folded into one
  * running sum, division truncating towards zero).
  *
- * The palette is a median cut in Pillow's spirit (split the box holding most pixels, along its
- * widest axis, at the pixel median; each entry the rounded mean of its box). When the image has
- * no more distinct colours than `colors` the palette is exactly those colours, as in Pillow, and
- * the output equals the input; beyond that the palette can differ from Pillow's in some entries,
- * since Pillow's box ordering, its hash-table colour reduction above 65536 colours and its
- * tie-breaking are not reproduced. */
+ * The palette is Pillow's median cut (libImaging/Quant.c, MEDIANCUT, no k-means), rebuilt from its
+ * rules: colours are counted under Pillow's pixel hash, with the low bits dropped (scale 1, 2,
+ * ...) until at most 65536 hash values remain, and two colours whose hashes collide count as
+ * one, as in Pillow; the box holding the most pixels is split next (Pillow's binary max-heap,
+ * so equal counts resolve as its heap does), along the axis whose range weighted 77/150/29
+ * (R/G/B) is largest, between the colour values where the pixel count from the high end first
+ * exceeds half; one-colour boxes are not split. Entries are numbered leaves-first from the high
+ * side, each the rounded mean of the pixels in its box. When the image has no more distinct
+ * colours than `colors`, the palette is exactly those colours and the image comes back as
+ * its 8-bit self. What is not reproduced: which colour represents a group merged by a rescale
+ * when two of them collide in the hash (Pillow keeps whichever its table meets first). */
+
+/* Pillow's PIXEL_HASH */
+static inline uint32_t pixel_hash(uint32_t r, uint32_t g, uint32_t b) {
+    return (r * 463u) ^ ((g << 8) * 10069u) ^ ((b << 16) * 64997u);
+}
 
 typedef struct {
-    uint32_t rgb; /* 0xRRGGBB */
+    uint32_t hash;
+    uint8_t v[3]; /* the scaled colour of the first pixel with this hash */
     uint32_t count;
-} color_count;
+} hash_color;
 
 typedef struct {
-    size_t start, len; /* a range of the colour list */
-    uint64_t pixels;
-} color_box;
+    size_t start, len; /* a range of the entry order */
+    uint32_t pixels;
+    int left, right; /* children, -1 for a leaf */
+} cut_box;
+
+static int cmp_hash_idx(const void *a, const void *b, void *ctx) {
+    const uint32_t *h = ctx;
+    uint32_t x = h[*(const uint32_t *)a], y = h[*(const uint32_t *)b];
+    if (x != y) return x < y ? -1 : 1;
+    return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1; /* first pixel first */
+}
+
+static int cmp_axis_desc(const void *a, const void *b, void *ctx) {
+    const hash_color *c = ((const hash_color **)ctx)[0];
+    int axis = (int)(intptr_t)((void **)ctx)[1];
+    int x = c[*(const uint32_t *)a].v[axis], y = c[*(const uint32_t *)b].v[axis];
+    return y - x;
+}
+
+/* Pillow's heap of boxes, largest pixel count on top (QuantHeap.c's sift rules). */
+typedef struct {
+    int *slot; /* 1-based */
+    int n;
+} box_heap;
+
+static void heap_add(box_heap *h, const cut_box *boxes, int id) {
+    int k = ++h->n;
+    while (k != 1 && (int)boxes[id].pixels - (int)boxes[h->slot[k / 2]].pixels > 0) {
+        h->slot[k] = h->slot[k / 2];
+        k >>= 1;
+    }
+    h->slot[k] = id;
+}
+
+static int heap_remove(box_heap *h, const cut_box *boxes) {
+    if (!h->n) return -1;
+    int top = h->slot[1], v = h->slot[h->n--], k, l;
+    for (k = 1; k * 2 <= h->n; k = l) {
+        l = k * 2;
+        if (l < h->n && (int)boxes[h->slot[l]].pixels - (int)boxes[h->slot[l + 1]].pixels < 0) l++;
+        if ((int)boxes[v].pixels - (int)boxes[h->slot[l]].pixels > 0) break;
+        h->slot[k] = h->slot[l];
+    }
+    h->slot[k] = v;
+    return top;
+}
+
+static void box_range(const hash_color *c, const uint32_t *order, const cut_box *b, int lo[3], int hi[3]) {
+    for (int a = 0; a < 3; a++) {
+        lo[a] = 255;
+        hi[a] = 0;
+    }
+    for (size_t i = b->start; i < b->start + b->len; i++)
+        for (int a = 0; a < 3; a++) {
+            int v = c[order[i]].v[a];
+            if (v < lo[a]) lo[a] = v;
+            if (v > hi[a]) hi[a] = v;
+        }
+}
+
+/* Numbers the leaves left (high) side first, as annotate_hash_table does. */
+static void number_leaves(const cut_box *boxes, int id, const uint32_t *order, int *entry_box, int *next) {
+    if (boxes[id].left >= 0) {
+        number_leaves(boxes, boxes[id].left, order, entry_box, next);
+        number_leaves(boxes, boxes[id].right, order, entry_box, next);
+        return;
+    }
+    for (size_t i = boxes[id].start; i < boxes[id].start + boxes[id].len; i++) entry_box[order[i]] = *next;
+    if (boxes[id].len) (*next)++;
+}
+
+/* Builds up to `colors` palette entries from n pixels of packed RGB; returns the count, or 0
+ * when out of memory. */
+static int median_cut(const uint32_t *pixels, size_t n, int colors, uint8_t palette[256][3]) {
+    int result = 0;
+    uint32_t *hashes = malloc(n * sizeof *hashes), *idx = malloc(n * sizeof *idx), *pixel_entry = NULL,
+             *order = NULL;
+    hash_color *c = NULL;
+    cut_box *boxes = calloc((size_t)(2 * colors + 1), sizeof *boxes);
+    box_heap heap = {calloc((size_t)(2 * colors + 2), sizeof(int)), 0};
+    int *entry_box = NULL;
+    uint64_t (*sum)[3] = calloc(256, sizeof *sum);
+    uint64_t *cnt = calloc(256, sizeof *cnt);
+    if (!hashes || !idx || !boxes || !heap.slot || !sum || !cnt) goto done;
+    /* the scale at which at most 65536 hash values remain */
+    size_t distinct = 0;
+    for (uint32_t scale = 0; scale < 8; scale++) {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t p = pixels[i];
+            hashes[i] = pixel_hash((p >> 16) >> scale, ((p >> 8) & 0xff) >> scale, (p & 0xff) >> scale);
+            idx[i] = (uint32_t)i;
+        }
+        qsort_r(idx, n, sizeof *idx, cmp_hash_idx, hashes);
+        distinct = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!i || hashes[idx[i]] != hashes[idx[i - 1]]) distinct++;
+        if (distinct <= 65536) {
+            c = calloc(distinct, sizeof *c);
+            pixel_entry = malloc(n * sizeof *pixel_entry);
+            order = malloc(distinct * sizeof *order);
+            entry_box = malloc(distinct * sizeof *entry_box);
+            if (!c || !pixel_entry || !order || !entry_box) goto done;
+            size_t e = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (i && hashes[idx[i]] == hashes[idx[i - 1]]) {
+                    c[e - 1].count++;
+                } else {
+                    uint32_t p = pixels[idx[i]];
+                    c[e] = (hash_color){hashes[idx[i]],
+                                        {(uint8_t)((p >> 16) >> scale), (uint8_t)(((p >> 8) & 0xff) >> scale),
+                                         (uint8_t)((p & 0xff) >> scale)},
+                                        1};
+                    e++;
+                }
+                pixel_entry[idx[i]] = (uint32_t)(e - 1);
+            }
+            break;
+        }
+    }
+    if (!c) goto done;
+    for (size_t i = 0; i < distinct; i++) order[i] = (uint32_t)i;
+    int nb = 1;
+    boxes[0] = (cut_box){0, distinct, (uint32_t)n, -1, -1};
+    heap_add(&heap, boxes, 0);
+    for (int splits = colors - 1; splits > 0; splits--) {
+        int id, lo[3], hi[3];
+        do {
+            id = heap_remove(&heap, boxes);
+            if (id < 0) break;
+            box_range(c, order, &boxes[id], lo, hi);
+        } while ((hi[0] - lo[0] + 1) * (hi[1] - lo[1] + 1) * (hi[2] - lo[2] + 1) == 1);
+        if (id < 0) break;
+        static const int weight[3] = {77, 150, 29};
+        int axis = 0;
+        for (int a = 1; a < 3; a++)
+            if ((hi[axis] - lo[axis]) * weight[axis] < (hi[a] - lo[a]) * weight[a]) axis = a;
+        cut_box *b = &boxes[id];
+        const void *ctx[2] = {c, (void *)(intptr_t)axis};
+        qsort_r(order + b->start, b->len, sizeof *order, cmp_axis_desc, (void *)ctx);
+        /* left: the values down to the one where the running count first exceeds half */
+        uint64_t run = 0;
+        size_t cut = 0;
+        while (cut < b->len) {
+            run += c[order[b->start + cut]].count;
+            cut++;
+            if (run * 2 > b->pixels) break;
+        }
+        int v = c[order[b->start + cut - 1]].v[axis];
+        while (cut < b->len && c[order[b->start + cut]].v[axis] == v) cut++;
+        if (cut == b->len) { /* nothing right: the lowest value goes right */
+            int low = c[order[b->start + b->len - 1]].v[axis];
+            while (cut > 0 && c[order[b->start + cut - 1]].v[axis] == low) cut--;
+        }
+        uint32_t left = 0;
+        for (size_t i = 0; i < cut; i++) left += c[order[b->start + i]].count;
+        boxes[nb] = (cut_box){b->start, cut, left, -1, -1};
+        boxes[nb + 1] = (cut_box){b->start + cut, b->len - cut, b->pixels - left, -1, -1};
+        b->left = nb;
+        b->right = nb + 1;
+        heap_add(&heap, boxes, nb);
+        heap_add(&heap, boxes, nb + 1);
+        nb += 2;
+    }
+    int entries = 0;
+    number_leaves(boxes, 0, order, entry_box, &entries);
+    for (size_t i = 0; i < n; i++) {
+        int e = entry_box[pixel_entry[i]];
+        uint32_t p = pixels[i];
+        sum[e][0] += p >> 16;
+        sum[e][1] += (p >> 8) & 0xff;
+        sum[e][2] += p & 0xff;
+        cnt[e]++;
+    }
+    for (int i = 0; i < entries; i++)
+        for (int a = 0; a < 3; a++) palette[i][a] = (uint8_t)(int)(0.5 + (double)sum[i][a] / (double)cnt[i]);
+    result = entries;
+done:
+    free(hashes);
+    free(idx);
+    free(pixel_entry);
+    free(order);
+    free(c);
+    free(boxes);
+    free(heap.slot);
+    free(entry_box);
+    free(sum);
+    free(cnt);
+    return result;
+}
 
 static int cmp_u32(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return x < y ? -1 : x > y;
-}
-
-static int sort_axis;
-static int cmp_axis(const void *a, const void *b) {
-    const color_count *x = a, *y = b;
-    int sh = 16 - 8 * sort_axis;
-    int vx = (int)((x->rgb >> sh) & 0xff), vy = (int)((y->rgb >> sh) & 0xff);
-    if (vx != vy) return vx - vy;
-    return x->rgb < y->rgb ? -1 : x->rgb > y->rgb;
-}
-
-/* Builds up to `colors` palette entries (RGB triples) from n pixels of packed RGB; returns the
- * count, or 0 when out of memory. */
-static int median_cut(const uint32_t *pixels, size_t n, int colors, uint8_t palette[256][3]) {
-    uint32_t *sorted = malloc(n * sizeof *sorted);
-    color_count *list = malloc(n * sizeof *list);
-    color_box *boxes = calloc((size_t)colors, sizeof *boxes);
-    if (!sorted || !list || !boxes) {
-        free(sorted);
-        free(list);
-        free(boxes);
-        return 0;
-    }
-    memcpy(sorted, pixels, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, cmp_u32);
-    size_t distinct = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (distinct && list[distinct - 1].rgb == sorted[i]) list[distinct - 1].count++;
-        else list[distinct++] = (color_count){sorted[i], 1};
-    }
-    free(sorted);
-    int nb = 1;
-    boxes[0] = (color_box){0, distinct, n};
-    while (nb < colors) {
-        /* the splittable box holding the most pixels */
-        int best = -1;
-        for (int i = 0; i < nb; i++)
-            if (boxes[i].len > 1 && (best < 0 || boxes[i].pixels > boxes[best].pixels)) best = i;
-        if (best < 0) break;
-        color_box *bx = &boxes[best];
-        int lo[3] = {255, 255, 255}, hi[3] = {0, 0, 0};
-        for (size_t i = bx->start; i < bx->start + bx->len; i++)
-            for (int a = 0; a < 3; a++) {
-                int v = (int)((list[i].rgb >> (16 - 8 * a)) & 0xff);
-                if (v < lo[a]) lo[a] = v;
-                if (v > hi[a]) hi[a] = v;
-            }
-        int axis = 0;
-        for (int a = 1; a < 3; a++)
-            if (hi[a] - lo[a] > hi[axis] - lo[axis]) axis = a;
-        sort_axis = axis;
-        qsort(list + bx->start, bx->len, sizeof *list, cmp_axis);
-        /* split after the colour where the running pixel count reaches half */
-        uint64_t half = bx->pixels / 2, run = 0;
-        size_t cut = 0;
-        for (size_t i = 0; i < bx->len - 1; i++) {
-            run += list[bx->start + i].count;
-            cut = i + 1;
-            if (run >= half) break;
-        }
-        uint64_t left = 0;
-        for (size_t i = 0; i < cut; i++) left += list[bx->start + i].count;
-        boxes[nb] = (color_box){bx->start + cut, bx->len - cut, bx->pixels - left};
-        bx->len = cut;
-        bx->pixels = left;
-        nb++;
-    }
-    for (int i = 0; i < nb; i++) {
-        uint64_t sum[3] = {0, 0, 0}, cnt = 0;
-        for (size_t j = boxes[i].start; j < boxes[i].start + boxes[i].len; j++) {
-            for (int a = 0; a < 3; a++) sum[a] += (uint64_t)((list[j].rgb >> (16 - 8 * a)) & 0xff) * list[j].count;
-            cnt += list[j].count;
-        }
-        for (int a = 0; a < 3; a++) palette[i][a] = (uint8_t)(int)(0.5 + (double)sum[a] / (double)cnt);
-    }
-    free(list);
-    free(boxes);
-    return nb;
 }
 
 typedef struct {
