@@ -339,8 +339,12 @@ static int image_sharpen(cd_node_call *call) {
  * exceeds half; one-colour boxes are not split. Entries are numbered leaves-first from the high
  * side, each the rounded mean of the pixels in its box. When the image has no more distinct
  * colours than `colors`, the palette is exactly those colours and the image comes back as
- * its 8-bit self. What is not reproduced: which colour represents a group merged by a rescale
- * when two of them collide in the hash (Pillow keeps whichever its table meets first). */
+ * its 8-bit self. Checked against Pillow 9.4 on 36 cases (gradients, 90000 random colours, 30
+ * colours; 2 to 256 entries; none, Floyd-Steinberg, Bayer): identical palettes and outputs once
+ * its palette is limited to the colours found, which current Pillow does and 9.x did not (9.x
+ * pads the palette with black entries that dark pixels can map to). Not reproduced: which colour
+ * represents a group merged by a rescale when two scaled colours collide in the hash (Pillow
+ * keeps whichever its table meets first). */
 
 /* Pillow's PIXEL_HASH */
 static inline uint32_t pixel_hash(uint32_t r, uint32_t g, uint32_t b) {
