@@ -238,6 +238,60 @@ static void test_sharpen(void **state) {
     run_end(&r);
 }
 
+/* ComfyUI's blur (2-D gaussian over linspace(-1, 1, k), reflect borders) in double precision,
+ * for one channel image h x w; the sharpening variant when alpha >= 0. */
+static double ref_conv(const float *px, int64_t h, int64_t w, int64_t y, int64_t x, int64_t r, double sigma,
+                       double alpha) {
+    int64_t k = 2 * r + 1;
+    double sum = 0, acc = 0;
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < k; j++) sum += exp(-(pow(-1 + 2.0 * i / (k - 1), 2) + pow(-1 + 2.0 * j / (k - 1), 2)) / (2 * sigma * sigma));
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < k; j++) {
+            double g = exp(-(pow(-1 + 2.0 * i / (k - 1), 2) + pow(-1 + 2.0 * j / (k - 1), 2)) / (2 * sigma * sigma)) / sum;
+            int64_t yy = y + i - r, xx = x + j - r;
+            yy = yy < 0 ? -yy : yy >= h ? 2 * (h - 1) - yy : yy;
+            xx = xx < 0 ? -xx : xx >= w ? 2 * (w - 1) - xx : xx;
+            acc += g * px[yy * w + xx];
+        }
+    if (alpha < 0) return acc;
+    double v = (1 + 10 * alpha) * px[y * w + x] - 10 * alpha * acc;
+    return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+static void test_blur_sharpen_radii(void **state) {
+    const cd_registry *reg = *state;
+    /* a pseudo-random 19 x 21 grey image; radius 3 takes the direct 2-D kernel, 9 the separable
+     * product: both within float32 rounding of the formula */
+    float px[19 * 21];
+    uint32_t seed = 12345;
+    for (int i = 0; i < 19 * 21; i++) {
+        seed = seed * 1103515245u + 12345u;
+        px[i] = (float)((seed >> 8) & 0xffff) / 65535.0f;
+    }
+    const int64_t radii[2] = {3, 9};
+    for (int k = 0; k < 2; k++)
+        for (int sharp = 0; sharp < 2; sharp++) {
+            run_t r;
+            if (sharp)
+                run(&r, reg, "ImageSharpen", "image", grey(1, 19, 21, 3, px), "sharpen_radius", cd_value_int(radii[k]),
+                    "sigma", cd_value_float(0.7), "alpha", cd_value_float(0.3), NULL);
+            else
+                run(&r, reg, "ImageBlur", "image", grey(1, 19, 21, 3, px), "blur_radius", cd_value_int(radii[k]),
+                    "sigma", cd_value_float(0.7), NULL);
+            ok(&r);
+            const float *d = cd_value_tensor_data(r.call.outputs[0]);
+            for (int64_t y = 0; y < 19; y++)
+                for (int64_t x = 0; x < 21; x++) {
+                    double want = ref_conv(px, 19, 21, y, x, radii[k], 0.7, sharp ? 0.3 : -1);
+                    for (int c = 0; c < 3; c++)
+                        near(d[(y * 21 + x) * 3 + c], want, sharp ? 1e-5 : 2e-6, sharp ? "sharpen" : "blur",
+                             (size_t)(y * 21 + x));
+                }
+            run_end(&r);
+        }
+}
+
 /* ---- Morphology ---- */
 
 static void morph_case(const cd_registry *reg, const float px[16], const char *op, int64_t k, const double want[16]) {
@@ -888,6 +942,7 @@ int main(void) {
         cmocka_unit_test(test_blend_resizes_and_broadcasts),
         cmocka_unit_test(test_blur),
         cmocka_unit_test(test_sharpen),
+        cmocka_unit_test(test_blur_sharpen_radii),
         cmocka_unit_test(test_morphology),
         cmocka_unit_test(test_canny),
         cmocka_unit_test(test_add_noise),
