@@ -824,6 +824,40 @@ static void test_save_animated_png(void **state) {
     assert_true(v == 63.0);
     g_object_unref(im);
 
+    /* large noisy frames: the encoder cuts each frame's data into several IDAT chunks, which
+     * become consecutive fdAT chunks with their own sequence numbers */
+    cd_value *noisy = image(2, 160, 160, 3, NULL);
+    float *nd = cd_value_tensor_data_mut(noisy);
+    uint32_t seed = 99;
+    for (size_t i = 0; i < 2 * 160 * 160 * 3; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        nd[i] = (float)(seed >> 24) / 255.0f;
+    }
+    double expect_px = (double)(uint8_t)(255.0f * nd[(5 * 160 + 7) * 3]);
+    run_env(&r, reg, &env, "SaveAnimatedPNG", "images", noisy, "filename_prefix", cd_value_string("noisy"), "fps",
+            cd_value_float(10.0), "compress_level", cd_value_int(1), NULL);
+    ok(&r);
+    run_end(&r);
+    snprintf(path, sizeof path, "%s/noisy_00001_.png", ctx.dir);
+    buf = (unsigned char *)read_all(path, &len);
+    int fdats = 0, idats = 0;
+    expect_seq = 0;
+    for (size_t off = 8; off + 12 <= len;) {
+        uint32_t n = be32(buf + off);
+        if (!memcmp(buf + off + 4, "fcTL", 4) || !memcmp(buf + off + 4, "fdAT", 4))
+            assert_int_equal(be32(buf + off + 8), expect_seq++);
+        if (!memcmp(buf + off + 4, "fdAT", 4)) fdats++;
+        if (!memcmp(buf + off + 4, "IDAT", 4)) idats++;
+        off += 12 + n;
+    }
+    assert_true(idats > 1 && fdats == idats);
+    free(buf);
+    im = vips_image_new_from_file(path, NULL);
+    assert_non_null(im);
+    assert_int_equal(sample(im, 7, 5, &v), 0);
+    assert_true(v == expect_px);
+    g_object_unref(im);
+
     /* without metadata, no comf chunks */
     env.no_metadata = true;
     run_env(&r, reg, &env, "SaveAnimatedPNG", "images", filled(2, 2, 2, 3, 0.25f), "filename_prefix",
@@ -886,6 +920,21 @@ static void test_save_animated_webp(void **state) {
     assert_non_null(memmem(buf, len, "prompt:{\"1\": {}}", 16));
     assert_non_null(memmem(buf, len, "workflow:{\"nodes\": []}", 22));
     free(buf);
+
+    /* a batch taller than WebP's 16383 limit in all is fine: each frame is its own picture */
+    cd_value *tall = image(20, 1000, 8, 3, NULL);
+    float *td = cd_value_tensor_data_mut(tall);
+    for (size_t i = 0; i < 20 * 1000 * 8 * 3; i++) td[i] = (float)(i / (1000 * 8 * 3)) / 19.0f;
+    run_env(&r, reg, &env, "SaveAnimatedWEBP", "images", tall, "filename_prefix",
+            cd_value_string("tall"), "fps", cd_value_float(24.0), "lossless", cd_value_bool(1), "quality",
+            cd_value_int(80), "method", cd_value_string("fastest"), NULL);
+    ok(&r);
+    run_end(&r);
+    snprintf(path, sizeof path, "%s/tall_00001_.webp", ctx.dir);
+    im = vips_image_new_from_file(path, "n", -1, NULL);
+    assert_non_null(im);
+    assert_int_equal(vips_image_get_n_pages(im), 20);
+    g_object_unref(im);
 
     /* one image: no "animated" */
     run_env(&r, reg, &env, "SaveAnimatedWEBP", "images", filled(1, 4, 4, 3, 0.5f), "filename_prefix",

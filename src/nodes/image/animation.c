@@ -154,30 +154,27 @@ static bool chunk(FILE *f, const char *type, const void *a, size_t alen, const v
            (!blen || fwrite(b, 1, blen, f) == blen) && fwrite(tail, 1, 4, f) == 4;
 }
 
-/* Walks the chunks of a PNG produced by libvips: the IHDR data (13 bytes) and the IDAT payloads. */
+/* One chunk of a PNG in memory: its type and data. */
 typedef struct {
-    const uint8_t *ihdr;
-    const uint8_t *idat[64];
-    size_t idat_len[64];
-    int n_idat;
-} png_parts;
+    const uint8_t *type, *data;
+    uint32_t len;
+} png_chunk;
 
-static bool parse_png(const uint8_t *buf, size_t len, png_parts *p) {
-    memset(p, 0, sizeof *p);
-    if (len < 8 || memcmp(buf, "\x89PNG\r\n\x1a\n", 8)) return false;
-    for (size_t off = 8; off + 12 <= len;) {
-        uint32_t n = get32(buf + off);
-        if (n > len - off - 12) return false;
-        const uint8_t *type = buf + off + 4, *data = buf + off + 8;
-        if (!memcmp(type, "IHDR", 4) && n == 13) p->ihdr = data;
-        if (!memcmp(type, "IDAT", 4)) {
-            if (p->n_idat == 64) return false;
-            p->idat[p->n_idat] = data;
-            p->idat_len[p->n_idat++] = n;
-        }
-        off += 12 + n;
-    }
-    return p->ihdr && p->n_idat;
+/* The chunk at *off (starting after the signature), advancing *off; false at the end or on a
+ * malformed chunk. */
+static bool next_chunk(const uint8_t *buf, size_t len, size_t *off, png_chunk *c) {
+    if (*off + 12 > len) return false;
+    uint32_t n = get32(buf + *off);
+    if (n > len - *off - 12) return false;
+    c->type = buf + *off + 4;
+    c->data = buf + *off + 8;
+    c->len = n;
+    *off += 12 + (size_t)n;
+    return true;
+}
+
+static bool is_png(const uint8_t *buf, size_t len) {
+    return len >= 8 && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8);
 }
 
 typedef struct {
@@ -192,15 +189,21 @@ static int write_apng(cd_node_call *call, const char *path, apng_frame *frames, 
     FILE *f = fopen(path, "wb");
     if (!f) return cd_call_fail(call, "OSError", "cannot write %s", path);
     bool ok = fwrite("\x89PNG\r\n\x1a\n", 1, 8, f) == 8;
-    png_parts parts;
     uint32_t seq = 0;
     for (size_t i = 0; ok && i < n; i++) {
-        if (!parse_png(frames[i].png, frames[i].png_len, &parts)) {
+        const uint8_t *png = frames[i].png;
+        size_t len = frames[i].png_len, off = 8;
+        png_chunk c;
+        const uint8_t *ihdr = NULL;
+        ok = is_png(png, len);
+        while (ok && next_chunk(png, len, &off, &c) && !ihdr)
+            if (!memcmp(c.type, "IHDR", 4) && c.len == 13) ihdr = c.data;
+        if (!ihdr) {
             ok = false;
             break;
         }
         if (i == 0) {
-            ok = chunk(f, "IHDR", parts.ihdr, 13, NULL, 0);
+            ok = chunk(f, "IHDR", ihdr, 13, NULL, 0);
             if (ok && n > 1) {
                 uint8_t actl[8];
                 put32(actl, (uint32_t)n);
@@ -211,7 +214,7 @@ static int write_apng(cd_node_call *call, const char *path, apng_frame *frames, 
         if (ok && n > 1) {
             uint8_t fctl[26];
             put32(fctl, seq++);
-            memcpy(fctl + 4, parts.ihdr, 8); /* width, height */
+            memcpy(fctl + 4, ihdr, 8); /* width, height */
             put32(fctl + 12, 0);
             put32(fctl + 16, 0);
             long d = frames[i].duration > 65535 ? 65535 : frames[i].duration;
@@ -223,15 +226,20 @@ static int write_apng(cd_node_call *call, const char *path, apng_frame *frames, 
             fctl[25] = 0; /* APNG_BLEND_OP_SOURCE */
             ok = chunk(f, "fcTL", fctl, 26, NULL, 0);
         }
-        for (int k = 0; ok && k < parts.n_idat; k++) {
+        /* the image data, however many IDAT chunks the encoder cut it into */
+        bool any = false;
+        for (off = 8; ok && next_chunk(png, len, &off, &c);) {
+            if (memcmp(c.type, "IDAT", 4)) continue;
+            any = true;
             if (i == 0) {
-                ok = chunk(f, "IDAT", parts.idat[k], parts.idat_len[k], NULL, 0);
+                ok = chunk(f, "IDAT", c.data, c.len, NULL, 0);
             } else {
                 uint8_t s4[4];
                 put32(s4, seq++);
-                ok = chunk(f, "fdAT", s4, 4, parts.idat[k], parts.idat_len[k]);
+                ok = chunk(f, "fdAT", s4, 4, c.data, c.len);
             }
         }
+        ok = ok && any;
     }
     for (size_t i = 0; ok && i < n_meta; i++)
         ok = chunk(f, "comf", meta[2 * i], strlen(meta[2 * i]) + 1, meta[2 * i + 1], strlen(meta[2 * i + 1]));
@@ -402,9 +410,9 @@ static int save_animated_webp(cd_node_call *call) {
     const char *method = cd_call_string(call, "method", "default");
     int effort = !strcmp(method, "fastest") ? 0 : !strcmp(method, "slowest") ? 6 : !strcmp(method, "default") ? 4 : -1;
     if (effort < 0) return cd_call_fail(call, "ValueError", "method: unsupported value '%s'", method);
-    if (s.h * s.b > 16383 || s.w > 16383)
-        return cd_call_fail(call, "ValueError", "images: too large for WebP (%lld frames of %lld x %lld)",
-                            (long long)s.b, (long long)s.w, (long long)s.h);
+    if (s.h > 16383 || s.w > 16383)
+        return cd_call_fail(call, "ValueError", "images: %lld x %lld is too large for WebP (16383 at most)",
+                            (long long)s.w, (long long)s.h);
     size_t per = (size_t)(s.h * s.w * s.c);
     uint8_t *px = malloc(per * (size_t)s.b);
     int *delays = calloc((size_t)s.b, sizeof *delays);
