@@ -146,9 +146,20 @@ static void test_blend_resizes_and_broadcasts(void **state) {
         "blend_factor", cd_value_float(1.0), "blend_mode", cd_value_string("normal"), NULL);
     fails(&r, "must match the size of tensor b (3)");
     run_end(&r);
-    run(&r, reg, "ImageBlend", "image1", filled(1, 2, 2, 3, 0.5f), "image2", filled(1, 2, 2, 4, 1.0f),
+    /* image_alpha_fix: an RGBA image2 loses its alpha over RGB; an RGB one gains an opaque alpha */
+    run(&r, reg, "ImageBlend", "image1", filled(1, 2, 2, 3, 0.5f), "image2", filled(1, 2, 2, 4, 0.25f),
         "blend_factor", cd_value_float(1.0), "blend_mode", cd_value_string("normal"), NULL);
-    fails(&r, "dimension 3");
+    ok(&r);
+    shape_is(r.call.outputs[0], 1, 2, 2, 3);
+    d = cd_value_tensor_data(r.call.outputs[0]);
+    for (size_t i = 0; i < 12; i++) near(d[i], 0.25, 0, "rgba over rgb", i);
+    run_end(&r);
+    run(&r, reg, "ImageBlend", "image1", filled(1, 2, 2, 4, 0.5f), "image2", filled(1, 2, 2, 3, 0.25f),
+        "blend_factor", cd_value_float(0.5), "blend_mode", cd_value_string("multiply"), NULL);
+    ok(&r);
+    shape_is(r.call.outputs[0], 1, 2, 2, 4);
+    d = cd_value_tensor_data(r.call.outputs[0]);
+    for (size_t i = 0; i < 16; i++) near(d[i], i % 4 == 3 ? 0.5 : 0.3125, 1e-7, "rgb over rgba", i);
     run_end(&r);
     run(&r, reg, "ImageBlend", "image1", filled(1, 2, 2, 3, 0.5f), "image2", filled(1, 2, 2, 3, 1.0f),
         "blend_factor", cd_value_float(1.0), "blend_mode", cd_value_string("lighten"), NULL);

@@ -146,6 +146,9 @@ static inline float soft_light_g(float x) {
     return x <= 0.25f ? ((16.0f * x - 12.0f) * x + 4.0f) * x : sqrtf(x);
 }
 
+/* ImageBlend as ComfyUI's V3 node: image_alpha_fix, then image2 resized to image1's size when the
+ * shapes differ (bicubic, centre crop), the mode, image1 * (1 - f) + mode * f, clamped. Batches
+ * broadcast as torch does (one image against many), other mismatches fail as torch fails. */
 static const char *const blend_modes[] = {"normal", "multiply", "screen", "overlay", "soft_light", "difference", NULL};
 
 static int image_blend(cd_node_call *call) {
@@ -157,11 +160,27 @@ static int image_blend(cd_node_call *call) {
     int mode;
     if (!combo(call, "blend_mode", blend_modes, &mode)) return CD_ERROR;
     double factor = cd_call_float(call, "blend_factor", 0.5);
-    cd_value *resized = NULL;
+    cd_value *resized = NULL, *fixed = NULL;
+    /* node_helpers.image_alpha_fix(image1, image2): image2 loses channels image1 lacks, or gains
+     * one opaque alpha channel */
+    if (s1.c != s2.c) {
+        int64_t c = s1.c < s2.c ? s1.c : s2.c + 1;
+        fixed = cd_img_new(call, s2.b, s2.h, s2.w, c);
+        if (!fixed) return CD_ERROR;
+        const float *src = cd_value_tensor_data(im2);
+        float *d = cd_value_tensor_data_mut(fixed);
+        for (size_t i = 0, n = (size_t)(s2.b * s2.h * s2.w); i < n; i++)
+            for (int64_t k = 0; k < c; k++) d[i * (size_t)c + (size_t)k] = k < s2.c ? src[i * (size_t)s2.c + (size_t)k] : 1.0f;
+        im2 = fixed;
+        s2.c = c;
+    }
     /* ComfyUI resizes image2 whenever the shapes differ; at the same height and width the bicubic
      * weights are exactly (0, 1, 0, 0), so only a change of size needs the work. */
     if (s1.h != s2.h || s1.w != s2.w) {
-        if (upscale_center_bicubic(call, im2, &s2, s1.w, s1.h, &resized) != CD_OK) return CD_ERROR;
+        if (upscale_center_bicubic(call, im2, &s2, s1.w, s1.h, &resized) != CD_OK) {
+            cd_value_unref(fixed);
+            return CD_ERROR;
+        }
         im2 = resized;
         s2.h = s1.h;
         s2.w = s1.w;
@@ -179,6 +198,7 @@ static int image_blend(cd_node_call *call) {
     }
     if (bad) {
         cd_value_unref(resized);
+        cd_value_unref(fixed);
         return cd_call_fail(call, "RuntimeError",
                             "The size of tensor a (%lld) must match the size of tensor b (%lld) at non-singleton "
                             "dimension %s",
@@ -187,6 +207,7 @@ static int image_blend(cd_node_call *call) {
     cd_value *out = cd_img_new(call, ob, s1.h, s1.w, oc);
     if (!out) {
         cd_value_unref(resized);
+        cd_value_unref(fixed);
         return CD_ERROR;
     }
     const float *a = cd_value_tensor_data(im1), *bsrc = cd_value_tensor_data(im2);
@@ -213,6 +234,7 @@ static int image_blend(cd_node_call *call) {
                 o[((size_t)b * px + p) * (size_t)oc + (size_t)c] = clamp01(x * keep + m * take);
             }
     cd_value_unref(resized);
+    cd_value_unref(fixed);
     return cd_call_set_output(call, 0, out);
 }
 
