@@ -968,7 +968,7 @@ static int morphology(cd_node_call *call) {
  *  - weak > low, strong > high; hysteresis keeps the weak pixels 8-connected to a strong one,
  *    which is the fixed point kornia's iteration reaches. */
 static void canny_one(const float *img, int64_t h, int64_t w, int64_t c, float lo, float hi, float *edges,
-                      float *buf) {
+                      float *buf, size_t *stack) {
     size_t n = (size_t)(h * w);
     float *grey = buf, *blur_x = buf + n, *blurred = buf + 2 * n, *mag = buf + 3 * n;
     int8_t *dir = (int8_t *)(buf + 4 * n);
@@ -1032,18 +1032,17 @@ static void canny_one(const float *img, int64_t h, int64_t w, int64_t c, float l
             edges[y * w + x] = v > hi ? 1.0f : v > lo ? 0.5f : 0.0f;
         }
     /* hysteresis: flood the weak pixels from the strong ones */
-    int64_t *stack = (int64_t *)blur_x; /* n int64 fit in 2n floats */
-    size_t top = 0;
+    size_t top = 0; /* each pixel enters the stack at most once */
     for (size_t i = 0; i < n; i++)
-        if (edges[i] == 1.0f) stack[top++] = (int64_t)i;
+        if (edges[i] == 1.0f) stack[top++] = i;
     while (top) {
-        int64_t i = stack[--top], y = i / w, x = i % w;
+        int64_t i = (int64_t)stack[--top], y = i / w, x = i % w;
         for (int dy = -1; dy <= 1; dy++)
             for (int dx = -1; dx <= 1; dx++) {
                 int64_t yy = y + dy, xx = x + dx;
                 if (yy < 0 || yy >= h || xx < 0 || xx >= w || edges[yy * w + xx] != 0.5f) continue;
                 edges[yy * w + xx] = 1.0f;
-                stack[top++] = yy * w + xx;
+                stack[top++] = (size_t)(yy * w + xx);
             }
     }
     for (size_t i = 0; i < n; i++)
@@ -1066,26 +1065,30 @@ static int canny(cd_node_call *call) {
     cd_value *out = cd_img_new(call, s.b, s.h, s.w, 3);
     size_t n = (size_t)(s.h * s.w);
     float *buf = out ? malloc(5 * n * sizeof *buf) : NULL, *edges = buf ? malloc(n * sizeof *edges) : NULL;
-    if (!edges) {
+    size_t *stack = edges ? malloc(n * sizeof *stack) : NULL;
+    if (!stack) {
         free(buf);
+        free(edges);
         if (out) cd_value_unref(out);
         return out ? cd_call_fail(call, "MemoryError", "out of memory") : CD_ERROR;
     }
     const float *src = cd_value_tensor_data(in);
     float *o = cd_value_tensor_data_mut(out);
     for (int64_t b = 0; b < s.b; b++) {
-        canny_one(src + (size_t)b * n * (size_t)s.c, s.h, s.w, s.c, (float)low, (float)high, edges, buf);
+        canny_one(src + (size_t)b * n * (size_t)s.c, s.h, s.w, s.c, (float)low, (float)high, edges, buf, stack);
         for (size_t i = 0; i < n; i++) o[((size_t)b * n + i) * 3] = o[((size_t)b * n + i) * 3 + 1] =
             o[((size_t)b * n + i) * 3 + 2] = edges[i];
         if (cd_call_interrupted(call)) {
             free(buf);
             free(edges);
+            free(stack);
             cd_value_unref(out);
             return CD_INTERRUPTED;
         }
     }
     free(buf);
     free(edges);
+    free(stack);
     return cd_call_set_output(call, 0, out);
 }
 
