@@ -472,10 +472,14 @@ static int cmp_hash_idx(const void *a, const void *b, void *ctx) {
     return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1; /* first pixel first */
 }
 
+typedef struct {
+    const hash_color *colors;
+    int axis;
+} axis_order;
+
 static int cmp_axis_desc(const void *a, const void *b, void *ctx) {
-    const hash_color *c = ((const hash_color **)ctx)[0];
-    int axis = (int)(intptr_t)((void **)ctx)[1];
-    int x = c[*(const uint32_t *)a].v[axis], y = c[*(const uint32_t *)b].v[axis];
+    const axis_order *o = ctx;
+    int x = o->colors[*(const uint32_t *)a].v[o->axis], y = o->colors[*(const uint32_t *)b].v[o->axis];
     return y - x;
 }
 
@@ -597,8 +601,8 @@ static int median_cut(const uint32_t *pixels, size_t n, int colors, uint8_t pale
         for (int a = 1; a < 3; a++)
             if ((hi[axis] - lo[axis]) * weight[axis] < (hi[a] - lo[a]) * weight[a]) axis = a;
         cut_box *b = &boxes[id];
-        const void *ctx[2] = {c, (void *)(intptr_t)axis};
-        qsort_r(order + b->start, b->len, sizeof *order, cmp_axis_desc, (void *)ctx);
+        axis_order ctx = {c, axis};
+        qsort_r(order + b->start, b->len, sizeof *order, cmp_axis_desc, &ctx);
         /* left: the values down to the one where the running count first exceeds half */
         uint64_t run = 0;
         size_t cut = 0;
