@@ -132,6 +132,16 @@ static void test_blend_resizes_and_broadcasts(void **state) {
                    1e-7);
     run_end(&r);
 
+    /* a wider image2 is centre-cropped to image1's aspect first: 4 x 2 onto 2 x 2 keeps columns
+     * 1 and 2 (round((4 - 4 * (1 / 2)) / 2) = 1 from each side), then scales by exactly 1 */
+    run(&r, reg, "ImageBlend", "image1", filled(1, 2, 2, 3, 0.0f), "image2",
+        grey(1, 2, 4, 3, (const float[]){0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f}), "blend_factor",
+        cd_value_float(1.0), "blend_mode", cd_value_string("normal"), NULL);
+    ok(&r);
+    shape_is(r.call.outputs[0], 1, 2, 2, 3);
+    pixels_are(r.call.outputs[0], 3, 0, (const double[]){0.2f, 0.3f, 0.6f, 0.7f}, 4, 0);
+    run_end(&r);
+
     /* one image2 blends into every image of a batch */
     run(&r, reg, "ImageBlend", "image1", filled(2, 2, 2, 3, 0.5f), "image2", filled(1, 2, 2, 3, 1.0f),
         "blend_factor", cd_value_float(1.0), "blend_mode", cd_value_string("multiply"), NULL);
