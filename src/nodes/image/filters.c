@@ -8,8 +8,10 @@
  * palette mapping) give ComfyUI's values to the bit. Convolutions (ImageBlur, ImageSharpen, the
  * blur and Sobel steps of Canny) add their terms in kernel order; torch's conv2d does not specify
  * its summation order (it depends on the CPU backend), so those agree with ComfyUI to a few
- * float32 ulps, well below what an 8-bit image can show. The deviations that remain are said
- * where they occur: ImageQuantize's palette (Pillow's median cut) and, negligibly, ImageAddNoise.
+ * float32 ulps, well below what an 8-bit image can show. ImageQuantize reproduces Pillow's
+ * integer algorithms (checked pixel for pixel); ImageAddNoise reproduces torch's generator. What
+ * is taken where ComfyUI would fail, and the few places that can differ, are said where they
+ * occur (RGBA into Canny and ImageQuantize; Pillow 9.x's padded palettes; libm against SLEEF).
  */
 #include <math.h>
 #include <stdio.h>
