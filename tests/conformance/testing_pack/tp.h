@@ -1,10 +1,10 @@
-/* (0xffffffffffffffff bounds are written as 1.8446744073709552e+19: comfyd reads INPUT_TYPES with
- * 64-bit integers.)
- *
- * The testing pack: ComfyUI's tests/execution/testing_nodes/testing-pack written against
+/* The testing pack: ComfyUI's tests/execution/testing_nodes/testing-pack written against
  * comfyd/node.h, so ComfyUI's own execution test suite can run against comfyd (see
  * tests/conformance/README.md). Same class names, INPUT_TYPES, outputs and behaviour; tensor
  * arithmetic in float32, one operation at a time, as torch does on the CPU.
+ *
+ * Bounds of +-0xffffffffffffffff are written as 1.8446744073709552e+19: comfyd reads
+ * INPUT_TYPES with 64-bit integers.
  *
  * This header holds what the pack's files share: the tensor helpers, ComfyUI's VariantSupport
  * ("SmartType") validation, and each file's registration function. */
