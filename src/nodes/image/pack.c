@@ -7,6 +7,8 @@
 int cd_nodes_image_io_init(cd_pack *pack);
 int cd_nodes_image_dataset_init(cd_pack *pack);
 int cd_nodes_image_filters_init(cd_pack *pack);
+int cd_nodes_image_transform_init(cd_pack *pack);
+int cd_nodes_image_batch_init(cd_pack *pack);
 
 int cd_nodes_image_init(cd_pack *pack) {
     if (VIPS_INIT("comfyd")) return CD_ERROR;
@@ -17,6 +19,8 @@ int cd_nodes_image_init(cd_pack *pack) {
         cd_nodes_image_io_init,
         cd_nodes_image_dataset_init,
         cd_nodes_image_filters_init,
+        cd_nodes_image_transform_init,
+        cd_nodes_image_batch_init,
     };
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
         if (groups[i](pack) != CD_OK) return CD_ERROR;
