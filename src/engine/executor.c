@@ -571,6 +571,20 @@ static cd_value *single_list(cd_value *v) {
     return l;
 }
 
+/* A V3 DynamicCombo or Autogrow input carries its sub-inputs as "<input>.<name>" (the widgets of
+ * the chosen option, the grown sockets): those constants are the node's, though undeclared. */
+static bool v3_sub_input(const cd_node_type *t, const char *name) {
+    const char *dot = strchr(name, '.');
+    if (!dot) return false;
+    for (size_t i = 0; i < t->n_inputs; i++) {
+        const cd_input_def *def = &t->inputs[i];
+        if (strlen(def->name) == (size_t)(dot - name) && !strncmp(def->name, name, (size_t)(dot - name)) && def->type &&
+            (!strcmp(def->type, "COMFY_DYNAMICCOMBO_V3") || !strcmp(def->type, "COMFY_AUTOGROW_V3")))
+            return true;
+    }
+    return false;
+}
+
 static int gather_inputs(run_ctx *r, nstate *s, input_lists *il) {
     cd_prompt_node *n = s->node;
     const cd_node_type *t = n->type;
@@ -590,7 +604,7 @@ static int gather_inputs(run_ctx *r, nstate *s, input_lists *il) {
             if (src && !src->entry) has_results(r, src);
             if (src && src->entry && in->slot >= 0 && in->slot < src->entry->n_outputs)
                 list = cd_value_ref(src->entry->outputs[in->slot]);
-        } else if (def) {
+        } else if (def || v3_sub_input(t, in->name)) {
             list = single_list(cd_value_ref(in->value));
         } else {
             continue; /* undeclared constants are dropped; undeclared links are kept */

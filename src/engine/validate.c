@@ -1103,6 +1103,19 @@ static void run_custom_validation(vctx *c, frame *f) {
     json_decref(types);
 }
 
+/* A V3 Autogrow input ("COMFY_AUTOGROW_V3") arrives as "<name>.<prefix><i>" entries, not under
+ * its own name: it is given when one of those is. The node checks its minimum itself. */
+static bool autogrow_given(json_t *inputs, const cd_input_def *in) {
+    if (!in->type || strcmp(in->type, "COMFY_AUTOGROW_V3")) return false;
+    size_t n = strlen(in->name);
+    const char *key;
+    json_t *v;
+    json_object_foreach(inputs, key, v) {
+        if (!strncmp(key, in->name, n) && key[n] == '.') return true;
+    }
+    return false;
+}
+
 /* Runs a frame until it needs a source validated (STEP_CALL), finishes (STEP_DONE) or raises. */
 static int frame_step(vctx *c, frame *f, size_t *child) {
     vnode *node = &c->nodes[f->node];
@@ -1116,7 +1129,7 @@ static int frame_step(vctx *c, frame *f, size_t *child) {
         if (!in) continue;
         json_t *val = json_object_get(node->inputs, in->name);
         if (!val) {
-            if (in->section == CD_INPUT_REQUIRED) {
+            if (in->section == CD_INPUT_REQUIRED && !autogrow_given(node->inputs, in)) {
                 json_t *extra = chk(c, json_object());
                 oset(c, extra, "input_name", json_string(in->name));
                 frame_error(c, f, error_new(c, "required_input_missing", "Required input is missing",
