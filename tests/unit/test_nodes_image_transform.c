@@ -729,7 +729,10 @@ static void test_resize_images_by_edge(void **state) {
     cd_value_unref(in);
     run(&r, *state, "ResizeImagesByLongerEdge", "images", image(2, 2, 2, 3, NULL), "longer_edge", cd_value_int(3),
         NULL);
-    expect_failure(&r, "TypeError", "Cannot handle this data type");
+    expect_failure(&r, "TypeError", "Cannot handle this data type: (1, 1, 2, 3), |u1");
+    run(&r, *state, "ResizeImagesByShorterEdge", "images", image(1, 2, 2, 1, NULL), "shorter_edge", cd_value_int(3),
+        NULL);
+    expect_failure(&r, "TypeError", "Cannot handle this data type: (1, 1, 1), |u1");
 }
 
 int main(void) {

@@ -507,9 +507,12 @@ static int resize_edge(cd_node_call *call, bool longer) {
     cd_img_shape s;
     const cd_value *img = cd_img_input(call, "images", &s);
     if (!img) return CD_ERROR;
+    /* Image.fromarray's refusals: a 4-D array, or one band as [H, W, 1] */
     if (s.b != 1)
-        return cd_call_fail(call, "TypeError", "Cannot handle this data type: (1, 1, %lld), |u1 (a batch of %lld images; "
-                            "these nodes take one image per call)", (long long)s.c, (long long)s.b);
+        return cd_call_fail(call, "TypeError", "Cannot handle this data type: (1, 1, %lld, %lld), |u1", (long long)s.w,
+                            (long long)s.c);
+    if (s.c < 2 || s.c > 4)
+        return cd_call_fail(call, "TypeError", "Cannot handle this data type: (1, 1, %lld), |u1", (long long)s.c);
     int64_t e = cd_call_int(call, longer ? "longer_edge" : "shorter_edge", longer ? 1024 : 512), w, h;
     if (longer ? s.w > s.h : s.w < s.h) w = e, h = (int64_t)((double)s.h * ((double)e / (double)s.w));
     else h = e, w = (int64_t)((double)s.w * ((double)e / (double)s.h));
