@@ -39,20 +39,32 @@ typedef struct {
     int64_t h, w, c, row;
 } plane;
 
-/* ---- nearest-exact: nearest_neighbor_exact_compute_source_index ---- */
+/* ---- nearest-exact ---- */
 
-static void nearest_index(int64_t in, int64_t out, int64_t *idx) {
+/* torch has two formulas, in the same two kernels as bilinear (see resize_bilinear): the
+ * channels-last kernel's nearest_neighbor_exact_compute_source_index, floor((d + 0.5) * scale),
+ * and the generic kernel's HelperInterpNearestExact, floor(scale * (d + 0.5) - 0.5 + 0.5) with
+ * its float roundings. They agree but for rare roundings at a pixel boundary. */
+static void nearest_index(int64_t in, int64_t out, int64_t *idx, bool channels_last) {
     float scale = (float)in / (float)out;
     for (int64_t d = 0; d < out; d++) {
-        /* (dst_index + 0.5) * scale is computed in double, then floorf takes it as a float */
-        int64_t s = (int64_t)floorf((float)(((double)d + 0.5) * (double)scale));
+        int64_t s;
+        if (channels_last) {
+            /* (dst_index + 0.5) * scale is computed in double, then floorf takes it as a float */
+            s = (int64_t)floorf((float)(((double)d + 0.5) * (double)scale));
+        } else {
+            float real = scale * ((float)d + 0.5f) - 0.5f;
+            if (real < 0.0f) real = 0.0f;
+            s = (int64_t)floorf((float)((double)real + 0.5));
+        }
         idx[d] = s < in - 1 ? s : in - 1;
     }
 }
 
-static void resize_nearest(const plane *src, float *dst, int64_t oh, int64_t ow, int64_t *ix, int64_t *iy) {
-    nearest_index(src->h, oh, iy);
-    nearest_index(src->w, ow, ix);
+static void resize_nearest(const plane *src, float *dst, int64_t oh, int64_t ow, int64_t *ix, int64_t *iy,
+                           bool channels_last) {
+    nearest_index(src->h, oh, iy, channels_last);
+    nearest_index(src->w, ow, ix, channels_last);
     int64_t c = src->c;
     for (int64_t y = 0; y < oh; y++)
         for (int64_t x = 0; x < ow; x++)
@@ -431,15 +443,18 @@ cd_value *cd_img_upscale(cd_node_call *call, const cd_value *t, int64_t width, i
     float *d = cd_value_tensor_data_mut(out);
     const float *base = cd_value_tensor_data(t);
     size_t per_in = (size_t)(s.h * s.w * s.c), per_out = (size_t)(height * width * s.c);
-    /* torch's choice of bilinear kernel: the channels-last one for a channels-last input of more
-     * than 3 channels (a crop is no longer contiguous) or a small output, else the generic one */
+    /* torch's choice of kernel for bilinear and nearest-exact (_use_vectorized_kernel_cond_2d):
+     * the channels-last one for a channels-last input of more than 3 channels (ComfyUI's IMAGE
+     * after movedim; a crop is no longer contiguous) or an output of H + W <= 128, else the
+     * generic one. torch also takes the channels-last kernel for bilinear with 3 channels when it
+     * runs on one thread; comfyd assumes several, as ComfyUI has on any usual machine. */
     bool channels_last = (s.c > 3 && !cropped) || height + width <= 128;
     int rc = 0;
     for (int64_t b = 0; b < s.b && !rc; b++) {
         plane p = {base + per_in * (size_t)b + (size_t)(cy * s.w * s.c + cx * s.c), ih, iw, s.c, s.w * s.c};
         float *o = d + per_out * (size_t)b;
         switch (m) {
-        case CD_RESAMPLE_NEAREST_EXACT: resize_nearest(&p, o, height, width, tx, ty); break;
+        case CD_RESAMPLE_NEAREST_EXACT: resize_nearest(&p, o, height, width, tx, ty, channels_last); break;
         case CD_RESAMPLE_BILINEAR: resize_bilinear(&p, o, height, width, ty, tx, channels_last); break;
         case CD_RESAMPLE_AREA: resize_area(&p, o, height, width); break;
         case CD_RESAMPLE_BICUBIC: resize_bicubic(&p, o, height, width, ty, tx); break;
