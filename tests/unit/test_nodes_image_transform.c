@@ -145,6 +145,27 @@ static void test_bilinear(void **state) {
     cd_value_unref(in);
 }
 
+/* torch's two bilinear kernels sum in different orders; the one it runs depends on the channels
+ * (more than 3 in a channels-last view) and on the output size (H + W <= 128). For these levels,
+ * pixel (16, 16) of a 2x2 -> 65x65 resize differs in the last bit between the two; the bit
+ * patterns are torch's formulas evaluated in float32 (numpy) for each kernel. */
+static void test_bilinear_kernel_choice(void **state) {
+    static const float p[4] = {121.0f / 255, 131.0f / 255, 193.0f / 255, 243.0f / 255};
+    const uint32_t channels_last_bits = 1056192612u, generic_bits = 1056192611u;
+    for (int c = 3; c <= 4; c++) {
+        float px[16];
+        for (int i = 0; i < 4; i++)
+            for (int k = 0; k < c; k++) px[i * c + k] = p[i];
+        cd_value *in = image(1, 2, 2, c, px);
+        cd_value *out = upscale(*state, in, 65, 65, "bilinear", NULL);
+        uint32_t bits;
+        memcpy(&bits, cd_value_tensor_data(out) + (16 * 65 + 16) * c, sizeof bits);
+        assert_int_equal(bits, c == 4 ? channels_last_bits : generic_bits);
+        cd_value_unref(out);
+        cd_value_unref(in);
+    }
+}
+
 static void test_area(void **state) {
     /* 4x4 -> 2x2: means of the 2x2 blocks of k / 16 */
     float px[16];
@@ -699,6 +720,13 @@ static void test_composite_masked(void **state) {
     float want2[] = {0.5f, 0.25f, 0.125f, 1, 0.5f, 0.25f, 0.125f, 1};
     expect_values(ok_output(&r, 0), want2, 8);
     run_end(&r);
+    /* an RGBA source on an RGB destination loses its alpha (not used as a mask) */
+    float s4[4] = {0.5f, 0.25f, 0.125f, 0.0f};
+    run(&r, *state, "ImageCompositeMasked", "destination", image(1, 1, 1, 3, d4), "source", image(1, 1, 1, 4, s4), "x",
+        cd_value_int(0), "y", cd_value_int(0), "resize_source", cd_value_bool(0), NULL);
+    expect_shape(ok_output(&r, 0), 4, 1, 1, 1, 3);
+    expect_values(ok_output(&r, 0), s4, 3);
+    run_end(&r);
     /* a mask of another size is resized to the source (bilinear); batches repeat */
     float m1[] = {0.5f};
     run(&r, *state, "ImageCompositeMasked", "destination", image(2, 1, 2, 1, (float[]){0, 0, 1, 1}), "source",
@@ -739,6 +767,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nearest_exact),
         cmocka_unit_test(test_bilinear),
+        cmocka_unit_test(test_bilinear_kernel_choice),
         cmocka_unit_test(test_area),
         cmocka_unit_test(test_bicubic),
         cmocka_unit_test(test_center_crop),

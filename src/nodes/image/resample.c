@@ -385,6 +385,20 @@ static int resize_lanczos(const plane *src, float *dst, int64_t oh, int64_t ow) 
 
 /* ---- common_upscale ---- */
 
+/* torch's is_contiguous(memory_format=channels_last) of the [B, C, H, W] view that movedim and
+ * the centre crop's narrow() make of a [B, H0, W0, C] image (H, W the cropped size): strides
+ * checked in the order C, W, H, N, dimensions of size 1 skipped. */
+static bool channels_last_contiguous(int64_t b, int64_t c, int64_t h, int64_t w, int64_t h0, int64_t w0) {
+    int64_t sizes[4] = {c, w, h, b}, strides[4] = {1, c, w0 * c, h0 * w0 * c};
+    int64_t expected = 1;
+    for (int d = 0; d < 4; d++) {
+        if (sizes[d] == 1) continue;
+        if (strides[d] != expected) return false;
+        expected *= sizes[d];
+    }
+    return true;
+}
+
 cd_value *cd_img_upscale(cd_node_call *call, const cd_value *t, int64_t width, int64_t height, const char *method,
                          const char *crop) {
     int m = cd_resample_method_of(method);
@@ -409,12 +423,10 @@ cd_value *cd_img_upscale(cd_node_call *call, const cd_value *t, int64_t width, i
     }
     /* crop="center": the largest centred region with the target's aspect ratio */
     int64_t cx = 0, cy = 0;
-    bool cropped = false;
     if (crop && !strcmp(crop, "center")) {
         double old_aspect = (double)s.w / (double)s.h, new_aspect = (double)width / (double)height;
         if (old_aspect > new_aspect) cx = cd_py_round(((double)s.w - (double)s.w * (new_aspect / old_aspect)) / 2);
         else if (old_aspect < new_aspect) cy = cd_py_round(((double)s.h - (double)s.h * (old_aspect / new_aspect)) / 2);
-        cropped = cx || cy;
     }
     int64_t ih = s.h - 2 * cy, iw = s.w - 2 * cx;
     if (ih <= 0 || iw <= 0) {
@@ -448,7 +460,7 @@ cd_value *cd_img_upscale(cd_node_call *call, const cd_value *t, int64_t width, i
      * after movedim; a crop is no longer contiguous) or an output of H + W <= 128, else the
      * generic one. torch also takes the channels-last kernel for bilinear with 3 channels when it
      * runs on one thread; comfyd assumes several, as ComfyUI has on any usual machine. */
-    bool channels_last = (s.c > 3 && !cropped) || height + width <= 128;
+    bool channels_last = (s.c > 3 && channels_last_contiguous(s.b, s.c, ih, iw, s.h, s.w)) || height + width <= 128;
     int rc = 0;
     for (int64_t b = 0; b < s.b && !rc; b++) {
         plane p = {base + per_in * (size_t)b + (size_t)(cy * s.w * s.c + cx * s.c), ih, iw, s.c, s.w * s.c};

@@ -447,9 +447,25 @@ static int composite_masked(cd_node_call *call) {
     if (mask && cd_value_kind_of(mask) == CD_VALUE_NONE) mask = NULL;
     if (mask && !cd_mask_shape_of(call, "mask", mask, &ms)) return CD_ERROR;
     int64_t x = cd_call_int(call, "x", 0), y = cd_call_int(call, "y", 0);
-    cd_value *rsrc = NULL, *rmask = NULL, *mview = NULL;
+    cd_value *rsrc = NULL, *rmask = NULL, *mview = NULL, *fixed = NULL;
+    /* node_helpers.image_alpha_fix first (the resize then sees the channels torch sees): a
+     * source with more channels is cut to the destination's, one with fewer gains an opaque
+     * alpha (older ComfyUI padded the destination instead, which then failed on the channel
+     * mismatch) */
+    if (ss.c != ds.c && (ss.c > ds.c || ss.c + 1 == ds.c)) {
+        fixed = cd_img_new(call, ss.b, ss.h, ss.w, ds.c);
+        if (!fixed) return CD_ERROR;
+        const float *sp = cd_value_tensor_data(src);
+        float *fp = cd_value_tensor_data_mut(fixed);
+        for (size_t i = 0, n = (size_t)(ss.b * ss.h * ss.w); i < n; i++)
+            for (int64_t k = 0; k < ds.c; k++) fp[i * (size_t)ds.c + (size_t)k] = k < ss.c ? sp[i * (size_t)ss.c + (size_t)k] : 1.0f;
+        src = fixed;
+        ss.c = ds.c;
+    }
     if (cd_call_bool(call, "resize_source", 0)) {
         rsrc = cd_img_upscale(call, src, ds.w, ds.h, "bilinear", "disabled");
+        cd_value_unref(fixed);
+        fixed = NULL;
         if (!rsrc) return CD_ERROR;
         src = rsrc;
         cd_img_shape_of(NULL, NULL, src, &ss);
@@ -461,6 +477,7 @@ static int composite_masked(cd_node_call *call) {
         cd_value_unref(mview);
         if (!rmask) {
             cd_value_unref(rsrc);
+            cd_value_unref(fixed);
             return mview ? CD_ERROR : cd_call_fail(call, "MemoryError", "out of memory");
         }
         mask = rmask;
@@ -470,13 +487,11 @@ static int composite_masked(cd_node_call *call) {
     if (!out) {
         cd_value_unref(rsrc);
         cd_value_unref(rmask);
+        cd_value_unref(fixed);
         return CD_ERROR;
     }
     float *d = cd_value_tensor_data_mut(out);
     memcpy(d, cd_value_tensor_data(dst), cd_value_tensor_numel(dst) * sizeof(float));
-    /* node_helpers.image_alpha_fix: a source with more channels is cut to the destination's, one
-     * with fewer gains an opaque alpha (older ComfyUI padded the destination instead, which then
-     * failed on the channel mismatch) */
     x = x < 0 ? 0 : x > ds.w ? ds.w : x;
     y = y < 0 ? 0 : y > ds.h ? ds.h : y;
     int64_t vw = ss.w < ds.w - x ? ss.w : ds.w - x, vh = ss.h < ds.h - y ? ss.h : ds.h - y;
@@ -496,6 +511,7 @@ static int composite_masked(cd_node_call *call) {
     }
     cd_value_unref(rsrc);
     cd_value_unref(rmask);
+    cd_value_unref(fixed);
     return cd_call_set_output(call, 0, out);
 }
 
