@@ -12,7 +12,11 @@
  * normalised to 22-bit fixed point, a horizontal then a vertical pass over uint8 samples with
  * rounding and clipping, and RGBA premultiplied around the resize (Image.resize converts to
  * "RGBa" and back). The uint8 round trip is ComfyUI's: clip(255 * x, 0, 255) truncated, then
- * x / 255 in float32. */
+ * x / 255 in float32. Checked bit for bit against Pillow 9.4 (Debian 12's) on 300 random
+ * L/RGB/RGBA images of up to 24x24 resized to up to 40x40, transparent pixels included.
+ *
+ * What cannot match: torch picks the channels-last bilinear kernel for 3-channel images when it
+ * runs on a single thread; comfyd assumes ComfyUI runs with several. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
