@@ -1,12 +1,15 @@
 // The transform and batch nodes through the real server: a picture from input/ scaled, rotated
 // and flipped with exact pixels; ResizeImageMaskNode's dynamic combo ("resize_type" with its
 // "resize_type.multiplier" widget) and BatchImagesNode's autogrow sockets ("images.image0", ...)
-// as the V3 frontend sends them; RebatchImages' list output saved one file per batch.
+// as the V3 frontend sends them; RebatchImages' list output saved one file per batch, and
+// ComfyUI's own test_mixed_lazy_results (tests/execution), which needs RebatchImages, run natively
+// with the testing pack.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, sleep } from './lib/server.mjs';
+import os from 'node:os';
+import { startServer, sleep, COMFYD_BIN } from './lib/server.mjs';
 import { encodePng, decodePng } from './lib/png.mjs';
 
 const T = { timeout: 120000 };
@@ -98,5 +101,38 @@ test('a BatchImagesNode without sockets and a bad resize type fail with clear er
     assert.match(JSON.stringify(body.node_errors['1']), /Required input is missing/);
   } finally {
     await srv.stop();
+  }
+});
+
+// test_execution.py's test_mixed_lazy_results: a list of three masks mixes black and white lazily,
+// RebatchImages joins the three one-image results into one batch of three.
+test('ComfyUI test_mixed_lazy_results: RebatchImages regroups a list of images into one batch', T, async () => {
+  const pack = path.join(path.dirname(COMFYD_BIN), 'tests', 'conformance', 'testing_pack', 'testing_pack.so');
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'comfyd-rebatch-'));
+  fs.mkdirSync(path.join(base, 'custom_nodes', 'testing-pack'), { recursive: true });
+  fs.copyFileSync(pack, path.join(base, 'custom_nodes', 'testing-pack', 'testing_pack.so'));
+  const srv = await startServer({ baseDir: base });
+  try {
+    const size = { height: 16, width: 16, batch_size: 1 };
+    const entry = await run(srv, {
+      1: { class_type: 'TestMakeListNode', inputs: { value1: 0.0, value2: 0.5, value3: 1.0 } },
+      2: { class_type: 'StubMask', inputs: { value: ['1', 0], ...size } },
+      3: { class_type: 'StubImage', inputs: { content: 'BLACK', ...size } },
+      4: { class_type: 'StubImage', inputs: { content: 'WHITE', ...size } },
+      5: { class_type: 'TestLazyMixImages', inputs: { image1: ['3', 0], image2: ['4', 0], mask: ['2', 0] } },
+      6: { class_type: 'RebatchImages', inputs: { images: ['5', 0], batch_size: 3 } },
+      7: { class_type: 'SaveImage', inputs: { images: ['6', 0], filename_prefix: 'mix' } },
+    });
+    assert.equal(entry.status.status_str, 'success', JSON.stringify(entry.status));
+    const images = entry.outputs['7'].images;
+    assert.equal(images.length, 3);
+    const levels = images.map((im) => {
+      const png = decodePng(fs.readFileSync(path.join(base, 'output', im.subfolder, im.filename)));
+      return [Math.min(...png.pixels), Math.max(...png.pixels)];
+    });
+    assert.deepEqual(levels, [[0, 0], [127, 127], [255, 255]]);
+  } finally {
+    await srv.stop();
+    fs.rmSync(base, { recursive: true, force: true });
   }
 });
