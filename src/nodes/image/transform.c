@@ -121,8 +121,8 @@ static int64_t rt_int(cd_node_call *call, const char *key, int64_t fallback) {
 static int resize_image_mask(cd_node_call *call) {
     const cd_value *in = cd_call_input(call, "input");
     cd_img_shape s;
-    bool image = cd_value_tensor_ndim(in) == 4;
     if (!in) return cd_call_fail(call, "ValueError", "input is missing");
+    bool image = cd_value_tensor_ndim(in) == 4;
     if (image ? !cd_img_shape_of(call, "input", in, &s) : !cd_mask_shape_of(call, "input", in, &s)) return CD_ERROR;
     /* a MASK travels as MASK even when a caller did not type it */
     cd_value *view = NULL;
