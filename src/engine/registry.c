@@ -233,7 +233,11 @@ static json_t *build_info(const cd_node_type *t, const char *module) {
         json_object_set(info, "output_matchtypes", any_match ? matchtypes : json_null());
     }
     json_object_set_new(info, "name", json_string(d->name));
-    json_object_set_new(info, "display_name", json_string(d->display_name ? d->display_name : d->name));
+    /* A V3 schema without display_name shows null (ComfyUI's NodeInfoV1 keeps the None); a V1
+     * node falls back to its name. */
+    json_object_set_new(info, "display_name", d->display_name ? json_string(d->display_name)
+                                              : v3                ? json_null()
+                                                                  : json_string(d->name));
     json_object_set_new(info, "description", json_string(d->description ? d->description : ""));
     json_object_set_new(info, "python_module", json_string(d->python_module ? d->python_module : module));
     json_object_set_new(info, "category", json_string(d->category ? d->category : "sd"));
