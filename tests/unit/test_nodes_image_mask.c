@@ -24,7 +24,8 @@ static int setup(void **state) {
 static cd_value *tensor_of(const char *type, int nd, const int64_t *shape, const float *values) {
     cd_value *v = cd_value_tensor_new(type, nd, shape);
     assert_non_null(v);
-    memcpy(cd_value_tensor_data_mut(v), values, cd_value_tensor_numel(v) * sizeof(float));
+    if (values && cd_value_tensor_numel(v))
+        memcpy(cd_value_tensor_data_mut(v), values, cd_value_tensor_numel(v) * sizeof(float));
     return v;
 }
 
@@ -424,6 +425,10 @@ static void test_batch_masks(void **state) {
     run(&r, *state, "BatchMasksNode", NULL);
     expect_fail(&r, "ValueError", "at least one mask");
     run_end(&r);
+    /* an empty mask cannot be resized */
+    run(&r, *state, "BatchMasksNode", "masks.mask0", mask3(1, 2, 2, a), "masks.mask1", mask3(1, 2, 0, NULL), NULL);
+    expect_fail(&r, "RuntimeError", "sizes should be greater than 0");
+    run_end(&r);
 }
 
 /* ---- SplitImageWithAlpha, JoinImageWithAlpha ---- */
@@ -526,6 +531,19 @@ static void test_porter_duff_resize_and_batch(void **state) {
     expect_ok(&r);
     expect_tensor(r.call.outputs[0], "IMAGE", 4, (int64_t[]){1, 1, 1, 3}, (float[]){0, 0, 0});
     expect_tensor(r.call.outputs[1], "MASK", 3, (int64_t[]){1, 1, 1}, (float[]){1});
+    run_end(&r);
+    /* RGBA images: every channel is composited as colour, batches of two */
+    static const float src4[] = {0.5f, 0.5f, 0.5f, 0.5f, 1, 1, 1, 1};
+    static const float dst4[] = {1, 1, 1, 1, 0, 0, 0, 0};
+    run(&r, *state, "PorterDuffImageComposite", "source", image4(2, 1, 1, 4, src4), "source_alpha",
+        mask3(2, 1, 1, (float[]){0.25f, 0.5f}), "destination", image4(2, 1, 1, 4, dst4), "destination_alpha",
+        mask3(2, 1, 1, (float[]){0.5f, 0}), "mode", cd_value_string("SRC_OVER"), NULL);
+    expect_ok(&r);
+    /* second pixel: s = 0.5, sa = 0.5 over d = 0, da = 1: oa = 1, o = 0.5 */
+    float f = 0.5f / 0.875f;
+    expect_tensor(r.call.outputs[0], "IMAGE", 4, (int64_t[]){2, 1, 1, 4},
+                  (float[]){f, f, f, f, 0.5f, 0.5f, 0.5f, 0.5f});
+    expect_tensor(r.call.outputs[1], "MASK", 3, (int64_t[]){2, 1, 1}, (float[]){0.125f, 0});
     run_end(&r);
     /* RGB onto RGBA: ComfyUI asserts the channel counts match */
     run(&r, *state, "PorterDuffImageComposite", "source", image4(1, 1, 1, 3, (float[]){1, 1, 1}), "source_alpha",

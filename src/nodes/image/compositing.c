@@ -21,8 +21,19 @@ void cd_img_center_crop(int64_t h, int64_t w, int64_t out_h, int64_t out_w, int6
                         int64_t *cw);
 void cd_img_resample(const float *src, int64_t w, int64_t c, int64_t y0, int64_t x0, int64_t ch, int64_t cw,
                      float *dst, int64_t out_h, int64_t out_w, bool bicubic);
+bool cd_img_resample_ok(cd_node_call *call, int64_t h, int64_t w, int64_t out_h, int64_t out_w);
 
 /* ---- resampling ---- */
+
+/* F.interpolate refuses empty inputs and outputs; false after cd_call_fail with its message. */
+bool cd_img_resample_ok(cd_node_call *call, int64_t h, int64_t w, int64_t out_h, int64_t out_w) {
+    if (h > 0 && w > 0 && out_h > 0 && out_w > 0) return true;
+    cd_call_fail(call, "RuntimeError",
+                 "Input and output sizes should be greater than 0, but got input (H: %lld, W: %lld) output (H: "
+                 "%lld, W: %lld)",
+                 (long long)h, (long long)w, (long long)out_h, (long long)out_w);
+    return false;
+}
 
 /* common_upscale(crop="center"): the centred region of (h, w) with the aspect ratio of
  * (out_h, out_w). Python's round() is half-to-even on doubles, which nearbyint() is in the
@@ -193,6 +204,7 @@ static float porter_duff(int mode, float s, float sm, float d, float dm, float *
  * new memory; NULL after cd_call_fail. */
 static float *upscale_plane(cd_node_call *call, const float *src, int64_t h, int64_t w, int64_t c, int64_t out_h,
                             int64_t out_w) {
+    if (!cd_img_resample_ok(call, h, w, out_h, out_w)) return NULL;
     float *dst = malloc((size_t)(out_h * out_w * c) * sizeof *dst + 1);
     if (!dst) {
         cd_call_fail(call, "MemoryError", "cannot allocate a resized image");
@@ -307,6 +319,7 @@ static int join_image_with_alpha(cd_node_call *call) {
     int64_t b = s.b > as.b ? s.b : as.b;
     if (s.b == 0 || as.b == 0) b = 0;
     int64_t keep = s.c < 3 ? s.c : 3;
+    if (b > 0 && !cd_img_resample_ok(call, as.h, as.w, s.h, s.w)) return CD_ERROR;
     cd_value *out = cd_img_new(call, b, s.h, s.w, keep + 1);
     if (!out) return CD_ERROR;
     size_t px = (size_t)(s.h * s.w);

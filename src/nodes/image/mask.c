@@ -22,6 +22,7 @@ void cd_img_center_crop(int64_t h, int64_t w, int64_t out_h, int64_t out_w, int6
                         int64_t *cw);
 void cd_img_resample(const float *src, int64_t w, int64_t c, int64_t y0, int64_t x0, int64_t ch, int64_t cw,
                      float *dst, int64_t out_h, int64_t out_w, bool bicubic);
+bool cd_img_resample_ok(cd_node_call *call, int64_t h, int64_t w, int64_t out_h, int64_t out_w);
 
 /* A new tensor of the same type and shape as `like` (for the element-wise nodes). */
 static cd_value *same_shape(cd_node_call *call, const cd_value *like) {
@@ -229,7 +230,8 @@ static int mask_composite(cd_node_call *call) {
         }
     }
     /* torch.clamp(output, 0.0, 1.0) over the whole mask; NaN stays NaN as in torch */
-    for (size_t i = 0, n = cd_value_tensor_numel(out); i < n; i++) o[i] = o[i] < 0.0f ? 0.0f : o[i] > 1.0f ? 1.0f : o[i];
+    for (size_t i = 0, n = cd_value_tensor_numel(out); i < n; i++)
+        o[i] = o[i] < 0.0f ? 0.0f : o[i] > 1.0f ? 1.0f : o[i];
     return cd_call_set_output(call, 0, out);
 }
 
@@ -387,6 +389,8 @@ static int batch_masks(cd_node_call *call) {
         if (!slots[k]) continue;
         if (!cd_mask_shape_of(call, names[k], slots[k], &s)) return CD_ERROR;
         if (!count++) first = s;
+        else if ((s.h != first.h || s.w != first.w) && !cd_img_resample_ok(call, s.h, s.w, first.h, first.w))
+            return CD_ERROR;
         total += s.b;
     }
     if (!count) return cd_call_fail(call, "ValueError", "Batch Masks needs at least one mask");
@@ -435,33 +439,34 @@ static const cd_node_def defs[] = {
        "16777215, \"step\": 1, \"display\": \"number\"}]}}",
        mask_out, image_color_to_mask),
     V3("SolidMask", NULL,
-       "{\"required\": {\"value\": [\"FLOAT\", {\"default\": 1.0, \"min\": 0.0, \"max\": 1.0, \"step\": 0.01}], " INT_INPUT(
-           "width", 512, 1) ", " INT_INPUT("height", 512, 1) "}}",
+       "{\"required\": {\"value\": [\"FLOAT\", {\"default\": 1.0, \"min\": 0.0, \"max\": 1.0, \"step\": 0.01}], "
+       INT_INPUT("width", 512, 1) ", " INT_INPUT("height", 512, 1) "}}",
        mask_out, solid_mask),
     V3("InvertMask", NULL, "{\"required\": {\"mask\": [\"MASK\", {}]}}", mask_out, invert_mask),
     V3("CropMask", NULL,
-       "{\"required\": {\"mask\": [\"MASK\", {}], " INT_INPUT("x", 0, 0) ", " INT_INPUT("y", 0, 0) ", " INT_INPUT(
-           "width", 512, 1) ", " INT_INPUT("height", 512, 1) "}}",
+       "{\"required\": {\"mask\": [\"MASK\", {}], " INT_INPUT("x", 0, 0) ", " INT_INPUT("y", 0, 0) ", "
+       INT_INPUT("width", 512, 1) ", " INT_INPUT("height", 512, 1) "}}",
        mask_out, crop_mask),
     V3("MaskComposite", NULL,
-       "{\"required\": {\"destination\": [\"MASK\", {}], \"source\": [\"MASK\", {}], " INT_INPUT("x", 0, 0) ", " INT_INPUT(
-           "y", 0, 0) ", \"operation\": [\"COMBO\", {\"multiselect\": false, \"options\": [\"multiply\", \"add\", "
-                      "\"subtract\", \"and\", \"or\", \"xor\"]}]}}",
+       "{\"required\": {\"destination\": [\"MASK\", {}], \"source\": [\"MASK\", {}], " INT_INPUT("x", 0, 0) ", "
+       INT_INPUT("y", 0, 0) ", \"operation\": [\"COMBO\", {\"multiselect\": false, \"options\": [\"multiply\", "
+       "\"add\", \"subtract\", \"and\", \"or\", \"xor\"]}]}}",
        mask_out, mask_composite),
     V3("FeatherMask", NULL,
-       "{\"required\": {\"mask\": [\"MASK\", {}], " INT_INPUT("left", 0, 0) ", " INT_INPUT("top", 0, 0) ", " INT_INPUT(
-           "right", 0, 0) ", " INT_INPUT("bottom", 0, 0) "}}",
+       "{\"required\": {\"mask\": [\"MASK\", {}], " INT_INPUT("left", 0, 0) ", " INT_INPUT("top", 0, 0) ", "
+       INT_INPUT("right", 0, 0) ", " INT_INPUT("bottom", 0, 0) "}}",
        mask_out, feather_mask),
     V3("GrowMask", "Grow Mask",
-       "{\"required\": {\"mask\": [\"MASK\", {}], " INT_INPUT(
-           "expand", 0, -16384) ", \"tapered_corners\": [\"BOOLEAN\", {\"default\": true}]}}",
+       "{\"required\": {\"mask\": [\"MASK\", {}], " INT_INPUT("expand", 0, -16384) ", "
+       "\"tapered_corners\": [\"BOOLEAN\", {\"default\": true}]}}",
        mask_out, grow_mask),
     V3("ThresholdMask", NULL,
        "{\"required\": {\"mask\": [\"MASK\", {}], \"value\": [\"FLOAT\", {\"default\": 0.5, \"min\": 0.0, \"max\": "
        "1.0, \"step\": 0.01}]}}",
        mask_out, threshold_mask),
     {.abi_version = CD_NODE_ABI_VERSION, .name = "MaskPreview", .display_name = "Preview Mask", .category = "mask",
-     .python_module = "comfy_extras.nodes_mask", .description = "Saves the input images to your ComfyUI output directory.",
+     .python_module = "comfy_extras.nodes_mask",
+     .description = "Saves the input images to your ComfyUI output directory.",
      .inputs = "{\"required\": {\"mask\": [\"MASK\", {}]}, \"hidden\": {\"prompt\": [\"PROMPT\"], \"extra_pnginfo\": "
                "[\"EXTRA_PNGINFO\"]}}",
      .flags = CD_NODE_OUTPUT | CD_NODE_V3_INFO, .execute = mask_preview},
