@@ -163,7 +163,7 @@ typedef struct {
 typedef struct cd_node_def {
     int abi_version; /* CD_NODE_ABI_VERSION */
     const char *name;
-    const char *display_name; /* NULL: the name */
+    const char *display_name; /* NULL: the name (null in /object_info with CD_NODE_V3_INFO) */
     const char *category;     /* NULL: "sd", as in ComfyUI */
     const char *description;  /* NULL: "" */
     /* NULL: "custom_nodes.<pack directory>". Built-in packs give ComfyUI's module, e.g.
