@@ -149,6 +149,13 @@ static void test_image_color_to_mask(void **state) {
     expect_ok(&r);
     expect_tensor(r.call.outputs[0], "MASK", 3, (int64_t[]){1, 1, 5}, (float[]){0, 0, 0, 1, 0});
     run_end(&r);
+    /* NaN converts to INT32_MIN, which torch's int32 shift by 16 turns into 0: (NaN, 0, 0) is
+     * colour 0, while (0, 0, NaN) is no colour */
+    const float nan_px[] = {NAN, 0, 0, 0, 0, NAN, 0, 0, 0};
+    run(&r, *state, "ImageColorToMask", "image", image4(1, 1, 3, 3, nan_px), "color", cd_value_int(0), NULL);
+    expect_ok(&r);
+    expect_tensor(r.call.outputs[0], "MASK", 3, (int64_t[]){1, 1, 3}, (float[]){1, 0, 1});
+    run_end(&r);
     /* RGBA: the alpha does not count */
     const float rgba[] = {0, 0, 1, 0.25f, 0, 0, 1, 1};
     run(&r, *state, "ImageColorToMask", "image", image4(2, 1, 1, 4, rgba), "color", cd_value_int(0x0000FF), NULL);

@@ -69,11 +69,13 @@ static int image_to_mask(cd_node_call *call) {
     return cd_call_set_output(call, 0, out);
 }
 
-/* (clamp(v, 0, 1) * 255).round().to(int): torch.round is half-to-even, as rintf in the default
- * rounding mode. */
-static int64_t to_byte(float v) {
+/* (clamp(v, 0, 1) * 255).round().to(torch.int): torch.round is half-to-even, as rintf in the
+ * default rounding mode. A NaN sample stays NaN through the clamp and converts to INT32_MIN, as
+ * x86's cvttss2si gives it. */
+static int32_t to_byte(float v) {
+    if (isnan(v)) return INT32_MIN;
     v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-    return (int64_t)rintf(v * 255.0f);
+    return (int32_t)rintf(v * 255.0f);
 }
 
 static int image_color_to_mask(cd_node_call *call) {
@@ -90,8 +92,10 @@ static int image_color_to_mask(cd_node_call *call) {
     float *d = cd_value_tensor_data_mut(out);
     for (size_t i = 0, n = (size_t)(s.b * s.h * s.w); i < n; i++) {
         const float *p = src + i * (size_t)s.c;
-        int64_t v = (to_byte(p[0]) << 16) + (to_byte(p[1]) << 8) + to_byte(p[2]);
-        d[i] = v == color ? 1.0f : 0.0f;
+        /* int32 arithmetic that wraps, as torch's bitwise_left_shift and + do: a NaN red or
+         * green sample shifts out to 0 */
+        uint32_t v = ((uint32_t)to_byte(p[0]) << 16) + ((uint32_t)to_byte(p[1]) << 8) + (uint32_t)to_byte(p[2]);
+        d[i] = (int64_t)(int32_t)v == color ? 1.0f : 0.0f;
     }
     return cd_call_set_output(call, 0, out);
 }
