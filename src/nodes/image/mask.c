@@ -385,7 +385,8 @@ static int batch_masks(cd_node_call *call) {
         const cd_value *v = k >= 0 ? cd_call_input(call, name) : NULL;
         if (v) slots[k] = v, names[k] = name;
     }
-    /* the masks in slot order, each resized (bilinear, centre crop) to the first one's size */
+    /* the masks in slot order, each resized (bilinear, centre crop: common_upscale) to the
+     * first one's size; compositing.c says how exact that resampling is */
     cd_img_shape first = {0}, s;
     int64_t total = 0;
     int count = 0;
