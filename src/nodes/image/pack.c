@@ -9,6 +9,7 @@ int cd_nodes_image_dataset_init(cd_pack *pack);
 int cd_nodes_image_filters_init(cd_pack *pack);
 int cd_nodes_image_transform_init(cd_pack *pack);
 int cd_nodes_image_batch_init(cd_pack *pack);
+int cd_nodes_image_mask_init(cd_pack *pack);
 
 int cd_nodes_image_init(cd_pack *pack) {
     if (VIPS_INIT("comfyd")) return CD_ERROR;
@@ -21,6 +22,7 @@ int cd_nodes_image_init(cd_pack *pack) {
         cd_nodes_image_filters_init,
         cd_nodes_image_transform_init,
         cd_nodes_image_batch_init,
+        cd_nodes_image_mask_init,
     };
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
         if (groups[i](pack) != CD_OK) return CD_ERROR;
