@@ -230,6 +230,7 @@ static void stop_engine(cd_instance *inst) {
 
 static void on_http_stopped(void *arg) {
     cd_instance *inst = arg;
+    cd_routes_manager_close(inst);
     stop_engine(inst);
     if (inst->signals_open) {
         inst->signals_open = false;
@@ -314,6 +315,7 @@ int cd_instance_start(cd_instance *inst, const cd_serve_options *opts, uv_loop_t
     cd_routes_prompt_register(inst);
     cd_routes_userdata_register(inst);
     cd_routes_projects_register(inst);
+    if (cd_routes_manager_register(inst, err, errlen) < 0) return -1;
     cd_routes_ws_register(inst);
     cd_routes_frontend_register(inst);
     if (start_listening(inst, err, errlen) < 0) return -1;
@@ -389,4 +391,21 @@ int cd_instance_run(const cd_serve_options *opts) {
 void cd_instance_request_restart(cd_instance *inst) {
     inst->restart_requested = true;
     begin_stop(inst, "restart requested");
+}
+
+void cd_instance_reboot(cd_instance *inst) {
+    const char *session = getenv("__COMFY_CLI_SESSION__");
+    if (session && *session) {
+        char *marker = malloc(strlen(session) + 8);
+        if (marker) {
+            sprintf(marker, "%s.reboot", session);
+            FILE *f = fopen(marker, "w");
+            if (f) fclose(f);
+            else cd_warn("cannot create the reboot marker %s", marker);
+            free(marker);
+        }
+        begin_stop(inst, "restart requested (comfy-cli session: the launcher starts us again)");
+        return;
+    }
+    cd_instance_request_restart(inst);
 }
