@@ -783,6 +783,7 @@ static int do_install_model(cd_manager *m, const json_t *item, const char *ui_id
         snprintf(err, errlen, "Invalid model install request is detected");
         goto out;
     }
+    cd_path_mkdirs(m->models_dir, 0755);
     dir = cd_path_join_confined(m->models_dir, folder);
     if (!dir || cd_path_mkdirs(dir, 0755) < 0) {
         snprintf(err, errlen, "the folder '%s' is outside models/ or cannot be created", folder);
