@@ -142,7 +142,9 @@ int cd_archive_extract(const char *path, const char *dest, char **files, char *e
     }
     struct archive *w = archive_write_disk_new();
     archive_write_disk_set_options(w, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                          ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
+                                          ARCHIVE_EXTRACT_SECURE_SYMLINKS);
+    /* (not SECURE_NOABSOLUTEPATHS: every entry was checked above and is written under dest,
+     * an absolute path) */
     cd_buf list = CD_BUF_INIT;
     int ret = 0;
     while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
@@ -151,7 +153,13 @@ int cd_archive_extract(const char *path, const char *dest, char **files, char *e
             archive_read_data_skip(a);
             continue;
         }
-        const char *rel = c + strip;
+        /* rel is copied: setting the entry's path below frees the text it points into */
+        char *rel = strdup(c + strip);
+        if (!rel) {
+            snprintf(err, errlen, "out of memory");
+            ret = -1;
+            break;
+        }
         cd_buf full = CD_BUF_INIT;
         cd_buf_printf(&full, "%s/%s", dest, rel);
         archive_entry_set_pathname(e, full.data);
@@ -168,6 +176,7 @@ int cd_archive_extract(const char *path, const char *dest, char **files, char *e
         archive_entry_set_perm(e, archive_entry_perm(e) & 0755);
         if (archive_write_header(w, e) != ARCHIVE_OK) {
             snprintf(err, errlen, "cannot unpack %s: %s", rel, archive_error_string(w));
+            free(rel);
             ret = -1;
             break;
         }
@@ -183,11 +192,13 @@ int cd_archive_extract(const char *path, const char *dest, char **files, char *e
         }
         if (dr != ARCHIVE_EOF) {
             snprintf(err, errlen, "cannot unpack %s: %s", rel, archive_error_string(a));
+            free(rel);
             ret = -1;
             break;
         }
         archive_write_finish_entry(w);
         if (archive_entry_filetype(e) != AE_IFDIR) cd_buf_printf(&list, "%s\n", rel);
+        free(rel);
     }
     if (ret == 0 && r != ARCHIVE_EOF) {
         snprintf(err, errlen, "broken archive: %s", archive_error_string(a));

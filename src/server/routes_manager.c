@@ -822,7 +822,7 @@ static void h_v2_task(cd_http_req *req, void *ctx) {
         j->kind = kind;
         start_enqueue_job(r, req, j);
     } else {
-        cd_manager_enqueue(r->mgr, kind, ui_id, p);
+        cd_manager_enqueue(r->mgr, kind, json_string_value(json_object_get(p, "ui_id")), p);
         json_decref(p);
         cd_http_respond_text(req, 200, "");
     }
