@@ -691,6 +691,19 @@ static int do_fix(cd_manager *m, const char *name, char *err, size_t errlen) {
     return rc;
 }
 
+/* Versions compared as ComfyUI-Manager normalises them: "2.5" is "2.5.0". */
+static bool same_version(const char *a, const char *b) {
+    char na[80], nb[80];
+    const char *in[2] = {a, b};
+    char *out[2] = {na, nb};
+    for (int i = 0; i < 2; i++) {
+        int dots = 0;
+        for (const char *p = in[i]; *p; p++) dots += *p == '.';
+        snprintf(out[i], 80, "%s%s%s", in[i], dots < 2 ? ".0" : "", dots < 1 ? ".0" : "");
+    }
+    return !strcmp(na, nb);
+}
+
 static int do_update(cd_manager *m, const char *name, bool *updated, char *err, size_t errlen) {
     *updated = false;
     bool enabled;
@@ -725,7 +738,7 @@ static int do_update(cd_manager *m, const char *name, bool *updated, char *err, 
         cd_pack_manifest man;
         char merr[128];
         const char *cv = entry ? str(entry, "version") : NULL;
-        if (!entry || !cv || (cd_pack_manifest_read(where, &man, merr, sizeof merr) == 0 && !strcmp(man.version, cv))) {
+        if (!entry || !cv || (cd_pack_manifest_read(where, &man, merr, sizeof merr) == 0 && same_version(man.version, cv))) {
             snprintf(err, errlen, "skip: %s is up to date", name);
             rc = 0;
             goto out;
@@ -1131,7 +1144,7 @@ json_t *cd_manager_snapshot_list(cd_manager *m) {
     }
     if (d) closedir(d);
     free(dir);
-    qsort(names, n, sizeof *names, cmp_desc);
+    if (n) qsort(names, n, sizeof *names, cmp_desc);
     json_t *items = json_array();
     for (size_t i = 0; i < n; i++) {
         if (names[i]) json_array_append_new(items, json_string(names[i]));

@@ -766,7 +766,10 @@ static void h_reboot(cd_http_req *req, void *ctx) {
     mroutes *r = ctx;
     if (csrf_refused(req)) return;
     if (!gate_json(r, req, CD_RISK_MIDDLE)) return;
-    cd_http_respond_text(req, 200, "");
+    /* ComfyUI-Manager's reboot never answers (the process execs itself), and clients count on
+     * that: @saintno/comfyui-sdk reports success only when the request fails. So the
+     * connection is cut, then the server restarts. */
+    cd_http_abort(req);
     cd_instance_reboot(r->inst);
 }
 
