@@ -40,6 +40,7 @@ struct cd_manager_routes {
     pthread_mutex_t lock;
     mev *head, *tail;
     waiter *waiters;
+    json_t *imported; /* /customnode/installed?mode=imported: the packs as loaded at start */
     bool closing;
 };
 typedef struct cd_manager_routes mroutes;
@@ -262,6 +263,10 @@ static void h_mappings(cd_http_req *req, void *ctx) {
 }
 
 static void w_installed(job *j) {
+    if (j->mode && !strcmp(j->mode, "imported")) {
+        j->json = json_deep_copy(j->r->imported);
+        return;
+    }
     json_t *all = cd_manager_installed(j->r->mgr);
     json_t *out = json_object();
     const char *k;
@@ -273,6 +278,15 @@ static void w_installed(job *j) {
     }
     json_decref(all);
     j->json = out;
+}
+
+/* The ComfyUI-Manager shape of what is on disk now, for mode=imported. */
+static json_t *installed_now(cd_manager *m) {
+    job j = {0};
+    mroutes r = {.mgr = m};
+    j.r = &r;
+    w_installed(&j);
+    return j.json;
 }
 static void h_installed(cd_http_req *req, void *ctx) {
     job *j = job_new(ctx, req, w_installed);
@@ -904,6 +918,7 @@ int cd_routes_manager_register(cd_instance *inst, char *err, size_t errlen) {
     }
     r->async.data = r;
     inst->manager = r;
+    r->imported = installed_now(r->mgr);
     cd_info("manager: security_level %s%s", cd_policy_level_name(cd_manager_config(r->mgr)->security_level),
             o.loopback ? "" : " (listening beyond loopback: the stricter rules apply)");
 
@@ -974,6 +989,7 @@ static void on_async_closed(uv_handle_t *h) {
         n = w->next;
         free(w);
     }
+    json_decref(r->imported);
     pthread_mutex_destroy(&r->lock);
     free(r);
 }

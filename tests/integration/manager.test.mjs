@@ -138,12 +138,14 @@ describe('node-pack manager', () => {
       assert.ok(fs.existsSync(path.join(m.cn, 'alpha', '.comfyd-build.log')), 'the build log is kept');
       assert.equal((await m.get('/object_info/AlphaNode')).status, 200);
       assert.deepEqual(await (await m.get('/object_info/AlphaNode')).json(), {}, 'not loaded before a restart');
+      assert.deepEqual(await (await m.get('/customnode/installed?mode=imported')).json(), {}, 'the state at start');
       await assert.rejects(m.post('/manager/reboot'), 'the connection is cut, as ComfyUI-Manager execs at once');
       await sleep(300);
       await waitBack(m.base);
       const info = await (await m.get('/object_info')).json();
       assert.ok(info.AlphaNode, 'the new node after the reboot');
       assert.equal(info.AlphaNodeTwo, undefined, 'the commit after the tag is not installed');
+      assert.equal((await (await m.get('/customnode/installed?mode=imported')).json()).alpha.enabled, true, 'loaded at this start');
       assert.equal(m.srv.exitInfo, null, 'restarted in place');
       // the same install again is a success (skip)
       m.ws.close();
