@@ -31,6 +31,15 @@ before(async () => {
   repos.beta = makeRepo(root, 'beta', packFiles({ id: 'beta', nodes: ['BetaNode'] }));
   repos.broken = makeRepo(root, 'broken', packFiles({ id: 'broken', nodes: ['BrokenNode'], broken: true }));
   repos.unlisted = makeRepo(root, 'unlisted', packFiles({ id: 'unlisted', nodes: ['UnlistedNode'] }));
+  // the other ways a pack can be built: CMakeLists.txt, bare C sources; and a build that hangs
+  const cm = packFiles({ id: 'cmk', nodes: ['CmakeNode'] });
+  delete cm.Makefile;
+  cm['CMakeLists.txt'] = 'cmake_minimum_required(VERSION 3.13)\nproject(cmk C)\nadd_library(cmk MODULE pack.c)\nset_target_properties(cmk PROPERTIES PREFIX "")\n';
+  repos.cmk = makeRepo(root, 'cmk', cm);
+  const plain = packFiles({ id: 'plain', nodes: ['PlainNode'] });
+  delete plain.Makefile;
+  repos.plain = makeRepo(root, 'plain', plain);
+  repos.slow = makeRepo(root, 'slow', { ...packFiles({ id: 'slow', nodes: ['SlowNode'] }), Makefile: 'all:\n\tsleep 60\n' });
   const gamma = tarGz(Object.entries(packFiles({ id: 'gamma', nodes: ['GammaNode'] })).map(([n, c]) => [`gamma-1.0/${n}`, c]));
   const evil = tarGz([['evil/comfyd-pack.json', '{"id":"evil"}'], ['evil/../../evil.txt', 'owned']]);
   big = Buffer.alloc(300 * 1024);
@@ -46,6 +55,9 @@ before(async () => {
     entry('alpha', [repos.alpha.url], { ref: 'v1' }),
     entry('beta', [repos.beta.url]),
     entry('broken', [repos.broken.url]),
+    entry('cmk', [repos.cmk.url]),
+    entry('plain', [repos.plain.url]),
+    entry('slow', [repos.slow.url]),
     entry('gamma', [`${fsrv.base}/gamma.tar.gz`], { install_type: 'unzip', sha256: sha256(gamma), version: '1.0' }),
     entry('badsum', [`${fsrv.base}/badsum.tar.gz`], { install_type: 'unzip', sha256: '0'.repeat(64) }),
     entry('evil', [`${fsrv.base}/evil.tar.gz`], { install_type: 'unzip' }),
@@ -106,7 +118,7 @@ describe('node-pack manager', () => {
     try {
       const list = await (await m.get('/customnode/getlist?mode=cache&skip_update=true')).json();
       assert.equal(list.channel, 'custom');
-      assert.deepEqual(Object.keys(list.node_packs).sort(), ['alpha', 'badsum', 'beta', 'broken', 'evil', 'gamma']);
+      assert.deepEqual(Object.keys(list.node_packs).sort(), ['alpha', 'badsum', 'beta', 'broken', 'cmk', 'evil', 'gamma', 'plain', 'slow']);
       assert.equal(list.node_packs.alpha.state, 'not-installed');
       assert.equal(list.node_packs.alpha.repository, repos.alpha.url);
       const local = await (await m.get('/api/customnode/getlist?mode=local')).json();
@@ -240,6 +252,30 @@ describe('node-pack manager', () => {
         assert.equal((await m2.installed()).flaky.ver, good, 'the previous commit is still installed');
         assert.ok(fs.existsSync(path.join(m2.cn, 'flaky', 'pack.so')));
       } finally { await m2.stop(); fs.rmSync(m.srv.baseDir, { recursive: true, force: true }); }
+    } finally { await m.stop(); }
+  });
+
+  test('packs built with CMake or from bare C sources; a build past the time limit is stopped', T, async () => {
+    const m = await manager({ config: 'build_timeout = 2' });
+    try {
+      const t0 = Date.now();
+      const d = await m.run(
+        ['/manager/queue/install', { id: 'cmk', version: '1.0.0', ui_id: 'cmk' }],
+        ['/manager/queue/install', { id: 'plain', version: '1.0.0', ui_id: 'plain' }],
+        ['/manager/queue/install', { id: 'slow', version: '1.0.0', ui_id: 'slow' }]);
+      assert.equal(d.data.nodepack_result.cmk, 'success');
+      assert.equal(d.data.nodepack_result.plain, 'success');
+      assert.match(d.data.nodepack_result.slow, /build stopped after 2 s \(time limit\)/);
+      assert.ok(Date.now() - t0 < 40000, 'the hanging build did not hold the queue');
+      assert.ok(fs.existsSync(path.join(m.cn, 'cmk', 'cmk.so')));
+      assert.ok(fs.existsSync(path.join(m.cn, 'plain', 'pack.so')));
+      assert.ok(!fs.existsSync(path.join(m.cn, 'slow')));
+      assert.match(fs.readFileSync(path.join(m.cn, '.logs', 'slow.build.log'), 'utf8'), /time limit reached/);
+      await assert.rejects(m.post('/manager/reboot'));
+      await sleep(300);
+      await waitBack(m.base);
+      const info = await (await m.get('/object_info')).json();
+      assert.ok(info.CmakeNode && info.PlainNode);
     } finally { await m.stop(); }
   });
 
