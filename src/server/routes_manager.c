@@ -182,7 +182,8 @@ struct job {
     json_t *json;
     char *text;
     cd_task_kind kind;
-    bool wait; /* answer when the task ends (the synchronous routes) */
+    bool wait;        /* answer when the task ends (the synchronous routes) */
+    cd_http_req *req; /* while after() runs */
     char err[512];
 };
 
@@ -202,6 +203,7 @@ static void job_work(void *arg) {
 static void job_done(cd_http_req *req, void *arg) {
     job *j = arg;
     if (req) {
+        j->req = req;
         if (j->after) j->after(j);
         if (!j->after || j->status) {
             /* after() may have queued a waiter and left status 0: then the task answers */
@@ -227,9 +229,6 @@ static job *job_new(mroutes *r, cd_http_req *req, job_fn work) {
     j->mode = query(req, "mode");
     return j;
 }
-
-/* The request a job's after() answers through a waiter (set just before after() runs). */
-static cd_http_req *current_req;
 
 static void job_start(mroutes *r, cd_http_req *req, job *j) {
     (void)r;
@@ -291,6 +290,25 @@ static json_t *installed_now(cd_manager *m) {
 static void h_installed(cd_http_req *req, void *ctx) {
     job *j = job_new(ctx, req, w_installed);
     if (j) job_start(ctx, req, j);
+}
+
+/* The versions of a pack that sit disabled: [{"version": ...}], or 400 when there are none. */
+static void w_disabled_versions(job *j) {
+    json_t *all = cd_manager_installed(j->r->mgr);
+    json_t *p = json_object_get(all, json_string_value(json_object_get(j->body, "name")));
+    if (p && !json_is_true(json_object_get(p, "enabled"))) {
+        j->json = json_pack("[{s:O}]", "version", json_object_get(p, "ver"));
+    } else {
+        j->status = 400;
+        j->text = strdup("no disabled version");
+    }
+    json_decref(all);
+}
+static void h_disabled_versions(cd_http_req *req, void *ctx) {
+    job *j = job_new(ctx, req, w_disabled_versions);
+    if (!j) return;
+    j->body = json_pack("{s:s}", "name", cd_http_req_param(req, "node_name"));
+    job_start(ctx, req, j);
 }
 
 static void w_fetch_updates(job *j) {
@@ -367,23 +385,17 @@ static void enqueue_job(job *j) {
         return;
     }
     w->task_id = id;
-    w->req = current_req;
+    w->req = j->req;
     w->r = j->r;
     w->next = j->r->waiters;
     j->r->waiters = w;
-    cd_http_req_on_abort(current_req, waiter_abort, w);
+    cd_http_req_on_abort(j->req, waiter_abort, w);
     cd_manager_start(j->r->mgr);
     j->status = 0;
 }
 
-static void job_done_current(cd_http_req *req, void *arg) {
-    current_req = req;
-    job_done(req, arg);
-    current_req = NULL;
-}
-
 static void start_enqueue_job(mroutes *r, cd_http_req *req, job *j) {
-    cd_offload(r->inst, req, job_work, job_done_current, j);
+    cd_offload(r->inst, req, job_work, job_done, j);
 }
 
 /* Install: the level gate, then (in the pool, as it reads the catalog) the risk of this item:
@@ -925,6 +937,7 @@ int cd_routes_manager_register(cd_instance *inst, char *err, size_t errlen) {
     add(r, "GET", "/customnode/getlist", h_getlist);
     add(r, "GET", "/customnode/getmappings", h_mappings);
     add(r, "GET", "/customnode/installed", h_installed);
+    add(r, "GET", "/customnode/disabled_versions/{node_name}", h_disabled_versions);
     add_both(r, "/customnode/fetch_updates", h_fetch_updates);
     add(r, "GET", "/externalmodel/getlist", h_models);
 

@@ -187,10 +187,12 @@ describe('node-pack manager', () => {
       assert.ok(!fs.existsSync(path.join(m.cn, 'beta')));
       assert.equal((await m.installed()).beta.enabled, false);
       assert.equal((await (await m.get('/customnode/getlist?mode=cache')).json()).node_packs.beta.state, 'disabled');
+      assert.deepEqual(await (await m.get('/customnode/disabled_versions/beta')).json(), [{ version: v2 }]);
 
       d = await m.run(['/manager/queue/enable', { id: 'beta', version: v2, ui_id: 'b' }]);
       assert.equal(d.data.nodepack_result.b, 'success');
       assert.equal((await m.installed()).beta.enabled, true);
+      assert.equal((await m.get('/customnode/disabled_versions/beta')).status, 400);
       // installing a disabled pack enables it (ComfyUI-Manager's rule)
       await m.run(['/manager/queue/disable', { id: 'beta', ui_id: 'b' }]);
       d = await m.run(['/manager/queue/install', { id: 'beta', version: '1.0.0', ui_id: 'b' }]);
