@@ -1051,6 +1051,13 @@ void cd_manager_reset(cd_manager *m) {
     pthread_mutex_unlock(&m->lock);
 }
 
+void cd_manager_cancel(cd_manager *m) {
+    cd_manager_reset(m);
+    pthread_mutex_lock(&m->lock);
+    m->cancel = 1;
+    pthread_mutex_unlock(&m->lock);
+}
+
 bool cd_manager_is_processing(cd_manager *m) {
     pthread_mutex_lock(&m->lock);
     bool p = m->processing;

@@ -87,6 +87,9 @@ int cd_manager_enqueue_update_all(cd_manager *m);
 /* Starts the worker: 0 started, 1 already running, -1 failure. */
 int cd_manager_start(cd_manager *m);
 void cd_manager_reset(cd_manager *m);
+/* Drops the queued tasks and makes the running one stop soon (its download, clone or build is
+ * aborted; it reports failure). The worker then exits without a "done" event. Any thread. */
+void cd_manager_cancel(cd_manager *m);
 bool cd_manager_is_processing(cd_manager *m);
 /* {"total_count", "done_count", "in_progress_count", "is_processing"} */
 json_t *cd_manager_status(cd_manager *m);

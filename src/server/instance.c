@@ -248,6 +248,7 @@ static void begin_stop(cd_instance *inst, const char *why) {
     cd_info("%s: stopping (in-flight requests may finish)", why);
     if (inst->clients) cd_ws_clients_shutdown(inst->clients);
     inst->clients = NULL;
+    cd_routes_manager_cancel(inst); /* a clone, download or build must not hold the stop */
     cd_http_server_stop(inst->http, on_http_stopped, inst);
 }
 

@@ -80,6 +80,9 @@ void cd_routes_prompt_register(cd_instance *inst);
 void cd_routes_userdata_register(cd_instance *inst);
 void cd_routes_projects_register(cd_instance *inst);
 int cd_routes_manager_register(cd_instance *inst, char *err, size_t errlen);
+/* At the start of a stop: cancels the running task and drops the queued ones, answering the
+ * requests that wait on them. */
+void cd_routes_manager_cancel(cd_instance *inst);
 /* Stops the manager's worker and closes its handle (after the HTTP side has stopped). */
 void cd_routes_manager_close(cd_instance *inst);
 

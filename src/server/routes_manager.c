@@ -1007,6 +1007,25 @@ static void on_async_closed(uv_handle_t *h) {
     free(r);
 }
 
+static void answer_waiters(mroutes *r, int status, const char *text) {
+    for (waiter *w = r->waiters, *n; w; w = n) {
+        n = w->next;
+        if (w->req) {
+            cd_http_req_on_abort(w->req, NULL, NULL);
+            cd_http_respond_text(w->req, status, text);
+        }
+        free(w);
+    }
+    r->waiters = NULL;
+}
+
+void cd_routes_manager_cancel(cd_instance *inst) {
+    mroutes *r = inst->manager;
+    if (!r || !r->mgr) return;
+    cd_manager_cancel(r->mgr);
+    answer_waiters(r, 503, "the server is stopping");
+}
+
 void cd_routes_manager_close(cd_instance *inst) {
     mroutes *r = inst->manager;
     if (!r) return;
@@ -1017,11 +1036,6 @@ void cd_routes_manager_close(cd_instance *inst) {
     pthread_mutex_lock(&r->lock);
     r->closing = true;
     pthread_mutex_unlock(&r->lock);
-    for (waiter *w = r->waiters; w; w = w->next)
-        if (w->req) {
-            cd_http_req_on_abort(w->req, NULL, NULL);
-            cd_http_respond_text(w->req, 503, "the server is stopping");
-            w->req = NULL;
-        }
+    answer_waiters(r, 503, "the server is stopping");
     uv_close((uv_handle_t *)&r->async, on_async_closed);
 }

@@ -281,6 +281,21 @@ describe('node-pack manager', () => {
     } finally { await m.stop(); }
   });
 
+  test('stopping the server cancels a running build at once', T, async () => {
+    const m = await manager();
+    try {
+      const pending = m.post('/customnode/install', { id: 'slow', version: '1.0.0' }).then((r) => r.status, () => 'cut');
+      await sleep(1500); // the clone is done, make is sleeping
+      const t0 = Date.now();
+      m.srv.child.kill('SIGTERM');
+      const info = await m.srv.waitExit(20000);
+      assert.ok(Date.now() - t0 < 10000, `stopped in ${Date.now() - t0} ms`);
+      assert.equal(info.code, 0);
+      assert.ok([503, 'cut'].includes(await pending));
+      assert.ok(!fs.existsSync(path.join(m.cn, 'slow')));
+    } finally { m.ws.close(); await m.srv.stop({ signalled: true }); }
+  });
+
   test('two installs at once, and two synchronous installs at once', T, async () => {
     const m = await manager();
     try {
