@@ -1042,13 +1042,17 @@ int cd_manager_start(cd_manager *m) {
 
 void cd_manager_reset(cd_manager *m) {
     pthread_mutex_lock(&m->lock);
-    for (task *t = m->head, *n; t; t = n) {
-        n = t->next;
-        task_free(t);
-    }
+    task *list = m->head;
     m->head = m->tail = NULL;
     m->queued = 0;
     pthread_mutex_unlock(&m->lock);
+    /* Whoever waits on a dropped task hears about it. */
+    for (task *t = list, *n; t; t = n) {
+        n = t->next;
+        emit(m, "cm-task-done", json_pack("{s:I, s:b, s:s}", "task_id", (json_int_t)t->id, "ok", 0, "msg",
+                                          "removed from the queue (reset)"));
+        task_free(t);
+    }
 }
 
 void cd_manager_cancel(cd_manager *m) {

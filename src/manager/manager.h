@@ -86,6 +86,7 @@ uint64_t cd_manager_enqueue(cd_manager *m, cd_task_kind kind, const char *ui_id,
 int cd_manager_enqueue_update_all(cd_manager *m);
 /* Starts the worker: 0 started, 1 already running, -1 failure. */
 int cd_manager_start(cd_manager *m);
+/* Drops the queued tasks (not the running one); each gets a failed "cm-task-done". */
 void cd_manager_reset(cd_manager *m);
 /* Drops the queued tasks and makes the running one stop soon (its download, clone or build is
  * aborted; it reports failure). The worker then exits without a "done" event. Any thread. */

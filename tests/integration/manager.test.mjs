@@ -296,6 +296,27 @@ describe('node-pack manager', () => {
     } finally { m.ws.close(); await m.srv.stop({ signalled: true }); }
   });
 
+  test('reset drops queued tasks, not the running one; a request waiting on a dropped task is answered', T, async () => {
+    const m = await manager({ config: 'build_timeout = 3' });
+    try {
+      assert.equal((await m.post('/manager/queue/install', { id: 'slow', version: '1.0.0', ui_id: 'slow' })).status, 200);
+      assert.equal((await m.post('/manager/queue/start')).status, 200);
+      await sleep(500);
+      const waiting = m.post('/customnode/install', { id: 'beta', version: '1.0.0' });
+      await sleep(500);
+      const st = await (await m.get('/manager/queue/status')).json();
+      assert.deepEqual(st, { total_count: 2, done_count: 0, in_progress_count: 1, is_processing: true });
+      assert.equal((await m.post('/manager/queue/reset')).status, 200);
+      const r = await waiting;
+      assert.equal(r.status, 400);
+      assert.equal(await r.text(), 'removed from the queue (reset)');
+      const d = await m.ws.waitFor((x) => x.data.status === 'done');
+      assert.match(d.data.nodepack_result.slow, /time limit/);
+      assert.deepEqual(Object.keys(d.data.nodepack_result), ['slow']);
+      assert.equal((await m.installed()).beta, undefined);
+    } finally { await m.stop(); }
+  });
+
   test('two installs at once, and two synchronous installs at once', T, async () => {
     const m = await manager();
     try {
