@@ -99,7 +99,7 @@ static json_t *item_for(const char *arg, const char *mode) {
 
 static int cmd_list(cd_manager *m, const cd_cli_manager_opts *o, const char *filter) {
     char err[512];
-    json_t *list = cd_manager_getlist(m, o->mode, err, sizeof err);
+    json_t *list = cd_manager_getlist(m, o->mode, false, err, sizeof err);
     json_t *installed = cd_manager_installed(m);
     if (!list) {
         fprintf(stderr, "comfyd: %s\n", err);
@@ -133,7 +133,7 @@ static int cmd_list(cd_manager *m, const cd_cli_manager_opts *o, const char *fil
 
 static int cmd_show(cd_manager *m, const cd_cli_manager_opts *o, const char *name) {
     char err[512];
-    json_t *list = cd_manager_getlist(m, o->mode, err, sizeof err);
+    json_t *list = cd_manager_getlist(m, o->mode, false, err, sizeof err);
     json_t *installed = cd_manager_installed(m);
     json_t *out = json_object();
     json_t *e = list ? json_object_get(json_object_get(list, "node_packs"), name) : NULL;

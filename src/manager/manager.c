@@ -199,7 +199,7 @@ json_t *cd_manager_installed(cd_manager *m) {
     return all;
 }
 
-json_t *cd_manager_getlist(cd_manager *m, const char *mode, char *err, size_t errlen) {
+json_t *cd_manager_getlist(cd_manager *m, const char *mode, bool check_updates, char *err, size_t errlen) {
     cd_catalog *cat = load_catalog(m, mode, err, errlen);
     if (!cat) return NULL;
     json_t *installed = cd_manager_installed(m);
@@ -220,7 +220,15 @@ json_t *cd_manager_getlist(cd_manager *m, const char *mode, char *err, size_t er
         json_object_set_new(p, "state", json_string(state));
         json_object_set_new(p, "version", json_string(ver ? ver : "unknown"));
         if (inst) json_object_set_new(p, "active_version", json_string(ver ? ver : "unknown"));
-        json_object_set_new(p, "update-state", json_string("false"));
+        const char *update_state = "false";
+        if (check_updates && inst && json_is_true(json_object_get(inst, "git"))) {
+            char *dir = cd_path_join(m->custom_nodes_dir, str(inst, "path"));
+            char target[41], e2[256];
+            int r = dir ? cd_git_check_update(dir, str(e, "ref"), target, e2, sizeof e2) : -1;
+            update_state = r > 0 ? "true" : r == 0 ? "false" : "fail";
+            free(dir);
+        }
+        json_object_set_new(p, "update-state", json_string(update_state));
         json_object_set_new(p, "health", json_string("-"));
         const char *f0 = json_string_value(json_array_get(json_object_get(e, "files"), 0));
         json_object_set_new(p, "repository", json_string(str(e, "repository") ? str(e, "repository") : f0));

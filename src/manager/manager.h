@@ -50,7 +50,9 @@ bool cd_manager_loopback(const cd_manager *m);
 
 /* ---- catalog (blocking: may fetch a channel; call from the thread pool) ---- */
 /* mode: "local" (the bundled channel), "cache", "remote" (the configured channel_url). */
-json_t *cd_manager_getlist(cd_manager *m, const char *mode, char *err, size_t errlen);
+/* With check_updates, installed git packs are fetched and "update-state" says whether origin
+ * has something newer ('true', 'false' or 'fail'), as ComfyUI-Manager does without skip_update. */
+json_t *cd_manager_getlist(cd_manager *m, const char *mode, bool check_updates, char *err, size_t errlen);
 json_t *cd_manager_mappings(cd_manager *m, const char *mode, char *err, size_t errlen);
 json_t *cd_manager_model_list(cd_manager *m, const char *mode, char *err, size_t errlen);
 json_t *cd_manager_installed(cd_manager *m);

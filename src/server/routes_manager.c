@@ -183,6 +183,7 @@ struct job {
     char *text;
     cd_task_kind kind;
     bool wait;        /* answer when the task ends (the synchronous routes) */
+    bool check_updates;
     cd_http_req *req; /* while after() runs */
     char err[512];
 };
@@ -238,7 +239,7 @@ static void job_start(mroutes *r, cd_http_req *req, job *j) {
 /* ---- catalog routes ---- */
 
 static void w_getlist(job *j) {
-    j->json = cd_manager_getlist(j->r->mgr, j->mode ? j->mode : "cache", j->err, sizeof j->err);
+    j->json = cd_manager_getlist(j->r->mgr, j->mode ? j->mode : "cache", j->check_updates, j->err, sizeof j->err);
     if (!j->json) {
         j->status = 400;
         j->text = strdup(j->err);
@@ -246,7 +247,11 @@ static void w_getlist(job *j) {
 }
 static void h_getlist(cd_http_req *req, void *ctx) {
     job *j = job_new(ctx, req, w_getlist);
-    if (j) job_start(ctx, req, j);
+    if (!j) return;
+    char *skip = query(req, "skip_update");
+    j->check_updates = !(skip && !strcasecmp(skip, "true"));
+    free(skip);
+    job_start(ctx, req, j);
 }
 
 static void w_mappings(job *j) {

@@ -176,9 +176,12 @@ describe('node-pack manager', () => {
       assert.equal((await m.post('/customnode/fetch_updates', { mode: 'cache' })).status, 200, 'nothing new yet');
       const v2 = repos.beta.commit(packFiles({ id: 'beta', version: '1.1.0', nodes: ['BetaNode', 'BetaNodeNew'] }));
       assert.equal((await m.post('/customnode/fetch_updates', { mode: 'cache' })).status, 201, 'an update is there');
+      assert.equal((await (await m.get('/customnode/getlist?mode=cache')).json()).node_packs.beta['update-state'], 'true');
+      assert.equal((await (await m.get('/customnode/getlist?mode=cache&skip_update=true')).json()).node_packs.beta['update-state'], 'false');
       d = await m.run(['/manager/queue/update', { id: 'beta', version: v1, ui_id: 'b' }]);
       assert.equal(d.data.nodepack_result.b, 'success');
       assert.equal((await m.installed()).beta.ver, v2);
+      assert.equal((await (await m.get('/customnode/getlist?mode=cache')).json()).node_packs.beta['update-state'], 'false');
       assert.match(fs.readFileSync(path.join(m.cn, 'beta', 'pack.c'), 'utf8'), /BetaNodeNew/);
 
       d = await m.run(['/manager/queue/disable', { id: 'beta', version: v2, ui_id: 'b' }]);
