@@ -136,6 +136,11 @@ int cd_catalog_load(const char *location, cd_catalog **out, char *err, size_t er
     }
     if (!strncasecmp(location, "file://", 7)) cat->local_dir = cd_path_absolute(location + 7);
     else if (!is_url(location)) cat->local_dir = cd_path_absolute(location);
+    /* A path to custom-node-list.json itself names its folder. */
+    if (cat->local_dir && !cd_path_is_dir(cat->local_dir)) {
+        char *slash = strrchr(cat->local_dir, '/');
+        if (slash && slash != cat->local_dir) *slash = 0;
+    }
     char *text;
     size_t len;
     if (read_part(cat, "custom-node-list.json", &text, &len, err, errlen) < 0) goto fail;

@@ -138,6 +138,9 @@ static void channel_from_directory(void **state) {
     assert_string_equal(r, "../escape"); /* not joined: it would leave the channel */
     free(r);
     cd_catalog_free(cat);
+    assert_int_equal(cd_catalog_load(p, &cat, err, sizeof err), 0); /* the list file itself */
+    assert_int_equal(json_array_size(cat->nodes), 1);
+    cd_catalog_free(cat);
     unlink(p);
     free(p);
     assert_int_equal(cd_catalog_load(dir, &cat, err, sizeof err), -1);
