@@ -460,6 +460,11 @@ describe('node-pack manager', () => {
       assert.equal((await m.post('/snapshot/remove', { target: '../x' })).status, 400);
       assert.equal((await m.post('/snapshot/remove', { target: items[0] })).status, 200);
       assert.deepEqual((await (await m.get('/snapshot/getlist')).json()).items, []);
+      // update_all: one update-main per active pack, results for ui_target "main", an autosave
+      const d = await m.run(['/manager/queue/update_all', { mode: 'cache' }]);
+      assert.deepEqual(d.data.nodepack_result, { beta: { url: repos.beta.url, title: 'beta', msg: 'skip' } });
+      assert.equal(m.ws.msgs[0].data.ui_target, 'main');
+      assert.equal((await (await m.get('/snapshot/getlist')).json()).items.length, 1);
     } finally { await m.stop(); }
   });
 
