@@ -998,7 +998,7 @@ int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result 
     r.prompt->json_text = json_dumps(req->prompt, JSON_COMPACT);
     r.env = (cd_call_env){.ctx = &r, .interrupted = env_interrupted, .progress = env_progress, .text = env_text,
                           .preview = env_preview, .directory = env_directory, .prompt_json = r.prompt->json_text,
-                          .extra_pnginfo_json = r.extra_pnginfo, .registry = ex->reg,
+                          .extra_pnginfo_json = r.extra_pnginfo, .registry = ex->reg, .dynprompt = r.prompt,
                           .no_metadata = ex->sink.no_metadata};
     /* An interrupt that arrived while idle is lost, as in ComfyUI. */
     atomic_store(&ex->interrupt, 0);

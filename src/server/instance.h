@@ -79,6 +79,7 @@ void cd_routes_frontend_register(cd_instance *inst);
 void cd_routes_prompt_register(cd_instance *inst);
 void cd_routes_userdata_register(cd_instance *inst);
 void cd_routes_projects_register(cd_instance *inst);
+void cd_routes_files_register(cd_instance *inst);
 int cd_routes_manager_register(cd_instance *inst, char *err, size_t errlen);
 /* At the start of a stop: cancels the running task and drops the queued ones, answering the
  * requests that wait on them. */
