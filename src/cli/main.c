@@ -22,6 +22,9 @@ static void usage(FILE *out) {
             "  serve      run a workflow server speaking ComfyUI's HTTP and WebSocket API\n"
             "             (comfyd serve --help lists its flags, which are ComfyUI's)\n"
             "  run FILE   run one workflow (API or UI format) in this process (comfyd run --help)\n"
+            "  nodes      node packs: list, show, install, uninstall, update, disable, enable, fix,\n"
+            "             snapshot (comfyd nodes --help)\n"
+            "  models     models: list, download (comfyd models --help)\n"
             "  version    print the version\n"
             "  help       this text\n",
             COMFYD_VERSION);
@@ -62,6 +65,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
     if (!strcmp(cmd, "run")) return cd_cmd_run(argc, argv);
+    if (!strcmp(cmd, "nodes")) return cd_cmd_nodes(argc, argv);
+    if (!strcmp(cmd, "models")) return cd_cmd_models(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("comfyd %s (ComfyUI API %s)\n", COMFYD_VERSION, COMFYD_COMFYUI_API_VERSION);
         return 0;

@@ -247,6 +247,7 @@ static void stop_engine(cd_instance *inst) {
 
 static void on_http_stopped(void *arg) {
     cd_instance *inst = arg;
+    cd_routes_manager_close(inst);
     stop_engine(inst);
     if (inst->signals_open) {
         inst->signals_open = false;
@@ -264,6 +265,7 @@ static void begin_stop(cd_instance *inst, const char *why) {
     cd_info("%s: stopping (in-flight requests may finish)", why);
     if (inst->clients) cd_ws_clients_shutdown(inst->clients);
     inst->clients = NULL;
+    cd_routes_manager_cancel(inst); /* a clone, download or build must not hold the stop */
     cd_http_server_stop(inst->http, on_http_stopped, inst);
 }
 
@@ -332,6 +334,7 @@ int cd_instance_start(cd_instance *inst, const cd_serve_options *opts, uv_loop_t
     cd_routes_userdata_register(inst);
     cd_routes_projects_register(inst);
     cd_routes_files_register(inst);
+    if (cd_routes_manager_register(inst, err, errlen) < 0) return -1;
     cd_routes_ws_register(inst);
     cd_routes_frontend_register(inst);
     if (start_listening(inst, err, errlen) < 0) return -1;
@@ -407,4 +410,21 @@ int cd_instance_run(const cd_serve_options *opts) {
 void cd_instance_request_restart(cd_instance *inst) {
     inst->restart_requested = true;
     begin_stop(inst, "restart requested");
+}
+
+void cd_instance_reboot(cd_instance *inst) {
+    const char *session = getenv("__COMFY_CLI_SESSION__");
+    if (session && *session) {
+        char *marker = malloc(strlen(session) + 8);
+        if (marker) {
+            sprintf(marker, "%s.reboot", session);
+            FILE *f = fopen(marker, "w");
+            if (f) fclose(f);
+            else cd_warn("cannot create the reboot marker %s", marker);
+            free(marker);
+        }
+        begin_stop(inst, "restart requested (comfy-cli session: the launcher starts us again)");
+        return;
+    }
+    cd_instance_request_restart(inst);
 }

@@ -20,6 +20,7 @@ typedef struct cd_folder_paths cd_folder_paths;
 typedef struct cd_engine cd_engine;
 typedef struct cd_registry cd_registry;
 typedef struct cd_event_bridge cd_event_bridge;
+typedef struct cd_manager_routes cd_manager_routes;
 
 typedef struct cd_instance {
     uv_loop_t *loop;
@@ -36,6 +37,7 @@ typedef struct cd_instance {
     cd_call_env registry_env; /* the directories, for validation and dynamic combos */
     cd_engine *engine;
     cd_event_bridge *events;
+    cd_manager_routes *manager; /* the node-pack manager and its routes (routes_manager.c) */
     char *object_info_text; /* cached /object_info body */
     char *object_info_key;  /* the dynamic combo lists it was built with */
     uint64_t ram_total, ram_free, ram_read_at; /* /system_stats' RAM figures and when (loop ms) */
@@ -51,6 +53,10 @@ int cd_instance_run(const cd_serve_options *opts);
 /* Stops gracefully (in-flight responses finish), then cd_instance_run returns
  * CD_INSTANCE_RESTART. */
 void cd_instance_request_restart(cd_instance *inst);
+/* A restart as ComfyUI-Manager does it: when comfy-cli's launcher started us
+ * (__COMFY_CLI_SESSION__ set), touch "<session>.reboot" and exit 0 so that the launcher starts
+ * us again; otherwise restart in place (cd_instance_request_restart). */
+void cd_instance_reboot(cd_instance *inst);
 
 /* The same in pieces, for tests and fuzzers that drive the loop themselves: start on a given
  * loop (port 0 in opts picks a free port), stop gracefully, and destroy (which runs the loop
@@ -74,6 +80,12 @@ void cd_routes_prompt_register(cd_instance *inst);
 void cd_routes_userdata_register(cd_instance *inst);
 void cd_routes_projects_register(cd_instance *inst);
 void cd_routes_files_register(cd_instance *inst);
+int cd_routes_manager_register(cd_instance *inst, char *err, size_t errlen);
+/* At the start of a stop: cancels the running task and drops the queued ones, answering the
+ * requests that wait on them. */
+void cd_routes_manager_cancel(cd_instance *inst);
+/* Stops the manager's worker and closes its handle (after the HTTP side has stopped). */
+void cd_routes_manager_close(cd_instance *inst);
 
 /* The default answer when no route matched: the front end's static files, else 404. */
 void cd_routes_frontend_fallback(cd_instance *inst, cd_http_req *req);

@@ -178,7 +178,7 @@ static void handle_extensions(cd_http_req *req, void *ctx) { start_listing(req, 
 static void handle_restart(cd_http_req *req, void *ctx) {
     cd_instance *inst = ctx;
     cd_respond_json(req, 202, json_pack("{s:s}", "message", "restarting"));
-    cd_instance_request_restart(inst);
+    cd_instance_reboot(inst);
 }
 
 void cd_routes_system_register(cd_instance *inst) {
