@@ -173,7 +173,8 @@ static const char *group_of(GType type, const char *nick) {
 }
 
 static void json_number(json_t *o, const char *key, double v) {
-    if (v == (double)(json_int_t)v && v > -9e15 && v < 9e15) json_object_set_new(o, key, json_integer((json_int_t)v));
+    /* the range first: converting a double outside it to an integer is undefined */
+    if (v > -9e15 && v < 9e15 && v == (double)(json_int_t)v) json_object_set_new(o, key, json_integer((json_int_t)v));
     else json_object_set_new(o, key, json_real(v));
 }
 
