@@ -271,18 +271,35 @@ static void state_free(nstate *s) {
 
 /* ---- signatures (cache keys) ---- */
 
+static cd_value *single_list(cd_value *v) {
+    cd_value *l = cd_value_list_new(1);
+    if (l) cd_value_list_push(l, v);
+    else cd_value_unref(v);
+    return l;
+}
+
 /* IS_CHANGED: the node's fingerprint callback on its constant inputs. */
 static void compute_fingerprint(run_ctx *r, nstate *s) {
     const cd_node_type *t = s->node->type;
     if (!t || !t->def->fingerprint) return;
     cd_node_call call;
     cd_call_init(&call, t, &r->env, s->node->id, 0);
+    /* Mapped over lists like the node: an INPUT_IS_LIST node sees [constant] and [None]. */
+    bool whole = (t->def->flags & CD_NODE_INPUT_IS_LIST) != 0;
+    cd_value **lists = whole ? calloc(s->node->n_inputs + 1, sizeof *lists) : NULL;
     for (size_t i = 0; i < s->node->n_inputs; i++) {
         const cd_prompt_input *in = &s->node->inputs[i];
-        cd_call_add_input(&call, in->name, in->is_link ? NULL : in->value, NULL);
+        const cd_value *v = in->is_link ? NULL : in->value;
+        if (lists) {
+            lists[i] = single_list(v ? cd_value_ref(v) : cd_value_none());
+            v = lists[i];
+        }
+        cd_call_add_input(&call, in->name, v, NULL);
     }
     cd_value *v = t->def->fingerprint(&call);
     cd_call_clear(&call);
+    for (size_t i = 0; lists && i < s->node->n_inputs; i++) cd_value_unref(lists[i]);
+    free(lists);
     if (!v) v = cd_value_float(NAN);
     if (cd_value_kind_of(v) == CD_VALUE_BLOCKER) {
         cd_value_unref(v);
@@ -562,13 +579,6 @@ static void input_lists_free(input_lists *il) {
     for (size_t i = 0; i < il->n; i++) cd_value_unref(il->lists[i]);
     free(il->names);
     free(il->lists);
-}
-
-static cd_value *single_list(cd_value *v) {
-    cd_value *l = cd_value_list_new(1);
-    if (l) cd_value_list_push(l, v);
-    else cd_value_unref(v);
-    return l;
 }
 
 static int gather_inputs(run_ctx *r, nstate *s, input_lists *il) {

@@ -66,6 +66,16 @@ static cd_value *nan_fingerprint(cd_node_call *c) {
     (void)c;
     return cd_value_float(NAN);
 }
+/* IS_CHANGED of an INPUT_IS_LIST node: constants arrive as [v], links as [None]; anything
+ * else gives NaN (never cached), which the test would notice. */
+static cd_value *list_fingerprint(cd_node_call *c) {
+    const cd_value *v = cd_call_input(c, "values"), *o = cd_call_input(c, "other");
+    if (cd_value_kind_of(v) != CD_VALUE_LIST || cd_value_list_len(v) != 1) return cd_value_float(NAN);
+    if (o && (cd_value_kind_of(o) != CD_VALUE_LIST || cd_value_list_len(o) != 1 ||
+              cd_value_kind_of(cd_value_list_at(o, 0)) != CD_VALUE_NONE))
+        return cd_value_float(NAN);
+    return cd_value_ref(cd_value_list_at(v, 0));
+}
 static int slow_exec(cd_node_call *c) {
     for (int i = 0; i < 1000000; i++) {
         if (cd_call_progress(c, i, 1000000) == CD_INTERRUPTED) return CD_INTERRUPTED;
@@ -101,6 +111,8 @@ static const cd_node_def test_defs[] = {
         .execute = expand_exec),
     DEF("TestNaN", "{\"required\": {\"value\": [\"INT\", {}]}}", int_out, 1, 0, .execute = const_exec,
         .fingerprint = nan_fingerprint),
+    DEF("TestSumFp", "{\"required\": {\"values\": [\"INT\", {}]}, \"optional\": {\"other\": [\"INT\", {}]}}",
+        int_out, 1, CD_NODE_INPUT_IS_LIST, .execute = sum_exec, .fingerprint = list_fingerprint),
     DEF("TestSlow", "{\"required\": {}}", int_out, 1, 0, .execute = slow_exec),
     DEF("TestFloatOut", "{\"required\": {\"value\": [\"FLOAT\", {}]}}", NULL, 0, CD_NODE_OUTPUT, .execute = out_exec),
 };
@@ -296,6 +308,23 @@ static void nan_fingerprint_is_never_cached(void **state) {
     fixture_free(f);
 }
 
+static void input_is_list_fingerprint_sees_lists(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    const char *p = "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 1}},"
+                    " \"2\": {\"class_type\": \"TestSumFp\", \"inputs\": {\"values\": 5, \"other\": [\"1\", 0]}},"
+                    " \"3\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"2\", 0]}}}";
+    cd_exec_result res = run(f, p, "[\"3\"]", "c");
+    assert_true(res.success);
+    cd_exec_result_clear(&res);
+    res = run(f, p, "[\"3\"]", "c");
+    char order[256];
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, ""); /* the fingerprint was not NaN: everything cached */
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
 static void failure_reports_and_stops(void **state) {
     (void)state;
     fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
@@ -479,6 +508,7 @@ int main(void) {
         cmocka_unit_test(cache_none_reruns_everything),
         cmocka_unit_test(lru_keeps_results_across_prompts),
         cmocka_unit_test(nan_fingerprint_is_never_cached),
+        cmocka_unit_test(input_is_list_fingerprint_sees_lists),
         cmocka_unit_test(failure_reports_and_stops),
         cmocka_unit_test(lazy_inputs_run_only_when_asked),
         cmocka_unit_test(blockers_stop_consumers),

@@ -51,6 +51,25 @@ static int validate_types(cd_node_call *c) {
 
 static int validate_never(cd_node_call *c) { return cd_call_fail(c, NULL, "nope"); }
 
+/* VALIDATE_INPUTS(a, b, uid) of an INPUT_IS_LIST node: every argument is a one-element list,
+ * [constant] or [None] for a link; a == 7 fails. The failure message says what arrived. */
+static int validate_list(cd_node_call *c) {
+    static const char *names[] = {"a", "b", "uid"};
+    for (size_t k = 0; k < 3; k++) {
+        const cd_value *v = cd_call_input(c, names[k]);
+        if (!v) continue;
+        if (cd_value_kind_of(v) != CD_VALUE_LIST) return cd_call_fail(c, NULL, "%s is not a list", names[k]);
+        if (cd_value_list_len(v) != 1) return cd_call_fail(c, NULL, "%s has %zu items", names[k], cd_value_list_len(v));
+    }
+    const cd_value *a = cd_call_input(c, "a"), *b = cd_call_input(c, "b"), *uid = cd_call_input(c, "uid");
+    if (!uid || strcmp(cd_value_as_string(cd_value_list_at(uid, 0)) ? cd_value_as_string(cd_value_list_at(uid, 0)) : "", "2"))
+        return cd_call_fail(c, NULL, "uid is not [2]");
+    const cd_value *a0 = a ? cd_value_list_at(a, 0) : NULL, *b0 = b ? cd_value_list_at(b, 0) : NULL;
+    if (a0 && cd_value_kind_of(a0) == CD_VALUE_INT && cd_value_as_int(a0) == 7) return cd_call_fail(c, NULL, "a is [7]");
+    if (b0 && cd_value_kind_of(b0) == CD_VALUE_NONE) return cd_call_fail(c, NULL, "b is [None]");
+    return CD_OK;
+}
+
 static const cd_output_def o_int[] = {{"INT", NULL, 0, NULL, NULL}};
 static const cd_output_def o_float[] = {{"FLOAT", NULL, 0, NULL, NULL}};
 static const cd_output_def o_string[] = {{"STRING", NULL, 0, NULL, NULL}};
@@ -94,6 +113,10 @@ static const cd_node_def defs[] = {
     DEF("VValidateTypes", "{\"required\": {\"a\": [\"IMAGE,FLOAT\"]}}", o_image, 1, 0, .validate_inputs = validate_types,
         .validate_inputs_args = "input_types, a"),
     DEF("VValidateNone", "{\"required\": {\"a\": [\"INT\"]}}", o_int, 1, 0, .validate_inputs = validate_never),
+    DEF("VValidateList",
+        "{\"required\": {\"a\": [\"INT\", {\"max\": 10}]}, \"optional\": {\"b\": [\"INT\"]}, \"hidden\": "
+        "{\"uid\": \"UNIQUE_ID\"}}",
+        o_int, 1, CD_NODE_INPUT_IS_LIST, .validate_inputs = validate_list, .validate_inputs_args = "a, b, uid"),
     DEF("VLazy", "{\"required\": {\"x\": [\"INT\", {\"lazy\": true}], \"y\": [\"INT\", {}]}}", o_int, 1, 0),
     DEF("VHidden", "{\"required\": {\"value\": [\"INT\", {}]}, \"hidden\": {\"prompt\": \"PROMPT\", \"uid\": \"UNIQUE_ID\"}}",
         o_int, 1, 0),
@@ -668,6 +691,17 @@ static void custom_validation(void **state) {
     expect(P("VValidateNone", "`a`: 1"), NULL, FAILED_UPSTREAM,
            "{`2`: {`errors`: [{`type`: `custom_validation_failed`, `message`: `Custom validation failed for node`, "
            "`details`: `nope`, `extra_info`: {}}], `dependent_outputs`: [`1`], `class_type`: `VValidateNone`}}",
+           NULL, NULL);
+    /* INPUT_IS_LIST: the validator gets lists, [constant] and [None] for a link (ComfyUI maps
+     * VALIDATE_INPUTS over the inputs as it maps the node). */
+    expect(P("VValidateList", "`a`: 50"), NULL, NULL, NULL, "[`1`]", NULL);
+    expect(P("VValidateList", "`a`: 7"), NULL, FAILED_UPSTREAM,
+           "{`2`: {`errors`: [" CUSTOM("a - a is [7]", "a") ", " CUSTOM("uid - a is [7]", "uid") "], "
+           "`dependent_outputs`: [`1`], `class_type`: `VValidateList`}}",
+           NULL, NULL);
+    expect(P("VValidateList", "`a`: 1, `b`: [`3`, 0]"), NULL, FAILED_UPSTREAM,
+           "{`2`: {`errors`: [" CUSTOM("a - b is [None]", "a") ", " CUSTOM("b - b is [None]", "b") ", " CUSTOM(
+               "uid - b is [None]", "uid") "], `dependent_outputs`: [`1`], `class_type`: `VValidateList`}}",
            NULL, NULL);
 #undef P
 #undef TMPL
