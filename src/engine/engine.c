@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "engine/history.h"
@@ -156,6 +157,9 @@ int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply) {
     bool is_float = false;
     if (num_j && json_is_number(num_j)) {
         number = json_number_value(num_j);
+        is_float = true;
+    } else if (num_j && cd_json_bigint_text(num_j)) {
+        number = strtod(cd_json_bigint_text(num_j), NULL); /* float(int) */
         is_float = true;
     } else if (num_j && json_is_string(num_j)) {
         char *end;

@@ -1004,8 +1004,8 @@ int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result 
     }
     r.client_id = json_string_value(json_object_get(req->extra_data, "client_id"));
     json_t *pnginfo = json_object_get(req->extra_data, "extra_pnginfo");
-    r.extra_pnginfo = pnginfo ? json_dumps(pnginfo, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    r.prompt->json_text = json_dumps(req->prompt, JSON_COMPACT);
+    r.extra_pnginfo = pnginfo ? cd_json_dumps_compact(pnginfo, JSON_ENCODE_ANY) : NULL;
+    r.prompt->json_text = cd_json_dumps_compact(req->prompt, 0);
     r.env = (cd_call_env){.ctx = &r, .interrupted = env_interrupted, .progress = env_progress, .text = env_text,
                           .preview = env_preview, .directory = env_directory, .prompt_json = r.prompt->json_text,
                           .extra_pnginfo_json = r.extra_pnginfo, .registry = ex->reg,

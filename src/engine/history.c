@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/log.h"
 
 typedef struct {
@@ -88,7 +89,8 @@ cd_history *cd_history_open(const char *db_path, size_t max_items, char *err, si
     if (sqlite3_prepare_v2(h->db, "SELECT prompt_id, entry FROM history ORDER BY seq", -1, &st, NULL) == SQLITE_OK) {
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *id = (const char *)sqlite3_column_text(st, 0);
-            json_t *entry = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+            json_t *entry = cd_json_loadb_bigint((const char *)sqlite3_column_text(st, 1),
+                                                 (size_t)sqlite3_column_bytes(st, 1), 0, NULL);
             if (id && entry) append(h, id, entry);
             else json_decref(entry);
         }
@@ -114,7 +116,7 @@ void cd_history_close(cd_history *h) {
 }
 
 void cd_history_add(cd_history *h, const char *prompt_id, json_t *entry) {
-    char *text = h->db ? json_dumps(entry, JSON_COMPACT) : NULL;
+    char *text = h->db ? cd_json_dumps_compact(entry, 0) : NULL;
     pthread_mutex_lock(&h->lock);
     ssize_t old = find(h, prompt_id);
     if (old >= 0) drop_at(h, (size_t)old);

@@ -16,7 +16,7 @@
 static bool read_json_body(cd_http_req *req, json_t **out) {
     size_t len;
     const char *body = cd_http_req_body(req, &len);
-    *out = len ? json_loadb(body, len, JSON_DECODE_ANY, NULL) : NULL;
+    *out = len ? cd_json_loadb_bigint(body, len, JSON_DECODE_ANY, NULL) : NULL; /* Python reads any int */
     if (len && !*out) {
         cd_respond_json(req, 400,
                         json_pack("{s:{s:s, s:s, s:s, s:{}}, s:{}}", "error", "type", "invalid_json", "message",

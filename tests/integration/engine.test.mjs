@@ -156,6 +156,24 @@ test('validation errors have ComfyUI shapes and the server stays healthy', T, as
     assert.equal(r.status, 200);
     assert.ok(r.json.node_errors['3']);
 
+    // integers beyond 64 bits, as Python's json reads them: ComfyUI's range error with the exact
+    // number written back as a number; with no bound, a clear refusal instead of a wrapped value
+    const big = '1180591620717411303424'; // 2**70
+    r = await c.post('/prompt', `{"prompt": {"1": {"class_type": "PrimitiveInt", "inputs": {"value": ${big}}}, "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}}`);
+    assert.equal(r.status, 400);
+    assert.equal(r.json.node_errors['1'].errors[0].type, 'value_bigger_than_max');
+    assert.equal(r.json.node_errors['1'].errors[0].message, `Value ${big} bigger than max of 9223372036854775807`);
+    assert.ok(r.text.includes(`"received_value": ${big}}`), r.text);
+    r = await c.post('/prompt', `{"prompt": {"1": {"class_type": "StringConcatenate", "inputs": {"string_a": ${big}, "string_b": "", "delimiter": ""}}, "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}, "extra_data": {"seed": -${big}}, "client_id": "big"}`);
+    assert.equal(r.status, 200, r.text); // str(2**70) is fine; extra_data keeps the number
+    await sleep(300);
+    const h = await c.get(`/history/${r.json.prompt_id}`);
+    const entry = h.json[r.json.prompt_id];
+    assert.equal(entry.prompt[2]['1'].inputs.string_a, big);
+    assert.equal(entry.outputs['2'].text[0], big);
+    const raw = await (await fetch(`${c.base}/history/${r.json.prompt_id}`)).text();
+    assert.ok(raw.includes(`"seed": -${big}`), raw);
+
     // malformed JSON and 10 MB of garbage
     r = await c.post('/prompt', '{"prompt": ');
     assert.equal(r.status, 400);
