@@ -166,8 +166,12 @@ int cd_call_send_preview(cd_node_call *call, const char *mime, const void *bytes
 }
 
 const char *cd_call_unique_id(const cd_node_call *call) { return call->node_id; }
-const char *cd_call_prompt_json(const cd_node_call *call) { return call->env ? call->env->prompt_json : NULL; }
+const char *cd_call_prompt_json(const cd_node_call *call) {
+    if (call->env && call->env->make_texts) call->env->make_texts(call->env->ctx);
+    return call->env ? call->env->prompt_json : NULL;
+}
 const char *cd_call_extra_pnginfo_json(const cd_node_call *call) {
+    if (call->env && call->env->make_texts) call->env->make_texts(call->env->ctx);
     return call->env ? call->env->extra_pnginfo_json : NULL;
 }
 int cd_call_save_metadata(const cd_node_call *call) { return !(call->env && call->env->no_metadata); }

@@ -735,6 +735,7 @@ typedef struct {
     const char *exc_type; /* the exception a frame raised */
     sb exc_msg;
     json_t *first_cycle_error;
+    bool repeatable;
     bool oom;
 } vctx;
 
@@ -1480,6 +1481,7 @@ static json_t *check_classes(vctx *c, json_t *prompt) {
         }
         v->class_type = json_string_value(ct);
         v->type = t;
+        if (t->def->validate_inputs || t->def->combo_options) c->repeatable = false;
         v->inputs = inputs;
         if (cd_map_set(c->by_id, id, v) < 0) c->oom = true;
     }
@@ -1588,8 +1590,9 @@ static int validate(vctx *c, json_t *prompt, const json_t *targets, cd_validatio
 int cd_validate_prompt(const cd_registry *reg, json_t *prompt, const json_t *partial_targets, cd_validation *out) {
     memset(out, 0, sizeof *out);
     if (!(out->node_errors = json_object())) return -1;
-    vctx c = {.reg = reg, .exc_msg = {CD_BUF_INIT, false}};
+    vctx c = {.reg = reg, .exc_msg = {CD_BUF_INIT, false}, .repeatable = true};
     int rc = validate(&c, prompt, partial_targets, out);
+    out->repeatable = c.repeatable;
     for (size_t i = 0; c.nodes && i < c.n; i++) json_decref(c.nodes[i].errors);
     free(c.nodes);
     free(c.err_list);

@@ -92,7 +92,15 @@ test('a prompt runs: reply, event order, history, only what outputs need', T, as
     // per-node events are written by hand for speed: byte for byte what json.dumps gives
     const pid = r.json.prompt_id;
     assert.ok(ws.raws.includes(`{"type": "executing", "data": {"node": "3", "display_node": "3", "prompt_id": "${pid}"}}`));
-    assert.ok(ws.raws.includes(`{"type": "progress_state", "data": {"prompt_id": "${pid}", "nodes": {"3": {"value": 1.0, "max": 1.0, "state": "finished", "node_id": "3", "prompt_id": "${pid}", "display_node_id": "3", "parent_node_id": null, "real_node_id": "3"}}}}`));
+    // a node's "finished" travels with the next node's "running" (ComfyUI lists every
+    // non-pending node in each progress_state, so a message with both is one it sends too)
+    const ps3 = `{"type": "progress_state", "data": {"prompt_id": "${pid}", "nodes": {"3": {"value": 1.0, "max": 1.0, "state": "finished", "node_id": "3", "prompt_id": "${pid}", "display_node_id": "3", "parent_node_id": null, "real_node_id": "3"}, "`;
+    const folded = ws.raws.find((t) => t.startsWith(ps3));
+    assert.ok(folded, 'node 3 finished, with the next node running');
+    const next = Object.entries(JSON.parse(folded).data.nodes);
+    assert.equal(next.length, 2);
+    assert.equal(next[1][1].state, 'running');
+    assert.equal(next[1][1].value, 0);
     assert.ok(ran.indexOf('2') < ran.indexOf('3') && ran.indexOf('3') < ran.indexOf('4'));
     const executed = ws.messages.filter((m) => m.type === 'executed').map((m) => [m.data.node, m.data.output]);
     assert.deepEqual(Object.fromEntries(executed), { '4': { text: ['5'] }, '5': { text: ['5'] } });
