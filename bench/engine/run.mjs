@@ -55,11 +55,15 @@ async function main() {
     }
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?clientId=bench`);
     let bytes = 0, waiter = null;
+    const finished = new Set();
     ws.on('message', (data, isBinary) => {
       bytes += data.length;
       if (isBinary) return;
       const m = JSON.parse(data.toString());
-      if (m.type === 'executing' && m.data.node === null && waiter && m.data.prompt_id === waiter.id) waiter.done();
+      if (m.type !== 'executing' || m.data.node !== null) return;
+      // a fully cached prompt can finish before its POST reply has been read
+      finished.add(m.data.prompt_id);
+      if (waiter && m.data.prompt_id === waiter.id) waiter.done();
     });
     await new Promise((res, rej) => { ws.on('open', res); ws.on('error', rej); });
     await new Promise(r => setTimeout(r, 100));
@@ -71,7 +75,7 @@ async function main() {
       const r = await fetch(`${url}/prompt`, { method: 'POST', body });
       const j = await r.json();
       if (r.status !== 200) throw new Error(`POST /prompt: ${r.status} ${JSON.stringify(j).slice(0, 300)}`);
-      await new Promise(res => { waiter = { id: j.prompt_id, done: res }; });
+      if (!finished.has(j.prompt_id)) await new Promise(res => { waiter = { id: j.prompt_id, done: res }; });
       return { ms: performance.now() - t0, bytes, size: body.length };
     }
     const rows = [];

@@ -26,6 +26,7 @@ struct cd_executor {
         json_t *prompt; /* the validated prompt object (a reference: it is never changed) */
         cd_sig *keys;   /* each node's signature, in the prompt's order */
         cd_map *index;  /* node id -> position + 1 (keys borrowed from prompt) */
+        json_t *ids;    /* every node id, in order: execution_cached of a repeat (shared) */
         size_t n;
     } last;
 };
@@ -34,6 +35,7 @@ static void forget_last(cd_executor *ex) {
     json_decref(ex->last.prompt);
     free(ex->last.keys);
     cd_map_free(ex->last.index);
+    json_decref(ex->last.ids);
     memset(&ex->last, 0, sizeof ex->last);
 }
 
@@ -1086,9 +1088,11 @@ static void remember_run(run_ctx *r, const cd_exec_request *req) {
     }
     cd_sig *keys = malloc((n ? n : 1) * sizeof *keys);
     cd_map *index = cd_map_new();
-    if (!keys || !index) {
+    json_t *ids = json_array();
+    if (!keys || !index || !ids) {
         free(keys);
         cd_map_free(index);
+        json_decref(ids);
         return;
     }
     const char *id;
@@ -1096,13 +1100,16 @@ static void remember_run(run_ctx *r, const cd_exec_request *req) {
     size_t i = 0;
     json_object_foreach(req->prompt, id, node) {
         nstate *s = cd_map_get(r->states, id);
-        if (!s || i >= n || cd_map_set(index, id, (void *)(uintptr_t)(i + 1)) < 0) {
+        if (!s || i >= n || cd_map_set(index, id, (void *)(uintptr_t)(i + 1)) < 0 ||
+            json_array_append_new(ids, json_string(id)) < 0) {
             free(keys);
             cd_map_free(index);
+            json_decref(ids);
             return;
         }
         keys[i++] = s->sig;
     }
+    ex->last.ids = ids;
     ex->last.prompt = json_incref(req->prompt);
     ex->last.keys = keys;
     ex->last.index = index;
@@ -1134,13 +1141,12 @@ static bool rerun_cached(cd_executor *ex, const cd_exec_request *req, cd_exec_re
     atomic_store(&ex->interrupt, 0);
     add_message(&r, "execution_start",
                 json_pack("{s:s, s:I}", "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()), false);
-    json_t *cached = json_array();
     const char *id;
     json_t *node;
-    json_object_foreach(req->prompt, id, node) json_array_append_new(cached, json_string(id));
     res->cached_count = n;
+    /* The list is the same for every repeat, and nobody changes it: shared, not rebuilt. */
     add_message(&r, "execution_cached",
-                json_pack("{s:o, s:s, s:I}", "nodes", cached, "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()),
+                json_pack("{s:O, s:s, s:I}", "nodes", ex->last.ids, "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()),
                 false);
     size_t i_out;
     json_t *out_id;
