@@ -45,6 +45,7 @@ bench: release
 	bash bench/http/run.sh
 	bash bench/startup/run.sh
 	node bench/engine/run.mjs
+	node bench/images/run.mjs
 
 clean:
 	rm -rf $(BUILD)

@@ -13,7 +13,7 @@ packages=(
   # libraries (DESIGN.md, Dependencies)
   libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsqlite3-dev libsodium-dev
   libxxhash-dev libcmocka-dev libvips-dev libpng-dev libgit2-dev libcurl4-openssl-dev
-  libarchive-dev
+  libarchive-dev libyaml-dev
   # tests: clang and its runtime for the libFuzzer targets, Node.js for the integration tests,
   # git for the node-pack installs from local repositories; the vips tool is bench/images' reference
   clang libclang-rt-14-dev nodejs npm curl git libvips-tools

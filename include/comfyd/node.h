@@ -163,7 +163,7 @@ typedef struct {
 typedef struct cd_node_def {
     int abi_version; /* CD_NODE_ABI_VERSION */
     const char *name;
-    const char *display_name; /* NULL: the name */
+    const char *display_name; /* NULL: the name (null for CD_NODE_V3_INFO nodes, as ComfyUI shows them) */
     const char *category;     /* NULL: "sd", as in ComfyUI */
     const char *description;  /* NULL: "" */
     /* NULL: "custom_nodes.<pack directory>". Built-in packs give ComfyUI's module, e.g.
@@ -263,6 +263,17 @@ int cd_call_send_preview(cd_node_call *call, const char *mime, const void *bytes
 const char *cd_call_unique_id(const cd_node_call *call);          /* UNIQUE_ID */
 const char *cd_call_prompt_json(const cd_node_call *call);        /* PROMPT, as JSON text */
 const char *cd_call_extra_pnginfo_json(const cd_node_call *call); /* EXTRA_PNGINFO or NULL */
+/* DYNPROMPT: the prompt as it runs, nodes added by expansions included (ComfyUI's
+ * DynamicPrompt.get_node), for nodes that rebuild part of the graph around them, such as loop
+ * ends that clone the nodes between the loop's open and close. node_id is any node of the
+ * prompt, original or ephemeral. The class, or NULL when the prompt has no such node. */
+const char *cd_call_prompt_node_class(cd_node_call *call, const char *node_id);
+/* The node's inputs in the prompt's order (0 for an unknown node): the name and the value of
+ * input i, a CD_VALUE_LINK ([source node id, slot]) for a link and the constant otherwise.
+ * Both are lent for the duration of the callback; NULL when i is out of range. */
+size_t cd_call_prompt_node_input_count(cd_node_call *call, const char *node_id);
+const char *cd_call_prompt_node_input_name(cd_node_call *call, const char *node_id, size_t i);
+const cd_value *cd_call_prompt_node_input_value(cd_node_call *call, const char *node_id, size_t i);
 /* Whether saved files carry the prompt and workflow (not with --disable-metadata). */
 int cd_call_save_metadata(const cd_node_call *call);
 /* Where SaveImage-like nodes write: "output", "temp", "input" directories. */

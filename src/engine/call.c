@@ -54,6 +54,8 @@ void cd_call_clear(cd_node_call *call) {
     free(call->graph);
     free(call->graph_prefix);
     free(call->returned_id);
+    for (size_t i = 0; i < call->n_lent; i++) cd_value_unref(call->lent[i]);
+    free(call->lent);
     memset(call, 0, sizeof *call);
 }
 
@@ -178,6 +180,42 @@ int cd_call_save_metadata(const cd_node_call *call) { return !(call->env && call
 
 const char *cd_call_directory(const cd_node_call *call, const char *type) {
     return call->env && call->env->directory ? call->env->directory(call->env->ctx, type) : NULL;
+}
+
+/* ---- DYNPROMPT ---- */
+
+static const cd_prompt_node *dyn_node(const cd_node_call *call, const char *node_id) {
+    return call->env && call->env->dynprompt && node_id ? cd_prompt_get(call->env->dynprompt, node_id) : NULL;
+}
+
+const char *cd_call_prompt_node_class(cd_node_call *call, const char *node_id) {
+    const cd_prompt_node *n = dyn_node(call, node_id);
+    return n ? n->class_type : NULL;
+}
+
+size_t cd_call_prompt_node_input_count(cd_node_call *call, const char *node_id) {
+    const cd_prompt_node *n = dyn_node(call, node_id);
+    return n ? n->n_inputs : 0;
+}
+
+const char *cd_call_prompt_node_input_name(cd_node_call *call, const char *node_id, size_t i) {
+    const cd_prompt_node *n = dyn_node(call, node_id);
+    return n && i < n->n_inputs ? n->inputs[i].name : NULL;
+}
+
+const cd_value *cd_call_prompt_node_input_value(cd_node_call *call, const char *node_id, size_t i) {
+    const cd_prompt_node *n = dyn_node(call, node_id);
+    if (!n || i >= n->n_inputs) return NULL;
+    const cd_prompt_input *in = &n->inputs[i];
+    if (!in->is_link) return in->value;
+    /* Links are stored as (src, slot): make a value the call keeps until it ends. */
+    cd_value **lent = realloc(call->lent, (call->n_lent + 1) * sizeof *lent);
+    if (!lent) return NULL;
+    call->lent = lent;
+    cd_value *v = cd_value_link(in->src, in->slot);
+    if (!v) return NULL;
+    lent[call->n_lent++] = v;
+    return v;
 }
 
 /* ---- expansion ---- */

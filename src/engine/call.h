@@ -26,6 +26,7 @@ typedef struct {
      * (serialising a large prompt on every run is not free, and few nodes read it). */
     void (*make_texts)(void *ctx);
     const cd_registry *registry;    /* for expansions */
+    const cd_prompt *dynprompt;     /* DYNPROMPT: the running prompt, expansions included; or NULL */
     bool no_metadata;               /* --disable-metadata */
 } cd_call_env;
 
@@ -52,6 +53,8 @@ struct cd_node_call {
     int graph_local_counter;
     char *graph_prefix;
     char *returned_id; /* storage for cd_call_graph_add's answer */
+    cd_value **lent;   /* link values lent by cd_call_prompt_node_input_value, freed at clear */
+    size_t n_lent;
 };
 
 void cd_call_init(cd_node_call *call, const cd_node_type *type, const cd_call_env *env, const char *node_id,

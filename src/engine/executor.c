@@ -1208,7 +1208,7 @@ int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result 
     r.extra_data = req->extra_data;
     r.env = (cd_call_env){.ctx = &r, .interrupted = env_interrupted, .progress = env_progress, .text = env_text,
                           .preview = env_preview, .directory = env_directory, .make_texts = env_make_texts,
-                          .registry = ex->reg,
+                          .registry = ex->reg, .dynprompt = r.prompt,
                           .no_metadata = ex->sink.no_metadata};
     /* An interrupt that arrived while idle is lost, as in ComfyUI. */
     atomic_store(&ex->interrupt, 0);

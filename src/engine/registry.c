@@ -233,7 +233,10 @@ static json_t *build_info(const cd_node_type *t, const char *module) {
         json_object_set(info, "output_matchtypes", any_match ? matchtypes : json_null());
     }
     json_object_set_new(info, "name", json_string(d->name));
-    json_object_set_new(info, "display_name", json_string(d->display_name ? d->display_name : d->name));
+    /* ComfyUI shows a V3 node's schema display_name, None when it has none; a V1 node's falls
+     * back to its class name. */
+    json_object_set_new(info, "display_name",
+                        d->display_name ? json_string(d->display_name) : v3 ? json_null() : json_string(d->name));
     json_object_set_new(info, "description", json_string(d->description ? d->description : ""));
     json_object_set_new(info, "python_module", json_string(d->python_module ? d->python_module : module));
     json_object_set_new(info, "category", json_string(d->category ? d->category : "sd"));
@@ -394,7 +397,15 @@ json_t *cd_node_type_info(const cd_node_type *t, const json_t *dynamic) {
             json_t *decl = json_object_get(sec, name);
             if (!json_is_array(decl)) continue;
             json_t *copy = json_copy(decl);
-            json_array_set(copy, 0, options);
+            json_t *opts = json_array_get(copy, 1);
+            if (json_is_string(json_array_get(copy, 0)) && json_is_object(opts)) {
+                /* V3 ["COMBO", {..., "options": [...]}]: the list lives in the options */
+                opts = json_copy(opts);
+                json_object_set(opts, "options", options);
+                json_array_set_new(copy, 1, opts);
+            } else {
+                json_array_set(copy, 0, options);
+            }
             json_object_set_new(sec, name, copy);
         }
     }
@@ -415,7 +426,8 @@ json_t *cd_registry_dynamic_combos(const cd_registry *reg, const void *call_env)
         if (!t->def->combo_options) continue;
         json_t *lists = json_object();
         for (size_t k = 0; k < t->n_inputs; k++) {
-            if (!t->inputs[k].combo) continue; /* only inputs declared as combos */
+            /* only inputs declared as combos: a list of options, or V3's "COMBO" */
+            if (!t->inputs[k].combo && strcmp(t->inputs[k].type, "COMBO")) continue;
             cd_node_call call;
             cd_call_init(&call, t, call_env, "", 0);
             char *text = t->def->combo_options(&call, t->inputs[k].name);

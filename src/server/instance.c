@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/json.h"
@@ -191,6 +192,22 @@ static int prepare_dirs(cd_instance *inst, char *err, size_t errlen) {
     }
     inst->folders = cd_folder_paths_new(inst->models_dir, inst->custom_nodes_dir, inst->output_dir);
     if (!inst->folders) goto oom;
+    /* extra_model_paths.yaml next to the base directory's contents (ComfyUI reads the one in its
+     * own folder), then every --extra-model-paths-config, in order. */
+    char *default_yaml = cd_path_join(inst->base_dir, "extra_model_paths.yaml");
+    if (!default_yaml) goto oom;
+    struct stat yst;
+    int yrc = 0;
+    if (stat(default_yaml, &yst) == 0) {
+        cd_info("loading extra model paths from %s", default_yaml);
+        yrc = cd_folder_paths_load_yaml(inst->folders, default_yaml, err, errlen);
+    }
+    free(default_yaml);
+    for (size_t i = 0; yrc == 0 && i < o->nextra_model_paths; i++) {
+        cd_info("loading extra model paths from %s", o->extra_model_paths[i]);
+        yrc = cd_folder_paths_load_yaml(inst->folders, o->extra_model_paths[i], err, errlen);
+    }
+    if (yrc < 0) return -1;
     return 0;
 oom:
     snprintf(err, errlen, "out of memory");
@@ -314,6 +331,7 @@ int cd_instance_start(cd_instance *inst, const cd_serve_options *opts, uv_loop_t
     cd_routes_prompt_register(inst);
     cd_routes_userdata_register(inst);
     cd_routes_projects_register(inst);
+    cd_routes_files_register(inst);
     cd_routes_ws_register(inst);
     cd_routes_frontend_register(inst);
     if (start_listening(inst, err, errlen) < 0) return -1;

@@ -73,6 +73,7 @@ void cd_routes_frontend_register(cd_instance *inst);
 void cd_routes_prompt_register(cd_instance *inst);
 void cd_routes_userdata_register(cd_instance *inst);
 void cd_routes_projects_register(cd_instance *inst);
+void cd_routes_files_register(cd_instance *inst);
 
 /* The default answer when no route matched: the front end's static files, else 404. */
 void cd_routes_frontend_fallback(cd_instance *inst, cd_http_req *req);

@@ -27,6 +27,11 @@ struct cd_ws_clients {
     /* The node now running and the client whose prompt it is: a client that reconnects during
      * its prompt is told where it stands (ComfyUI does the same). */
     char *running_sid, *running_node;
+    /* The last `progress_state` message (it names the running node with its display, parent
+     * and real ids, and is sent even for prompts without a client), else the last `executing`
+     * one, as text (the executor writes both by hand): the metadata of a type-4 preview frame,
+     * parsed only when a client that asked for it gets a preview. */
+    char *last_progress, *last_executing, *prompt_id;
 };
 
 cd_ws_clients *cd_ws_clients_new(cd_instance *inst) {
@@ -59,10 +64,43 @@ static void note_running(cd_ws_clients *clients, const char *type, const char *n
     clients->running_node = node ? strdup(node) : NULL;
 }
 
+static char *message_text(const char *type, const char *text, size_t len, json_t *data) {
+    if (text) return strndup(text, len);
+    json_t *msg = json_pack("{s:s, s:O}", "type", type, "data", data);
+    char *out = msg ? cd_json_dumps(msg) : NULL;
+    json_decref(msg);
+    return out;
+}
+
+static void note_preview_context(cd_ws_clients *clients, const char *type, const char *text, size_t len,
+                                 json_t *data) {
+    if (!strcmp(type, "progress_state")) {
+        free(clients->last_progress);
+        clients->last_progress = message_text(type, text, len, data);
+    } else if (!strcmp(type, "execution_success") || !strcmp(type, "execution_error") ||
+               !strcmp(type, "execution_interrupted")) {
+        free(clients->last_progress);
+        free(clients->last_executing);
+        clients->last_progress = clients->last_executing = NULL;
+    } else if (!strcmp(type, "execution_start")) {
+        const char *id = json_string_value(json_object_get(data, "prompt_id"));
+        free(clients->prompt_id);
+        clients->prompt_id = id ? strdup(id) : NULL;
+        free(clients->last_executing);
+        clients->last_executing = NULL;
+    } else if (!strcmp(type, "executing")) {
+        free(clients->last_executing);
+        clients->last_executing = NULL;
+        if (text || json_is_string(json_object_get(data, "node")))
+            clients->last_executing = message_text(type, text, len, data);
+    }
+}
+
 static void note_executing(cd_ws_clients *clients, const char *type, json_t *data, const char *sid) {
     const char *node = json_string_value(json_object_get(data, "display_node"));
     if (!node) node = json_string_value(json_object_get(data, "node"));
     note_running(clients, type, node, sid);
+    note_preview_context(clients, type, NULL, 0, data);
 }
 
 void cd_ws_clients_send(cd_ws_clients *clients, const char *type, json_t *data, const char *sid) {
@@ -89,6 +127,8 @@ void cd_ws_clients_send(cd_ws_clients *clients, const char *type, json_t *data, 
 void cd_ws_clients_send_text(cd_ws_clients *clients, const char *type, const char *node, const char *text, size_t len,
                              const char *sid) {
     note_running(clients, type, node, sid);
+    /* A hand-written `executing` with node null carries no node: it clears. */
+    if (type) note_preview_context(clients, type, (strcmp(type, "executing") || node) ? text : NULL, len, NULL);
     client *c = clients->all;
     while (c) {
         client *next = c->next; /* sending may drop a slow client */
@@ -97,13 +137,89 @@ void cd_ws_clients_send_text(cd_ws_clients *clients, const char *type, const cha
     }
 }
 
+static bool wants_preview_metadata(const client *c) {
+    return json_is_true(json_object_get(c->feature_flags, "supports_preview_metadata"));
+}
+
+/* ComfyUI's PREVIEW_IMAGE_WITH_METADATA (type 4): uint32 json length, the JSON, the image. Built
+ * from a type-1 frame (type, format, image) and the running node. Returns a new buffer or NULL
+ * when the running node is unknown. */
+static unsigned char *preview_with_metadata(cd_ws_clients *clients, const unsigned char *frame, size_t len,
+                                            size_t *out_len) {
+    uint32_t fmt = (uint32_t)frame[4] << 24 | (uint32_t)frame[5] << 16 | (uint32_t)frame[6] << 8 | frame[7];
+    const char *mime = fmt == 2 ? "image/png" : "image/jpeg";
+    json_t *meta = NULL;
+    /* progress_state: {"data": {"prompt_id", "nodes": {id: {node_id, display_node_id, ...}}}} */
+    json_t *ps = clients->last_progress ? json_loads(clients->last_progress, 0, NULL) : NULL;
+    json_t *nodes = json_object_get(json_object_get(ps, "data"), "nodes");
+    const char *key;
+    json_t *n;
+    json_object_foreach(nodes, key, n) {
+        if (strcmp(json_string_value(json_object_get(n, "state")) ? json_string_value(json_object_get(n, "state")) : "",
+                   "running") != 0)
+            continue;
+        json_t *parent = json_object_get(n, "parent_node_id");
+        meta = json_pack("{s:O?, s:O?, s:O?, s:O, s:O?, s:s}", "node_id", json_object_get(n, "node_id"), "prompt_id",
+                         json_object_get(n, "prompt_id"), "display_node_id", json_object_get(n, "display_node_id"),
+                         "parent_node_id", parent ? parent : json_null(), "real_node_id",
+                         json_object_get(n, "real_node_id"), "image_type", mime);
+    }
+    json_decref(ps);
+    if (!meta) {
+        json_t *msg = clients->last_executing ? json_loads(clients->last_executing, 0, NULL) : NULL;
+        json_t *data = json_object_get(msg, "data");
+        const char *node = json_string_value(json_object_get(data, "node"));
+        const char *display = json_string_value(json_object_get(data, "display_node"));
+        const char *prompt = json_string_value(json_object_get(data, "prompt_id"));
+        if (!prompt) prompt = clients->prompt_id;
+        if (node)
+            meta = json_pack("{s:s, s:s?, s:s, s:n, s:s, s:s}", "node_id", node, "prompt_id", prompt,
+                             "display_node_id", display ? display : node, "parent_node_id", "real_node_id",
+                             display ? display : node, "image_type", mime);
+        json_decref(msg);
+    }
+    char *text = meta ? cd_json_dumps(meta) : NULL;
+    json_decref(meta);
+    if (!text) return NULL; /* the running node is unknown: type 1 it is */
+    size_t tl = strlen(text), img = len - 8;
+    unsigned char *out = malloc(8 + tl + img);
+    if (out) {
+        out[0] = out[1] = out[2] = 0;
+        out[3] = 4;
+        out[4] = (unsigned char)(tl >> 24);
+        out[5] = (unsigned char)(tl >> 16);
+        out[6] = (unsigned char)(tl >> 8);
+        out[7] = (unsigned char)tl;
+        memcpy(out + 8, text, tl);
+        memcpy(out + 8 + tl, frame + 8, img);
+        *out_len = 8 + tl + img;
+    }
+    free(text);
+    return out;
+}
+
 void cd_ws_clients_send_binary(cd_ws_clients *clients, const void *data, size_t len, const char *sid) {
+    const unsigned char *b = data;
+    bool preview = len >= 8 && b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 1;
+    unsigned char *with_meta = NULL;
+    size_t meta_len = 0;
+    bool meta_tried = false;
     client *c = clients->all;
     while (c) {
         client *next = c->next;
-        if (c->registered && (!sid || !strcmp(c->sid, sid))) cd_ws_send_binary(c->ws, data, len);
+        if (c->registered && (!sid || !strcmp(c->sid, sid))) {
+            /* A client that announced supports_preview_metadata gets type 4 instead of type 1,
+             * exactly one of the two, as ComfyUI sends. */
+            if (preview && wants_preview_metadata(c)) {
+                if (!meta_tried) with_meta = preview_with_metadata(clients, b, len, &meta_len);
+                meta_tried = true;
+            }
+            if (preview && with_meta && wants_preview_metadata(c)) cd_ws_send_binary(c->ws, with_meta, meta_len);
+            else cd_ws_send_binary(c->ws, data, len);
+        }
         c = next;
     }
+    free(with_meta);
 }
 
 void cd_ws_clients_cork(cd_ws_clients *clients, bool on) {
@@ -260,6 +376,9 @@ void cd_ws_clients_free(cd_ws_clients *clients) {
     if (!clients) return;
     free(clients->running_sid);
     free(clients->running_node);
+    free(clients->last_executing);
+    free(clients->last_progress);
+    free(clients->prompt_id);
     free(clients);
 }
 

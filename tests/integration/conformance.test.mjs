@@ -1,0 +1,178 @@
+// A few cases of ComfyUI's own execution suite (tests/execution/test_execution.py), run natively
+// against comfyd with the testing pack (tests/conformance/testing_pack), so CI covers them
+// without Python, torch or a ComfyUI checkout: lazy inputs, the for loop (expansions that clone
+// the loop body through DYNPROMPT), custom validation answered with 400, and a cycle created by
+// an expansion. tests/conformance/README.md runs the whole suite.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import WebSocket from 'ws';
+import { startServer, COMFYD_BIN } from './lib/server.mjs';
+
+const PACK = path.join(path.dirname(COMFYD_BIN), 'tests', 'conformance', 'testing_pack', 'testing_pack.so');
+const T = { timeout: 120000 };
+const CLIENT = 'conformance-client';
+let srv, base, ws;
+const messages = [];
+
+before(async () => {
+  base = fs.mkdtempSync(path.join(os.tmpdir(), 'comfyd-conformance-'));
+  fs.mkdirSync(path.join(base, 'custom_nodes', 'testing-pack'), { recursive: true });
+  fs.copyFileSync(PACK, path.join(base, 'custom_nodes', 'testing-pack', 'testing_pack.so'));
+  srv = await startServer({ baseDir: base });
+  ws = new WebSocket(`ws://127.0.0.1:${srv.port}/ws?clientId=${CLIENT}`);
+  ws.on('message', (data, isBinary) => { if (!isBinary) messages.push(JSON.parse(data.toString())); });
+  await new Promise((res, rej) => { ws.on('open', res); ws.on('error', rej); });
+});
+
+after(async () => {
+  ws?.close();
+  await srv?.stop();
+  fs.rmSync(base, { recursive: true, force: true });
+});
+
+async function queue(prompt) {
+  const r = await fetch(`http://127.0.0.1:${srv.port}/prompt`, {
+    method: 'POST', body: JSON.stringify({ prompt, client_id: CLIENT }) });
+  return { status: r.status, json: await r.json() };
+}
+
+// Runs a prompt as the suite's ComfyClient.run does: the nodes that got `executing`, the
+// execution_error if any, and the history entry.
+async function run(prompt) {
+  const { status, json } = await queue(prompt);
+  assert.equal(status, 200, JSON.stringify(json));
+  const id = json.prompt_id;
+  for (let i = 0; i < 1200; i++) {
+    if (messages.some((m) => m.type === 'executing' && m.data.prompt_id === id && m.data.node === null)) break;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  const mine = messages.filter((m) => m.data?.prompt_id === id);
+  const ran = new Set(mine.filter((m) => m.type === 'executing' && m.data.node !== null).map((m) => m.data.node));
+  const error = mine.find((m) => m.type === 'execution_error')?.data;
+  const history = (await (await fetch(`http://127.0.0.1:${srv.port}/history/${id}`)).json())[id];
+  return { ran, error, history };
+}
+
+// The 8-bit RGB pixels of a PNG that SaveImage wrote (filters undone), to check values as the
+// suite does with PIL.
+function readPng(file) {
+  const buf = fs.readFileSync(file);
+  let off = 8, width = 0, height = 0;
+  const idat = [];
+  while (off < buf.length) {
+    const len = buf.readUInt32BE(off), type = buf.toString('latin1', off + 4, off + 8);
+    const data = buf.subarray(off + 8, off + 8 + len);
+    if (type === 'IHDR') { width = data.readUInt32BE(0); height = data.readUInt32BE(4); assert.equal(data[8], 8); assert.equal(data[9], 2); }
+    if (type === 'IDAT') idat.push(data);
+    off += 12 + len;
+  }
+  const raw = zlib.inflateSync(Buffer.concat(idat));
+  const bpp = 3, stride = width * bpp, out = Buffer.alloc(height * stride);
+  for (let y = 0; y < height; y++) {
+    const f = raw[y * (stride + 1)];
+    for (let x = 0; x < stride; x++) {
+      const v = raw[y * (stride + 1) + 1 + x];
+      const a = x >= bpp ? out[y * stride + x - bpp] : 0;
+      const b = y > 0 ? out[(y - 1) * stride + x] : 0;
+      const c = x >= bpp && y > 0 ? out[(y - 1) * stride + x - bpp] : 0;
+      let p = 0;
+      if (f === 1) p = a;
+      else if (f === 2) p = b;
+      else if (f === 3) p = (a + b) >> 1;
+      else if (f === 4) {
+        const pa = Math.abs(b - c), pb = Math.abs(a - c), pc = Math.abs(a + b - 2 * c);
+        p = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      }
+      out[y * stride + x] = (v + p) & 255;
+    }
+  }
+  return out;
+}
+
+function savedPixels(history, node) {
+  const img = history.outputs[node].images[0];
+  const px = readPng(path.join(base, 'output', img.subfolder || '', img.filename));
+  return { min: Math.min(...px), max: Math.max(...px) };
+}
+
+const stub = (content, size = 64) => ({ class_type: 'StubImage', inputs: { content, height: size, width: size, batch_size: 1 } });
+const save = (src, prefix) => ({ class_type: 'SaveImage', inputs: { images: [src, 0], filename_prefix: prefix } });
+
+test('test_lazy_input: a mask of 0 gives image1 and never evaluates image2', T, async () => {
+  const { ran, error, history } = await run({
+    1: stub('BLACK'), 2: stub('WHITE'),
+    3: { class_type: 'StubMask', inputs: { value: 0.0, height: 64, width: 64, batch_size: 1 } },
+    4: { class_type: 'TestLazyMixImages', inputs: { image1: ['1', 0], image2: ['2', 0], mask: ['3', 0] } },
+    5: save('4', 'lazy'),
+  });
+  assert.equal(error, undefined);
+  assert.deepEqual(savedPixels(history, '5'), { min: 0, max: 0 });
+  assert.ok(ran.has('1') && ran.has('3') && ran.has('4'));
+  assert.ok(!ran.has('2'), 'the lazy input that was not needed did not run');
+  // mask 0.5: both inputs, mixed in float32 and truncated to 127
+  const half = await run({
+    1: stub('BLACK'), 2: stub('WHITE'),
+    3: { class_type: 'StubMask', inputs: { value: 0.5, height: 64, width: 64, batch_size: 1 } },
+    4: { class_type: 'TestLazyMixImages', inputs: { image1: ['1', 0], image2: ['2', 0], mask: ['3', 0] } },
+    5: save('4', 'lazy_half'),
+  });
+  assert.deepEqual(savedPixels(half.history, '5'), { min: 127, max: 127 });
+  assert.ok(half.ran.has('2'));
+});
+
+test('test_for_loop: the loop body is cloned per iteration (255 // 2**n)', T, async () => {
+  for (const iterations of [1, 3]) {
+    const { ran, error, history } = await run({
+      1: stub('BLACK'), 2: stub('WHITE'),
+      3: { class_type: 'TestCustomIsChanged', inputs: { should_change: true, image: ['2', 0] } },
+      4: { class_type: 'TestForLoopOpen', inputs: { remaining: iterations, initial_value1: ['3', 0] } },
+      5: { class_type: 'TestVariadicAverage', inputs: { input1: ['1', 0], input2: ['4', 2] } },
+      6: { class_type: 'TestForLoopClose', inputs: { flow_control: ['4', 0], initial_value1: ['5', 0] } },
+      7: save('6', `loop${iterations}`),
+    });
+    assert.equal(error, undefined, JSON.stringify(error));
+    const expected = Math.floor(255 / 2 ** iterations);
+    assert.deepEqual(savedPixels(history, '7'), { min: expected, max: expected });
+    assert.ok(ran.has('3'), 'an IS_CHANGED NaN node runs every time');
+  }
+});
+
+test('custom validation: VALIDATE_INPUTS, input_types and SmartType answer 400', T, async () => {
+  const v1 = (input1) => ({ 1: { class_type: 'TestCustomValidation1', inputs: { input1, input2: 0.5 } }, 2: save('1', 'v1') });
+  assert.equal((await queue(v1(5))).status, 400, 'an int is not a float or a tensor');
+  assert.equal((await queue(v1('foo'))).status, 400);
+  assert.equal((await queue(v1(5.5))).status, 200, 'a float (JSON 5.0 would arrive as the int 5)');
+  for (const [cls, stubClass, status] of [
+    ['TestCustomValidation1', 'StubInt', 400], // no input_types: the link type check refuses INT
+    ['TestCustomValidation2', 'StubInt', 400], ['TestCustomValidation2', 'StubFloat', 200],
+    ['TestCustomValidation3', 'StubInt', 400], ['TestCustomValidation3', 'StubFloat', 200],
+    ['TestCustomValidation4', 'StubInt', 400], ['TestCustomValidation4', 'StubFloat', 200],
+  ]) {
+    const r = await queue({
+      1: { class_type: stubClass, inputs: { value: 5 } },
+      2: { class_type: cls, inputs: { input1: ['1', 0], input2: 0.5 } },
+      3: save('2', 'edge'),
+    });
+    assert.equal(r.status, status, `${cls} with ${stubClass}: ${JSON.stringify(r.json)}`);
+  }
+  const kw = (input2) => ({ 1: { class_type: 'TestCustomValidation5', inputs: { input1: 0.0, input2 } }, 2: save('1', 'kw') });
+  assert.equal((await queue(kw(5.0))).status, 200, '**kwargs turns off min/max');
+  const seven = await queue(kw(7.0));
+  assert.equal(seven.status, 400);
+  assert.match(JSON.stringify(seven.json), /7s are not allowed/);
+});
+
+test('test_dynamic_cycle_error: a cycle made by an expansion fails the generator node', T, async () => {
+  const { error } = await run({
+    1: stub('BLACK'), 2: stub('WHITE'),
+    3: { class_type: 'TestDynamicDependencyCycle', inputs: { input1: ['1', 0], input2: ['2', 0] } },
+    4: save('3', 'cycle'),
+  });
+  assert.ok(error, 'an execution_error');
+  assert.ok('prompt_id' in error);
+  assert.equal(error.node_id, '3');
+});
