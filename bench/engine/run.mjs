@@ -16,6 +16,7 @@ const repo = join(here, '..', '..');
 const require = createRequire(join(repo, 'tests', 'integration', 'package.json'));
 const WebSocket = require('ws');
 const bin = process.env.COMFYD_BIN || join(repo, 'build', 'release', 'comfyd');
+const REPEAT = Math.max(1, Number(process.env.BENCH_REPEAT || 3));
 
 const freePort = () => new Promise((res, rej) => {
   const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
@@ -54,11 +55,15 @@ async function main() {
     }
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?clientId=bench`);
     let bytes = 0, waiter = null;
+    const finished = new Set();
     ws.on('message', (data, isBinary) => {
       bytes += data.length;
       if (isBinary) return;
       const m = JSON.parse(data.toString());
-      if (m.type === 'executing' && m.data.node === null && waiter && m.data.prompt_id === waiter.id) waiter.done();
+      if (m.type !== 'executing' || m.data.node !== null) return;
+      // a fully cached prompt can finish before its POST reply has been read
+      finished.add(m.data.prompt_id);
+      if (waiter && m.data.prompt_id === waiter.id) waiter.done();
     });
     await new Promise((res, rej) => { ws.on('open', res); ws.on('error', rej); });
     await new Promise(r => setTimeout(r, 100));
@@ -70,16 +75,24 @@ async function main() {
       const r = await fetch(`${url}/prompt`, { method: 'POST', body });
       const j = await r.json();
       if (r.status !== 200) throw new Error(`POST /prompt: ${r.status} ${JSON.stringify(j).slice(0, 300)}`);
-      await new Promise(res => { waiter = { id: j.prompt_id, done: res }; });
+      if (!finished.has(j.prompt_id)) await new Promise(res => { waiter = { id: j.prompt_id, done: res }; });
       return { ms: performance.now() - t0, bytes, size: body.length };
     }
     const rows = [];
+    let chain5k = null;
     for (const n of [100, 1000, 5000, 100000]) {
       const p = chain(n);
-      const first = await run(p);
-      const again = await run(p);
+      // the best of REPEAT rounds (fresh cache each round): on a shared machine a single
+      // round mostly measures what else runs at the time
+      let first = null, again = null;
+      for (let round = 0; round < (n > 5000 ? 1 : REPEAT); round++) {
+        const f = await run(p), a = await run(p);
+        if (!first || f.ms < first.ms) first = f;
+        if (!again || a.ms < again.ms) again = a;
+        await fetch(`${url}/free`, { method: 'POST', body: '{"free_memory": true}' });
+      }
       rows.push([`chain of ${n}`, first.ms, again.ms, first.bytes, (first.bytes / (n + 1)).toFixed(1)]);
-      await fetch(`${url}/free`, { method: 'POST', body: '{"free_memory": true}' });
+      if (n === 5000) chain5k = [first.ms, again.ms];
     }
     const pr = await run(pairs(5000));
     rows.push(['5,000 independent pairs', pr.ms, NaN, pr.bytes, (pr.bytes / 10000).toFixed(1)]);
@@ -95,7 +108,10 @@ async function main() {
     for (const [name, a, b, c, d] of rows)
       console.log(`${name.padEnd(26)} ${a.toFixed(1).padStart(12)} ${isNaN(b) ? '         -' : b.toFixed(1).padStart(11)} ${String(c).padStart(10)} ${String(d).padStart(12)}`);
     console.log(`validation of the 5,000 chain (rejected, status ${vr.status}): ${vms.toFixed(1)} ms`);
-    console.log('targets: 5,000-chain < 50 ms; cached resubmission < 5 ms; WebSocket bytes linear in N');
+    const met = (ok) => ok ? 'met' : 'not met';
+    console.log(`targets: 5,000-chain < 50 ms (${chain5k[0].toFixed(1)} ms: ${met(chain5k[0] < 50)}); ` +
+      `cached resubmission < 5 ms (${chain5k[1].toFixed(1)} ms: ${met(chain5k[1] < 5)}); WebSocket bytes linear in N`);
+    console.log(`(best of ${REPEAT} rounds for chains up to 5,000 nodes; BENCH_REPEAT to change)`);
     console.log('for scale, ComfyUI 0.8.0 here: 100-chain 79 ms, 300-chain 1.5 s, no chain past ~960 nodes');
     ws.close();
   } finally {

@@ -8,11 +8,130 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Big integers come out of json_dumps as "\u0000<digits>": turn each back into <digits>, in
+ * place. Only a string that is exactly the mark and an integer text is touched. */
+static void restore_bigints(char *s) {
+    char *w = s;
+    for (char *r = s; *r;) {
+        if (r[0] == '"' && !strncmp(r + 1, "\\u0000", 6)) {
+            char *d = r + 7, *q = d + (*d == '-');
+            char *e = q;
+            while (*e >= '0' && *e <= '9') e++;
+            if (e > q && *e == '"') {
+                size_t n = (size_t)(e - d);
+                memmove(w, d, n);
+                w += n;
+                r = e + 1;
+                continue;
+            }
+        }
+        if (*r == '"') {
+            /* copy the whole string, escapes included, so a quote inside is not taken for a mark */
+            *w++ = *r++;
+            while (*r && *r != '"') {
+                if (*r == '\\' && r[1]) *w++ = *r++;
+                *w++ = *r++;
+            }
+            if (*r) *w++ = *r++;
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = '\0';
+}
+
 char *cd_json_dumps(const json_t *value) {
     /* jansson's non-compact mode already uses Python's separators; ENCODE_ANY allows scalars. */
     char *s = json_dumps(value, JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
+    if (s && strstr(s, "\\u0000")) restore_bigints(s);
     if (s) cd_json_lower_escapes(s);
     return s;
+}
+
+char *cd_json_dumps_compact(const json_t *value, size_t flags) {
+    char *s = json_dumps(value, JSON_COMPACT | flags);
+    if (s && strstr(s, "\\u0000")) restore_bigints(s);
+    return s;
+}
+
+json_t *cd_json_bigint(const char *digits) {
+    size_t n = strlen(digits);
+    char *b = malloc(n + 2);
+    if (!b) return NULL;
+    b[0] = '\0';
+    memcpy(b + 1, digits, n + 1);
+    json_t *j = json_stringn_nocheck(b, n + 1);
+    free(b);
+    return j;
+}
+
+const char *cd_json_bigint_text(const json_t *v) {
+    if (!json_is_string(v) || json_string_length(v) < 2) return NULL;
+    const char *s = json_string_value(v);
+    return s[0] == '\0' ? s + 1 : NULL;
+}
+
+/* Does the integer text [p, e) ([-]digits) fit a json_int_t? */
+static bool int_text_fits(const char *p, const char *e) {
+    bool neg = *p == '-';
+    if (neg) p++;
+    while (p < e - 1 && *p == '0') p++;
+    size_t n = (size_t)(e - p);
+    const char *lim = neg ? "9223372036854775808" : "9223372036854775807";
+    if (n != 19) return n < 19;
+    return memcmp(p, lim, 19) <= 0;
+}
+
+json_t *cd_json_loadb_bigint(const char *text, size_t len, size_t flags, json_error_t *error) {
+    json_error_t e;
+    json_t *j = json_loadb(text, len, flags, &e);
+    if (j || !strstr(e.text, "too big")) {
+        if (error) *error = e;
+        return j;
+    }
+    /* Again, with every integer that does not fit written as a marked string. The text is
+     * walked token by token: strings are copied as they are, numbers looked at. */
+    cd_buf b = CD_BUF_INIT;
+    size_t i = 0;
+    bool ok = true;
+    while (i < len && ok) {
+        char c = text[i];
+        if (c == '"') {
+            size_t j0 = i++;
+            while (i < len && text[i] != '"') {
+                if (text[i] == '\\' && i + 6 <= len && !memcmp(text + i, "\\u0000", 6))
+                    ok = false; /* a NUL of the client's own: refused as the first try did */
+                i += text[i] == '\\' ? 2 : 1;
+            }
+            if (i < len) i++;
+            if (i > len) i = len;
+            ok = ok && cd_buf_append(&b, text + j0, i - j0) == 0;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j0 = i++;
+            while (i < len && text[i] >= '0' && text[i] <= '9') i++;
+            bool integer = !(i < len && (text[i] == '.' || text[i] == 'e' || text[i] == 'E'));
+            if (integer && i - j0 > 18 && !int_text_fits(text + j0, text + i)) {
+                /* canonical text: no leading zeros (jansson would refuse them anyway) */
+                ok = cd_buf_append(&b, "\"\\u0000", 7) == 0 && cd_buf_append(&b, text + j0, i - j0) == 0 &&
+                     cd_buf_append(&b, "\"", 1) == 0;
+            } else {
+                ok = cd_buf_append(&b, text + j0, i - j0) == 0;
+            }
+        } else {
+            ok = cd_buf_append(&b, &text[i], 1) == 0;
+            i++;
+        }
+    }
+    if (!ok) {
+        cd_buf_free(&b);
+        if (error) *error = e;
+        return NULL;
+    }
+    /* The marks are \u0000 escapes: allowed here, while a NUL in the original text is not. */
+    j = b.data ? json_loadb(b.data, b.len, flags | JSON_ALLOW_NUL, error) : NULL;
+    cd_buf_free(&b);
+    if (!j && error) *error = e; /* report the first reading's error */
+    return j;
 }
 
 void cd_json_lower_escapes(char *s) {

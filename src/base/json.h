@@ -17,6 +17,20 @@ char *cd_json_dumps(const json_t *value);
 int cd_json_append_string(cd_buf *b, const char *s);
 int cd_json_append_number(cd_buf *b, double x);
 
+/* Integers beyond 64 bits. Python's json reads any integer; jansson refuses those that do not
+ * fit a json_int_t. cd_json_loadb_bigint reads them as "big integer" strings: a NUL byte then
+ * the decimal text ("\0-123..."). JSON from outside cannot produce such a string (it is read
+ * without JSON_ALLOW_NUL), so the mark is unambiguous. Validation decides what they become;
+ * cd_json_dumps and cd_json_dumps_compact write them back as bare integers, as Python does.
+ * Same contract as json_loadb; the fast path is json_loadb itself. */
+json_t *cd_json_loadb_bigint(const char *text, size_t len, size_t flags, json_error_t *error);
+/* A new big-integer string for the decimal text [-]digits (no leading zeros), NULL on OOM. */
+json_t *cd_json_bigint(const char *digits);
+/* The decimal text of a big integer, or NULL when v is not one. */
+const char *cd_json_bigint_text(const json_t *v);
+/* json_dumps(value, JSON_COMPACT | flags) with big integers written back as bare integers. */
+char *cd_json_dumps_compact(const json_t *value, size_t flags);
+
 /* Lowercases the hex of \uXXXX escapes in jansson's output, in place (Python writes \u00e9). */
 void cd_json_lower_escapes(char *text);
 

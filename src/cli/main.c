@@ -1,6 +1,7 @@
 /* comfyd: the command line. `comfyd serve` runs a workflow server; the other jobs of DESIGN.md
  * (hub, nodes, models) arrive with their issues. */
 #include <errno.h>
+#include <malloc.h>
 #include <sodium.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -53,7 +54,19 @@ static int cmd_serve(int argc, char **argv) {
     return code;
 }
 
+/* A prompt is parsed, validated and run through many small allocations that are all freed at
+ * its end. With glibc's defaults the freed top of the heap goes back to the kernel (and large
+ * buffers such as a request body are mmap'd and unmapped) every time, so the next prompt
+ * page-faults all of it in again: for a 5,000-node prompt that was a fifth of the time. Keep
+ * up to 64 MiB of freed memory for reuse instead. */
+static void tune_malloc(void) {
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 16 << 20);
+    mallopt(M_TOP_PAD, 4 << 20);
+}
+
 int main(int argc, char **argv) {
+    tune_malloc();
     if (sodium_init() < 0) {
         fprintf(stderr, "comfyd: libsodium failed to initialise\n");
         return 1;

@@ -118,15 +118,21 @@ void cd_cache_begin_prompt(cd_cache *c, const cd_sig *keys, size_t n) {
         sweep(c, keep_none, NULL);
         return;
     }
+    size_t marked = 0;
     for (size_t i = 0; i < n; i++) {
         if (keys[i].uncacheable) continue;
         char k[40];
         key_text(&keys[i], k);
         stored *s = cd_map_get(c->map, k);
-        if (s) s->generation = c->generation;
+        if (s && s->generation != c->generation) {
+            s->generation = c->generation;
+            marked++;
+        }
     }
     if (c->policy == CD_CACHE_POLICY_CLASSIC) {
-        sweep(c, keep_current_generation, NULL);
+        /* Rebuilding the map costs as much as the prompt is large: only when something goes
+         * (not when the same prompt comes again). */
+        if (marked < c->n_stored) sweep(c, keep_current_generation, NULL);
     } else {
         /* LRU: while over size, raise the cut-off generation; never evict the current one. */
         lru_arg a = {.min_generation = 0};

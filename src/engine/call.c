@@ -168,8 +168,12 @@ int cd_call_send_preview(cd_node_call *call, const char *mime, const void *bytes
 }
 
 const char *cd_call_unique_id(const cd_node_call *call) { return call->node_id; }
-const char *cd_call_prompt_json(const cd_node_call *call) { return call->env ? call->env->prompt_json : NULL; }
+const char *cd_call_prompt_json(const cd_node_call *call) {
+    if (call->env && call->env->make_texts) call->env->make_texts(call->env->ctx);
+    return call->env ? call->env->prompt_json : NULL;
+}
 const char *cd_call_extra_pnginfo_json(const cd_node_call *call) {
+    if (call->env && call->env->make_texts) call->env->make_texts(call->env->ctx);
     return call->env ? call->env->extra_pnginfo_json : NULL;
 }
 int cd_call_save_metadata(const cd_node_call *call) { return !(call->env && call->env->no_metadata); }
@@ -290,10 +294,22 @@ int cd_call_run_validate(const cd_node_type *t, const cd_call_env *env, json_t *
     size_t n = json_object_size(constants) + json_object_size(input_types);
     cd_value **owned = calloc(n ? n : 1, sizeof *owned);
     size_t n_owned = 0;
+    /* VALIDATE_INPUTS is mapped over lists like the node itself (get_input_data without an
+     * execution list, then _map_node_over_list): an INPUT_IS_LIST node gets every argument as
+     * a one-element list, [constant] or [None] for a link. */
+    bool whole = (t->def->flags & CD_NODE_INPUT_IS_LIST) != 0;
     const char *name;
     json_t *v;
     json_object_foreach(constants, name, v) {
         cd_value *val = json_is_null(v) ? NULL : cd_value_from_json(v);
+        if (whole) {
+            cd_value *list = cd_value_list_new(1);
+            if (list && cd_value_list_push(list, val ? val : cd_value_none()) != CD_OK) {
+                cd_value_unref(list);
+                list = NULL;
+            } else if (!list) cd_value_unref(val);
+            val = list;
+        }
         if (val) owned[n_owned++] = val;
         const char *type = json_string_value(json_object_get(input_types, name));
         cd_call_add_input(&call, name, val, type);

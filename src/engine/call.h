@@ -22,6 +22,9 @@ typedef struct {
     const char *(*directory)(void *ctx, const char *type);
     const char *prompt_json;        /* PROMPT */
     const char *extra_pnginfo_json; /* EXTRA_PNGINFO or NULL */
+    /* Optional: fills prompt_json and extra_pnginfo_json when a node first asks for them
+     * (serialising a large prompt on every run is not free, and few nodes read it). */
+    void (*make_texts)(void *ctx);
     const cd_registry *registry;    /* for expansions */
     const cd_prompt *dynprompt;     /* DYNPROMPT: the running prompt, expansions included; or NULL */
     bool no_metadata;               /* --disable-metadata */

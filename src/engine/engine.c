@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "engine/history.h"
@@ -24,7 +25,25 @@ struct cd_engine {
     pthread_mutex_t lock; /* guards number and the /free flags */
     long long number;
     bool flag_unload, flag_free;
+    /* The last accepted POST /prompt body whose validation is repeatable, as received, with
+     * what validating it gave: a client that submits the very same bytes again (re-queueing a
+     * workflow) skips parsing and validation. Loop thread only. */
+    struct {
+        char *text;
+        size_t len;
+        json_t *body;         /* parsed, its prompt validated (converted) and shared by the queue */
+        json_t *node_errors;
+        json_t *outputs;      /* array of output ids */
+    } memo;
 };
+
+static void memo_clear(cd_engine *e) {
+    free(e->memo.text);
+    json_decref(e->memo.body);
+    json_decref(e->memo.node_errors);
+    json_decref(e->memo.outputs);
+    memset(&e->memo, 0, sizeof e->memo);
+}
 
 const cd_registry *cd_engine_registry(const cd_engine *e) { return e->reg; }
 
@@ -135,6 +154,7 @@ void cd_engine_free(cd_engine *e) {
     cd_executor_free(e->executor);
     cd_queue_free(e->queue);
     cd_history_close(e->history);
+    memo_clear(e);
     pthread_mutex_destroy(&e->lock);
     free(e);
 }
@@ -146,7 +166,9 @@ static json_t *error_reply(const char *type, const char *message, const char *de
                      "extra_info", "node_errors");
 }
 
-int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply) {
+/* hit: the memo, whose body this is (validation skipped); else NULL. remember: where to say
+ * that the body was accepted with a repeatable validation (may be NULL). */
+static int submit(cd_engine *e, json_t *body, bool hit, json_t **reply, bool *remember) {
     /* The counter moves even when the request then fails, as in ComfyUI. */
     pthread_mutex_lock(&e->lock);
     long long counter = e->number++;
@@ -156,6 +178,9 @@ int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply) {
     bool is_float = false;
     if (num_j && json_is_number(num_j)) {
         number = json_number_value(num_j);
+        is_float = true;
+    } else if (num_j && cd_json_bigint_text(num_j)) {
+        number = strtod(cd_json_bigint_text(num_j), NULL); /* float(int) */
         is_float = true;
     } else if (num_j && json_is_string(num_j)) {
         char *end;
@@ -185,12 +210,16 @@ int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply) {
         *reply = error_reply("internal_error", "out of memory", "");
         return 500;
     }
-    cd_validation v;
+    cd_validation v = {0};
     /* Validation converts values in place. The body is the caller's to drop after this call,
      * so its prompt object is taken over rather than copied (a copy of a 5,000-node prompt
-     * costs more than validating it). */
+     * costs more than validating it). Once validated it is never changed again, so queue
+     * items and history entries of identical submissions share it. */
     json_t *copy = json_incref(prompt);
-    if (!copy || cd_validate_prompt(e->reg, copy, json_object_get(body, "partial_execution_targets"), &v) < 0) {
+    if (hit) {
+        v.node_errors = json_incref(e->memo.node_errors);
+    } else if (!copy ||
+               cd_validate_prompt(e->reg, copy, json_object_get(body, "partial_execution_targets"), &v) < 0) {
         json_decref(copy);
         free(prompt_id);
         *reply = error_reply("internal_error", "out of memory", "");
@@ -203,6 +232,7 @@ int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply) {
         free(prompt_id);
         return 400;
     }
+    if (remember) *remember = !hit && v.repeatable;
     cd_queue_item *it = calloc(1, sizeof *it);
     json_t *extra = json_object_get(body, "extra_data");
     it->number = number;
@@ -212,14 +242,50 @@ int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply) {
     it->extra_data = json_is_object(extra) ? json_deep_copy(extra) : json_object();
     json_t *client = json_object_get(body, "client_id");
     if (client) json_object_set(it->extra_data, "client_id", client);
-    it->outputs = json_array();
-    for (size_t i = 0; i < v.n_outputs; i++) json_array_append_new(it->outputs, json_string(v.outputs[i]));
+    if (hit) {
+        it->outputs = json_copy(e->memo.outputs);
+    } else {
+        it->outputs = json_array();
+        for (size_t i = 0; i < v.n_outputs; i++) json_array_append_new(it->outputs, json_string(v.outputs[i]));
+    }
     json_t *num_reply = is_float ? json_real(number) : json_integer((json_int_t)number);
     *reply = json_pack("{s:s, s:o, s:O}", "prompt_id", prompt_id, "number", num_reply, "node_errors", v.node_errors);
+    if (remember && *remember) {
+        json_decref(e->memo.node_errors);
+        json_decref(e->memo.outputs);
+        e->memo.node_errors = json_incref(v.node_errors);
+        e->memo.outputs = json_copy(it->outputs);
+    }
     cd_validation_clear(&v);
     cd_queue_put(e->queue, it);
     broadcast_status(e);
     return 200;
+}
+
+int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply) { return submit(e, body, false, reply, NULL); }
+
+int cd_engine_submit_text(cd_engine *e, const char *text, size_t len, json_t **reply) {
+    if (e->memo.text && len == e->memo.len && !memcmp(text, e->memo.text, len))
+        return submit(e, e->memo.body, true, reply, NULL);
+    json_t *body = len ? cd_json_loadb_bigint(text, len, JSON_DECODE_ANY, NULL) : json_object();
+    if (!body) return -1;
+    bool remember = false;
+    int status = submit(e, body, false, reply, &remember);
+    if (remember) {
+        char *copy = malloc(len ? len : 1);
+        if (copy) {
+            memcpy(copy, text, len);
+            free(e->memo.text);
+            json_decref(e->memo.body);
+            e->memo.text = copy;
+            e->memo.len = len;
+            e->memo.body = json_incref(body);
+        } else {
+            memo_clear(e);
+        }
+    }
+    json_decref(body);
+    return status;
 }
 
 /* ---- the rest ---- */

@@ -31,6 +31,10 @@ void cd_engine_free(cd_engine *e);
  * with ComfyUI's answer. body may be any JSON value; its "prompt" is converted in place and
  * kept by the queue, so the caller must not use the body afterwards except to release it. */
 int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply);
+/* The same from the request body as received (empty: {}). Returns -1 when it is not JSON (no
+ * reply then). The same bytes as the last accepted body are not parsed and validated again
+ * when that validation is repeatable (see cd_validation.repeatable). */
+int cd_engine_submit_text(cd_engine *e, const char *text, size_t len, json_t **reply);
 
 int cd_engine_queue_remaining(cd_engine *e);
 json_t *cd_engine_queue(cd_engine *e); /* GET /queue */

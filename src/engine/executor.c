@@ -17,9 +17,27 @@
 struct cd_executor {
     const cd_registry *reg;
     cd_cache *cache;
+    cd_cache_policy policy;
     cd_event_sink sink;
     atomic_int interrupt;
+    /* The last prompt that ran to the end with every node's result in the cache, for a repeat
+     * of it (see rerun_cached). */
+    struct {
+        json_t *prompt; /* the validated prompt object (a reference: it is never changed) */
+        cd_sig *keys;   /* each node's signature, in the prompt's order */
+        cd_map *index;  /* node id -> position + 1 (keys borrowed from prompt) */
+        json_t *ids;    /* every node id, in order: execution_cached of a repeat (shared) */
+        size_t n;
+    } last;
 };
+
+static void forget_last(cd_executor *ex) {
+    json_decref(ex->last.prompt);
+    free(ex->last.keys);
+    cd_map_free(ex->last.index);
+    json_decref(ex->last.ids);
+    memset(&ex->last, 0, sizeof ex->last);
+}
 
 /* Per-node state for one run. */
 typedef struct nstate nstate;
@@ -57,10 +75,14 @@ typedef struct {
     json_t *messages;
     cd_call_env env;
     char *extra_pnginfo;
+    const json_t *prompt_json, *extra_data; /* for env_make_texts */
+    bool texts_made;
     const char *current_node;
     nstate *current;
     bool failed, interrupted;
     json_t *error;
+    /* A node's progress_state "finished" entry not sent yet (see progress_state_text). */
+    cd_buf held;
 } run_ctx;
 
 /* ---- events ---- */
@@ -71,7 +93,10 @@ static int64_t now_ms(void) {
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+static void flush_held(run_ctx *r);
+
 static void emit(run_ctx *r, const char *type, json_t *data, const char *sid) {
+    flush_held(r);
     if (r->ex->sink.event) r->ex->sink.event(r->ex->sink.ctx, type, data, sid);
     else json_decref(data);
 }
@@ -92,14 +117,47 @@ static void add_message(run_ctx *r, const char *type, json_t *data, bool broadca
     else json_decref(data);
 }
 
-/* progress_state written straight to text: it goes out twice per node, and building it through
- * jansson and serialising it again was most of the per-node cost. */
-static bool progress_state_text(run_ctx *r, nstate *s, const char *state, double value, double max) {
-    const cd_prompt_node *n = s->node;
+/* Sends {"type": "progress_state", "data": {"prompt_id", "nodes": {<entries>}}}. */
+static bool send_progress_state(run_ctx *r, const char *entries, size_t len) {
     cd_buf b = CD_BUF_INIT;
     int rc = cd_buf_append_str(&b, "{\"type\": \"progress_state\", \"data\": {\"prompt_id\": ");
     rc |= cd_json_append_string(&b, r->prompt_id);
     rc |= cd_buf_append_str(&b, ", \"nodes\": {");
+    rc |= cd_buf_append(&b, entries, len);
+    rc |= cd_buf_append_str(&b, "}}}");
+    if (rc < 0) {
+        cd_buf_free(&b);
+        return false;
+    }
+    size_t n = b.len;
+    r->ex->sink.event_text(r->ex->sink.ctx, "progress_state", NULL, cd_buf_take(&b), n, r->client_id);
+    return true;
+}
+
+/* The held "finished" entry goes out on its own: before any other event, so that the order of
+ * events stays what it was. */
+static void flush_held(run_ctx *r) {
+    if (!r->held.len) return;
+    send_progress_state(r, r->held.data, r->held.len);
+    cd_buf_reset(&r->held);
+}
+
+/* progress_state written straight to text: it goes out twice per node, and building it through
+ * jansson and serialising it again was most of the per-node cost.
+ * A node's "finished" is held back and sent in the same message as the next node's "running"
+ * when nothing else comes between them: ComfyUI's own progress_state lists every node that
+ * is not pending, so a message naming both is one it could send itself, and a chain of N
+ * nodes costs N such messages instead of 2N. */
+static bool progress_state_text(run_ctx *r, nstate *s, const char *state, double value, double max) {
+    const cd_prompt_node *n = s->node;
+    bool finished = !strcmp(state, "finished");
+    if (finished) flush_held(r);
+    cd_buf b = CD_BUF_INIT;
+    int rc = 0;
+    if (!finished && r->held.len) {
+        rc |= cd_buf_append(&b, r->held.data, r->held.len);
+        rc |= cd_buf_append_str(&b, ", ");
+    }
     rc |= cd_json_append_string(&b, n->id);
     rc |= cd_buf_append_str(&b, ": {\"value\": ");
     rc |= cd_json_append_number(&b, value);
@@ -115,14 +173,20 @@ static bool progress_state_text(run_ctx *r, nstate *s, const char *state, double
     rc |= n->parent ? cd_json_append_string(&b, n->parent) : cd_buf_append_str(&b, "null");
     rc |= cd_buf_append_str(&b, ", \"real_node_id\": ");
     rc |= cd_json_append_string(&b, cd_prompt_real_id(r->prompt, n));
-    rc |= cd_buf_append_str(&b, "}}}}");
+    rc |= cd_buf_append_str(&b, "}");
     if (rc < 0) {
         cd_buf_free(&b);
         return false;
     }
-    size_t len = b.len;
-    r->ex->sink.event_text(r->ex->sink.ctx, "progress_state", NULL, cd_buf_take(&b), len, r->client_id);
-    return true;
+    if (finished) {
+        cd_buf_free(&r->held);
+        r->held = b;
+        return true;
+    }
+    cd_buf_reset(&r->held);
+    bool ok = send_progress_state(r, b.data, b.len);
+    cd_buf_free(&b);
+    return ok;
 }
 
 static void progress_state(run_ctx *r, nstate *s, const char *state, double value, double max) {
@@ -143,6 +207,7 @@ static void progress_state(run_ctx *r, nstate *s, const char *state, double valu
 
 /* `executing` for a node that starts running: to the prompt's client only. */
 static void emit_executing(run_ctx *r, const char *node, const char *display) {
+    flush_held(r);
     if (!r->client_id) return;
     if (r->ex->sink.event_text) {
         cd_buf b = CD_BUF_INIT;
@@ -166,6 +231,20 @@ static void emit_executing(run_ctx *r, const char *node, const char *display) {
 
 /* ---- call environment (progress and interrupt from inside nodes) ---- */
 
+/* PROMPT and EXTRA_PNGINFO as JSON text, made when a node first asks: most prompts have no
+ * node that reads them, and serialising a large prompt (and the frontend's workflow) on every
+ * run is not free. */
+static void env_make_texts(void *ctx) {
+    run_ctx *r = ctx;
+    if (r->texts_made) return;
+    r->texts_made = true;
+    r->prompt->json_text = cd_json_dumps_compact(r->prompt_json, 0);
+    json_t *pnginfo = json_object_get(r->extra_data, "extra_pnginfo");
+    r->extra_pnginfo = pnginfo ? cd_json_dumps_compact(pnginfo, JSON_ENCODE_ANY) : NULL;
+    r->env.prompt_json = r->prompt->json_text;
+    r->env.extra_pnginfo_json = r->extra_pnginfo;
+}
+
 static int env_interrupted(void *ctx) {
     run_ctx *r = ctx;
     return atomic_load(&r->ex->interrupt) != 0;
@@ -183,6 +262,7 @@ static void env_progress(void *ctx, const char *node_id, double value, double ma
 static void env_text(void *ctx, const char *node_id, const char *text) {
     run_ctx *r = ctx;
     if (!r->ex->sink.binary) return;
+    flush_held(r);
     size_t idlen = strlen(node_id), tlen = strlen(text);
     unsigned char *buf = malloc(4 + idlen + tlen);
     if (!buf) return;
@@ -201,6 +281,7 @@ static void env_preview(void *ctx, const char *node_id, const char *mime, const 
     run_ctx *r = ctx;
     (void)node_id;
     if (!r->ex->sink.binary) return;
+    flush_held(r);
     unsigned char *buf = malloc(4 + len);
     if (!buf) return;
     uint32_t fmt = strcmp(mime, "image/png") == 0 ? 2 : 1;
@@ -271,18 +352,35 @@ static void state_free(nstate *s) {
 
 /* ---- signatures (cache keys) ---- */
 
+static cd_value *single_list(cd_value *v) {
+    cd_value *l = cd_value_list_new(1);
+    if (l) cd_value_list_push(l, v);
+    else cd_value_unref(v);
+    return l;
+}
+
 /* IS_CHANGED: the node's fingerprint callback on its constant inputs. */
 static void compute_fingerprint(run_ctx *r, nstate *s) {
     const cd_node_type *t = s->node->type;
     if (!t || !t->def->fingerprint) return;
     cd_node_call call;
     cd_call_init(&call, t, &r->env, s->node->id, 0);
+    /* Mapped over lists like the node: an INPUT_IS_LIST node sees [constant] and [None]. */
+    bool whole = (t->def->flags & CD_NODE_INPUT_IS_LIST) != 0;
+    cd_value **lists = whole ? calloc(s->node->n_inputs + 1, sizeof *lists) : NULL;
     for (size_t i = 0; i < s->node->n_inputs; i++) {
         const cd_prompt_input *in = &s->node->inputs[i];
-        cd_call_add_input(&call, in->name, in->is_link ? NULL : in->value, NULL);
+        const cd_value *v = in->is_link ? NULL : in->value;
+        if (lists) {
+            lists[i] = single_list(v ? cd_value_ref(v) : cd_value_none());
+            v = lists[i];
+        }
+        cd_call_add_input(&call, in->name, v, NULL);
     }
     cd_value *v = t->def->fingerprint(&call);
     cd_call_clear(&call);
+    for (size_t i = 0; lists && i < s->node->n_inputs; i++) cd_value_unref(lists[i]);
+    free(lists);
     if (!v) v = cd_value_float(NAN);
     if (cd_value_kind_of(v) == CD_VALUE_BLOCKER) {
         cd_value_unref(v);
@@ -564,13 +662,6 @@ static void input_lists_free(input_lists *il) {
     free(il->lists);
 }
 
-static cd_value *single_list(cd_value *v) {
-    cd_value *l = cd_value_list_new(1);
-    if (l) cd_value_list_push(l, v);
-    else cd_value_unref(v);
-    return l;
-}
-
 /* A V3 DynamicCombo or Autogrow input carries its sub-inputs as "<input>.<name>" (the widgets of
  * the chosen option, the grown sockets): those constants are the node's, though undeclared. */
 static bool v3_sub_input(const cd_node_type *t, const char *name) {
@@ -617,9 +708,13 @@ static int gather_inputs(run_ctx *r, nstate *s, input_lists *il) {
         if (!def->hidden_kind || !strcmp(def->hidden_kind, "")) continue;
         cd_value *v = NULL;
         if (!strcmp(def->hidden_kind, "UNIQUE_ID")) v = cd_value_string(n->id);
-        else if (!strcmp(def->hidden_kind, "PROMPT")) v = cd_value_json(r->env.prompt_json);
-        else if (!strcmp(def->hidden_kind, "EXTRA_PNGINFO"))
+        else if (!strcmp(def->hidden_kind, "PROMPT")) {
+            env_make_texts(r);
+            v = cd_value_json(r->env.prompt_json);
+        } else if (!strcmp(def->hidden_kind, "EXTRA_PNGINFO")) {
+            env_make_texts(r);
             v = r->extra_pnginfo ? cd_value_json(r->extra_pnginfo) : cd_value_none();
+        }
         else continue;
         if (!v) continue;
         il->names[il->n] = def->name;
@@ -991,8 +1086,124 @@ static void build_history(run_ctx *r, cd_exec_result *res) {
     }
 }
 
+/* Remembers a run that left every node of the prompt in the cache, and whose signatures are a
+ * function of the prompt alone (no IS_CHANGED), so that running the same prompt object again
+ * needs neither the graph nor the signatures. */
+static void remember_run(run_ctx *r, const cd_exec_request *req) {
+    cd_executor *ex = r->ex;
+    forget_last(ex);
+    if (ex->policy != CD_CACHE_POLICY_CLASSIC || r->failed || r->interrupted) return;
+    size_t n = r->prompt->n_original;
+    if (n != json_object_size(req->prompt)) return;
+    for (size_t i = 0; i < n; i++) {
+        const cd_prompt_node *pn = r->prompt->nodes[i];
+        nstate *s = cd_map_get(r->states, pn->id);
+        if (!pn->type || pn->type->def->fingerprint || !s || !s->entry || !s->sig_done || s->sig.uncacheable) return;
+    }
+    cd_sig *keys = malloc((n ? n : 1) * sizeof *keys);
+    cd_map *index = cd_map_new();
+    json_t *ids = json_array();
+    if (!keys || !index || !ids) {
+        free(keys);
+        cd_map_free(index);
+        json_decref(ids);
+        return;
+    }
+    const char *id;
+    json_t *node;
+    size_t i = 0;
+    json_object_foreach(req->prompt, id, node) {
+        nstate *s = cd_map_get(r->states, id);
+        if (!s || i >= n || cd_map_set(index, id, (void *)(uintptr_t)(i + 1)) < 0 ||
+            json_array_append_new(ids, json_string(id)) < 0) {
+            free(keys);
+            cd_map_free(index);
+            json_decref(ids);
+            return;
+        }
+        keys[i++] = s->sig;
+    }
+    ex->last.ids = ids;
+    ex->last.prompt = json_incref(req->prompt);
+    ex->last.keys = keys;
+    ex->last.index = index;
+    ex->last.n = n;
+}
+
+/* The same prompt object again, with every result still cached: what the full run would do
+ * and send (start, every node cached, `executed` and "finished" for each output, success),
+ * without building the graph or signing it. Returns false, having changed nothing a full run
+ * would not do itself, when it does not apply. */
+static bool rerun_cached(cd_executor *ex, const cd_exec_request *req, cd_exec_result *res) {
+    size_t n = ex->last.n;
+    if (!ex->last.prompt || ex->last.prompt != req->prompt || ex->policy != CD_CACHE_POLICY_CLASSIC) return false;
+    /* Classic: the same keys as the full run would give; dropping the others is idempotent. */
+    cd_cache_begin_prompt(ex->cache, ex->last.keys, n);
+    const cd_cache_entry **entries = calloc(n ? n : 1, sizeof *entries);
+    bool *done = calloc(n ? n : 1, sizeof *done);
+    bool all = entries && done;
+    for (size_t i = 0; all && i < n; i++) all = (entries[i] = cd_cache_get(ex->cache, &ex->last.keys[i])) != NULL;
+    if (!all) {
+        free(entries);
+        free(done);
+        return false;
+    }
+    run_ctx r = {.ex = ex, .prompt_id = req->prompt_id};
+    r.messages = json_array();
+    r.executed = json_array();
+    r.client_id = json_string_value(json_object_get(req->extra_data, "client_id"));
+    atomic_store(&ex->interrupt, 0);
+    add_message(&r, "execution_start",
+                json_pack("{s:s, s:I}", "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()), false);
+    const char *id;
+    json_t *node;
+    res->cached_count = n;
+    /* The list is the same for every repeat, and nobody changes it: shared, not rebuilt. */
+    add_message(&r, "execution_cached",
+                json_pack("{s:O, s:s, s:I}", "nodes", ex->last.ids, "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()),
+                false);
+    size_t i_out;
+    json_t *out_id;
+    json_array_foreach(req->outputs, i_out, out_id) {
+        const char *oid = json_string_value(out_id);
+        uintptr_t pos = oid ? (uintptr_t)cd_map_get(ex->last.index, oid) : 0;
+        if (!pos || done[pos - 1]) continue;
+        done[pos - 1] = true;
+        const cd_cache_entry *e = entries[pos - 1];
+        json_t *out = e->ui ? json_object_get(e->ui, "output") : NULL;
+        emit_client(&r, "executed",
+                    json_pack("{s:s, s:s, s:O, s:s}", "node", oid, "display_node", oid, "output",
+                              out ? out : json_null(), "prompt_id", r.prompt_id));
+        cd_prompt_node pn = {.id = (char *)oid};
+        nstate st = {.node = &pn};
+        progress_state(&r, &st, "finished", 1, 1);
+        res->executed_count++;
+    }
+    flush_held(&r);
+    add_message(&r, "execution_success",
+                json_pack("{s:s, s:I}", "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()), false);
+    cd_buf_free(&r.held);
+    res->success = true;
+    res->messages = r.messages;
+    res->outputs = json_object();
+    res->meta = json_object();
+    size_t i = 0;
+    json_object_foreach(req->prompt, id, node) {
+        const cd_cache_entry *e = entries[i++];
+        json_t *out = e->ui ? json_object_get(e->ui, "output") : NULL;
+        json_t *meta = e->ui ? json_object_get(e->ui, "meta") : NULL;
+        if (out) json_object_set(res->outputs, id, out);
+        if (meta) json_object_set(res->meta, id, meta);
+    }
+    json_decref(r.executed);
+    free(entries);
+    free(done);
+    return true;
+}
+
 int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result *res) {
     memset(res, 0, sizeof *res);
+    if (rerun_cached(ex, req, res)) return 0;
     run_ctx r = {.ex = ex, .prompt_id = req->prompt_id};
     char err[256];
     r.prompt = cd_prompt_from_json(ex->reg, req->prompt, err, sizeof err);
@@ -1007,12 +1218,11 @@ int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result 
         return -1;
     }
     r.client_id = json_string_value(json_object_get(req->extra_data, "client_id"));
-    json_t *pnginfo = json_object_get(req->extra_data, "extra_pnginfo");
-    r.extra_pnginfo = pnginfo ? json_dumps(pnginfo, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    r.prompt->json_text = json_dumps(req->prompt, JSON_COMPACT);
+    r.prompt_json = req->prompt;
+    r.extra_data = req->extra_data;
     r.env = (cd_call_env){.ctx = &r, .interrupted = env_interrupted, .progress = env_progress, .text = env_text,
-                          .preview = env_preview, .directory = env_directory, .prompt_json = r.prompt->json_text,
-                          .extra_pnginfo_json = r.extra_pnginfo, .registry = ex->reg, .dynprompt = r.prompt,
+                          .preview = env_preview, .directory = env_directory, .make_texts = env_make_texts,
+                          .registry = ex->reg, .dynprompt = r.prompt,
                           .no_metadata = ex->sink.no_metadata};
     /* An interrupt that arrived while idle is lost, as in ComfyUI. */
     atomic_store(&ex->interrupt, 0);
@@ -1073,6 +1283,8 @@ int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result 
         }
     }
 
+    flush_held(&r); /* the last node's "finished" */
+    remember_run(&r, req);
     if (r.interrupted) {
         const char *real = r.current ? cd_prompt_real_id(r.prompt, r.current->node) : NULL;
         cd_prompt_node *realn = real ? cd_prompt_get(r.prompt, real) : NULL;
@@ -1086,6 +1298,7 @@ int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result 
         add_message(&r, "execution_success",
                     json_pack("{s:s, s:I}", "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()), false);
     }
+    cd_buf_free(&r.held);
     res->success = !r.failed && !r.interrupted;
     res->interrupted = r.interrupted;
     res->messages = r.messages;
@@ -1115,6 +1328,7 @@ cd_executor *cd_executor_new(const cd_registry *reg, cd_cache_policy policy, siz
     if (!ex) return NULL;
     ex->reg = reg;
     ex->cache = cd_cache_new(policy, lru_size);
+    ex->policy = policy;
     if (!ex->cache) {
         free(ex);
         return NULL;
@@ -1126,9 +1340,13 @@ cd_executor *cd_executor_new(const cd_registry *reg, cd_cache_policy policy, siz
 
 void cd_executor_free(cd_executor *ex) {
     if (!ex) return;
+    forget_last(ex);
     cd_cache_free(ex->cache);
     free(ex);
 }
 
 void cd_executor_interrupt(cd_executor *ex) { atomic_store(&ex->interrupt, 1); }
-void cd_executor_reset_caches(cd_executor *ex) { cd_cache_reset(ex->cache); }
+void cd_executor_reset_caches(cd_executor *ex) {
+    forget_last(ex);
+    cd_cache_reset(ex->cache);
+}

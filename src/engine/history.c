@@ -2,10 +2,12 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/log.h"
 
 typedef struct {
@@ -13,11 +15,31 @@ typedef struct {
     json_t *entry;
 } item;
 
+/* A change to write to SQLite. */
+typedef struct op {
+    enum { OP_PUT, OP_DELETE, OP_CLEAR } kind;
+    char *id;
+    json_t *entry; /* OP_PUT: a reference; entries are not changed once added */
+    struct op *next;
+} op;
+
 struct cd_history {
     pthread_mutex_t lock;
     item *items; /* completion order */
     size_t n, cap, max;
     sqlite3 *db;
+    /* The SQLite writes happen on a thread of their own, in the order they were made: the
+     * memory copy is what readers see at once (clients read the history as soon as the
+     * prompt's last event arrives), and serialising a large prompt for the database then
+     * costs the executor nothing. Closing writes whatever is still queued. */
+    pthread_t writer;
+    bool writer_started, stopping;
+    pthread_cond_t wake;
+    op *ops_head, *ops_tail;
+    /* Writer thread only: the last prompt graph serialised, and its text. Clients re-queue
+     * the same workflow; its (validated, shared) graph object is then serialised once. */
+    json_t *graph;
+    char *graph_text;
 };
 
 static void db_exec(cd_history *h, const char *sql) {
@@ -28,13 +50,112 @@ static void db_exec(cd_history *h, const char *sql) {
     }
 }
 
-static void db_delete(cd_history *h, const char *id) {
-    if (!h->db) return;
+static void sql_delete(cd_history *h, const char *id) {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(h->db, "DELETE FROM history WHERE prompt_id = ?", -1, &st, NULL) != SQLITE_OK) return;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
     sqlite3_step(st);
     sqlite3_finalize(st);
+}
+
+/* The entry as JSON text, the prompt graph (entry.prompt[2]) taken from graph_text when it
+ * is the graph serialised last. */
+static char *entry_text(cd_history *h, const json_t *entry) {
+    json_t *prompt = json_object_get(entry, "prompt");
+    json_t *graph = json_array_get(prompt, 2);
+    if (!json_is_object(graph) || json_object_size(graph) < 32) return cd_json_dumps_compact(entry, 0);
+    if (graph != h->graph) {
+        json_decref(h->graph);
+        free(h->graph_text);
+        h->graph = json_incref(graph);
+        h->graph_text = cd_json_dumps_compact(graph, 0);
+    }
+    /* The entry with a placeholder in the graph's place: a string holding a NUL, which no
+     * client text can (base/json.h), then the graph's text spliced in. */
+    json_t *shallow = json_copy((json_t *)entry), *p = json_copy(prompt);
+    char *text = NULL, *out = NULL;
+    if (shallow && p && h->graph_text && json_array_set_new(p, 2, json_stringn("\0P", 2)) == 0 &&
+        json_object_set(shallow, "prompt", p) == 0)
+        text = cd_json_dumps_compact(shallow, 0);
+    json_decref(p);
+    json_decref(shallow);
+    const char *mark = text ? strstr(text, "\"\\u0000P\"") : NULL;
+    if (mark) {
+        size_t head = (size_t)(mark - text), glen = strlen(h->graph_text), tail = strlen(mark + 9);
+        if ((out = malloc(head + glen + tail + 1))) {
+            memcpy(out, text, head);
+            memcpy(out + head, h->graph_text, glen);
+            memcpy(out + head + glen, mark + 9, tail + 1);
+        }
+    }
+    free(text);
+    return out ? out : cd_json_dumps_compact(entry, 0);
+}
+
+static void sql_put(cd_history *h, const char *id, const json_t *entry) {
+    char *text = entry_text(h, entry);
+    sqlite3_stmt *st;
+    if (text && sqlite3_prepare_v2(h->db, "INSERT OR REPLACE INTO history (prompt_id, entry) VALUES (?, ?)", -1, &st,
+                                   NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) cd_warn("history: cannot store %s: %s", id, sqlite3_errmsg(h->db));
+        sqlite3_finalize(st);
+    } else {
+        cd_warn("history: cannot store %s", id);
+    }
+    free(text);
+}
+
+static void op_free(op *o) {
+    free(o->id);
+    json_decref(o->entry);
+    free(o);
+}
+
+/* Queues a write (lock held). Without a database, nothing to do. */
+static void enqueue(cd_history *h, int kind, const char *id, json_t *entry) {
+    if (!h->db) return;
+    op *o = calloc(1, sizeof *o);
+    if (!o || (id && !(o->id = strdup(id)))) {
+        free(o);
+        cd_warn("history: out of memory; a change is not saved");
+        return;
+    }
+    o->kind = kind;
+    o->entry = json_incref(entry);
+    if (h->ops_tail) h->ops_tail->next = o;
+    else h->ops_head = o;
+    h->ops_tail = o;
+    pthread_cond_signal(&h->wake);
+}
+
+static void db_delete(cd_history *h, const char *id) { enqueue(h, OP_DELETE, id, NULL); }
+
+static void *writer_main(void *arg) {
+    cd_history *h = arg;
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        while (!h->ops_head && !h->stopping) pthread_cond_wait(&h->wake, &h->lock);
+        op *list = h->ops_head;
+        h->ops_head = h->ops_tail = NULL;
+        if (!list && h->stopping) break;
+        pthread_mutex_unlock(&h->lock);
+        /* One transaction for whatever gathered meanwhile. */
+        db_exec(h, "BEGIN");
+        while (list) {
+            op *next = list->next;
+            if (list->kind == OP_PUT) sql_put(h, list->id, list->entry);
+            else if (list->kind == OP_DELETE) sql_delete(h, list->id);
+            else db_exec(h, "DELETE FROM history");
+            op_free(list);
+            list = next;
+        }
+        db_exec(h, "COMMIT");
+        pthread_mutex_lock(&h->lock);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
 }
 
 static void drop_at(cd_history *h, size_t i) {
@@ -71,6 +192,7 @@ cd_history *cd_history_open(const char *db_path, size_t max_items, char *err, si
         return NULL;
     }
     pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->wake, NULL);
     h->max = max_items;
     if (!db_path) return h;
     if (sqlite3_open_v2(db_path, &h->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) !=
@@ -88,7 +210,8 @@ cd_history *cd_history_open(const char *db_path, size_t max_items, char *err, si
     if (sqlite3_prepare_v2(h->db, "SELECT prompt_id, entry FROM history ORDER BY seq", -1, &st, NULL) == SQLITE_OK) {
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *id = (const char *)sqlite3_column_text(st, 0);
-            json_t *entry = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+            json_t *entry = cd_json_loadb_bigint((const char *)sqlite3_column_text(st, 1),
+                                                 (size_t)sqlite3_column_bytes(st, 1), 0, NULL);
             if (id && entry) append(h, id, entry);
             else json_decref(entry);
         }
@@ -98,23 +221,43 @@ cd_history *cd_history_open(const char *db_path, size_t max_items, char *err, si
         db_delete(h, h->items[0].id);
         drop_at(h, 0);
     }
+    if (pthread_create(&h->writer, NULL, writer_main, h) != 0) {
+        snprintf(err, errlen, "cannot start the history writer thread");
+        cd_history_close(h);
+        return NULL;
+    }
+    h->writer_started = true;
     return h;
 }
 
 void cd_history_close(cd_history *h) {
     if (!h) return;
+    if (h->writer_started) {
+        pthread_mutex_lock(&h->lock);
+        h->stopping = true;
+        pthread_cond_signal(&h->wake);
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(h->writer, NULL); /* writes what is still queued */
+    }
+    while (h->ops_head) {
+        op *next = h->ops_head->next;
+        op_free(h->ops_head);
+        h->ops_head = next;
+    }
+    json_decref(h->graph);
+    free(h->graph_text);
     for (size_t i = 0; i < h->n; i++) {
         free(h->items[i].id);
         json_decref(h->items[i].entry);
     }
     free(h->items);
     if (h->db) sqlite3_close(h->db);
+    pthread_cond_destroy(&h->wake);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
 
 void cd_history_add(cd_history *h, const char *prompt_id, json_t *entry) {
-    char *text = h->db ? json_dumps(entry, JSON_COMPACT) : NULL;
     pthread_mutex_lock(&h->lock);
     ssize_t old = find(h, prompt_id);
     if (old >= 0) drop_at(h, (size_t)old);
@@ -123,19 +266,9 @@ void cd_history_add(cd_history *h, const char *prompt_id, json_t *entry) {
         db_delete(h, h->items[0].id);
         drop_at(h, 0);
     }
+    enqueue(h, OP_PUT, prompt_id, entry);
     if (append(h, prompt_id, entry) < 0) json_decref(entry);
-    if (text) {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(h->db, "INSERT OR REPLACE INTO history (prompt_id, entry) VALUES (?, ?)", -1, &st,
-                               NULL) == SQLITE_OK) {
-            sqlite3_bind_text(st, 1, prompt_id, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(st) != SQLITE_DONE) cd_warn("history: cannot store %s: %s", prompt_id, sqlite3_errmsg(h->db));
-            sqlite3_finalize(st);
-        }
-    }
     pthread_mutex_unlock(&h->lock);
-    free(text);
 }
 
 json_t *cd_history_list(cd_history *h, long max_items, long offset) {
@@ -176,7 +309,7 @@ void cd_history_delete(cd_history *h, const char *prompt_id) {
 void cd_history_clear(cd_history *h) {
     pthread_mutex_lock(&h->lock);
     while (h->n) drop_at(h, h->n - 1);
-    db_exec(h, "DELETE FROM history");
+    enqueue(h, OP_CLEAR, NULL, NULL);
     pthread_mutex_unlock(&h->lock);
 }
 

@@ -25,10 +25,15 @@
  *  - tracebacks are empty lists;
  *  - float() results that are NaN or infinite stay in the prompt as the original string (JSON
  *    has no NaN); the range checks still see the float;
- *  - int() results beyond 64 bits fail with Python's OverflowError text for C longs.
+ *  - integers beyond 64 bits (which Python reads from JSON and int() makes from text or large
+ *    floats) are big-integer marks (base/json.h): compared, printed and converted exactly as
+ *    Python would, so the range and combo checks give Python's errors; one that passes them
+ *    cannot be held by the engine (64-bit integers) and fails with Python's OverflowError text
+ *    for C longs, instead of being wrapped.
  */
 #include "engine/validate.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -38,6 +43,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/json.h"
 #include "base/map.h"
 #include "engine/call.h"
 
@@ -225,7 +231,10 @@ static void py_repr(sb *s, const json_t *v, int depth) {
     case JSON_FALSE: sb_str(s, "False"); break;
     case JSON_INTEGER: sb_printf(s, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
     case JSON_REAL: py_repr_float(s, json_real_value(v)); break;
-    case JSON_STRING: py_repr_str(s, json_string_value(v), json_string_length(v)); break;
+    case JSON_STRING:
+        if (cd_json_bigint_text(v)) sb_str(s, cd_json_bigint_text(v));
+        else py_repr_str(s, json_string_value(v), json_string_length(v));
+        break;
     case JSON_ARRAY: {
         sb_chr(s, '[');
         for (size_t i = 0; i < json_array_size(v); i++) {
@@ -254,7 +263,7 @@ static void py_repr(sb *s, const json_t *v, int depth) {
 }
 
 static void py_str(sb *s, const json_t *v) {
-    if (json_is_string(v)) sb_add(s, json_string_value(v), json_string_length(v));
+    if (json_is_string(v) && !cd_json_bigint_text(v)) sb_add(s, json_string_value(v), json_string_length(v));
     else py_repr(s, v, 0);
 }
 
@@ -276,7 +285,7 @@ static const char *py_typename(const json_t *v) {
     case JSON_FALSE: return "bool";
     case JSON_INTEGER: return "int";
     case JSON_REAL: return "float";
-    case JSON_STRING: return "str";
+    case JSON_STRING: return cd_json_bigint_text(v) ? "int" : "str";
     case JSON_ARRAY: return "list";
     default: return "dict";
     }
@@ -285,9 +294,36 @@ static const char *py_typename(const json_t *v) {
 /* ------------------------------------------------------------------------------------------ */
 /* Python's == and < on JSON values                                                            */
 
-static bool py_is_num(const json_t *v) { return json_is_integer(v) || json_is_real(v) || json_is_boolean(v); }
-static bool py_is_intlike(const json_t *v) { return json_is_integer(v) || json_is_boolean(v); }
+static bool py_is_num(const json_t *v) {
+    return json_is_integer(v) || json_is_real(v) || json_is_boolean(v) || cd_json_bigint_text(v);
+}
+static bool py_is_intlike(const json_t *v) { return json_is_integer(v) || json_is_boolean(v) || cd_json_bigint_text(v); }
+/* The value of an int or bool; not for big integers. */
 static int64_t py_int(const json_t *v) { return json_is_integer(v) ? json_integer_value(v) : json_is_true(v); }
+
+/* Two integers as canonical decimal texts ([-]digits, no leading zeros): -1, 0, 1. */
+static int cmp_int_text(const char *a, const char *b) {
+    bool na = *a == '-', nb = *b == '-';
+    if (na != nb) return na ? -1 : 1;
+    a += na;
+    b += nb;
+    size_t la = strlen(a), lb = strlen(b);
+    int c = la < lb ? -1 : la > lb ? 1 : strcmp(a, b) < 0 ? -1 : strcmp(a, b) > 0 ? 1 : 0;
+    return na ? -c : c;
+}
+
+/* A big integer's text against a double, exactly: -1, 0, 1, or 2 when unordered (NaN). */
+static int cmp_big_double(const char *big, double d) {
+    if (isnan(d)) return 2;
+    if (isinf(d)) return d > 0 ? -1 : 1;
+    double t = trunc(d);
+    char buf[400];
+    snprintf(buf, sizeof buf, "%.0f", t); /* exact: every double is a finite decimal */
+    int c = cmp_int_text(big, buf[0] == '-' && buf[1] == '0' && !buf[2] ? "0" : buf);
+    if (c) return c;
+    double frac = d - t;
+    return frac > 0 ? -1 : frac < 0 ? 1 : 0;
+}
 
 /* Exact comparison of an integer and a double, as Python does: -1, 0, 1, or 2 when unordered
  * (NaN). */
@@ -309,6 +345,18 @@ static int cmp_double(double a, double b) {
 }
 
 static int num_cmp(const json_t *a, const json_t *b) {
+    const char *ba = cd_json_bigint_text(a), *bb = cd_json_bigint_text(b);
+    if (ba || bb) {
+        if (!ba && json_is_real(a)) {
+            int c = cmp_big_double(bb, json_real_value(a));
+            return c == 2 ? 2 : -c;
+        }
+        if (!bb && json_is_real(b)) return cmp_big_double(ba, json_real_value(b));
+        char ta[24], tb[24];
+        if (!ba) snprintf(ta, sizeof ta, "%" PRId64, py_int(a)), ba = ta;
+        if (!bb) snprintf(tb, sizeof tb, "%" PRId64, py_int(b)), bb = tb;
+        return cmp_int_text(ba, bb);
+    }
     if (py_is_intlike(a) && py_is_intlike(b)) {
         int64_t x = py_int(a), y = py_int(b);
         return x < y ? -1 : x > y ? 1 : 0;
@@ -479,14 +527,16 @@ static char *py_number_text(const char *orig, size_t orig_len, size_t *p, size_t
     return s;
 }
 
-static int parse_py_int(const char *orig, size_t orig_len, json_int_t *out, sb *ex) {
+/* int() of a text: a new JSON integer, a big integer beyond 64 bits, or NULL with the exception
+ * text in *ex. */
+static json_t *parse_py_int(const char *orig, size_t orig_len, sb *ex) {
     size_t p, b;
     bool neg;
     char *s = py_number_text(orig, orig_len, &p, &b, &neg, ex);
-    if (!s) return -1;
+    if (!s) return NULL;
     size_t start = p;
     size_t nd = scan_digits(s, b, &p);
-    int rc = -1;
+    json_t *res = NULL;
     if (nd == 0 || p != b) {
         int_literal_error(ex, orig, orig_len);
     } else if (nd > 4300) {
@@ -496,20 +546,32 @@ static int parse_py_int(const char *orig, size_t orig_len, json_int_t *out, sb *
                   nd);
     } else {
         uint64_t acc = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-        rc = 0;
-        for (size_t i = start; i < b && rc == 0; i++) {
+        bool big = false;
+        for (size_t i = start; i < b && !big; i++) {
             if (s[i] == '_') continue;
             unsigned d = (unsigned)(s[i] - '0');
-            if (acc > (limit - d) / 10) {
-                sb_str(ex, INT_OVERFLOW_TEXT);
-                rc = -1;
-            } else acc = acc * 10 + d;
+            if (acc > (limit - d) / 10) big = true;
+            else acc = acc * 10 + d;
         }
-        if (rc == 0)
-            *out = neg ? (acc == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(json_int_t)acc) : (json_int_t)acc;
+        if (!big) {
+            res = json_integer(neg ? (acc == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(json_int_t)acc) : (json_int_t)acc);
+        } else {
+            /* Python's int is unbounded: keep the exact value, canonical (sign, no zeros ahead) */
+            char *t = malloc(b - start + 2);
+            size_t n = 0;
+            if (t) {
+                if (neg) t[n++] = '-';
+                for (size_t i = start; i < b; i++)
+                    if (s[i] != '_' && (s[i] != '0' || n > (size_t)neg)) t[n++] = s[i];
+                t[n] = '\0';
+                res = cd_json_bigint(t);
+                free(t);
+            }
+        }
+        if (!res) ex->oom = true;
     }
     free(s);
-    return rc;
+    return res;
 }
 
 static bool word_ieq(const char *s, size_t len, const char *w) {
@@ -574,15 +636,18 @@ static json_t *py_to_int(const json_t *v, sb *ex) {
         double d = json_real_value(v);
         if (isnan(d)) sb_str(ex, "cannot convert float NaN to integer");
         else if (isinf(d)) sb_str(ex, "cannot convert float infinity to integer");
-        else if (d >= 9223372036854775808.0 || d < -9223372036854775808.0) sb_str(ex, INT_OVERFLOW_TEXT);
-        else return json_integer((json_int_t)trunc(d));
+        else if (d >= 9223372036854775808.0 || d < -9223372036854775808.0) {
+            char buf[400];
+            snprintf(buf, sizeof buf, "%.0f", trunc(d)); /* exact */
+            json_t *j = cd_json_bigint(buf);
+            if (!j) ex->oom = true;
+            return j;
+        } else return json_integer((json_int_t)trunc(d));
         return NULL;
     }
-    case JSON_STRING: {
-        json_int_t i;
-        if (parse_py_int(json_string_value(v), json_string_length(v), &i, ex) < 0) return NULL;
-        return json_integer(i);
-    }
+    case JSON_STRING:
+        if (cd_json_bigint_text(v)) return json_incref((json_t *)v);
+        return parse_py_int(json_string_value(v), json_string_length(v), ex);
     default:
         sb_printf(ex, "int() argument must be a string, a bytes-like object or a real number, not '%s'",
                   py_typename(v));
@@ -596,7 +661,14 @@ static int py_to_double(const json_t *v, double *out, sb *ex) {
     case JSON_FALSE:
     case JSON_INTEGER: *out = (double)py_int(v); return 0;
     case JSON_REAL: *out = json_real_value(v); return 0;
-    case JSON_STRING: return parse_py_float(json_string_value(v), json_string_length(v), out, ex);
+    case JSON_STRING:
+        if (cd_json_bigint_text(v)) {
+            *out = strtod(cd_json_bigint_text(v), NULL); /* correctly rounded, as int.__float__ */
+            if (isfinite(*out)) return 0;
+            sb_str(ex, "int too large to convert to float");
+            return -1;
+        }
+        return parse_py_float(json_string_value(v), json_string_length(v), out, ex);
     default:
         sb_printf(ex, "float() argument must be a string or a real number, not '%s'", py_typename(v));
         return -1;
@@ -663,6 +735,7 @@ typedef struct {
     const char *exc_type; /* the exception a frame raised */
     sb exc_msg;
     json_t *first_cycle_error;
+    bool repeatable;
     bool oom;
 } vctx;
 
@@ -850,6 +923,10 @@ static int step_link(vctx *c, frame *f, const cd_input_def *in, json_t *val, siz
         sb_printf(&c->exc_msg, "tuple indices must be integers or slices, not %s", py_typename(slot));
         return raise_exc(c, "TypeError");
     }
+    if (cd_json_bigint_text(slot)) {
+        sb_str(&c->exc_msg, "cannot fit 'int' into an index-sized integer");
+        return raise_exc(c, "IndexError");
+    }
     int64_t n_out = o->type->def->n_outputs, idx = py_int(slot);
     if (idx < 0) idx += n_out;
     if (idx < 0 || idx >= n_out) {
@@ -900,7 +977,9 @@ static int compare_bound(vctx *c, const json_t *val, bool nonfinite, double d, c
                       py_typename(bound));
             return -1;
         }
-        double b = json_is_real(bound) ? json_real_value(bound) : (double)py_int(bound);
+        double b = json_is_real(bound)               ? json_real_value(bound)
+                   : cd_json_bigint_text(bound) ? strtod(cd_json_bigint_text(bound), NULL)
+                                                : (double)py_int(bound);
         *res = op == '<' ? d < b : d > b;
         return 0;
     }
@@ -910,6 +989,26 @@ static int compare_bound(vctx *c, const json_t *val, bool nonfinite, double d, c
 static void value_str(sb *s, const json_t *val, bool nonfinite, double d) {
     if (nonfinite) py_repr_float(s, d);
     else py_str(s, val);
+}
+
+/* The first big integer in v (itself, or inside a list or dict constant), or NULL. */
+static const json_t *find_bigint(const json_t *v, int depth) {
+    if (cd_json_bigint_text(v)) return v;
+    if (depth > PY_MAX_DEPTH) return NULL;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            const json_t *b = find_bigint(json_array_get(v, i), depth + 1);
+            if (b) return b;
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x) {
+            const json_t *b = find_bigint(x, depth + 1);
+            if (b) return b;
+        }
+    }
+    return NULL;
 }
 
 /* A constant input: unwrap, convert, range and combo checks. Returns STEP_RAISE or -1 (go on). */
@@ -926,6 +1025,7 @@ static int step_constant(vctx *c, frame *f, const cd_input_def *in, json_t *val)
             if (json_object_set(node->inputs, in->name, cur) < 0) c->oom = true;
         }
     }
+    json_t *received = json_incref(cur); /* as received (unwrapped), for the overflow error */
     bool nonfinite = false;
     double d = 0;
     const char *conv = NULL;
@@ -975,6 +1075,7 @@ static int step_constant(vctx *c, frame *f, const cd_input_def *in, json_t *val)
             frame_error(c, f, error_new(c, "invalid_input_type", sb_cstr(&msg), str_of(c, &det), extra));
             sb_free(&msg);
             json_decref(cur);
+            json_decref(received);
             return -1;
         }
         sb_free(&ex);
@@ -996,6 +1097,7 @@ static int step_constant(vctx *c, frame *f, const cd_input_def *in, json_t *val)
             if (!bound) continue;
             if (compare_bound(c, cur, nonfinite, d, bound, bounds[k].op, &out_of_range) < 0) {
                 json_decref(cur);
+                json_decref(received);
                 return raise_exc(c, "TypeError");
             }
             if (!out_of_range) continue;
@@ -1012,6 +1114,7 @@ static int step_constant(vctx *c, frame *f, const cd_input_def *in, json_t *val)
             frame_error(c, f, error_new(c, bounds[k].type, sb_cstr(&msg), json_string(in->name), extra));
             sb_free(&msg);
             json_decref(cur);
+            json_decref(received);
             return -1;
         }
         if (in->combo) {
@@ -1031,10 +1134,31 @@ static int step_constant(vctx *c, frame *f, const cd_input_def *in, json_t *val)
                 oset(c, extra, "input_config", n > 20 ? json_null() : input_config(c, in));
                 oset(c, extra, "received_value", json_deep_copy(cur));
                 frame_error(c, f, error_new(c, "value_not_in_list", "Value not in list", str_of(c, &det), extra));
+                json_decref(cur);
+                json_decref(received);
+                return -1;
             }
         }
     }
+    const json_t *big = find_bigint(cur, 0);
+    if (big) {
+        /* Valid for ComfyUI, but the engine's integers are 64-bit: refused here rather than
+         * wrapped, with the OverflowError a Python node would raise converting it. */
+        sb det = {CD_BUF_INIT, false};
+        sb_printf(&det, "%s, ", in->name);
+        py_str(&det, received);
+        sb_str(&det, ", " INT_OVERFLOW_TEXT);
+        json_t *extra = chk(c, json_object());
+        oset(c, extra, "input_name", json_string(in->name));
+        oset(c, extra, "input_config", input_config(c, in));
+        oset(c, extra, "received_value", json_deep_copy(received));
+        oset(c, extra, "exception_message", json_string(INT_OVERFLOW_TEXT));
+        frame_error(c, f,
+                    error_new(c, "invalid_input_type", "Failed to convert an input value to a INT value",
+                              str_of(c, &det), extra));
+    }
     json_decref(cur);
+    json_decref(received);
     return -1;
 }
 
@@ -1370,6 +1494,7 @@ static json_t *check_classes(vctx *c, json_t *prompt) {
         }
         v->class_type = json_string_value(ct);
         v->type = t;
+        if (t->def->validate_inputs || t->def->combo_options) c->repeatable = false;
         v->inputs = inputs;
         if (cd_map_set(c->by_id, id, v) < 0) c->oom = true;
     }
@@ -1478,8 +1603,9 @@ static int validate(vctx *c, json_t *prompt, const json_t *targets, cd_validatio
 int cd_validate_prompt(const cd_registry *reg, json_t *prompt, const json_t *partial_targets, cd_validation *out) {
     memset(out, 0, sizeof *out);
     if (!(out->node_errors = json_object())) return -1;
-    vctx c = {.reg = reg, .exc_msg = {CD_BUF_INIT, false}};
+    vctx c = {.reg = reg, .exc_msg = {CD_BUF_INIT, false}, .repeatable = true};
     int rc = validate(&c, prompt, partial_targets, out);
+    out->repeatable = c.repeatable;
     for (size_t i = 0; c.nodes && i < c.n; i++) json_decref(c.nodes[i].errors);
     free(c.nodes);
     free(c.err_list);

@@ -15,6 +15,7 @@
 #define CD_ENGINE_VALIDATE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "engine/registry.h"
@@ -27,6 +28,9 @@ typedef struct {
     char **outputs;      /* owned; ids of the output nodes to execute (the valid ones, restricted
                           * by the partial targets), in prompt order; none when rejected */
     size_t n_outputs;
+    /* The same prompt would validate the same way again: no node of it has a VALIDATE_INPUTS
+     * callback or options that change while the server runs (the files LoadImage offers). */
+    bool repeatable;
 } cd_validation;
 
 /* Validates an API-format prompt ({id: {class_type, inputs, _meta?}}; any JSON value is

@@ -38,6 +38,7 @@ struct cd_ws {
     cd_buf out; /* frames wslay produced during one flush, sent as one write */
     int refs;
     bool tearing_down, in_recv, close_started, read_paused;
+    bool corked; /* messages wait in wslay's queue until cd_ws_cork(ws, false) */
 };
 
 typedef struct {
@@ -474,12 +475,20 @@ int cd_ws_connect(uv_loop_t *loop, const char *host, int port, const char *targe
 
 /* ---- sending and closing ---- */
 
+/* While corked, frames are written once CORK_FLUSH_BYTES have gathered (and at uncork). */
+#define CORK_FLUSH_BYTES (256u * 1024)
+
 static int queue_msg(cd_ws *ws, uint8_t opcode, const void *data, size_t len) {
     if (ws->tearing_down || ws->handshaking || ws->close_started) return -1;
     struct wslay_event_msg msg = {.opcode = opcode, .msg = data, .msg_length = len};
     if (wslay_event_queue_msg(ws->ctx, &msg) != 0) return -1;
-    ws_flush(ws);
+    if (!ws->corked || wslay_event_get_queued_msg_length(ws->ctx) >= CORK_FLUSH_BYTES) ws_flush(ws);
     return ws->tearing_down ? -1 : 0;
+}
+
+void cd_ws_cork(cd_ws *ws, bool on) {
+    ws->corked = on;
+    if (!on) ws_flush(ws);
 }
 
 int cd_ws_send_text(cd_ws *ws, const char *data, size_t len) { return queue_msg(ws, WSLAY_TEXT_FRAME, data, len); }

@@ -8,6 +8,7 @@
 #ifndef CD_NET_WS_H
 #define CD_NET_WS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -46,6 +47,10 @@ int cd_ws_connect(uv_loop_t *loop, const char *host, int port, const char *targe
 /* Queue a message. Return 0, or -1 when the socket is closing or was dropped for being slow. */
 int cd_ws_send_text(cd_ws *ws, const char *data, size_t len);
 int cd_ws_send_binary(cd_ws *ws, const void *data, size_t len);
+/* Corked, the messages queued are not written one by one but together when uncorked (and
+ * whenever a few hundred KiB have gathered): one write for a burst of events instead of one
+ * each. Uncorking may tear ws down like a send. */
+void cd_ws_cork(cd_ws *ws, bool on);
 /* Starts the close handshake; the connection is cut if the peer does not answer in time. */
 void cd_ws_close(cd_ws *ws, uint16_t code, const char *reason);
 size_t cd_ws_queued(const cd_ws *ws);

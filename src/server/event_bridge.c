@@ -69,7 +69,18 @@ static event *pop(cd_event_bridge *b) {
 
 static void on_retry(uv_timer_t *t);
 
+static void drain_events(cd_event_bridge *b);
+
+/* The events waiting go out as one write per client rather than one per event. */
 static void drain(cd_event_bridge *b) {
+    cd_ws_clients *clients = b->inst->clients;
+    bool cork = clients && !b->closing;
+    if (cork) cd_ws_clients_cork(clients, true);
+    drain_events(b);
+    if (cork) cd_ws_clients_cork(clients, false);
+}
+
+static void drain_events(cd_event_bridge *b) {
     cd_ws_clients *clients = b->inst->clients;
     for (;;) {
         if (clients && !b->closing && cd_ws_clients_max_queued(clients) > CLIENT_HIGH) {

@@ -10,17 +10,21 @@
 #include "engine/engine.h"
 #include "server/instance.h"
 
+static void bad_json(cd_http_req *req) {
+    cd_respond_json(req, 400,
+                    json_pack("{s:{s:s, s:s, s:s, s:{}}, s:{}}", "error", "type", "invalid_json", "message",
+                              "The request body is not valid JSON", "details", "", "extra_info", "node_errors"));
+}
+
 /* Request bodies are JSON whatever the Content-Type (the official test client labels JSON as
  * form data). Returns false after answering 400 when the body is not JSON; an empty body gives
  * *out = NULL. */
 static bool read_json_body(cd_http_req *req, json_t **out) {
     size_t len;
     const char *body = cd_http_req_body(req, &len);
-    *out = len ? json_loadb(body, len, JSON_DECODE_ANY, NULL) : NULL;
+    *out = len ? cd_json_loadb_bigint(body, len, JSON_DECODE_ANY, NULL) : NULL; /* Python reads any int */
     if (len && !*out) {
-        cd_respond_json(req, 400,
-                        json_pack("{s:{s:s, s:s, s:s, s:{}}, s:{}}", "error", "type", "invalid_json", "message",
-                                  "The request body is not valid JSON", "details", "", "extra_info", "node_errors"));
+        bad_json(req);
         return false;
     }
     return true;
@@ -28,13 +32,12 @@ static bool read_json_body(cd_http_req *req, json_t **out) {
 
 static void handle_post_prompt(cd_http_req *req, void *ctx) {
     cd_instance *inst = ctx;
-    json_t *body;
-    if (!read_json_body(req, &body)) return;
-    if (!body) body = json_object();
+    size_t len;
+    const char *text = cd_http_req_body(req, &len);
     json_t *reply = NULL;
-    int status = cd_engine_submit(inst->engine, body, &reply);
-    json_decref(body);
-    cd_respond_json(req, status, reply);
+    int status = cd_engine_submit_text(inst->engine, text, len, &reply);
+    if (status < 0) bad_json(req);
+    else cd_respond_json(req, status, reply);
 }
 
 static void handle_get_prompt(cd_http_req *req, void *ctx) {

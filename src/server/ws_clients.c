@@ -222,6 +222,15 @@ void cd_ws_clients_send_binary(cd_ws_clients *clients, const void *data, size_t 
     free(with_meta);
 }
 
+void cd_ws_clients_cork(cd_ws_clients *clients, bool on) {
+    client *c = clients->all;
+    while (c) {
+        client *next = c->next; /* uncorking may drop a slow client */
+        cd_ws_cork(c->ws, on);
+        c = next;
+    }
+}
+
 size_t cd_ws_clients_max_queued(const cd_ws_clients *clients) {
     size_t max = 0;
     for (const client *c = clients->all; c; c = c->next) {

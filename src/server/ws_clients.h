@@ -24,6 +24,8 @@ void cd_ws_clients_send_text(cd_ws_clients *clients, const char *type, const cha
 /* A binary frame (already laid out) to sid or everyone. */
 void cd_ws_clients_send_binary(cd_ws_clients *clients, const void *data, size_t len, const char *sid);
 /* The most bytes any client has waiting to be sent. */
+/* Corks or uncorks every client's socket (cd_ws_cork): around a burst of events. */
+void cd_ws_clients_cork(cd_ws_clients *clients, bool on);
 size_t cd_ws_clients_max_queued(const cd_ws_clients *clients);
 /* Drops (with a log line) every client with more than `bytes` waiting. */
 void cd_ws_clients_drop_congested(cd_ws_clients *clients, size_t bytes);

@@ -92,7 +92,15 @@ test('a prompt runs: reply, event order, history, only what outputs need', T, as
     // per-node events are written by hand for speed: byte for byte what json.dumps gives
     const pid = r.json.prompt_id;
     assert.ok(ws.raws.includes(`{"type": "executing", "data": {"node": "3", "display_node": "3", "prompt_id": "${pid}"}}`));
-    assert.ok(ws.raws.includes(`{"type": "progress_state", "data": {"prompt_id": "${pid}", "nodes": {"3": {"value": 1.0, "max": 1.0, "state": "finished", "node_id": "3", "prompt_id": "${pid}", "display_node_id": "3", "parent_node_id": null, "real_node_id": "3"}}}}`));
+    // a node's "finished" travels with the next node's "running" (ComfyUI lists every
+    // non-pending node in each progress_state, so a message with both is one it sends too)
+    const ps3 = `{"type": "progress_state", "data": {"prompt_id": "${pid}", "nodes": {"3": {"value": 1.0, "max": 1.0, "state": "finished", "node_id": "3", "prompt_id": "${pid}", "display_node_id": "3", "parent_node_id": null, "real_node_id": "3"}, "`;
+    const folded = ws.raws.find((t) => t.startsWith(ps3));
+    assert.ok(folded, 'node 3 finished, with the next node running');
+    const next = Object.entries(JSON.parse(folded).data.nodes);
+    assert.equal(next.length, 2);
+    assert.equal(next[1][1].state, 'running');
+    assert.equal(next[1][1].value, 0);
     assert.ok(ran.indexOf('2') < ran.indexOf('3') && ran.indexOf('3') < ran.indexOf('4'));
     const executed = ws.messages.filter((m) => m.type === 'executed').map((m) => [m.data.node, m.data.output]);
     assert.deepEqual(Object.fromEntries(executed), { '4': { text: ['5'] }, '5': { text: ['5'] } });
@@ -155,6 +163,24 @@ test('validation errors have ComfyUI shapes and the server stays healthy', T, as
     r = await c.post('/prompt', { prompt: { '1': { class_type: 'PrimitiveInt', inputs: { value: 1 } }, '2': { class_type: 'PreviewAny', inputs: { source: ['1', 0] } }, '3': { class_type: 'PreviewAny', inputs: {} } } });
     assert.equal(r.status, 200);
     assert.ok(r.json.node_errors['3']);
+
+    // integers beyond 64 bits, as Python's json reads them: ComfyUI's range error with the exact
+    // number written back as a number; with no bound, a clear refusal instead of a wrapped value
+    const big = '1180591620717411303424'; // 2**70
+    r = await c.post('/prompt', `{"prompt": {"1": {"class_type": "PrimitiveInt", "inputs": {"value": ${big}}}, "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}}`);
+    assert.equal(r.status, 400);
+    assert.equal(r.json.node_errors['1'].errors[0].type, 'value_bigger_than_max');
+    assert.equal(r.json.node_errors['1'].errors[0].message, `Value ${big} bigger than max of 9223372036854775807`);
+    assert.ok(r.text.includes(`"received_value": ${big}}`), r.text);
+    r = await c.post('/prompt', `{"prompt": {"1": {"class_type": "StringConcatenate", "inputs": {"string_a": ${big}, "string_b": "", "delimiter": ""}}, "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}, "extra_data": {"seed": -${big}}, "client_id": "big"}`);
+    assert.equal(r.status, 200, r.text); // str(2**70) is fine; extra_data keeps the number
+    await sleep(300);
+    const h = await c.get(`/history/${r.json.prompt_id}`);
+    const entry = h.json[r.json.prompt_id];
+    assert.equal(entry.prompt[2]['1'].inputs.string_a, big);
+    assert.equal(entry.outputs['2'].text[0], big);
+    const raw = await (await fetch(`${c.base}/history/${r.json.prompt_id}`)).text();
+    assert.ok(raw.includes(`"seed": -${big}`), raw);
 
     // malformed JSON and 10 MB of garbage
     r = await c.post('/prompt', '{"prompt": ');

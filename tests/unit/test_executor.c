@@ -66,6 +66,16 @@ static cd_value *nan_fingerprint(cd_node_call *c) {
     (void)c;
     return cd_value_float(NAN);
 }
+/* IS_CHANGED of an INPUT_IS_LIST node: constants arrive as [v], links as [None]; anything
+ * else gives NaN (never cached), which the test would notice. */
+static cd_value *list_fingerprint(cd_node_call *c) {
+    const cd_value *v = cd_call_input(c, "values"), *o = cd_call_input(c, "other");
+    if (cd_value_kind_of(v) != CD_VALUE_LIST || cd_value_list_len(v) != 1) return cd_value_float(NAN);
+    if (o && (cd_value_kind_of(o) != CD_VALUE_LIST || cd_value_list_len(o) != 1 ||
+              cd_value_kind_of(cd_value_list_at(o, 0)) != CD_VALUE_NONE))
+        return cd_value_float(NAN);
+    return cd_value_ref(cd_value_list_at(v, 0));
+}
 static int slow_exec(cd_node_call *c) {
     for (int i = 0; i < 1000000; i++) {
         if (cd_call_progress(c, i, 1000000) == CD_INTERRUPTED) return CD_INTERRUPTED;
@@ -101,6 +111,8 @@ static const cd_node_def test_defs[] = {
         .execute = expand_exec),
     DEF("TestNaN", "{\"required\": {\"value\": [\"INT\", {}]}}", int_out, 1, 0, .execute = const_exec,
         .fingerprint = nan_fingerprint),
+    DEF("TestSumFp", "{\"required\": {\"values\": [\"INT\", {}]}, \"optional\": {\"other\": [\"INT\", {}]}}",
+        int_out, 1, CD_NODE_INPUT_IS_LIST, .execute = sum_exec, .fingerprint = list_fingerprint),
     DEF("TestSlow", "{\"required\": {}}", int_out, 1, 0, .execute = slow_exec),
     DEF("TestFloatOut", "{\"required\": {\"value\": [\"FLOAT\", {}]}}", NULL, 0, CD_NODE_OUTPUT, .execute = out_exec),
 };
@@ -296,6 +308,80 @@ static void nan_fingerprint_is_never_cached(void **state) {
     fixture_free(f);
 }
 
+static void input_is_list_fingerprint_sees_lists(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    const char *p = "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 1}},"
+                    " \"2\": {\"class_type\": \"TestSumFp\", \"inputs\": {\"values\": 5, \"other\": [\"1\", 0]}},"
+                    " \"3\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"2\", 0]}}}";
+    cd_exec_result res = run(f, p, "[\"3\"]", "c");
+    assert_true(res.success);
+    cd_exec_result_clear(&res);
+    res = run(f, p, "[\"3\"]", "c");
+    char order[256];
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, ""); /* the fingerprint was not NaN: everything cached */
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+/* [[type, data, sid], ...] or [[type, data], ...] without the timestamps. */
+static json_t *untimed(const json_t *list) {
+    json_t *copy = json_deep_copy(list);
+    size_t i;
+    json_t *ev;
+    json_array_foreach(copy, i, ev) json_object_del(json_array_get(ev, 1), "timestamp");
+    return copy;
+}
+
+/* A repeat of the very same (validated, shared) prompt object with everything cached skips
+ * building and signing the graph: it must send and record exactly what the full run does. */
+static void rerun_of_the_same_prompt_object(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    const char *text = "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 2}},"
+                       " \"2\": {\"class_type\": \"TestAdd\", \"inputs\": {\"a\": [\"1\", 0], \"b\": 3}},"
+                       " \"3\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"2\", 0]}},"
+                       " \"4\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"1\", 0]}}}";
+    json_t *prompt = json_loads(text, 0, NULL), *copy = json_loads(text, 0, NULL);
+    json_t *outputs = json_loads("[\"4\", \"3\", \"4\"]", 0, NULL);
+    json_t *extra = json_pack("{s:s}", "client_id", "c");
+    cd_exec_request req = {.prompt_id = "p1", .prompt = prompt, .extra_data = extra, .outputs = outputs};
+    cd_exec_result res, fast, full;
+    assert_int_equal(cd_executor_run(f->ex, &req, &res), 0);
+    assert_true(res.success);
+    cd_exec_result_clear(&res);
+    json_array_clear(f->rec.events);
+    assert_int_equal(cd_executor_run(f->ex, &req, &fast), 0);
+    json_t *fast_events = untimed(f->rec.events);
+    json_array_clear(f->rec.events);
+    req.prompt = copy; /* another object: the full run, everything cached */
+    assert_int_equal(cd_executor_run(f->ex, &req, &full), 0);
+    json_t *full_events = untimed(f->rec.events);
+    assert_true(json_equal(fast_events, full_events));
+    assert_true(json_array_size(fast_events) >= 6);
+    assert_true(fast.success && full.success);
+    assert_int_equal(fast.executed_count, full.executed_count);
+    assert_int_equal(fast.cached_count, 4);
+    assert_int_equal(full.cached_count, 4);
+    assert_true(json_equal(fast.outputs, full.outputs));
+    assert_true(json_equal(fast.meta, full.meta));
+    json_t *m1 = untimed(fast.messages), *m2 = untimed(full.messages);
+    assert_true(json_equal(m1, m2));
+    assert_string_equal(ui_text(&fast, "3"), "5");
+    json_decref(m1);
+    json_decref(m2);
+    json_decref(fast_events);
+    json_decref(full_events);
+    cd_exec_result_clear(&fast);
+    cd_exec_result_clear(&full);
+    json_decref(prompt);
+    json_decref(copy);
+    json_decref(outputs);
+    json_decref(extra);
+    fixture_free(f);
+}
+
 static void failure_reports_and_stops(void **state) {
     (void)state;
     fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
@@ -479,6 +565,8 @@ int main(void) {
         cmocka_unit_test(cache_none_reruns_everything),
         cmocka_unit_test(lru_keeps_results_across_prompts),
         cmocka_unit_test(nan_fingerprint_is_never_cached),
+        cmocka_unit_test(input_is_list_fingerprint_sees_lists),
+        cmocka_unit_test(rerun_of_the_same_prompt_object),
         cmocka_unit_test(failure_reports_and_stops),
         cmocka_unit_test(lazy_inputs_run_only_when_asked),
         cmocka_unit_test(blockers_stop_consumers),

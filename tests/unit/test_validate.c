@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/json.h"
 #include "engine/registry.h"
 #include "engine/validate.h"
 
@@ -50,6 +51,25 @@ static int validate_types(cd_node_call *c) {
 }
 
 static int validate_never(cd_node_call *c) { return cd_call_fail(c, NULL, "nope"); }
+
+/* VALIDATE_INPUTS(a, b, uid) of an INPUT_IS_LIST node: every argument is a one-element list,
+ * [constant] or [None] for a link; a == 7 fails. The failure message says what arrived. */
+static int validate_list(cd_node_call *c) {
+    static const char *names[] = {"a", "b", "uid"};
+    for (size_t k = 0; k < 3; k++) {
+        const cd_value *v = cd_call_input(c, names[k]);
+        if (!v) continue;
+        if (cd_value_kind_of(v) != CD_VALUE_LIST) return cd_call_fail(c, NULL, "%s is not a list", names[k]);
+        if (cd_value_list_len(v) != 1) return cd_call_fail(c, NULL, "%s has %zu items", names[k], cd_value_list_len(v));
+    }
+    const cd_value *a = cd_call_input(c, "a"), *b = cd_call_input(c, "b"), *uid = cd_call_input(c, "uid");
+    if (!uid || strcmp(cd_value_as_string(cd_value_list_at(uid, 0)) ? cd_value_as_string(cd_value_list_at(uid, 0)) : "", "2"))
+        return cd_call_fail(c, NULL, "uid is not [2]");
+    const cd_value *a0 = a ? cd_value_list_at(a, 0) : NULL, *b0 = b ? cd_value_list_at(b, 0) : NULL;
+    if (a0 && cd_value_kind_of(a0) == CD_VALUE_INT && cd_value_as_int(a0) == 7) return cd_call_fail(c, NULL, "a is [7]");
+    if (b0 && cd_value_kind_of(b0) == CD_VALUE_NONE) return cd_call_fail(c, NULL, "b is [None]");
+    return CD_OK;
+}
 
 static const cd_output_def o_int[] = {{"INT", NULL, 0, NULL, NULL}};
 static const cd_output_def o_float[] = {{"FLOAT", NULL, 0, NULL, NULL}};
@@ -94,8 +114,14 @@ static const cd_node_def defs[] = {
     DEF("VValidateTypes", "{\"required\": {\"a\": [\"IMAGE,FLOAT\"]}}", o_image, 1, 0, .validate_inputs = validate_types,
         .validate_inputs_args = "input_types, a"),
     DEF("VValidateNone", "{\"required\": {\"a\": [\"INT\"]}}", o_int, 1, 0, .validate_inputs = validate_never),
+    DEF("VValidateList",
+        "{\"required\": {\"a\": [\"INT\", {\"max\": 10}]}, \"optional\": {\"b\": [\"INT\"]}, \"hidden\": "
+        "{\"uid\": \"UNIQUE_ID\"}}",
+        o_int, 1, CD_NODE_INPUT_IS_LIST, .validate_inputs = validate_list, .validate_inputs_args = "a, b, uid"),
     DEF("VLazy", "{\"required\": {\"x\": [\"INT\", {\"lazy\": true}], \"y\": [\"INT\", {}]}}", o_int, 1, 0),
     DEF("VHidden", "{\"required\": {\"value\": [\"INT\", {}]}, \"hidden\": {\"prompt\": \"PROMPT\", \"uid\": \"UNIQUE_ID\"}}",
+        o_int, 1, 0),
+    DEF("VInt64", "{\"required\": {\"value\": [\"INT\", {\"min\": -9223372036854775808, \"max\": 9223372036854775807}]}}",
         o_int, 1, 0),
     DEF("VChain", "{\"optional\": {\"prev\": [\"INT\", {}]}}", o_int, 1, 0),
     DEF("VOpt", "{\"required\": {\"a\": [\"INT\"]}, \"optional\": {\"b\": [\"INT\", {\"min\": 5}]}}", o_int, 1, 0),
@@ -128,7 +154,8 @@ static json_t *J(const char *text) {
     for (char *p = s; *p; p++)
         if (*p == '`') *p = '"';
     json_error_t e;
-    json_t *j = json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    json_t *j = strstr(s, "\\u0000") ? json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e)
+                                      : cd_json_loadb_bigint(s, strlen(s), JSON_DECODE_ANY, &e); /* as POST /prompt */
     if (!j) print_error("bad test JSON (%s): %s\n", e.text, s);
     free(s);
     assert_non_null(j);
@@ -614,6 +641,88 @@ static void value_not_in_list(void **state) {
     one_input("VBigCombo", "choice", "`c24`", "`c24`", NULL);
 }
 
+/* Integers beyond 64 bits, as Python reads them from JSON: ComfyUI's range and combo errors with
+ * the exact numbers; conversions to float, str and bool; and a clear error (never a wrapped
+ * value) for one that passes those checks, since the engine's integers are 64-bit. */
+static void big_integers(void **state) {
+    (void)state;
+#define BIG "1180591620717411303424" /* 2**70 */
+#define I64_CONFIG "[`INT`, {`min`: -9223372036854775808, `max`: 9223372036854775807}]"
+    one_input("VInt", "value", BIG, NULL,
+              RANGE_ERROR("value_bigger_than_max", "Value " BIG " bigger than max of 10", INT_CONFIG, BIG));
+    one_input("VInt", "value", "-" BIG, NULL,
+              RANGE_ERROR("value_smaller_than_min", "Value -" BIG " smaller than min of 1", INT_CONFIG, "-" BIG));
+    one_input("VInt64", "value", "9223372036854775808", NULL,
+              RANGE_ERROR("value_bigger_than_max", "Value 9223372036854775808 bigger than max of 9223372036854775807",
+                          I64_CONFIG, "9223372036854775808"));
+    one_input("VInt64", "value", "`-9223372036854775809`", NULL,
+              RANGE_ERROR("value_smaller_than_min",
+                          "Value -9223372036854775809 smaller than min of -9223372036854775808", I64_CONFIG,
+                          "-9223372036854775809"));
+    one_input("VInt64", "value", "9.3e18", NULL,
+              RANGE_ERROR("value_bigger_than_max", "Value 9300000000000000000 bigger than max of 9223372036854775807",
+                          I64_CONFIG, "9300000000000000000"));
+    one_input("VInt64", "value", "9223372036854775807", "9223372036854775807", NULL);
+    /* With no bound ComfyUI takes it; we cannot hold it. */
+    one_input("VIntFree", "value", BIG, NULL,
+              CONV_ERROR("INT", "value", "[`INT`, {}]", BIG, BIG, "Python int too large to convert to C long"));
+    one_input("VIntFree", "value", "`000" BIG "`", NULL,
+              CONV_ERROR("INT", "value", "[`INT`, {}]", "`000" BIG "`", "000" BIG,
+                         "Python int too large to convert to C long"));
+    one_input("VAny", "value", BIG, NULL,
+              CONV_ERROR("INT", "value", "[`*`, {}]", BIG, BIG, "Python int too large to convert to C long"));
+    one_input("VAny", "value", "{`__value__`: [1, " BIG "]}", NULL,
+              CONV_ERROR("INT", "value", "[`*`, {}]", "[1, " BIG "]", "[1, " BIG "]",
+                         "Python int too large to convert to C long"));
+    one_input("VFloatFree", "value", BIG, "1.1805916207174113e21", NULL);
+    one_input("VFloatFree", "value", "-" BIG, "-1.1805916207174113e21", NULL);
+    one_input("VFloat", "value", BIG, NULL,
+              RANGE_ERROR("value_bigger_than_max", "Value 1.1805916207174113e+21 bigger than max of 1.0", FLOAT_CONFIG,
+                          "1.1805916207174113e21"));
+    char huge[400] = "1";
+    memset(huge + 1, '0', 320);
+    huge[321] = '\0';
+    char expected[2048];
+    snprintf(expected, sizeof expected,
+             CONV_ERROR("FLOAT", "value", "[`FLOAT`, {}]", "%s", "%s", "int too large to convert to float"), huge, huge);
+    one_input("VFloatFree", "value", huge, NULL, expected);
+    one_input("VString", "value", BIG, "`" BIG "`", NULL);
+    one_input("VBool", "value", BIG, "true", NULL);
+    one_input("VCombo", "choice", BIG, NULL,
+              "{`type`: `value_not_in_list`, `message`: `Value not in list`, `details`: `choice: '" BIG
+              "' not in ['a', 'b', 1]`, `extra_info`: {`input_name`: `choice`, `input_config`: [[`a`, `b`, 1], {}], "
+              "`received_value`: " BIG "}}");
+
+    /* What clients read: the number itself, as Python's json writes it. */
+    json_t *p = J("{`1`: {`class_type`: `VOut`, `inputs`: {`value`: [`2`, 0]}}, `2`: {`class_type`: `VInt`, `inputs`: "
+                  "{`value`: " BIG "}}, `3`: {`class_type`: `VOut`, `inputs`: {`value`: [-12345678901234567890]}}}");
+    cd_validation v;
+    assert_int_equal(cd_validate_prompt(reg, p, NULL, &v), 0);
+    char *text = cd_json_dumps(v.node_errors);
+    assert_non_null(strstr(text, "\"received_value\": " BIG "}"));
+    assert_null(strstr(text, "\\u0000"));
+    free(text);
+    text = cd_json_dumps(p);
+    assert_non_null(strstr(text, "[-12345678901234567890]"));
+    free(text);
+    cd_validation_clear(&v);
+    json_decref(p);
+    /* The mark cannot be forged: a NUL in the client's text is refused as before. */
+    const char *forged = "{\"a\": \"\\u0000123\", \"b\": 99999999999999999999}";
+    assert_null(cd_json_loadb_bigint(forged, strlen(forged), 0, NULL));
+    const char *plain = "[1, \"x\\\"99999999999999999999\", -99999999999999999999, 2.5, 2]";
+    json_t *j = cd_json_loadb_bigint(plain, strlen(plain), 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_array_get(j, 1)), "x\"99999999999999999999");
+    assert_string_equal(cd_json_bigint_text(json_array_get(j, 2)), "-99999999999999999999");
+    text = cd_json_dumps(j);
+    assert_string_equal(text, "[1, \"x\\\"99999999999999999999\", -99999999999999999999, 2.5, 2]");
+    free(text);
+    json_decref(j);
+#undef BIG
+#undef I64_CONFIG
+}
+
 #define CUSTOM(DETAILS, NAME)                                                                                        \
     "{`type`: `custom_validation_failed`, `message`: `Custom validation failed for node`, `details`: `" DETAILS   \
     "`, `extra_info`: {`input_name`: `" NAME "`}}"
@@ -668,6 +777,17 @@ static void custom_validation(void **state) {
     expect(P("VValidateNone", "`a`: 1"), NULL, FAILED_UPSTREAM,
            "{`2`: {`errors`: [{`type`: `custom_validation_failed`, `message`: `Custom validation failed for node`, "
            "`details`: `nope`, `extra_info`: {}}], `dependent_outputs`: [`1`], `class_type`: `VValidateNone`}}",
+           NULL, NULL);
+    /* INPUT_IS_LIST: the validator gets lists, [constant] and [None] for a link (ComfyUI maps
+     * VALIDATE_INPUTS over the inputs as it maps the node). */
+    expect(P("VValidateList", "`a`: 50"), NULL, NULL, NULL, "[`1`]", NULL);
+    expect(P("VValidateList", "`a`: 7"), NULL, FAILED_UPSTREAM,
+           "{`2`: {`errors`: [" CUSTOM("a - a is [7]", "a") ", " CUSTOM("uid - a is [7]", "uid") "], "
+           "`dependent_outputs`: [`1`], `class_type`: `VValidateList`}}",
+           NULL, NULL);
+    expect(P("VValidateList", "`a`: 1, `b`: [`3`, 0]"), NULL, FAILED_UPSTREAM,
+           "{`2`: {`errors`: [" CUSTOM("a - b is [None]", "a") ", " CUSTOM("b - b is [None]", "b") ", " CUSTOM(
+               "uid - b is [None]", "uid") "], `dependent_outputs`: [`1`], `class_type`: `VValidateList`}}",
            NULL, NULL);
 #undef P
 #undef TMPL
@@ -960,6 +1080,7 @@ int main(void) {
         cmocka_unit_test(return_type_mismatch),
         cmocka_unit_test(conversions_written_back),
         cmocka_unit_test(min_and_max),
+        cmocka_unit_test(big_integers),
         cmocka_unit_test(value_not_in_list),
         cmocka_unit_test(custom_validation),
         cmocka_unit_test(cycles),
