@@ -311,7 +311,7 @@ test('/object_info and /object_info/{class}', T, async () => {
     assert.deepEqual(Object.keys(one.json), ['PreviewAny']);
     assert.equal(one.json.PreviewAny.output_node, true);
     assert.deepEqual((await c.get('/object_info/Nope')).json, {});
-    const ref = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, '..', 'shared', 'reference', 'comfyui-core-nodes.json'), 'utf8'));
+    const ref = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'tests', 'fixtures', 'comfyui-core-nodes.json'), 'utf8'));
     for (const name of ['PrimitiveInt', 'PrimitiveFloat', 'PreviewAny', 'StringConcatenate', 'RegexExtract'])
       assert.deepEqual(all.json[name], ref[name], `${name} matches ComfyUI's /object_info`);
   } finally {
