@@ -1,5 +1,7 @@
-/* A string-keyed hash map (open addressing, linear probing). Keys are copied; values are
- * borrowed pointers. Prompts of 100,000 nodes index their nodes with it. */
+/* A string-keyed hash map (open addressing, linear probing). Values are borrowed pointers. Keys
+ * are copied, unless the map was made with cd_map_new_borrowed: then the caller keeps every key
+ * alive and unchanged while it is in the map (a prompt's node ids, owned by its nodes).
+ * Prompts of 100,000 nodes index their nodes with it. */
 #ifndef CD_BASE_MAP_H
 #define CD_BASE_MAP_H
 
@@ -8,7 +10,11 @@
 typedef struct cd_map cd_map;
 
 cd_map *cd_map_new(void);
+cd_map *cd_map_new_borrowed(void);
 void cd_map_free(cd_map *m);
+/* Makes room for n entries in all, so that filling the map does not rehash. Returns 0 or -1
+ * on OOM (the map is unchanged). */
+int cd_map_reserve(cd_map *m, size_t n);
 /* Sets key to value (replacing). Returns 0 or -1 on OOM. */
 int cd_map_set(cd_map *m, const char *key, void *value);
 void *cd_map_get(const cd_map *m, const char *key);
