@@ -4,33 +4,58 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/map.h"
 
 typedef struct {
     cd_cache_entry e;
     uint64_t generation;
-    char key[40];
+    cd_sig key;
 } stored;
 
+/* The entries are in a table of their own keyed by the 128-bit signature: it is a hash already,
+ * so its first half picks the slot, and a lookup (one per node, several times per prompt)
+ * neither formats nor copies a key. Open addressing, at most half full. */
 struct cd_cache {
     cd_cache_policy policy;
     size_t lru_size;
-    cd_map *map; /* key text -> stored */
+    stored **slots; /* NULL: empty */
+    size_t cap;     /* a power of two */
+    size_t n_stored;
     uint64_t generation;
     /* Results that may not be cached (NaN signatures) still serve the rest of their prompt. */
     stored **scratch;
     size_t n_scratch;
-    size_t n_stored;
 };
 
-/* The signature as 32 hex digits (the map's key); no printf, it runs for every node. */
-static void key_text(const cd_sig *k, char out[40]) {
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[i] = hex[(k->h1 >> (60 - 4 * i)) & 15];
-        out[16 + i] = hex[(k->h2 >> (60 - 4 * i)) & 15];
-    }
-    out[32] = '\0';
+static bool same_key(const cd_sig *a, const cd_sig *b) { return a->h1 == b->h1 && a->h2 == b->h2; }
+
+/* The slot holding key, or the empty slot where it would go. */
+static stored **slot_for(const cd_cache *c, const cd_sig *key) {
+    size_t mask = c->cap - 1;
+    for (size_t i = (size_t)key->h1 & mask;; i = (i + 1) & mask)
+        if (!c->slots[i] || same_key(&c->slots[i]->key, key)) return &c->slots[i];
+}
+
+static stored *lookup(const cd_cache *c, const cd_sig *key) { return *slot_for(c, key); }
+
+/* Moves every entry into a fresh table of cap slots (a power of two, at least twice the
+ * entries). */
+static int rehash(cd_cache *c, size_t cap) {
+    stored **slots = calloc(cap, sizeof *slots), **old = c->slots;
+    size_t old_cap = c->cap;
+    if (!slots) return -1;
+    c->slots = slots;
+    c->cap = cap;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i]) *slot_for(c, &old[i]->key) = old[i];
+    free(old);
+    return 0;
+}
+
+static int insert(cd_cache *c, stored *s) {
+    if ((c->n_stored + 1) * 2 > c->cap && rehash(c, c->cap * 2) < 0) return -1;
+    *slot_for(c, &s->key) = s;
+    c->n_stored++;
+    return 0;
 }
 
 static void stored_free(stored *s) {
@@ -46,8 +71,9 @@ cd_cache *cd_cache_new(cd_cache_policy policy, size_t lru_size) {
     if (!c) return NULL;
     c->policy = policy;
     c->lru_size = lru_size;
-    c->map = cd_map_new();
-    if (!c->map) {
+    c->cap = 64;
+    c->slots = calloc(c->cap, sizeof *c->slots);
+    if (!c->slots) {
         free(c);
         return NULL;
     }
@@ -65,28 +91,31 @@ static void clear_scratch(cd_cache *c) {
 typedef bool (*keep_fn)(cd_cache *c, stored *s, void *arg);
 
 static void sweep(cd_cache *c, keep_fn keep, void *arg) {
-    /* Rebuild the map from the entries that stay. */
-    cd_map *fresh = cd_map_new();
-    if (!fresh) return;
-    size_t n = cd_map_size(c->map);
-    stored **all = (stored **)cd_map_values(c->map);
-    if (!all) n = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (keep(c, all[i], arg)) cd_map_set(fresh, all[i]->key, all[i]);
-        else {
-            stored_free(all[i]);
-            c->n_stored--;
-        }
+    /* The entries that stay are packed at the front of the table, which is then rehashed into
+     * one sized for them (removing from a linear-probing table in place would need
+     * tombstones, and a large prompt's table would stay large). */
+    size_t n = 0;
+    for (size_t i = 0; i < c->cap; i++) {
+        stored *s = c->slots[i];
+        if (!s) continue;
+        c->slots[i] = NULL;
+        if (keep(c, s, arg)) c->slots[n++] = s;
+        else stored_free(s);
     }
-    free(all);
-    cd_map_free(c->map);
-    c->map = fresh;
+    c->n_stored = n;
+    size_t cap = 64;
+    while (n * 2 > cap) cap *= 2;
+    if (rehash(c, cap) < 0) { /* out of memory: the cache empties, which costs only recomputation */
+        for (size_t i = 0; i < n; i++) stored_free(c->slots[i]);
+        memset(c->slots, 0, c->cap * sizeof *c->slots);
+        c->n_stored = 0;
+    }
 }
 
 void cd_cache_free(cd_cache *c) {
     if (!c) return;
     cd_cache_reset(c);
-    cd_map_free(c->map);
+    free(c->slots);
     free(c);
 }
 
@@ -121,9 +150,7 @@ void cd_cache_begin_prompt(cd_cache *c, const cd_sig *keys, size_t n) {
     size_t marked = 0;
     for (size_t i = 0; i < n; i++) {
         if (keys[i].uncacheable) continue;
-        char k[40];
-        key_text(&keys[i], k);
-        stored *s = cd_map_get(c->map, k);
+        stored *s = lookup(c, &keys[i]);
         if (s && s->generation != c->generation) {
             s->generation = c->generation;
             marked++;
@@ -145,9 +172,7 @@ void cd_cache_begin_prompt(cd_cache *c, const cd_sig *keys, size_t n) {
 
 const cd_cache_entry *cd_cache_get(cd_cache *c, const cd_sig *key) {
     if (key->uncacheable) return NULL;
-    char k[40];
-    key_text(key, k);
-    stored *s = cd_map_get(c->map, k);
+    stored *s = lookup(c, key);
     if (!s) return NULL;
     s->generation = c->generation;
     return &s->e;
@@ -165,17 +190,14 @@ const cd_cache_entry *cd_cache_put(cd_cache *c, const cd_sig *key, cd_value **ou
     s->e.n_outputs = n_outputs;
     s->e.ui = ui;
     s->generation = c->generation;
-    key_text(key, s->key);
+    s->key = *key;
     if (!key->uncacheable) {
-        stored *old = cd_map_get(c->map, s->key);
+        stored *old = lookup(c, key);
         if (old) { /* the same result, computed twice in one prompt: keep the one others hold */
             stored_free(s);
             return &old->e;
         }
-        if (cd_map_set(c->map, s->key, s) == 0) {
-            c->n_stored++;
-            return &s->e;
-        }
+        if (insert(c, s) == 0) return &s->e;
     }
     stored **sc = realloc(c->scratch, (c->n_scratch + 1) * sizeof *sc);
     if (!sc) {

@@ -16,35 +16,59 @@ void cd_call_init(cd_node_call *call, const cd_node_type *type, const cd_call_en
     call->node_id = node_id;
     call->call_index = call_index;
     call->graph_index = -1;
+    call->names = call->small_names;
+    call->values = call->small_values;
+    call->input_types = call->small_types;
+    call->cap_inputs = CD_CALL_SMALL_INPUTS;
     int n = type->def->n_outputs;
-    call->outputs = calloc(n > 0 ? (size_t)n : 1, sizeof *call->outputs);
+    call->outputs = n <= CD_CALL_SMALL_OUTPUTS ? call->small_outputs : calloc((size_t)n, sizeof *call->outputs);
+}
+
+/* Moves the inputs to the heap with twice the room. */
+static int grow_inputs(cd_node_call *call) {
+    size_t cap = call->cap_inputs * 2;
+    const char **names = malloc(cap * sizeof *names);
+    const cd_value **values = malloc(cap * sizeof *values);
+    const char **types = malloc(cap * sizeof *types);
+    if (!names || !values || !types) {
+        free(names);
+        free((void *)values);
+        free(types);
+        return CD_ERROR;
+    }
+    memcpy(names, call->names, call->n_inputs * sizeof *names);
+    memcpy((void *)values, (const void *)call->values, call->n_inputs * sizeof *values);
+    memcpy(types, call->input_types, call->n_inputs * sizeof *types);
+    if (call->names != call->small_names) {
+        free(call->names);
+        free((void *)call->values);
+        free(call->input_types);
+    }
+    call->names = names;
+    call->values = values;
+    call->input_types = types;
+    call->cap_inputs = cap;
+    return CD_OK;
 }
 
 int cd_call_add_input(cd_node_call *call, const char *name, const cd_value *value, const char *type_name) {
-    size_t n = call->n_inputs + 1;
-    const char **names = realloc(call->names, n * sizeof *names);
-    if (!names) return CD_ERROR;
-    call->names = names;
-    const cd_value **values = realloc(call->values, n * sizeof *values);
-    if (!values) return CD_ERROR;
-    call->values = values;
-    const char **types = realloc(call->input_types, n * sizeof *types);
-    if (!types) return CD_ERROR;
-    call->input_types = types;
-    names[call->n_inputs] = name;
-    values[call->n_inputs] = value;
-    types[call->n_inputs] = type_name;
-    call->n_inputs = n;
+    if (call->n_inputs == call->cap_inputs && grow_inputs(call) != CD_OK) return CD_ERROR;
+    call->names[call->n_inputs] = name;
+    call->values[call->n_inputs] = value;
+    call->input_types[call->n_inputs] = type_name;
+    call->n_inputs++;
     return CD_OK;
 }
 
 void cd_call_clear(cd_node_call *call) {
-    free(call->names);
-    free(call->values);
-    free(call->input_types);
+    if (call->names != call->small_names) {
+        free(call->names);
+        free((void *)call->values);
+        free(call->input_types);
+    }
     if (call->outputs)
         for (int i = 0; i < call->type->def->n_outputs; i++) cd_value_unref(call->outputs[i]);
-    free(call->outputs);
+    if (call->outputs != call->small_outputs) free(call->outputs);
     json_decref(call->ui);
     free(call->error_type);
     free(call->error_message);

@@ -30,6 +30,9 @@ typedef struct {
     bool no_metadata;               /* --disable-metadata */
 } cd_call_env;
 
+#define CD_CALL_SMALL_INPUTS 8
+#define CD_CALL_SMALL_OUTPUTS 4
+
 struct cd_node_call {
     const cd_node_type *type;
     const cd_call_env *env;
@@ -55,6 +58,14 @@ struct cd_node_call {
     char *returned_id; /* storage for cd_call_graph_add's answer */
     cd_value **lent;   /* link values lent by cd_call_prompt_node_input_value, freed at clear */
     size_t n_lent;
+    /* Most calls have a few inputs and outputs: they live here, and a call made for every node
+     * of a large prompt allocates nothing. names/values/input_types point here until they
+     * outgrow it (so a call must not be copied once initialised). */
+    size_t cap_inputs;
+    const char *small_names[CD_CALL_SMALL_INPUTS];
+    const cd_value *small_values[CD_CALL_SMALL_INPUTS];
+    const char *small_types[CD_CALL_SMALL_INPUTS];
+    cd_value *small_outputs[CD_CALL_SMALL_OUTPUTS];
 };
 
 void cd_call_init(cd_node_call *call, const cd_node_type *type, const cd_call_env *env, const char *node_id,

@@ -134,6 +134,7 @@ static void *worker(void *arg) {
         if (client_id) emit(e, "executing", json_pack("{s:n, s:s}", "node", "prompt_id", prompt_id), client_id);
         free(client_id);
         free(prompt_id);
+        cd_executor_collect(e->executor);
     }
     return NULL;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "base/arena.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/map.h"
@@ -25,10 +26,14 @@ struct cd_executor {
     struct {
         json_t *prompt; /* the validated prompt object (a reference: it is never changed) */
         cd_sig *keys;   /* each node's signature, in the prompt's order */
+        /* made by the first repeat: */
         cd_map *index;  /* node id -> position + 1 (keys borrowed from prompt) */
         json_t *ids;    /* every node id, in order: execution_cached of a repeat (shared) */
         size_t n;
     } last;
+    /* The run that ended last, freed by cd_executor_collect: a large graph takes as long to
+     * free as to build, and the client waiting for the prompt's last event needs none of it. */
+    struct run_ctx *finished;
 };
 
 static void forget_last(cd_executor *ex) {
@@ -59,11 +64,15 @@ struct nstate {
     size_t order; /* insertion order into the execution list */
 };
 
-typedef struct {
+typedef struct run_ctx {
     cd_executor *ex;
     cd_prompt *prompt;
-    cd_map *states; /* id -> nstate */
-    nstate **all;   /* every state, to free */
+    /* Node states by the node's position in the prompt (NULL until needed), allocated from
+     * the run's arena: a run of 100,000 nodes makes one state each, and they all end together. */
+    nstate **by_index;
+    size_t cap_index;
+    cd_arena arena;
+    nstate **all;   /* every state, in the order made */
     size_t n_all, cap_all;
     nstate **ready; /* sorted by order */
     size_t n_ready, cap_ready, n_ready_outputs;
@@ -71,7 +80,10 @@ typedef struct {
     size_t order_counter;
     const char *prompt_id;
     const char *client_id; /* NULL: no per-prompt events */
-    json_t *executed;      /* node ids that ran */
+    /* The nodes that ran, in order: their ids are listed only in error and interrupt events,
+     * so they are kept as states and written out when one is sent. */
+    nstate **executed;
+    size_t n_executed, cap_executed;
     json_t *messages;
     cd_call_env env;
     char *extra_pnginfo;
@@ -83,6 +95,7 @@ typedef struct {
     json_t *error;
     /* A node's progress_state "finished" entry not sent yet (see progress_state_text). */
     cd_buf held;
+    cd_buf msg; /* the per-node messages are written here; the sink copies them */
 } run_ctx;
 
 /* ---- events ---- */
@@ -94,6 +107,7 @@ static int64_t now_ms(void) {
 }
 
 static void flush_held(run_ctx *r);
+static nstate *state_of(run_ctx *r, const cd_prompt_node *n);
 
 static void emit(run_ctx *r, const char *type, json_t *data, const char *sid) {
     flush_held(r);
@@ -117,20 +131,18 @@ static void add_message(run_ctx *r, const char *type, json_t *data, bool broadca
     else json_decref(data);
 }
 
-/* Sends {"type": "progress_state", "data": {"prompt_id", "nodes": {<entries>}}}. */
+/* Sends {"type": "progress_state", "data": {"prompt_id", "nodes": {<entries>}}}, written into
+ * r->msg (which keeps its memory from node to node). */
 static bool send_progress_state(run_ctx *r, const char *entries, size_t len) {
-    cd_buf b = CD_BUF_INIT;
-    int rc = cd_buf_append_str(&b, "{\"type\": \"progress_state\", \"data\": {\"prompt_id\": ");
-    rc |= cd_json_append_string(&b, r->prompt_id);
-    rc |= cd_buf_append_str(&b, ", \"nodes\": {");
-    rc |= cd_buf_append(&b, entries, len);
-    rc |= cd_buf_append_str(&b, "}}}");
-    if (rc < 0) {
-        cd_buf_free(&b);
-        return false;
-    }
-    size_t n = b.len;
-    r->ex->sink.event_text(r->ex->sink.ctx, "progress_state", NULL, cd_buf_take(&b), n, r->client_id);
+    cd_buf *b = &r->msg;
+    cd_buf_reset(b);
+    int rc = cd_buf_append_str(b, "{\"type\": \"progress_state\", \"data\": {\"prompt_id\": ");
+    rc |= cd_json_append_string(b, r->prompt_id);
+    rc |= cd_buf_append_str(b, ", \"nodes\": {");
+    rc |= cd_buf_append(b, entries, len);
+    rc |= cd_buf_append_str(b, "}}}");
+    if (rc < 0) return false;
+    r->ex->sink.event_text(r->ex->sink.ctx, "progress_state", NULL, b->data, b->len, r->client_id);
     return true;
 }
 
@@ -142,6 +154,30 @@ static void flush_held(run_ctx *r) {
     cd_buf_reset(&r->held);
 }
 
+/* One node's entry of a progress_state message, appended to b. */
+static int append_progress_entry(run_ctx *r, cd_buf *b, nstate *s, const char *state, double value, double max) {
+    const cd_prompt_node *n = s->node;
+    int rc = cd_json_append_string(b, n->id);
+    rc |= cd_buf_append_str(b, ": {\"value\": ");
+    rc |= cd_json_append_number(b, value);
+    rc |= cd_buf_append_str(b, ", \"max\": ");
+    rc |= cd_json_append_number(b, max);
+    rc |= cd_buf_append_str(b, ", \"state\": \"");
+    rc |= cd_buf_append_str(b, state);
+    rc |= cd_buf_append_str(b, "\", \"node_id\": ");
+    rc |= cd_json_append_string(b, n->id);
+    rc |= cd_buf_append_str(b, ", \"prompt_id\": ");
+    rc |= cd_json_append_string(b, r->prompt_id);
+    rc |= cd_buf_append_str(b, ", \"display_node_id\": ");
+    rc |= cd_json_append_string(b, cd_prompt_display_id(r->prompt, n));
+    rc |= cd_buf_append_str(b, ", \"parent_node_id\": ");
+    rc |= n->parent ? cd_json_append_string(b, n->parent) : cd_buf_append_str(b, "null");
+    rc |= cd_buf_append_str(b, ", \"real_node_id\": ");
+    rc |= cd_json_append_string(b, cd_prompt_real_id(r->prompt, n));
+    rc |= cd_buf_append_str(b, "}");
+    return rc;
+}
+
 /* progress_state written straight to text: it goes out twice per node, and building it through
  * jansson and serialising it again was most of the per-node cost.
  * A node's "finished" is held back and sent in the same message as the next node's "running"
@@ -149,43 +185,23 @@ static void flush_held(run_ctx *r) {
  * is not pending, so a message naming both is one it could send itself, and a chain of N
  * nodes costs N such messages instead of 2N. */
 static bool progress_state_text(run_ctx *r, nstate *s, const char *state, double value, double max) {
-    const cd_prompt_node *n = s->node;
-    bool finished = !strcmp(state, "finished");
-    if (finished) flush_held(r);
-    cd_buf b = CD_BUF_INIT;
-    int rc = 0;
-    if (!finished && r->held.len) {
-        rc |= cd_buf_append(&b, r->held.data, r->held.len);
-        rc |= cd_buf_append_str(&b, ", ");
-    }
-    rc |= cd_json_append_string(&b, n->id);
-    rc |= cd_buf_append_str(&b, ": {\"value\": ");
-    rc |= cd_json_append_number(&b, value);
-    rc |= cd_buf_append_str(&b, ", \"max\": ");
-    rc |= cd_json_append_number(&b, max);
-    rc |= cd_buf_printf(&b, ", \"state\": \"%s\", \"node_id\": ", state);
-    rc |= cd_json_append_string(&b, n->id);
-    rc |= cd_buf_append_str(&b, ", \"prompt_id\": ");
-    rc |= cd_json_append_string(&b, r->prompt_id);
-    rc |= cd_buf_append_str(&b, ", \"display_node_id\": ");
-    rc |= cd_json_append_string(&b, cd_prompt_display_id(r->prompt, n));
-    rc |= cd_buf_append_str(&b, ", \"parent_node_id\": ");
-    rc |= n->parent ? cd_json_append_string(&b, n->parent) : cd_buf_append_str(&b, "null");
-    rc |= cd_buf_append_str(&b, ", \"real_node_id\": ");
-    rc |= cd_json_append_string(&b, cd_prompt_real_id(r->prompt, n));
-    rc |= cd_buf_append_str(&b, "}");
-    if (rc < 0) {
-        cd_buf_free(&b);
+    if (!strcmp(state, "finished")) {
+        flush_held(r);
+        if (append_progress_entry(r, &r->held, s, state, value, max) == 0) return true;
+        cd_buf_reset(&r->held);
         return false;
     }
-    if (finished) {
-        cd_buf_free(&r->held);
-        r->held = b;
-        return true;
+    /* "running": after the held entry, if any, in one message */
+    size_t mark = r->held.len;
+    int rc = mark ? cd_buf_append_str(&r->held, ", ") : 0;
+    rc |= append_progress_entry(r, &r->held, s, state, value, max);
+    bool ok = rc == 0 && send_progress_state(r, r->held.data, r->held.len);
+    if (!ok && mark) { /* the held entry alone still goes out, and the caller sends the rest */
+        r->held.len = mark;
+        r->held.data[mark] = '\0';
+        flush_held(r);
     }
     cd_buf_reset(&r->held);
-    bool ok = send_progress_state(r, b.data, b.len);
-    cd_buf_free(&b);
     return ok;
 }
 
@@ -210,20 +226,19 @@ static void emit_executing(run_ctx *r, const char *node, const char *display) {
     flush_held(r);
     if (!r->client_id) return;
     if (r->ex->sink.event_text) {
-        cd_buf b = CD_BUF_INIT;
-        int rc = cd_buf_append_str(&b, "{\"type\": \"executing\", \"data\": {\"node\": ");
-        rc |= cd_json_append_string(&b, node);
-        rc |= cd_buf_append_str(&b, ", \"display_node\": ");
-        rc |= cd_json_append_string(&b, display);
-        rc |= cd_buf_append_str(&b, ", \"prompt_id\": ");
-        rc |= cd_json_append_string(&b, r->prompt_id);
-        rc |= cd_buf_append_str(&b, "}}");
+        cd_buf *b = &r->msg;
+        cd_buf_reset(b);
+        int rc = cd_buf_append_str(b, "{\"type\": \"executing\", \"data\": {\"node\": ");
+        rc |= cd_json_append_string(b, node);
+        rc |= cd_buf_append_str(b, ", \"display_node\": ");
+        rc |= cd_json_append_string(b, display);
+        rc |= cd_buf_append_str(b, ", \"prompt_id\": ");
+        rc |= cd_json_append_string(b, r->prompt_id);
+        rc |= cd_buf_append_str(b, "}}");
         if (rc == 0) {
-            size_t len = b.len;
-            r->ex->sink.event_text(r->ex->sink.ctx, "executing", display, cd_buf_take(&b), len, r->client_id);
+            r->ex->sink.event_text(r->ex->sink.ctx, "executing", display, b->data, b->len, r->client_id);
             return;
         }
-        cd_buf_free(&b);
     }
     emit(r, "executing", json_pack("{s:s, s:s, s:s}", "node", node, "display_node", display, "prompt_id", r->prompt_id),
          r->client_id);
@@ -252,7 +267,8 @@ static int env_interrupted(void *ctx) {
 
 static void env_progress(void *ctx, const char *node_id, double value, double max) {
     run_ctx *r = ctx;
-    nstate *s = cd_map_get(r->states, node_id);
+    cd_prompt_node *n = cd_prompt_get(r->prompt, node_id);
+    nstate *s = n ? state_of(r, n) : NULL;
     emit(r, "progress",
          json_pack("{s:f, s:f, s:s, s:s}", "value", value, "max", max, "prompt_id", r->prompt_id, "node", node_id),
          r->client_id);
@@ -299,35 +315,49 @@ static const char *env_directory(void *ctx, const char *type) {
 
 /* ---- states ---- */
 
+/* The state of node n if it has one. */
+static nstate *state_of(run_ctx *r, const cd_prompt_node *n) {
+    return n->index < r->cap_index ? r->by_index[n->index] : NULL;
+}
+
 static nstate *state_for(run_ctx *r, cd_prompt_node *n) {
-    nstate *s = cd_map_get(r->states, n->id);
+    nstate *s = state_of(r, n);
     if (s) return s;
-    s = calloc(1, sizeof *s);
-    if (!s) return NULL;
-    s->node = n;
+    if (n->index >= r->cap_index) { /* expansions add nodes while the prompt runs */
+        size_t cap = r->cap_index ? r->cap_index : 64;
+        while (cap <= n->index) cap *= 2;
+        nstate **by = realloc(r->by_index, cap * sizeof *by);
+        if (!by) return NULL;
+        memset(by + r->cap_index, 0, (cap - r->cap_index) * sizeof *by);
+        r->by_index = by;
+        r->cap_index = cap;
+    }
     if (r->n_all == r->cap_all) {
         size_t cap = r->cap_all ? r->cap_all * 2 : 64;
         nstate **all = realloc(r->all, cap * sizeof *all);
-        if (!all) {
-            free(s);
-            return NULL;
-        }
+        if (!all) return NULL;
         r->all = all;
         r->cap_all = cap;
     }
-    if (cd_map_set(r->states, n->id, s) < 0) {
-        free(s);
-        return NULL;
-    }
+    s = cd_arena_calloc(&r->arena, sizeof *s);
+    if (!s) return NULL;
+    s->node = n;
+    r->by_index[n->index] = s;
     r->all[r->n_all++] = s;
     return s;
 }
 
+/* The state of the node with this id (made when needed); NULL when there is no such node. */
 static nstate *state_by_id(run_ctx *r, const char *id) {
-    nstate *s = cd_map_get(r->states, id);
-    if (s) return s;
     cd_prompt_node *n = cd_prompt_get(r->prompt, id);
     return n ? state_for(r, n) : NULL;
+}
+
+/* The state of a link's source: looked up by id once, then remembered by the input. */
+static nstate *link_source(run_ctx *r, const cd_prompt_input *in) {
+    cd_prompt_input *mut = (cd_prompt_input *)in; /* the cache is not part of the input's value */
+    if (!mut->src_node) mut->src_node = cd_prompt_get(r->prompt, in->src);
+    return mut->src_node ? state_for(r, mut->src_node) : NULL;
 }
 
 static void free_exp(nstate *s) {
@@ -343,11 +373,11 @@ static void free_exp(nstate *s) {
     s->exp_ui = NULL;
 }
 
-static void state_free(nstate *s) {
+/* What a state owns besides its arena memory. */
+static void state_release(nstate *s) {
     free(s->dependents);
     cd_value_unref(s->fingerprint);
     free_exp(s);
-    free(s);
 }
 
 /* ---- signatures (cache keys) ---- */
@@ -420,7 +450,7 @@ static void sign_node(run_ctx *r, nstate *s) {
         const cd_prompt_input *in = sorted[i];
         cd_sig_str(&s->sig, in->name);
         if (in->is_link) {
-            nstate *src = state_by_id(r, in->src);
+            nstate *src = link_source(r, in);
             if (!src || !src->sig_done || src->sig.uncacheable) {
                 s->sig.uncacheable = true;
                 continue;
@@ -454,7 +484,7 @@ static void ensure_signed(run_ctx *r, nstate *root) {
         for (size_t i = 0; i < s->node->n_inputs; i++) {
             const cd_prompt_input *in = &s->node->inputs[i];
             if (!in->is_link) continue;
-            nstate *src = state_by_id(r, in->src);
+            nstate *src = link_source(r, in);
             if (!src || src->sig_done || src->sig_busy) continue;
             if (n == cap) {
                 nstate **st = realloc(stack, cap * 2 * sizeof *st);
@@ -567,7 +597,7 @@ static void add_node(run_ctx *r, nstate *root) {
             if (!in->is_link) continue;
             const cd_input_def *def = t ? cd_node_type_input(t, in->name) : NULL;
             if (def && def->lazy) continue;
-            nstate *src = state_by_id(r, in->src);
+            nstate *src = link_source(r, in);
             if (!src || has_results(r, src)) continue;
             bool fresh = !src->pending && !src->done;
             if (fresh) add_pending(r, src);
@@ -691,7 +721,7 @@ static int gather_inputs(run_ctx *r, nstate *s, input_lists *il) {
         if (in->is_link && def && def->raw_link) {
             list = single_list(cd_value_link(in->src, in->slot));
         } else if (in->is_link) {
-            nstate *src = state_by_id(r, in->src);
+            nstate *src = link_source(r, in);
             if (src && !src->entry) has_results(r, src);
             if (src && src->entry && in->slot >= 0 && in->slot < src->entry->n_outputs)
                 list = cd_value_ref(src->entry->outputs[in->slot]);
@@ -770,6 +800,24 @@ static json_t *format_inputs(const input_lists *il) {
     return o;
 }
 
+static void note_executed(run_ctx *r, nstate *s) {
+    if (r->n_executed == r->cap_executed) {
+        size_t cap = r->cap_executed ? r->cap_executed * 2 : 64;
+        nstate **e = realloc(r->executed, cap * sizeof *e);
+        if (!e) return; /* the list in an error event misses it */
+        r->executed = e;
+        r->cap_executed = cap;
+    }
+    r->executed[r->n_executed++] = s;
+}
+
+/* The ids of the nodes that ran, for error and interrupt events. */
+static json_t *executed_json(const run_ctx *r) {
+    json_t *ids = json_array();
+    for (size_t i = 0; i < r->n_executed; i++) json_array_append_new(ids, json_string(r->executed[i]->node->id));
+    return ids;
+}
+
 static void fail_node(run_ctx *r, nstate *s, const char *type, const char *message, const input_lists *il) {
     r->failed = true;
     const char *real = cd_prompt_real_id(r->prompt, s->node);
@@ -777,9 +825,9 @@ static void fail_node(run_ctx *r, nstate *s, const char *type, const char *messa
     json_t *outs = json_array();
     for (size_t i = 0; i < r->n_all; i++)
         if (r->all[i]->entry && !r->all[i]->node->ephemeral) json_array_append_new(outs, json_string(r->all[i]->node->id));
-    json_t *data = json_pack("{s:s, s:s, s:s, s:O, s:s, s:s, s:[], s:o, s:o, s:I}", "prompt_id", r->prompt_id,
+    json_t *data = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:[], s:o, s:o, s:I}", "prompt_id", r->prompt_id,
                              "node_id", real, "node_type", realn ? realn->class_type : s->node->class_type, "executed",
-                             r->executed, "exception_message", message ? message : "", "exception_type", type,
+                             executed_json(r), "exception_message", message ? message : "", "exception_type", type,
                              "traceback", "current_inputs", il ? format_inputs(il) : json_array(), "current_outputs",
                              outs, "timestamp", (json_int_t)now_ms());
     r->error = json_incref(data);
@@ -857,7 +905,7 @@ static int start_expansion(run_ctx *r, nstate *s, cd_node_call *calls, size_t n_
     /* New output nodes run too; every link in the results must be computed before s resumes. */
     for (size_t i = 0; i < r->prompt->n; i++) {
         cd_prompt_node *pn = r->prompt->nodes[i];
-        if (!pn->ephemeral || cd_map_get(r->states, pn->id)) continue;
+        if (!pn->ephemeral || state_of(r, pn)) continue;
         nstate *ns = state_for(r, pn);
         if (ns && pn->type && cd_node_type_is_output(pn->type)) add_node(r, ns);
     }
@@ -963,7 +1011,7 @@ static node_result run_node(run_ctx *r, nstate *s) {
             for (size_t k = 0; k < call.n_needed; k++) {
                 const cd_prompt_input *in = cd_prompt_node_input(n, call.needed[k]);
                 if (!in || !in->is_link) continue;
-                nstate *src = state_by_id(r, in->src);
+                nstate *src = link_source(r, in);
                 if (src && !has_results(r, src)) {
                     add_strong_link(r, src, s);
                     added = true;
@@ -1001,9 +1049,9 @@ static node_result run_node(run_ctx *r, nstate *s) {
         if (blocker) {
             const char *msg = cd_value_blocker_message(blocker);
             if (msg) {
-                json_t *data = json_pack("{s:s, s:s, s:s, s:O, s:s, s:s, s:[], s:[], s:[], s:I}", "prompt_id",
+                json_t *data = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:[], s:[], s:[], s:I}", "prompt_id",
                                          r->prompt_id, "node_id", n->id, "node_type", n->class_type, "executed",
-                                         r->executed, "exception_message", "", "exception_type", "ExecutionBlocked",
+                                         executed_json(r), "exception_message", "", "exception_type", "ExecutionBlocked",
                                          "traceback", "current_inputs", "current_outputs", "timestamp",
                                          (json_int_t)now_ms());
                 char text[1100];
@@ -1067,7 +1115,7 @@ static node_result run_node(run_ctx *r, nstate *s) {
     }
     json_decref(ui);
     input_lists_free(&il);
-    if (result == NODE_SUCCESS) json_array_append_new(r->executed, json_string(n->id));
+    if (result == NODE_SUCCESS) note_executed(r, s);
     return result;
 }
 
@@ -1077,7 +1125,7 @@ static void build_history(run_ctx *r, cd_exec_result *res) {
     res->outputs = json_object();
     res->meta = json_object();
     for (size_t i = 0; i < r->prompt->n; i++) {
-        nstate *s = cd_map_get(r->states, r->prompt->nodes[i]->id);
+        nstate *s = state_of(r, r->prompt->nodes[i]);
         if (!s || !s->entry || !s->entry->ui) continue;
         json_t *out = json_object_get(s->entry->ui, "output");
         json_t *meta = json_object_get(s->entry->ui, "meta");
@@ -1088,46 +1136,53 @@ static void build_history(run_ctx *r, cd_exec_result *res) {
 
 /* Remembers a run that left every node of the prompt in the cache, and whose signatures are a
  * function of the prompt alone (no IS_CHANGED), so that running the same prompt object again
- * needs neither the graph nor the signatures. */
+ * needs neither the graph nor the signatures. Only the keys are kept now; what a repeat needs
+ * besides is made by the first repeat. */
 static void remember_run(run_ctx *r, const cd_exec_request *req) {
     cd_executor *ex = r->ex;
     forget_last(ex);
     if (ex->policy != CD_CACHE_POLICY_CLASSIC || r->failed || r->interrupted) return;
     size_t n = r->prompt->n_original;
     if (n != json_object_size(req->prompt)) return;
+    cd_sig *keys = malloc((n ? n : 1) * sizeof *keys);
+    if (!keys) return;
+    /* The original nodes are in the prompt object's order (cd_prompt_from_json). */
     for (size_t i = 0; i < n; i++) {
         const cd_prompt_node *pn = r->prompt->nodes[i];
-        nstate *s = cd_map_get(r->states, pn->id);
-        if (!pn->type || pn->type->def->fingerprint || !s || !s->entry || !s->sig_done || s->sig.uncacheable) return;
+        nstate *s = state_of(r, pn);
+        if (!pn->type || pn->type->def->fingerprint || !s || !s->entry || !s->sig_done || s->sig.uncacheable) {
+            free(keys);
+            return;
+        }
+        keys[i] = s->sig;
     }
-    cd_sig *keys = malloc((n ? n : 1) * sizeof *keys);
-    cd_map *index = cd_map_new();
+    ex->last.prompt = json_incref(req->prompt);
+    ex->last.keys = keys;
+    ex->last.n = n;
+}
+
+/* The first repeat of the remembered prompt indexes its node ids. Returns false when out of
+ * memory. */
+static bool index_last(cd_executor *ex) {
+    if (ex->last.index) return true;
+    cd_map *index = cd_map_new_borrowed(); /* keys: the remembered prompt object's, which it holds */
     json_t *ids = json_array();
-    if (!keys || !index || !ids) {
-        free(keys);
-        cd_map_free(index);
-        json_decref(ids);
-        return;
-    }
+    bool ok = index && ids && cd_map_reserve(index, ex->last.n) == 0;
     const char *id;
     json_t *node;
     size_t i = 0;
-    json_object_foreach(req->prompt, id, node) {
-        nstate *s = cd_map_get(r->states, id);
-        if (!s || i >= n || cd_map_set(index, id, (void *)(uintptr_t)(i + 1)) < 0 ||
-            json_array_append_new(ids, json_string(id)) < 0) {
-            free(keys);
-            cd_map_free(index);
-            json_decref(ids);
-            return;
-        }
-        keys[i++] = s->sig;
+    json_object_foreach(ex->last.prompt, id, node) {
+        if (!ok) break;
+        ok = cd_map_set(index, id, (void *)(uintptr_t)(++i)) == 0 && json_array_append_new(ids, json_string(id)) == 0;
     }
-    ex->last.ids = ids;
-    ex->last.prompt = json_incref(req->prompt);
-    ex->last.keys = keys;
+    if (!ok) {
+        cd_map_free(index);
+        json_decref(ids);
+        return false;
+    }
     ex->last.index = index;
-    ex->last.n = n;
+    ex->last.ids = ids;
+    return true;
 }
 
 /* The same prompt object again, with every result still cached: what the full run would do
@@ -1137,6 +1192,7 @@ static void remember_run(run_ctx *r, const cd_exec_request *req) {
 static bool rerun_cached(cd_executor *ex, const cd_exec_request *req, cd_exec_result *res) {
     size_t n = ex->last.n;
     if (!ex->last.prompt || ex->last.prompt != req->prompt || ex->policy != CD_CACHE_POLICY_CLASSIC) return false;
+    if (!index_last(ex)) return false;
     /* Classic: the same keys as the full run would give; dropping the others is idempotent. */
     cd_cache_begin_prompt(ex->cache, ex->last.keys, n);
     const cd_cache_entry **entries = calloc(n ? n : 1, sizeof *entries);
@@ -1150,7 +1206,6 @@ static bool rerun_cached(cd_executor *ex, const cd_exec_request *req, cd_exec_re
     }
     run_ctx r = {.ex = ex, .prompt_id = req->prompt_id};
     r.messages = json_array();
-    r.executed = json_array();
     r.client_id = json_string_value(json_object_get(req->extra_data, "client_id"));
     atomic_store(&ex->interrupt, 0);
     add_message(&r, "execution_start",
@@ -1183,6 +1238,7 @@ static bool rerun_cached(cd_executor *ex, const cd_exec_request *req, cd_exec_re
     add_message(&r, "execution_success",
                 json_pack("{s:s, s:I}", "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()), false);
     cd_buf_free(&r.held);
+    cd_buf_free(&r.msg);
     res->success = true;
     res->messages = r.messages;
     res->outputs = json_object();
@@ -1195,123 +1251,145 @@ static bool rerun_cached(cd_executor *ex, const cd_exec_request *req, cd_exec_re
         if (out) json_object_set(res->outputs, id, out);
         if (meta) json_object_set(res->meta, id, meta);
     }
-    json_decref(r.executed);
     free(entries);
     free(done);
     return true;
 }
 
-int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result *res) {
-    memset(res, 0, sizeof *res);
-    if (rerun_cached(ex, req, res)) return 0;
-    run_ctx r = {.ex = ex, .prompt_id = req->prompt_id};
-    char err[256];
-    r.prompt = cd_prompt_from_json(ex->reg, req->prompt, err, sizeof err);
-    r.states = cd_map_new();
-    r.executed = json_array();
-    r.messages = json_array();
-    if (!r.prompt || !r.states) {
-        cd_prompt_free(r.prompt);
-        cd_map_free(r.states);
-        json_decref(r.executed);
-        json_decref(r.messages);
-        return -1;
-    }
-    r.client_id = json_string_value(json_object_get(req->extra_data, "client_id"));
-    r.prompt_json = req->prompt;
-    r.extra_data = req->extra_data;
-    r.env = (cd_call_env){.ctx = &r, .interrupted = env_interrupted, .progress = env_progress, .text = env_text,
-                          .preview = env_preview, .directory = env_directory, .make_texts = env_make_texts,
-                          .registry = ex->reg, .dynprompt = r.prompt,
-                          .no_metadata = ex->sink.no_metadata};
-    /* An interrupt that arrived while idle is lost, as in ComfyUI. */
-    atomic_store(&ex->interrupt, 0);
-    add_message(&r, "execution_start", json_pack("{s:s, s:I}", "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()),
-                false);
+/* Everything a run made for itself: its graph, node states and buffers. */
+static void run_free(run_ctx *r) {
+    if (!r) return;
+    for (size_t i = 0; i < r->n_all; i++) state_release(r->all[i]);
+    free(r->all);
+    free(r->by_index);
+    free(r->executed);
+    free(r->ready);
+    cd_arena_free(&r->arena);
+    cd_buf_free(&r->held);
+    cd_buf_free(&r->msg);
+    free(r->extra_pnginfo);
+    cd_prompt_free(r->prompt);
+    free(r);
+}
 
-    /* Keys for every original node, then the cache policy's start-of-prompt step. */
-    size_t n_orig = r.prompt->n_original;
+void cd_executor_collect(cd_executor *ex) {
+    run_free(ex->finished);
+    ex->finished = NULL;
+}
+
+/* The main loop: the ready node the scheduler prefers, until nothing is pending. */
+static void run_pending(run_ctx *r, cd_exec_result *res) {
+    while (!r->failed && !r->interrupted && r->n_pending > 0) {
+        nstate *s = pick_ready(r);
+        if (!s) {
+            /* Pending nodes but none ready: the graph has a cycle (only expansions can make one). */
+            nstate *blame = NULL;
+            for (size_t i = 0; i < r->n_all && !blame; i++)
+                if (r->all[i]->pending && !r->all[i]->done && r->all[i]->node->ephemeral) blame = r->all[i];
+            for (size_t i = 0; i < r->n_all && !blame; i++)
+                if (r->all[i]->pending && !r->all[i]->done) blame = r->all[i];
+            if (!blame) break;
+            fail_node(r, blame, "graph.DependencyCycleError", "Dependency cycle detected", NULL);
+            break;
+        }
+        node_result nr = run_node(r, s);
+        if (nr == NODE_SUCCESS) {
+            progress_state(r, s, "finished", 1, 1);
+            complete(r, s);
+            res->executed_count++;
+        } else if (nr == NODE_PENDING) {
+            if (s->block_count == 0) make_ready(r, s);
+        }
+    }
+}
+
+/* Signs every original node, starts the prompt in the cache and lists the nodes served from it. */
+static json_t *sign_and_list_cached(run_ctx *r, cd_exec_result *res) {
+    cd_executor *ex = r->ex;
+    size_t n_orig = r->prompt->n_original;
     cd_sig *keys = calloc(n_orig ? n_orig : 1, sizeof *keys);
     for (size_t i = 0; i < n_orig; i++) {
-        nstate *s = state_for(&r, r.prompt->nodes[i]);
+        nstate *s = state_for(r, r->prompt->nodes[i]);
         if (!s) continue;
-        ensure_signed(&r, s);
+        ensure_signed(r, s);
         if (keys) keys[i] = s->sig;
     }
     cd_cache_begin_prompt(ex->cache, keys, keys ? n_orig : 0);
     free(keys);
     json_t *cached = json_array();
     for (size_t i = 0; i < n_orig; i++) {
-        nstate *s = cd_map_get(r.states, r.prompt->nodes[i]->id);
-        if (s && has_results(&r, s)) {
+        nstate *s = state_of(r, r->prompt->nodes[i]);
+        if (s && has_results(r, s)) {
             s->entry = cd_cache_get(ex->cache, &s->sig);
             json_array_append_new(cached, json_string(s->node->id));
             res->cached_count++;
         }
     }
-    add_message(&r, "execution_cached",
-                json_pack("{s:o, s:s, s:I}", "nodes", cached, "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()),
+    return cached;
+}
+
+int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result *res) {
+    memset(res, 0, sizeof *res);
+    cd_executor_collect(ex);
+    if (rerun_cached(ex, req, res)) return 0;
+    char err[256];
+    run_ctx *r = calloc(1, sizeof *r);
+    if (!r) return -1;
+    r->ex = ex;
+    r->prompt_id = req->prompt_id;
+    r->prompt = cd_prompt_from_json(ex->reg, req->prompt, err, sizeof err);
+    r->messages = json_array();
+    if (!r->prompt || !r->messages) {
+        json_decref(r->messages);
+        run_free(r);
+        return -1;
+    }
+    r->client_id = json_string_value(json_object_get(req->extra_data, "client_id"));
+    r->prompt_json = req->prompt;
+    r->extra_data = req->extra_data;
+    r->env = (cd_call_env){.ctx = r, .interrupted = env_interrupted, .progress = env_progress, .text = env_text,
+                           .preview = env_preview, .directory = env_directory, .make_texts = env_make_texts,
+                           .registry = ex->reg, .dynprompt = r->prompt,
+                           .no_metadata = ex->sink.no_metadata};
+    /* An interrupt that arrived while idle is lost, as in ComfyUI. */
+    atomic_store(&ex->interrupt, 0);
+    add_message(r, "execution_start", json_pack("{s:s, s:I}", "prompt_id", r->prompt_id, "timestamp", (json_int_t)now_ms()),
+                false);
+    json_t *cached = sign_and_list_cached(r, res);
+    add_message(r, "execution_cached",
+                json_pack("{s:o, s:s, s:I}", "nodes", cached, "prompt_id", r->prompt_id, "timestamp", (json_int_t)now_ms()),
                 false);
 
     size_t i_out;
     json_t *out_id;
     json_array_foreach(req->outputs, i_out, out_id) {
-        nstate *s = state_by_id(&r, json_string_value(out_id) ? json_string_value(out_id) : "");
-        if (s) add_node(&r, s);
+        nstate *s = state_by_id(r, json_string_value(out_id) ? json_string_value(out_id) : "");
+        if (s) add_node(r, s);
     }
+    run_pending(r, res);
 
-    while (!r.failed && !r.interrupted && r.n_pending > 0) {
-        nstate *s = pick_ready(&r);
-        if (!s) {
-            /* Pending nodes but none ready: the graph has a cycle (only expansions can make one). */
-            nstate *blame = NULL;
-            for (size_t i = 0; i < r.n_all && !blame; i++)
-                if (r.all[i]->pending && !r.all[i]->done && r.all[i]->node->ephemeral) blame = r.all[i];
-            for (size_t i = 0; i < r.n_all && !blame; i++)
-                if (r.all[i]->pending && !r.all[i]->done) blame = r.all[i];
-            if (!blame) break;
-            fail_node(&r, blame, "graph.DependencyCycleError", "Dependency cycle detected", NULL);
-            break;
-        }
-        node_result nr = run_node(&r, s);
-        if (nr == NODE_SUCCESS) {
-            progress_state(&r, s, "finished", 1, 1);
-            complete(&r, s);
-            res->executed_count++;
-        } else if (nr == NODE_PENDING) {
-            if (s->block_count == 0) make_ready(&r, s);
-        }
-    }
-
-    flush_held(&r); /* the last node's "finished" */
-    remember_run(&r, req);
-    if (r.interrupted) {
-        const char *real = r.current ? cd_prompt_real_id(r.prompt, r.current->node) : NULL;
-        cd_prompt_node *realn = real ? cd_prompt_get(r.prompt, real) : NULL;
-        add_message(&r, "execution_interrupted",
-                    json_pack("{s:s, s:o, s:o, s:O, s:I}", "prompt_id", r.prompt_id, "node_id",
+    flush_held(r); /* the last node's "finished" */
+    remember_run(r, req);
+    if (r->interrupted) {
+        const char *real = r->current ? cd_prompt_real_id(r->prompt, r->current->node) : NULL;
+        cd_prompt_node *realn = real ? cd_prompt_get(r->prompt, real) : NULL;
+        add_message(r, "execution_interrupted",
+                    json_pack("{s:s, s:o, s:o, s:o, s:I}", "prompt_id", r->prompt_id, "node_id",
                               real ? json_string(real) : json_null(), "node_type",
-                              realn ? json_string(realn->class_type) : json_null(), "executed", r.executed,
+                              realn ? json_string(realn->class_type) : json_null(), "executed", executed_json(r),
                               "timestamp", (json_int_t)now_ms()),
                     true);
-    } else if (!r.failed) {
-        add_message(&r, "execution_success",
-                    json_pack("{s:s, s:I}", "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()), false);
+    } else if (!r->failed) {
+        add_message(r, "execution_success",
+                    json_pack("{s:s, s:I}", "prompt_id", r->prompt_id, "timestamp", (json_int_t)now_ms()), false);
     }
-    cd_buf_free(&r.held);
-    res->success = !r.failed && !r.interrupted;
-    res->interrupted = r.interrupted;
-    res->messages = r.messages;
-    res->error = r.error;
-    build_history(&r, res);
-
-    for (size_t i = 0; i < r.n_all; i++) state_free(r.all[i]);
-    free(r.all);
-    free(r.ready);
-    cd_map_free(r.states);
-    json_decref(r.executed);
-    free(r.extra_pnginfo);
-    cd_prompt_free(r.prompt);
+    res->success = !r->failed && !r->interrupted;
+    res->interrupted = r->interrupted;
+    res->messages = r->messages;
+    res->error = r->error;
+    build_history(r, res);
+    /* Freed by cd_executor_collect, once the prompt's last event is out. */
+    ex->finished = r;
     return 0;
 }
 
@@ -1340,6 +1418,7 @@ cd_executor *cd_executor_new(const cd_registry *reg, cd_cache_policy policy, siz
 
 void cd_executor_free(cd_executor *ex) {
     if (!ex) return;
+    cd_executor_collect(ex);
     forget_last(ex);
     cd_cache_free(ex->cache);
     free(ex);
@@ -1347,6 +1426,7 @@ void cd_executor_free(cd_executor *ex) {
 
 void cd_executor_interrupt(cd_executor *ex) { atomic_store(&ex->interrupt, 1); }
 void cd_executor_reset_caches(cd_executor *ex) {
+    cd_executor_collect(ex);
     forget_last(ex);
     cd_cache_reset(ex->cache);
 }

@@ -19,10 +19,12 @@ typedef struct {
     /* A JSON event {"type": type, "data": data} for client sid (NULL: everyone). data is
      * consumed. Called on the executor's thread. */
     void (*event)(void *ctx, const char *type, json_t *data, const char *sid);
-    /* Optional: a whole text message {"type": type, "data": ...} already serialised (malloc'd,
-     * consumed), for the events sent for every node; `node` is the display id an `executing`
-     * message names (else NULL). Without it these events come through `event`. */
-    void (*event_text)(void *ctx, const char *type, const char *node, char *message, size_t len, const char *sid);
+    /* Optional: a whole text message {"type": type, "data": ...} already serialised (borrowed:
+     * the sink copies what it keeps), for the events sent for every node; `node` is the display
+     * id an `executing` message names (else NULL). Without it these events come through
+     * `event`. */
+    void (*event_text)(void *ctx, const char *type, const char *node, const char *message, size_t len,
+                       const char *sid);
     /* A binary frame: 4-byte big-endian event kind, then payload (already laid out). */
     void (*binary)(void *ctx, uint32_t kind, const void *payload, size_t len, const char *sid);
     /* Output, input and temp directories for nodes that write files. */
@@ -57,6 +59,10 @@ typedef struct {
 int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result *result);
 void cd_exec_result_clear(cd_exec_result *r);
 
+/* Executor thread: frees what the last run kept for itself (its graph and node states). Call
+ * once its result is handled and its last event sent; the next run does it otherwise. The
+ * result stays valid either way. */
+void cd_executor_collect(cd_executor *ex);
 /* Any thread: stop the running prompt at the next node boundary or progress report. */
 void cd_executor_interrupt(cd_executor *ex);
 /* Executor thread, between prompts: drop every cached result (/free with free_memory). */

@@ -22,6 +22,10 @@ cd_prompt_node *cd_prompt_node_new(const cd_registry *reg, const char *id, const
 
 void cd_prompt_node_free(cd_prompt_node *n) {
     if (!n) return;
+    if (n->in_arena) {
+        for (size_t i = 0; i < n->n_inputs; i++) cd_value_unref(n->inputs[i].value);
+        return;
+    }
     for (size_t i = 0; i < n->n_inputs; i++) {
         free(n->inputs[i].name);
         free(n->inputs[i].src);
@@ -55,6 +59,7 @@ int cd_prompt_node_set_input(cd_prompt_node *n, const char *name, cd_value *valu
         cd_value_unref(in->value);
         in->src = NULL;
         in->value = NULL;
+        in->src_node = NULL;
     }
     if (cd_value_kind_of(value) == CD_VALUE_LINK) {
         in->is_link = true;
@@ -105,9 +110,59 @@ static bool json_is_link(json_t *v, const char **src, char *numbuf, size_t nlen,
     return true;
 }
 
+/* A constant input's value as the executor passes it. */
+static cd_value *constant_value(const cd_input_def *def, json_t *v) {
+    double f;
+    if (def && json_is_string(v) && !strcmp(def->type, "FLOAT") && cd_validate_py_float(v, &f) == 0)
+        return cd_value_float(f); /* "nan", "inf": validation keeps them as text (JSON has no NaN) */
+    if (json_is_object(v) && json_object_get(v, "__value__") && json_object_size(v) == 1)
+        return cd_value_from_json(json_object_get(v, "__value__"));
+    return cd_value_from_json(v);
+}
+
+/* One original node, in the arena, its strings borrowed from the JSON. */
+static cd_prompt_node *node_from_json(cd_prompt *p, const cd_registry *reg, const char *id, json_t *node) {
+    const char *cls = json_string_value(json_object_get(node, "class_type"));
+    json_t *inputs = json_object_get(node, "inputs");
+    size_t n_inputs = json_is_object(inputs) ? json_object_size(inputs) : 0;
+    cd_prompt_node *n = cd_arena_calloc(&p->arena, sizeof *n);
+    cd_prompt_input *ins = cd_arena_calloc(&p->arena, (n_inputs ? n_inputs : 1) * sizeof *ins);
+    if (!n || !ins) return NULL;
+    n->in_arena = true;
+    n->id = (char *)id;
+    n->class_type = (char *)(cls ? cls : "");
+    n->type = cls ? cd_registry_get(reg, cls) : NULL;
+    n->inputs = ins;
+    const char *name;
+    json_t *v;
+    json_object_foreach(inputs, name, v) {
+        cd_prompt_input *in = &n->inputs[n->n_inputs];
+        in->name = (char *)name;
+        const char *src;
+        char num[32];
+        if (json_is_link(v, &src, num, sizeof num, &in->slot)) {
+            in->is_link = true;
+            in->src = src == num ? cd_arena_strdup(&p->arena, num) : (char *)src;
+            if (!in->src) {
+                cd_prompt_node_free(n);
+                return NULL;
+            }
+        } else {
+            in->value = constant_value(n->type ? cd_node_type_input(n->type, name) : NULL, v);
+            if (!in->value) {
+                cd_prompt_node_free(n);
+                return NULL;
+            }
+        }
+        n->n_inputs++;
+    }
+    return n;
+}
+
 cd_prompt *cd_prompt_from_json(const cd_registry *reg, json_t *prompt, char *err, size_t errlen) {
     cd_prompt *p = calloc(1, sizeof *p);
-    if (!p || !(p->by_id = cd_map_new())) {
+    if (!p || !(p->by_id = cd_map_new_borrowed()) || cd_map_reserve(p->by_id, json_object_size(prompt)) < 0) {
+        if (p) cd_map_free(p->by_id);
         free(p);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -116,34 +171,12 @@ cd_prompt *cd_prompt_from_json(const cd_registry *reg, json_t *prompt, char *err
     const char *id;
     json_t *node;
     json_object_foreach(prompt, id, node) {
-        const char *cls = json_string_value(json_object_get(node, "class_type"));
-        cd_prompt_node *n = cd_prompt_node_new(reg, id, cls);
+        cd_prompt_node *n = node_from_json(p, reg, id, node);
         if (!n || cd_prompt_add(p, n) < 0) {
-            cd_prompt_node_free(n);
+            if (n) cd_prompt_node_free(n); /* its values; the arena goes with the prompt */
             snprintf(err, errlen, "out of memory");
             cd_prompt_free(p);
             return NULL;
-        }
-        const char *name;
-        json_t *v;
-        json_object_foreach(json_object_get(node, "inputs"), name, v) {
-            const char *src;
-            char num[32];
-            int slot;
-            cd_value *val;
-            const cd_input_def *def = n->type ? cd_node_type_input(n->type, name) : NULL;
-            double f;
-            if (json_is_link(v, &src, num, sizeof num, &slot)) val = cd_value_link(src, slot);
-            else if (def && json_is_string(v) && !strcmp(def->type, "FLOAT") && cd_validate_py_float(v, &f) == 0)
-                val = cd_value_float(f); /* "nan", "inf": validation keeps them as text (JSON has no NaN) */
-            else if (json_is_object(v) && json_object_get(v, "__value__") && json_object_size(v) == 1)
-                val = cd_value_from_json(json_object_get(v, "__value__"));
-            else val = cd_value_from_json(v);
-            if (!val || cd_prompt_node_set_input(n, name, val) < 0) {
-                snprintf(err, errlen, "out of memory");
-                cd_prompt_free(p);
-                return NULL;
-            }
         }
     }
     p->n_original = p->n;
@@ -155,6 +188,7 @@ void cd_prompt_free(cd_prompt *p) {
     for (size_t i = 0; i < p->n; i++) cd_prompt_node_free(p->nodes[i]);
     free(p->nodes);
     cd_map_free(p->by_id);
+    cd_arena_free(&p->arena);
     json_decref(p->json);
     free(p->json_text);
     free(p);

@@ -9,9 +9,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/arena.h"
 #include "base/map.h"
 #include "comfyd/node.h"
 #include "engine/registry.h"
+
+typedef struct cd_prompt_node cd_prompt_node;
 
 typedef struct {
     char *name;
@@ -19,9 +22,12 @@ typedef struct {
     char *src; /* link: source node id */
     int slot;  /* link: source output slot */
     cd_value *value; /* constant (owned), NULL for links */
+    /* link: the source node once the executor looked it up (nodes are never removed while a
+     * prompt runs), so a link is resolved by id once, not at every use. */
+    cd_prompt_node *src_node;
 } cd_prompt_input;
 
-typedef struct cd_prompt_node {
+struct cd_prompt_node {
     char *id;
     char *class_type;
     const cd_node_type *type; /* NULL if the class is unknown */
@@ -30,14 +36,19 @@ typedef struct cd_prompt_node {
     char *parent;   /* expansion: the node that created it; NULL for original nodes */
     char *display;  /* expansion: override_display_id or the parent's display id */
     bool ephemeral;
+    /* An original node: it, its inputs array and its strings belong to the prompt's arena or
+     * to the prompt's JSON (which the prompt holds and nobody changes once validated); only
+     * its values are its own. Ephemeral nodes own everything. */
+    bool in_arena;
     size_t index;   /* position in the prompt */
-} cd_prompt_node;
+};
 
 typedef struct cd_prompt {
     cd_prompt_node **nodes;
     size_t n, cap;
     size_t n_original;
-    cd_map *by_id;
+    cd_map *by_id; /* keys borrowed from the nodes */
+    cd_arena arena;
     json_t *json; /* the original prompt (validated and converted), for PROMPT hidden inputs */
     char *json_text;
 } cd_prompt;

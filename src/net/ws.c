@@ -478,8 +478,40 @@ int cd_ws_connect(uv_loop_t *loop, const char *host, int port, const char *targe
 /* While corked, frames are written once CORK_FLUSH_BYTES have gathered (and at uncork). */
 #define CORK_FLUSH_BYTES (256u * 1024)
 
+/* One unmasked, unfragmented frame (RFC 6455 5.2) appended to the output buffer. */
+static int append_server_frame(cd_ws *ws, uint8_t opcode, const void *data, size_t len) {
+    uint8_t head[10];
+    size_t n = 2;
+    head[0] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        head[1] = (uint8_t)len;
+    } else if (len <= 0xffff) {
+        head[1] = 126;
+        head[2] = (uint8_t)(len >> 8);
+        head[3] = (uint8_t)len;
+        n = 4;
+    } else {
+        head[1] = 127;
+        for (int i = 0; i < 8; i++) head[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        n = 10;
+    }
+    if (cd_buf_append(&ws->out, head, n) < 0 || cd_buf_append(&ws->out, data, len) < 0) return -1;
+    return 0;
+}
+
 static int queue_msg(cd_ws *ws, uint8_t opcode, const void *data, size_t len) {
     if (ws->tearing_down || ws->handshaking || ws->close_started) return -1;
+    /* A server's data frames are written straight into the output buffer: the executor sends
+     * two events per node, and wslay's queue would copy each of them once more. Only when
+     * wslay holds nothing (a pong, say): frames must leave in the order they were made. */
+    if (!ws->is_client && wslay_event_get_queued_msg_count(ws->ctx) == 0) {
+        if (append_server_frame(ws, opcode, data, len) < 0) {
+            ws_teardown(ws, "out of memory");
+            return -1;
+        }
+        if (!ws->corked || ws->out.len >= CORK_FLUSH_BYTES) ws_flush(ws);
+        return ws->tearing_down ? -1 : 0;
+    }
     struct wslay_event_msg msg = {.opcode = opcode, .msg = data, .msg_length = len};
     if (wslay_event_queue_msg(ws->ctx, &msg) != 0) return -1;
     if (!ws->corked || wslay_event_get_queued_msg_length(ws->ctx) >= CORK_FLUSH_BYTES) ws_flush(ws);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/str.h"
@@ -25,13 +26,15 @@ struct cd_ws_clients {
     size_t count;
     bool shutting_down;
     /* The node now running and the client whose prompt it is: a client that reconnects during
-     * its prompt is told where it stands (ComfyUI does the same). */
-    char *running_sid, *running_node;
+     * its prompt is told where it stands (ComfyUI does the same). Empty: none. */
+    cd_buf running_sid, running_node;
     /* The last `progress_state` message (it names the running node with its display, parent
      * and real ids, and is sent even for prompts without a client), else the last `executing`
      * one, as text (the executor writes both by hand): the metadata of a type-4 preview frame,
-     * parsed only when a client that asked for it gets a preview. */
-    char *last_progress, *last_executing, *prompt_id;
+     * parsed only when a client that asked for it gets a preview. Empty: none. These change
+     * with every node, so they are buffers that keep their memory, not strings made anew. */
+    cd_buf last_progress, last_executing;
+    char *prompt_id;
 };
 
 cd_ws_clients *cd_ws_clients_new(cd_instance *inst) {
@@ -56,43 +59,49 @@ static void send_frame(client *c, const char *type, json_t *data) {
     json_decref(msg);
 }
 
-static void note_running(cd_ws_clients *clients, const char *type, const char *node, const char *sid) {
-    if (!type || strcmp(type, "executing") != 0 || !sid) return;
-    free(clients->running_sid);
-    free(clients->running_node);
-    clients->running_sid = node ? strdup(sid) : NULL;
-    clients->running_node = node ? strdup(node) : NULL;
+/* Sets b to text (NULL empties it). Out of memory also empties it: a note is then missing,
+ * which costs a reconnecting client its "executing" or a preview its metadata. */
+static void set_note(cd_buf *b, const char *text, size_t len) {
+    cd_buf_reset(b);
+    if (text && cd_buf_append(b, text, len) < 0) cd_buf_reset(b);
 }
 
-static char *message_text(const char *type, const char *text, size_t len, json_t *data) {
-    if (text) return strndup(text, len);
+static void note_running(cd_ws_clients *clients, const char *type, const char *node, const char *sid) {
+    if (!type || strcmp(type, "executing") != 0 || !sid) return;
+    set_note(&clients->running_sid, node ? sid : NULL, strlen(sid));
+    set_note(&clients->running_node, node, node ? strlen(node) : 0);
+}
+
+/* The message as text into b: the text when there is one, else type and data serialised. */
+static void note_message(cd_buf *b, const char *type, const char *text, size_t len, json_t *data) {
+    if (text) {
+        set_note(b, text, len);
+        return;
+    }
     json_t *msg = json_pack("{s:s, s:O}", "type", type, "data", data);
     char *out = msg ? cd_json_dumps(msg) : NULL;
     json_decref(msg);
-    return out;
+    set_note(b, out, out ? strlen(out) : 0);
+    free(out);
 }
 
 static void note_preview_context(cd_ws_clients *clients, const char *type, const char *text, size_t len,
                                  json_t *data) {
     if (!strcmp(type, "progress_state")) {
-        free(clients->last_progress);
-        clients->last_progress = message_text(type, text, len, data);
+        note_message(&clients->last_progress, type, text, len, data);
     } else if (!strcmp(type, "execution_success") || !strcmp(type, "execution_error") ||
                !strcmp(type, "execution_interrupted")) {
-        free(clients->last_progress);
-        free(clients->last_executing);
-        clients->last_progress = clients->last_executing = NULL;
+        set_note(&clients->last_progress, NULL, 0);
+        set_note(&clients->last_executing, NULL, 0);
     } else if (!strcmp(type, "execution_start")) {
         const char *id = json_string_value(json_object_get(data, "prompt_id"));
         free(clients->prompt_id);
         clients->prompt_id = id ? strdup(id) : NULL;
-        free(clients->last_executing);
-        clients->last_executing = NULL;
+        set_note(&clients->last_executing, NULL, 0);
     } else if (!strcmp(type, "executing")) {
-        free(clients->last_executing);
-        clients->last_executing = NULL;
+        set_note(&clients->last_executing, NULL, 0);
         if (text || json_is_string(json_object_get(data, "node")))
-            clients->last_executing = message_text(type, text, len, data);
+            note_message(&clients->last_executing, type, text, len, data);
     }
 }
 
@@ -150,7 +159,8 @@ static unsigned char *preview_with_metadata(cd_ws_clients *clients, const unsign
     const char *mime = fmt == 2 ? "image/png" : "image/jpeg";
     json_t *meta = NULL;
     /* progress_state: {"data": {"prompt_id", "nodes": {id: {node_id, display_node_id, ...}}}} */
-    json_t *ps = clients->last_progress ? json_loads(clients->last_progress, 0, NULL) : NULL;
+    json_t *ps = clients->last_progress.len ? json_loadb(clients->last_progress.data, clients->last_progress.len, 0, NULL)
+                                            : NULL;
     json_t *nodes = json_object_get(json_object_get(ps, "data"), "nodes");
     const char *key;
     json_t *n;
@@ -166,7 +176,9 @@ static unsigned char *preview_with_metadata(cd_ws_clients *clients, const unsign
     }
     json_decref(ps);
     if (!meta) {
-        json_t *msg = clients->last_executing ? json_loads(clients->last_executing, 0, NULL) : NULL;
+        json_t *msg = clients->last_executing.len
+                          ? json_loadb(clients->last_executing.data, clients->last_executing.len, 0, NULL)
+                          : NULL;
         json_t *data = json_object_get(msg, "data");
         const char *node = json_string_value(json_object_get(data, "node"));
         const char *display = json_string_value(json_object_get(data, "display_node"));
@@ -351,8 +363,8 @@ static void handle_ws(cd_http_req *req, void *ctx) {
     json_object_set_new(data, "sid", json_string(sid));
     send_frame(c, "status", data);
     json_decref(data);
-    if (clients->running_sid && !strcmp(clients->running_sid, sid)) {
-        json_t *ex = json_pack("{s:s}", "node", clients->running_node);
+    if (clients->running_sid.len && !strcmp(clients->running_sid.data, sid)) {
+        json_t *ex = json_pack("{s:s}", "node", clients->running_node.data);
         send_frame(c, "executing", ex);
         json_decref(ex);
     }
@@ -374,10 +386,10 @@ void cd_ws_clients_shutdown(cd_ws_clients *clients) {
 
 void cd_ws_clients_free(cd_ws_clients *clients) {
     if (!clients) return;
-    free(clients->running_sid);
-    free(clients->running_node);
-    free(clients->last_executing);
-    free(clients->last_progress);
+    cd_buf_free(&clients->running_sid);
+    cd_buf_free(&clients->running_node);
+    cd_buf_free(&clients->last_executing);
+    cd_buf_free(&clients->last_progress);
     free(clients->prompt_id);
     free(clients);
 }
