@@ -14,19 +14,20 @@
  *    uint8(clip(x * 255, 0, 255)) of image [0] of a one-image batch (Image.fromarray refuses
  *    anything else, and so do we, with its message), pil_to_tensor() is u8 / 255 in float32.
  *    Resizing is Pillow's Lanczos resampler (libImaging/Resample.c's fixed-point two-pass
- *    algorithm) reimplemented below, with Pillow's premultiplied alpha for RGBA and LA: libvips'
- *    lanczos3 uses other kernels and rounding, so it would not give Pillow's pixels.
+ *    algorithm), reimplemented once for the image pack in resample.c (cd_img_pil_resize), with
+ *    Pillow's premultiplied alpha for RGBA and LA: libvips' lanczos3 uses other kernels and
+ *    rounding, so it would not give Pillow's pixels.
  *  - The seeded nodes call np.random.seed(seed % (2**32 - 1)) and draw from numpy's legacy
  *    RandomState, whose generator (MT19937 seeded by init_genrand) and bounded draws (masked
  *    rejection) are reproduced below: the same seed gives the same crops and permutations as
  *    ComfyUI. */
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nodes/image/image.h"
+#include "nodes/image/resample.h"
 
 #define MODULE "comfy_extras.nodes_dataset"
 
@@ -208,150 +209,14 @@ static bool pil_crop(const pil_img *in, int64_t left, int64_t top, int64_t right
     return true;
 }
 
-/* Pillow's Lanczos: sinc(x) * sinc(x / 3) on [-3, 3), 22 fractional bits for 8-bit images. */
-#define PRECISION_BITS (32 - 8 - 2)
-
-static double sinc(double x) {
-    if (x == 0.0) return 1.0;
-    x = x * M_PI;
-    return sin(x) / x;
-}
-
-static double lanczos(double x) {
-    if (-3.0 <= x && x < 3.0) return sinc(x) * sinc(x / 3);
-    return 0.0;
-}
-
-/* precompute_coeffs + normalize_coeffs_8bpc: for each output position, the first input index,
- * the count, and ksize fixed-point weights. Returns ksize, 0 when out of memory. */
-static int resample_coeffs(int64_t in_size, int64_t out_size, int **boundsp, int32_t **kkp) {
-    double scale = (double)((float)in_size - 0.0f) / (double)out_size, filterscale = scale;
-    if (filterscale < 1.0) filterscale = 1.0;
-    double support = 3.0 * filterscale;
-    int ksize = (int)ceil(support) * 2 + 1;
-    double *pre = malloc((size_t)out_size * (size_t)ksize * sizeof *pre);
-    int *bounds = malloc((size_t)out_size * 2 * sizeof *bounds);
-    int32_t *kk = malloc((size_t)out_size * (size_t)ksize * sizeof *kk);
-    if (!pre || !bounds || !kk) {
-        free(pre);
-        free(bounds);
-        free(kk);
-        return 0;
-    }
-    for (int64_t xx = 0; xx < out_size; xx++) {
-        double center = 0.0 + ((double)xx + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
-        int xmin = (int)(center - support + 0.5);
-        if (xmin < 0) xmin = 0;
-        int xmax = (int)(center + support + 0.5);
-        if (xmax > in_size) xmax = (int)in_size;
-        xmax -= xmin;
-        double *k = &pre[xx * ksize];
-        int x;
-        for (x = 0; x < xmax; x++) {
-            double w = lanczos((x + xmin - center + 0.5) * ss);
-            k[x] = w;
-            ww += w;
-        }
-        for (x = 0; x < xmax; x++)
-            if (ww != 0.0) k[x] /= ww;
-        for (; x < ksize; x++) k[x] = 0;
-        bounds[xx * 2] = xmin;
-        bounds[xx * 2 + 1] = xmax;
-    }
-    for (size_t i = 0, n = (size_t)out_size * (size_t)ksize; i < n; i++)
-        kk[i] = pre[i] < 0 ? (int32_t)(-0.5 + pre[i] * (1 << PRECISION_BITS))
-                           : (int32_t)(0.5 + pre[i] * (1 << PRECISION_BITS));
-    free(pre);
-    *boundsp = bounds;
-    *kkp = kk;
-    return ksize;
-}
-
-static uint8_t clip8(int32_t in) {
-    if (in >= (1 << PRECISION_BITS << 8)) return 255;
-    if (in <= 0) return 0;
-    return (uint8_t)(in >> PRECISION_BITS);
-}
-
-/* One pass along an axis: `lines` lines of `in_len` pixels become lines of `out_len`. Strides
- * are in pixels; every channel is filtered on its own, as ImagingResample{Horizontal,Vertical}_8bpc. */
-static bool resample_pass(const uint8_t *in, uint8_t *out, int64_t lines, int64_t in_len, int64_t out_len, int64_t c,
-                          size_t in_line, size_t in_step, size_t out_line, size_t out_step) {
-    int *bounds;
-    int32_t *kk;
-    int ksize = resample_coeffs(in_len, out_len, &bounds, &kk);
-    if (!ksize) return false;
-    for (int64_t l = 0; l < lines; l++) {
-        for (int64_t o = 0; o < out_len; o++) {
-            int xmin = bounds[o * 2], xmax = bounds[o * 2 + 1];
-            const int32_t *k = &kk[o * ksize];
-            for (int64_t ch = 0; ch < c; ch++) {
-                int32_t ss = 1 << (PRECISION_BITS - 1);
-                for (int x = 0; x < xmax; x++)
-                    ss += (int32_t)in[((size_t)l * in_line + (size_t)(x + xmin) * in_step) * (size_t)c + (size_t)ch] *
-                          k[x];
-                out[((size_t)l * out_line + (size_t)o * out_step) * (size_t)c + (size_t)ch] = clip8(ss);
-            }
-        }
-    }
-    free(bounds);
-    free(kk);
-    return true;
-}
-
-/* Pillow's MULDIV255: a * b / 255, rounded, in integers. */
-static uint8_t muldiv255(unsigned a, unsigned b) {
-    unsigned t = a * b + 128;
-    return (uint8_t)(((t >> 8) + t) >> 8);
-}
-
-/* Image.resize((w, h), LANCZOS): a copy at the same size; RGBA and LA go through their
- * premultiplied modes (RGBa, La) and back, as Pillow does for every filter but NEAREST. */
+/* Image.resize((w, h), LANCZOS) into a new image: Pillow's resampler is resample.h's. */
 static bool pil_resize(const pil_img *in, int64_t w, int64_t h, pil_img *out) {
-    size_t n_in = (size_t)(in->w * in->h * in->c);
     out->w = w;
     out->h = h;
     out->c = in->c;
     out->px = malloc((size_t)(w * h * in->c) + 1);
-    if (!out->px) return false;
-    if (w == in->w && h == in->h) {
-        memcpy(out->px, in->px, n_in);
+    if (out->px && !cd_img_pil_resize(in->px, (int)in->w, (int)in->h, (int)in->c, out->px, (int)w, (int)h))
         return true;
-    }
-    int64_t c = in->c, a = c - 1;
-    bool alpha = c == 2 || c == 4;
-    uint8_t *src = malloc(n_in + 1), *tmp = NULL;
-    if (!src) goto fail;
-    memcpy(src, in->px, n_in);
-    if (alpha)
-        for (size_t p = 0; p < n_in; p += (size_t)c)
-            for (int64_t ch = 0; ch < a; ch++) src[p + (size_t)ch] = muldiv255(src[p + (size_t)ch], src[p + (size_t)a]);
-    const uint8_t *v_in = src;
-    if (w != in->w) { /* horizontal pass over every row */
-        tmp = malloc((size_t)(w * in->h * c) + 1);
-        if (!tmp || !resample_pass(src, tmp, in->h, in->w, w, c, (size_t)in->w, 1, (size_t)w, 1)) goto fail;
-        v_in = tmp;
-    }
-    if (h != in->h) { /* vertical pass: lines are columns */
-        if (!resample_pass(v_in, out->px, w, in->h, h, c, 1, (size_t)w, 1, (size_t)w)) goto fail;
-    } else {
-        memcpy(out->px, v_in, (size_t)(w * h * c));
-    }
-    if (alpha)
-        for (size_t p = 0, n = (size_t)(w * h * c); p < n; p += (size_t)c) {
-            unsigned al = out->px[p + (size_t)a];
-            if (al == 0 || al == 255) continue;
-            for (int64_t ch = 0; ch < a; ch++) {
-                unsigned v = 255u * out->px[p + (size_t)ch] / al;
-                out->px[p + (size_t)ch] = (uint8_t)(v > 255 ? 255 : v);
-            }
-        }
-    free(src);
-    free(tmp);
-    return true;
-fail:
-    free(src);
-    free(tmp);
     free(out->px);
     out->px = NULL;
     return false;

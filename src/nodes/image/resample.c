@@ -13,7 +13,8 @@
  * rounding and clipping, and RGBA premultiplied around the resize (Image.resize converts to
  * "RGBa" and back). The uint8 round trip is ComfyUI's: clip(255 * x, 0, 255) truncated, then
  * x / 255 in float32. Checked bit for bit against Pillow 9.4 (Debian 12's) on 300 random
- * L/RGB/RGBA images of up to 24x24 resized to up to 40x40, transparent pixels included.
+ * L/RGB/RGBA images of up to 24x24 resized to up to 40x40, transparent pixels included. The
+ * uint8 resize itself is cd_img_pil_resize (resample.h), which the dataset nodes use too.
  *
  * What cannot match: torch picks the channels-last bilinear kernel for 3-channel images when it
  * runs on a single thread; comfyd assumes ComfyUI runs with several. */
@@ -231,11 +232,14 @@ typedef struct {
 static void pil_coeffs_free(pil_coeffs *c) {
     free(c->bounds);
     free(c->kk);
+    c->bounds = NULL;
+    c->kk = NULL;
 }
 
-/* precompute_coeffs + normalize_coeffs_8bpc for the box [0, in) */
+/* precompute_coeffs + normalize_coeffs_8bpc for the box [0, in). Image.resize hands the box to C
+ * as floats, so the scale is (float)in / out: the same as in / out up to 2^24 pixels. */
 static int pil_precompute(int in, int out, pil_coeffs *c) {
-    double scale = (double)in / out, filterscale = scale < 1.0 ? 1.0 : scale;
+    double scale = (double)(float)in / out, filterscale = scale < 1.0 ? 1.0 : scale;
     double support = 3.0 * filterscale;
     int ksize = (int)ceil(support) * 2 + 1;
     double *pre = calloc((size_t)out * (size_t)ksize, sizeof *pre);
@@ -272,6 +276,8 @@ static int pil_precompute(int in, int out, pil_coeffs *c) {
     return 0;
 }
 
+/* Pillow sums in an int; the normalised weights keep that sum far from overflowing, and 64 bits
+ * give the same value without relying on it. */
 static uint8_t pil_clip8(int64_t v) {
     if (v >= ((int64_t)1 << PIL_PRECISION_BITS << 8)) return 255;
     if (v <= 0) return 0;
@@ -290,20 +296,30 @@ static uint8_t pil_unpremul(unsigned v, unsigned a) {
     return (uint8_t)(r > 255 ? 255 : r);
 }
 
-/* Image.resize((ow, oh), LANCZOS) of an 8-bit image of c bands (1: L, 2: LA, 3: RGB, 4: RGBA). */
-static int pil_resize(uint8_t *in, int h, int w, int c, uint8_t *out, int oh, int ow) {
+int cd_img_pil_resize(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh) {
     size_t n = (size_t)h * (size_t)w;
     if (h == oh && w == ow) {
         memcpy(out, in, n * (size_t)c);
         return 0;
     }
+    if (ow < 1 || oh < 1) return -1;
     bool alpha = c == 2 || c == 4;
-    if (alpha)
-        for (size_t i = 0; i < n; i++)
-            for (int k = 0; k < c - 1; k++) in[i * (size_t)c + (size_t)k] = pil_premul(in[i * (size_t)c + (size_t)k], in[i * (size_t)c + (size_t)c - 1]);
+    uint8_t *premul = NULL; /* the RGBa / La copy of an image with alpha */
+    if (alpha) {
+        premul = malloc(n * (size_t)c + 1);
+        if (!premul) return -1;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *p = in + i * (size_t)c;
+            uint8_t *q = premul + i * (size_t)c;
+            for (int k = 0; k < c - 1; k++) q[k] = pil_premul(p[k], p[c - 1]);
+            q[c - 1] = p[c - 1];
+        }
+        in = premul;
+    }
     pil_coeffs hc = {0}, vc = {0};
     if (pil_precompute(w, ow, &hc) || pil_precompute(h, oh, &vc)) {
         pil_coeffs_free(&hc);
+        free(premul);
         return -1;
     }
     bool need_h = ow != w, need_v = oh != h;
@@ -311,14 +327,16 @@ static int pil_resize(uint8_t *in, int h, int w, int c, uint8_t *out, int oh, in
     int src_h = h;
     uint8_t *tmp = NULL;
     if (need_h) {
+        /* only the rows the vertical pass reads, as ImagingResampleInner does */
         int first = vc.bounds[0], last = vc.bounds[oh * 2 - 2] + vc.bounds[oh * 2 - 1];
         if (!need_v) first = 0, last = h;
         for (int i = 0; i < oh && need_v; i++) vc.bounds[i * 2] -= first;
         int th = last - first;
-        tmp = malloc((size_t)th * (size_t)ow * (size_t)c);
+        tmp = malloc((size_t)th * (size_t)ow * (size_t)c + 1);
         if (!tmp) {
             pil_coeffs_free(&hc);
             pil_coeffs_free(&vc);
+            free(premul);
             return -1;
         }
         for (int y = 0; y < th; y++)
@@ -328,7 +346,8 @@ static int pil_resize(uint8_t *in, int h, int w, int c, uint8_t *out, int oh, in
                 const uint8_t *row = in + ((size_t)(y + first) * (size_t)w) * (size_t)c;
                 for (int b = 0; b < c; b++) {
                     int64_t ss = 1 << (PIL_PRECISION_BITS - 1);
-                    for (int i = 0; i < xmax; i++) ss += (int64_t)row[(size_t)(i + xmin) * (size_t)c + (size_t)b] * k[i];
+                    for (int i = 0; i < xmax; i++)
+                        ss += (int64_t)row[(size_t)(i + xmin) * (size_t)c + (size_t)b] * k[i];
                     tmp[((size_t)y * (size_t)ow + (size_t)x) * (size_t)c + (size_t)b] = pil_clip8(ss);
                 }
             }
@@ -344,7 +363,8 @@ static int pil_resize(uint8_t *in, int h, int w, int c, uint8_t *out, int oh, in
                 for (int b = 0; b < c; b++) {
                     int64_t ss = 1 << (PIL_PRECISION_BITS - 1);
                     for (int i = 0; i < ymax; i++)
-                        ss += (int64_t)src[((size_t)(i + ymin) * (size_t)sw + (size_t)x) * (size_t)c + (size_t)b] * k[i];
+                        ss += (int64_t)src[((size_t)(i + ymin) * (size_t)sw + (size_t)x) * (size_t)c + (size_t)b] *
+                              k[i];
                     out[((size_t)y * (size_t)sw + (size_t)x) * (size_t)c + (size_t)b] = pil_clip8(ss);
                 }
         }
@@ -352,14 +372,14 @@ static int pil_resize(uint8_t *in, int h, int w, int c, uint8_t *out, int oh, in
         memcpy(out, src, (size_t)src_h * (size_t)sw * (size_t)c);
     }
     free(tmp);
+    free(premul);
     pil_coeffs_free(&hc);
     pil_coeffs_free(&vc);
-    if (alpha) {
-        size_t on = (size_t)oh * (size_t)ow;
-        for (size_t i = 0; i < on; i++)
-            for (int k = 0; k < c - 1; k++)
-                out[i * (size_t)c + (size_t)k] = pil_unpremul(out[i * (size_t)c + (size_t)k], out[i * (size_t)c + (size_t)c - 1]);
-    }
+    if (alpha)
+        for (size_t i = 0, on = (size_t)oh * (size_t)ow; i < on; i++) {
+            uint8_t *p = out + i * (size_t)c;
+            for (int k = 0; k < c - 1; k++) p[k] = pil_unpremul(p[k], p[c - 1]);
+        }
     return 0;
 }
 
@@ -379,7 +399,7 @@ static int resize_lanczos(const plane *src, float *dst, int64_t oh, int64_t ow) 
             v = v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v;
             in[y * src->w * c + x] = v == v ? (uint8_t)v : 0;
         }
-    int rc = pil_resize(in, (int)src->h, (int)src->w, (int)c, out, (int)oh, (int)ow);
+    int rc = cd_img_pil_resize(in, (int)src->w, (int)src->h, (int)c, out, (int)ow, (int)oh);
     if (!rc)
         for (size_t i = 0; i < n_out; i++) dst[i] = (float)out[i] / 255.0f;
     free(in);
