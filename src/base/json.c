@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <stdbool.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -209,6 +210,13 @@ int cd_json_append_number(cd_buf *b, double x) {
     if (isnan(x)) return cd_buf_append_str(b, "NaN");
     if (isinf(x)) return cd_buf_append_str(b, x > 0 ? "Infinity" : "-Infinity");
     if (x == 0) return cd_buf_append_str(b, signbit(x) ? "-0.0" : "0.0");
+    /* Whole numbers below 2^53 (progress values and maxima, mostly) are their integer digits
+     * and ".0": the repr search below costs a few printf/strtod rounds per number. */
+    if (fabs(x) < 9007199254740992.0 && x == (double)(int64_t)x && fabs(x) < 1e16) {
+        char whole[32];
+        int n = snprintf(whole, sizeof whole, "%" PRId64 ".0", (int64_t)x);
+        return cd_buf_append(b, whole, (size_t)n);
+    }
     /* Python's repr: the shortest digits that round-trip, written plainly when the decimal
      * exponent is in [-4, 16), else as d.ddde+XX. */
     char e[40];

@@ -24,6 +24,10 @@ struct cd_cache {
     /* Results that may not be cached (NaN signatures) still serve the rest of their prompt. */
     stored **scratch;
     size_t n_scratch;
+    /* Entries a new prompt evicted, freed by cd_cache_collect: when a large prompt replaces
+     * another, freeing the old results would delay the new one's start for nothing. */
+    stored **evicted;
+    size_t n_evicted, cap_evicted;
 };
 
 static bool same_key(const cd_sig *a, const cd_sig *b) { return a->h1 == b->h1 && a->h2 == b->h2; }
@@ -90,6 +94,28 @@ static void clear_scratch(cd_cache *c) {
 /* Drops every stored entry for which keep() says no. */
 typedef bool (*keep_fn)(cd_cache *c, stored *s, void *arg);
 
+/* An evicted entry waits for cd_cache_collect; freed at once when it cannot wait (no memory). */
+static void evict(cd_cache *c, stored *s) {
+    if (c->n_evicted == c->cap_evicted) {
+        size_t cap = c->cap_evicted ? c->cap_evicted * 2 : 256;
+        stored **e = realloc(c->evicted, cap * sizeof *e);
+        if (!e) {
+            stored_free(s);
+            return;
+        }
+        c->evicted = e;
+        c->cap_evicted = cap;
+    }
+    c->evicted[c->n_evicted++] = s;
+}
+
+void cd_cache_collect(cd_cache *c) {
+    for (size_t i = 0; i < c->n_evicted; i++) stored_free(c->evicted[i]);
+    free(c->evicted);
+    c->evicted = NULL;
+    c->n_evicted = c->cap_evicted = 0;
+}
+
 static void sweep(cd_cache *c, keep_fn keep, void *arg) {
     /* The entries that stay are packed at the front of the table, which is then rehashed into
      * one sized for them (removing from a linear-probing table in place would need
@@ -100,7 +126,7 @@ static void sweep(cd_cache *c, keep_fn keep, void *arg) {
         if (!s) continue;
         c->slots[i] = NULL;
         if (keep(c, s, arg)) c->slots[n++] = s;
-        else stored_free(s);
+        else evict(c, s);
     }
     c->n_stored = n;
     size_t cap = 64;
@@ -212,6 +238,7 @@ const cd_cache_entry *cd_cache_put(cd_cache *c, const cd_sig *key, cd_value **ou
 void cd_cache_reset(cd_cache *c) {
     clear_scratch(c);
     sweep(c, keep_none, NULL);
+    cd_cache_collect(c);
 }
 
 size_t cd_cache_size(const cd_cache *c) { return c->n_stored; }

@@ -34,6 +34,8 @@ const cd_cache_entry *cd_cache_get(cd_cache *c, const cd_sig *key);
  * which case the caller keeps using the returned entry for the current prompt only: the
  * cache remembers it in a per-prompt area. */
 const cd_cache_entry *cd_cache_put(cd_cache *c, const cd_sig *key, cd_value **outputs, int n_outputs, json_t *ui);
+/* Frees the entries begin_prompt evicted (they are kept until then, unreachable). */
+void cd_cache_collect(cd_cache *c);
 /* /free with free_memory: everything goes. */
 void cd_cache_reset(cd_cache *c);
 size_t cd_cache_size(const cd_cache *c);

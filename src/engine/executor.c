@@ -96,6 +96,7 @@ typedef struct run_ctx {
     /* A node's progress_state "finished" entry not sent yet (see progress_state_text). */
     cd_buf held;
     cd_buf msg; /* the per-node messages are written here; the sink copies them */
+    cd_sig_builder sig; /* the key being made (sign_node) */
 } run_ctx;
 
 /* ---- events ---- */
@@ -427,42 +428,46 @@ static int cmp_input_names(const void *a, const void *b) {
  * name order, links by their source's signature. Sources must be signed already. */
 static void sign_node(run_ctx *r, nstate *s) {
     cd_prompt_node *n = s->node;
-    cd_sig_init(&s->sig);
-    cd_sig_str(&s->sig, n->class_type);
+    cd_sig_builder *b = &r->sig;
+    cd_sig_begin(b);
+    cd_sig_str(b, n->class_type);
     if (!n->type) {
-        s->sig.uncacheable = true;
+        b->uncacheable = true;
+        cd_sig_end(b, &s->sig);
         return;
     }
-    cd_sig_value(&s->sig, s->fingerprint);
+    cd_sig_value(b, s->fingerprint);
     bool by_id = (n->type->def->flags & CD_NODE_NOT_IDEMPOTENT) != 0;
     for (size_t i = 0; i < n->type->n_inputs && !by_id; i++)
         if (n->type->inputs[i].hidden_kind && !strcmp(n->type->inputs[i].hidden_kind, "UNIQUE_ID")) by_id = true;
-    if (by_id) cd_sig_str(&s->sig, n->id);
+    if (by_id) cd_sig_str(b, n->id);
     const cd_prompt_input *stack_sorted[64];
     const cd_prompt_input **sorted = n->n_inputs <= 64 ? stack_sorted : malloc(n->n_inputs * sizeof *sorted);
     if (!sorted) {
-        s->sig.uncacheable = true;
+        b->uncacheable = true;
+        cd_sig_end(b, &s->sig);
         return;
     }
     for (size_t i = 0; i < n->n_inputs; i++) sorted[i] = &n->inputs[i];
     qsort(sorted, n->n_inputs, sizeof *sorted, cmp_input_names);
     for (size_t i = 0; i < n->n_inputs; i++) {
         const cd_prompt_input *in = sorted[i];
-        cd_sig_str(&s->sig, in->name);
+        cd_sig_str(b, in->name);
         if (in->is_link) {
             nstate *src = link_source(r, in);
             if (!src || !src->sig_done || src->sig.uncacheable) {
-                s->sig.uncacheable = true;
+                b->uncacheable = true;
                 continue;
             }
-            cd_sig_bytes(&s->sig, 'A', &src->sig.h1, sizeof src->sig.h1);
-            cd_sig_bytes(&s->sig, 'B', &src->sig.h2, sizeof src->sig.h2);
-            cd_sig_u64(&s->sig, (uint64_t)in->slot);
+            cd_sig_bytes(b, 'A', &src->sig.h1, sizeof src->sig.h1);
+            cd_sig_bytes(b, 'B', &src->sig.h2, sizeof src->sig.h2);
+            cd_sig_u64(b, (uint64_t)in->slot);
         } else {
-            cd_sig_value(&s->sig, in->value);
+            cd_sig_value(b, in->value);
         }
     }
     if (sorted != stack_sorted) free(sorted);
+    cd_sig_end(b, &s->sig);
 }
 
 /* Signs s and, first, every unsigned ancestor: an explicit stack, since a chain may be
@@ -472,7 +477,7 @@ static void ensure_signed(run_ctx *r, nstate *root) {
     size_t cap = 64, n = 0;
     nstate **stack = malloc(cap * sizeof *stack);
     if (!stack) {
-        cd_sig_init(&root->sig);
+        memset(&root->sig, 0, sizeof root->sig);
         root->sig.uncacheable = root->sig_done = true;
         return;
     }
@@ -684,12 +689,15 @@ typedef struct {
     const char **names;
     cd_value **lists;
     size_t n;
+    /* room for the usual few inputs, so that most nodes allocate nothing here */
+    const char *small_names[8];
+    cd_value *small_lists[8];
 } input_lists;
 
 static void input_lists_free(input_lists *il) {
     for (size_t i = 0; i < il->n; i++) cd_value_unref(il->lists[i]);
-    free(il->names);
-    free(il->lists);
+    if (il->names != il->small_names) free(il->names);
+    if (il->lists != il->small_lists) free(il->lists);
 }
 
 /* A V3 DynamicCombo or Autogrow input carries its sub-inputs as "<input>.<name>" (the widgets of
@@ -710,10 +718,15 @@ static int gather_inputs(run_ctx *r, nstate *s, input_lists *il) {
     cd_prompt_node *n = s->node;
     const cd_node_type *t = n->type;
     size_t cap = n->n_inputs + t->n_inputs + 1;
-    il->names = calloc(cap, sizeof *il->names);
-    il->lists = calloc(cap, sizeof *il->lists);
     il->n = 0;
-    if (!il->names || !il->lists) return -1;
+    if (cap <= 8) {
+        il->names = il->small_names;
+        il->lists = il->small_lists;
+    } else {
+        il->names = calloc(cap, sizeof *il->names);
+        il->lists = calloc(cap, sizeof *il->lists);
+        if (!il->names || !il->lists) return -1;
+    }
     for (size_t i = 0; i < n->n_inputs; i++) {
         const cd_prompt_input *in = &n->inputs[i];
         const cd_input_def *def = cd_node_type_input(t, in->name);
@@ -1026,13 +1039,14 @@ static node_result run_node(run_ctx *r, nstate *s) {
     }
 
     int n_out = t->def->n_outputs;
-    cd_node_call *calls = calloc(n_calls, sizeof *calls);
+    cd_node_call one_call; /* the usual case: one call, nothing to allocate */
+    cd_node_call *calls = n_calls == 1 ? &one_call : calloc(n_calls, sizeof *calls);
     cd_value ***per_call = calloc(n_calls, sizeof *per_call);
     json_t *ui = NULL;
     bool expand = false;
     node_result result = NODE_SUCCESS;
     if (!calls || !per_call) {
-        free(calls);
+        if (calls != &one_call) free(calls);
         free(per_call);
         input_lists_free(&il);
         fail_node(r, s, "MemoryError", "out of memory", NULL);
@@ -1104,7 +1118,7 @@ static node_result run_node(run_ctx *r, nstate *s) {
         store_results(r, s, per_call, n_calls, ui);
     }
     for (size_t c = 0; c < made; c++) cd_call_clear(&calls[c]);
-    free(calls);
+    if (calls != &one_call) free(calls);
     if (per_call) {
         for (size_t c = 0; c < n_calls; c++) {
             if (!per_call[c]) continue;
@@ -1267,6 +1281,7 @@ static void run_free(run_ctx *r) {
     cd_arena_free(&r->arena);
     cd_buf_free(&r->held);
     cd_buf_free(&r->msg);
+    cd_sig_builder_free(&r->sig);
     free(r->extra_pnginfo);
     cd_prompt_free(r->prompt);
     free(r);
@@ -1275,6 +1290,7 @@ static void run_free(run_ctx *r) {
 void cd_executor_collect(cd_executor *ex) {
     run_free(ex->finished);
     ex->finished = NULL;
+    cd_cache_collect(ex->cache);
 }
 
 /* The main loop: the ready node the scheduler prefers, until nothing is pending. */

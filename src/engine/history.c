@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "base/json.h"
 #include "base/log.h"
@@ -134,6 +137,10 @@ static void db_delete(cd_history *h, const char *id) { enqueue(h, OP_DELETE, id,
 
 static void *writer_main(void *arg) {
     cd_history *h = arg;
+    /* Background work: serialising a large prompt for the database must not take a core from
+     * the executor or the loop while a prompt's events are still going out (Linux applies a
+     * nice value to the calling thread alone). Failure changes nothing but speed. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     pthread_mutex_lock(&h->lock);
     for (;;) {
         while (!h->ops_head && !h->stopping) pthread_cond_wait(&h->wake, &h->lock);

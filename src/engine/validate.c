@@ -933,6 +933,14 @@ static int step_link(vctx *c, frame *f, const cd_input_def *in, json_t *val, siz
         sb_str(&c->exc_msg, "tuple index out of range");
         return raise_exc(c, "IndexError");
     }
+    const char *out_type = o->type->def->outputs[idx].type;
+    if (!t->validate_takes_types && out_type[0] != '[' && !in->combo && in->type && !strcmp(out_type, in->type)) {
+        /* The same type name on both ends (the common case): compatible, nothing to build. */
+        f->pending_in = in;
+        f->pending_val = json_incref(val);
+        *child = (size_t)(o - c->nodes);
+        return STEP_CALL;
+    }
     json_t *received = output_type(c, o->type, (size_t)idx);
     if (t->validate_takes_types) {
         if (!f->received_types) f->received_types = chk(c, json_object());
@@ -1034,6 +1042,13 @@ static int step_constant(vctx *c, frame *f, const cd_input_def *in, json_t *val)
             !strcmp(in->type, "BOOLEAN"))
             conv = in->type;
     }
+    /* A value already of the declared type stays as it is: converting it would give an equal
+     * value, and making it anew for every input of a large prompt is not free. */
+    if (conv && ((!strcmp(conv, "INT") && json_is_integer(cur)) ||
+                 (!strcmp(conv, "FLOAT") && json_is_real(cur) && isfinite(json_real_value(cur))) ||
+                 (!strcmp(conv, "STRING") && json_is_string(cur) && !cd_json_bigint_text(cur)) ||
+                 (!strcmp(conv, "BOOLEAN") && json_is_boolean(cur))))
+        conv = NULL;
     if (conv) {
         sb ex = {CD_BUF_INIT, false};
         json_t *nv = NULL;
@@ -1347,8 +1362,12 @@ static void report_cycle(vctx *c, size_t idx) {
 static void frame_finish(vctx *c, frame *f) {
     vnode *v = &c->nodes[f->node];
     bool prev_ok = v->memo_set ? v->ok : true;
-    json_t *errs = chk(c, json_array());
     size_t n_prev = v->memo_set && v->errors ? json_array_size(v->errors) : 0;
+    if (n_prev == 0 && !(f->errors && json_array_size(f->errors) > 0)) { /* nothing to join: [] */
+        memo_set(c, f->node, prev_ok && f->valid, NULL);
+        return;
+    }
+    json_t *errs = chk(c, json_array());
     for (size_t i = 0; i < n_prev; i++) apush(c, errs, json_incref(json_array_get(v->errors, i)));
     for (size_t i = 0; f->errors && i < json_array_size(f->errors); i++) {
         json_t *e = json_array_get(f->errors, i);
@@ -1526,8 +1545,8 @@ static int validate(vctx *c, json_t *prompt, const json_t *targets, cd_validatio
     c->n = json_object_size(prompt);
     c->nodes = calloc(c->n ? c->n : 1, sizeof *c->nodes);
     c->err_list = calloc(c->n ? c->n : 1, sizeof *c->err_list);
-    c->by_id = cd_map_new();
-    if (!c->nodes || !c->err_list || !c->by_id) return -1;
+    c->by_id = cd_map_new_borrowed(); /* keys: the prompt's own, which outlives the validation */
+    if (!c->nodes || !c->err_list || !c->by_id || cd_map_reserve(c->by_id, c->n) < 0) return -1;
     out->error = check_classes(c, prompt);
     if (out->error || c->oom) return 0;
 

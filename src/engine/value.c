@@ -11,6 +11,8 @@
 #include "comfyd/node.h"
 #include "engine/value.h"
 
+#include <xxhash.h>
+
 /* The memory behind one or more tensor values (a batch and its views share one). */
 typedef struct {
     atomic_int refs;
@@ -398,33 +400,32 @@ char *cd_value_to_json(const cd_value *v) {
 
 /* ---- signatures for cache keys ---- */
 
-static void sig_append(cd_sig *sig, const void *data, size_t len) {
-    /* FNV-1a over 64 bits, twice with different seeds, is enough to key a cache whose entries
-     * are also compared structurally on hit (see cache.c). */
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) {
-        sig->h1 = (sig->h1 ^ p[i]) * 0x100000001b3ULL;
-        sig->h2 = (sig->h2 ^ p[i]) * 0x100000001b3ULL + 0x9e3779b97f4a7c15ULL;
-    }
+void cd_sig_begin(cd_sig_builder *b) {
+    cd_buf_reset(&b->bytes);
+    b->uncacheable = b->oom = false;
 }
 
-void cd_sig_init(cd_sig *sig) {
-    sig->h1 = 0xcbf29ce484222325ULL;
-    sig->h2 = 0x84222325cbf29ce4ULL;
-    sig->uncacheable = false;
-}
-
-void cd_sig_bytes(cd_sig *sig, char tag, const void *data, size_t len) {
-    sig_append(sig, &tag, 1);
+void cd_sig_bytes(cd_sig_builder *b, char tag, const void *data, size_t len) {
+    /* tag, length, bytes: no two different sequences of items serialise alike */
     uint64_t n = len;
-    sig_append(sig, &n, sizeof n);
-    sig_append(sig, data, len);
+    if (cd_buf_append(&b->bytes, &tag, 1) < 0 || cd_buf_append(&b->bytes, &n, sizeof n) < 0 ||
+        cd_buf_append(&b->bytes, data, len) < 0)
+        b->oom = true;
 }
 
-void cd_sig_str(cd_sig *sig, const char *s) { cd_sig_bytes(sig, 's', s, strlen(s)); }
-void cd_sig_u64(cd_sig *sig, uint64_t x) { cd_sig_bytes(sig, 'u', &x, sizeof x); }
+void cd_sig_str(cd_sig_builder *b, const char *s) { cd_sig_bytes(b, 's', s, strlen(s)); }
+void cd_sig_u64(cd_sig_builder *b, uint64_t x) { cd_sig_bytes(b, 'u', &x, sizeof x); }
 
-void cd_sig_value(cd_sig *sig, const cd_value *v) {
+void cd_sig_end(cd_sig_builder *b, cd_sig *out) {
+    XXH128_hash_t h = XXH3_128bits(b->bytes.data ? b->bytes.data : "", b->bytes.len);
+    out->h1 = h.low64;
+    out->h2 = h.high64;
+    out->uncacheable = b->uncacheable || b->oom;
+}
+
+void cd_sig_builder_free(cd_sig_builder *b) { cd_buf_free(&b->bytes); }
+
+void cd_sig_value(cd_sig_builder *sig, const cd_value *v) {
     if (!v) {
         cd_sig_bytes(sig, 'N', "", 0);
         return;

@@ -99,10 +99,25 @@ static void test_tensors_are_never_cache_keys(void **state) {
     (void)state;
     int64_t shape[1] = {1};
     cd_value *t = cd_value_tensor_new("IMAGE", 1, shape);
+    cd_sig_builder b = {CD_BUF_INIT, false, false};
     cd_sig sig;
-    cd_sig_init(&sig);
-    cd_sig_value(&sig, t);
+    cd_sig_begin(&b);
+    cd_sig_value(&b, t);
+    cd_sig_end(&b, &sig);
     assert_true(sig.uncacheable);
+    /* an int is a key, and equal ints give equal keys */
+    cd_sig again;
+    cd_value *i = cd_value_int(7);
+    cd_sig_begin(&b);
+    cd_sig_value(&b, i);
+    cd_sig_end(&b, &sig);
+    cd_sig_begin(&b);
+    cd_sig_value(&b, i);
+    cd_sig_end(&b, &again);
+    assert_false(sig.uncacheable);
+    assert_true(sig.h1 == again.h1 && sig.h2 == again.h2);
+    cd_sig_builder_free(&b);
+    cd_value_unref(i);
     cd_value_unref(t);
 }
 
