@@ -104,6 +104,7 @@ static json_t *history_entry(const cd_queue_item *it, cd_exec_result *res) {
 
 static void *worker(void *arg) {
     cd_engine *e = arg;
+    pthread_setname_np(pthread_self(), "comfyd-exec"); /* what top -H and perf show */
     for (;;) {
         apply_free_flags(e);
         cd_queue_item *it;

@@ -141,6 +141,7 @@ static void *writer_main(void *arg) {
      * the executor or the loop while a prompt's events are still going out (Linux applies a
      * nice value to the calling thread alone). Failure changes nothing but speed. */
     (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+    pthread_setname_np(pthread_self(), "comfyd-history");
     pthread_mutex_lock(&h->lock);
     for (;;) {
         while (!h->ops_head && !h->stopping) pthread_cond_wait(&h->wake, &h->lock);
