@@ -71,15 +71,21 @@ const char *cd_json_bigint_text(const json_t *v) {
     return s[0] == '\0' ? s + 1 : NULL;
 }
 
-/* Does the integer text [p, e) ([-]digits) fit a json_int_t? */
-static bool int_text_fits(const char *p, const char *e) {
+/* Is the number token [p, e) an integer that jansson reads ([-]digits, no leading zero) but
+ * that does not fit a json_int_t? Anything else is left for jansson to read or refuse. */
+static bool is_big_int_text(const char *p, const char *e) {
     bool neg = *p == '-';
     if (neg) p++;
-    while (p < e - 1 && *p == '0') p++;
     size_t n = (size_t)(e - p);
+    if (n < 19 || *p == '0') return false;
+    for (const char *q = p; q < e; q++)
+        if (*q < '0' || *q > '9') return false;
     const char *lim = neg ? "9223372036854775808" : "9223372036854775807";
-    if (n != 19) return n < 19;
-    return memcmp(p, lim, 19) <= 0;
+    return n > 19 || memcmp(p, lim, 19) > 0;
+}
+
+static bool is_number_char(char c) {
+    return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-';
 }
 
 json_t *cd_json_loadb_bigint(const char *text, size_t len, size_t flags, json_error_t *error) {
@@ -107,11 +113,10 @@ json_t *cd_json_loadb_bigint(const char *text, size_t len, size_t flags, json_er
             if (i > len) i = len;
             ok = ok && cd_buf_append(&b, text + j0, i - j0) == 0;
         } else if (c == '-' || (c >= '0' && c <= '9')) {
+            /* the whole token, fraction and exponent included: their digits are no integers */
             size_t j0 = i++;
-            while (i < len && text[i] >= '0' && text[i] <= '9') i++;
-            bool integer = !(i < len && (text[i] == '.' || text[i] == 'e' || text[i] == 'E'));
-            if (integer && i - j0 > 18 && !int_text_fits(text + j0, text + i)) {
-                /* canonical text: no leading zeros (jansson would refuse them anyway) */
+            while (i < len && is_number_char(text[i])) i++;
+            if (is_big_int_text(text + j0, text + i)) {
                 ok = cd_buf_append(&b, "\"\\u0000", 7) == 0 && cd_buf_append(&b, text + j0, i - j0) == 0 &&
                      cd_buf_append(&b, "\"", 1) == 0;
             } else {
