@@ -281,14 +281,20 @@ enum {
     PARSE_INLINE_STACK = 32,
 };
 
+/* An open container; its kind kept here saves a look into the json_t for every value. */
+typedef struct {
+    json_t *c;
+    bool object;
+} parse_frame;
+
 typedef struct {
     const char *p, *end;
     size_t flags;
     const char *err;    /* the first error (a static text), NULL while there is none */
     const char *err_at; /* where it was found */
-    json_t **stack;     /* the open containers, innermost last */
+    parse_frame *stack; /* the open containers, innermost last */
     size_t depth, stack_cap;
-    json_t *inline_stack[PARSE_INLINE_STACK];
+    parse_frame inline_stack[PARSE_INLINE_STACK];
     cd_buf key_buf, str_buf; /* strings with escapes, decoded: the pending key, the value */
     const char *key;
     size_t key_len;
@@ -308,7 +314,7 @@ static json_t *parse_fail_null(parser *ps, const char *msg) {
     return NULL;
 }
 
-static void skip_space(parser *ps) {
+static inline void skip_space(parser *ps) {
     const char *p = ps->p, *end = ps->end;
     /* compact JSON, the common case, leaves at the first comparison */
     while (p < end && (unsigned char)*p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
@@ -433,7 +439,7 @@ static bool decode_escape(parser *ps, const unsigned char **pp, const unsigned c
 
 /* Reads the string whose opening quote is at ps->p. *out is its text: a span of the input when
  * it has no escape, else its decoded copy in b. */
-static bool parse_string(parser *ps, cd_buf *b, const char **out, size_t *out_len) {
+static inline bool parse_string(parser *ps, cd_buf *b, const char **out, size_t *out_len) {
     const unsigned char *start = (const unsigned char *)ps->p + 1, *end = (const unsigned char *)ps->end;
     const unsigned char *p = start, *run = start;
     bool decoded = false;
@@ -612,33 +618,33 @@ static json_t *parse_scalar(parser *ps) {
 
 /* Puts v (consumed) into the innermost open container, under the pending key in an object, or
  * makes it the root. */
-static bool attach(parser *ps, json_t **root, json_t *v) {
+static inline bool attach(parser *ps, json_t **root, json_t *v) {
     if (!v) return parse_fail(ps, "out of memory");
     if (!ps->depth) {
         *root = v;
         return true;
     }
-    json_t *top = ps->stack[ps->depth - 1];
-    int rc = json_is_object(top) ? json_object_setn_new_nocheck(top, ps->key, ps->key_len, v)
-                                 : json_array_append_new(top, v);
+    const parse_frame *top = &ps->stack[ps->depth - 1];
+    int rc = top->object ? json_object_setn_new_nocheck(top->c, ps->key, ps->key_len, v)
+                         : json_array_append_new(top->c, v);
     return rc == 0 || parse_fail(ps, "out of memory");
 }
 
-static bool push(parser *ps, json_t *container) {
+static bool push(parser *ps, json_t *container, bool object) {
     if (ps->depth == ps->stack_cap) {
         size_t cap = ps->stack_cap * 2;
-        json_t **s = ps->stack == ps->inline_stack ? malloc(cap * sizeof *s) : realloc(ps->stack, cap * sizeof *s);
+        parse_frame *s = ps->stack == ps->inline_stack ? malloc(cap * sizeof *s) : realloc(ps->stack, cap * sizeof *s);
         if (!s) return parse_fail(ps, "out of memory");
         if (ps->stack == ps->inline_stack) memcpy(s, ps->inline_stack, sizeof ps->inline_stack);
         ps->stack = s;
         ps->stack_cap = cap;
     }
-    ps->stack[ps->depth++] = container;
+    ps->stack[ps->depth++] = (parse_frame){container, object};
     return true;
 }
 
 /* Reads an object's key and the ':' after it; ps->p is at the key's quote or what stands there. */
-static bool parse_key(parser *ps) {
+static inline bool parse_key(parser *ps) {
     if (ps->p == ps->end || *ps->p != '"') return parse_fail(ps, "string or '}' expected");
     if (!parse_string(ps, &ps->key_buf, &ps->key, &ps->key_len)) return false;
     skip_space(ps);
@@ -653,7 +659,7 @@ static bool parse_key(parser *ps) {
 static int open_container(parser *ps, json_t **root) {
     bool object = *ps->p == '{';
     json_t *c = object ? json_object() : json_array();
-    if (!attach(ps, root, c) || !push(ps, c)) return -1;
+    if (!attach(ps, root, c) || !push(ps, c, object)) return -1;
     ps->p++;
     skip_space(ps);
     if (ps->p < ps->end && *ps->p == (object ? '}' : ']')) {
@@ -669,8 +675,7 @@ static int open_container(parser *ps, json_t **root) {
 static int next_value(parser *ps) {
     while (ps->depth) {
         skip_space(ps);
-        json_t *top = ps->stack[ps->depth - 1];
-        bool object = json_is_object(top);
+        bool object = ps->stack[ps->depth - 1].object;
         char c = ps->p < ps->end ? *ps->p : '\0';
         if (c == ',') {
             ps->p++;
