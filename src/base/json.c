@@ -269,10 +269,11 @@ int cd_json_append_number(cd_buf *b, double x) {
  * jansson reads through a stream of single characters and copies every token into a growing
  * buffer before looking at it; here the text is walked in place. Strings without escapes go
  * straight from the text into json_stringn_nocheck (their UTF-8 checked here), integers are
- * read digit by digit, containers are kept on an explicit stack. The tree is built with the
- * same jansson calls as json_loadb makes, in the same order, so keys keep their first
- * position and a repeated key its last value. What is accepted is exactly what jansson 2.14
- * accepts, quirks included (see skip_swallowed_nul). */
+ * read digit by digit, containers are kept on an explicit stack. The tree is built with
+ * jansson's public calls in json_loadb's order, so keys keep their first position and a
+ * repeated key its last value. What is accepted is exactly what cd_json_loadb_bigint accepts:
+ * jansson 2.14's grammar and limits, quirks included (see skip_swallowed_nul), plus big
+ * integers. tests/fuzz/fuzz_json holds it to that. */
 
 enum {
     /* jansson's JSON_PARSER_MAX_DEPTH: it counts every value, scalars too, and refuses one whose
