@@ -46,6 +46,7 @@ bench: release
 	bash bench/startup/run.sh
 	node bench/engine/run.mjs
 	node bench/images/run.mjs
+	bash bench/json/run.sh
 
 clean:
 	rm -rf $(BUILD)

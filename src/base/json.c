@@ -1,9 +1,12 @@
 #include "base/json.h"
 
 #include <ctype.h>
-#include <stdbool.h>
+#include <float.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,15 +75,21 @@ const char *cd_json_bigint_text(const json_t *v) {
     return s[0] == '\0' ? s + 1 : NULL;
 }
 
-/* Does the integer text [p, e) ([-]digits) fit a json_int_t? */
-static bool int_text_fits(const char *p, const char *e) {
+/* Is the number token [p, e) an integer that jansson reads ([-]digits, no leading zero) but
+ * that does not fit a json_int_t? Anything else is left for jansson to read or refuse. */
+static bool is_big_int_text(const char *p, const char *e) {
     bool neg = *p == '-';
     if (neg) p++;
-    while (p < e - 1 && *p == '0') p++;
     size_t n = (size_t)(e - p);
+    if (n < 19 || *p == '0') return false;
+    for (const char *q = p; q < e; q++)
+        if (*q < '0' || *q > '9') return false;
     const char *lim = neg ? "9223372036854775808" : "9223372036854775807";
-    if (n != 19) return n < 19;
-    return memcmp(p, lim, 19) <= 0;
+    return n > 19 || memcmp(p, lim, 19) > 0;
+}
+
+static bool is_number_char(char c) {
+    return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-';
 }
 
 json_t *cd_json_loadb_bigint(const char *text, size_t len, size_t flags, json_error_t *error) {
@@ -108,11 +117,10 @@ json_t *cd_json_loadb_bigint(const char *text, size_t len, size_t flags, json_er
             if (i > len) i = len;
             ok = ok && cd_buf_append(&b, text + j0, i - j0) == 0;
         } else if (c == '-' || (c >= '0' && c <= '9')) {
+            /* the whole token, fraction and exponent included: their digits are no integers */
             size_t j0 = i++;
-            while (i < len && text[i] >= '0' && text[i] <= '9') i++;
-            bool integer = !(i < len && (text[i] == '.' || text[i] == 'e' || text[i] == 'E'));
-            if (integer && i - j0 > 18 && !int_text_fits(text + j0, text + i)) {
-                /* canonical text: no leading zeros (jansson would refuse them anyway) */
+            while (i < len && is_number_char(text[i])) i++;
+            if (is_big_int_text(text + j0, text + i)) {
                 ok = cd_buf_append(&b, "\"\\u0000", 7) == 0 && cd_buf_append(&b, text + j0, i - j0) == 0 &&
                      cd_buf_append(&b, "\"", 1) == 0;
             } else {
@@ -262,4 +270,509 @@ int cd_json_append_number(cd_buf *b, double x) {
         snprintf(out + o, sizeof out - o, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
     }
     return cd_buf_append_str(b, out);
+}
+
+/* ---- cd_json_parse: jansson's reading, without its per-character lexer ----
+ *
+ * jansson reads through a stream of single characters and copies every token into a growing
+ * buffer before looking at it; here the text is walked in place. Strings without escapes go
+ * straight from the text into json_stringn_nocheck (their UTF-8 checked here), integers are
+ * read digit by digit, containers are kept on an explicit stack. The tree is built with
+ * jansson's public calls in json_loadb's order, so keys keep their first position and a
+ * repeated key its last value. What is accepted is exactly what cd_json_loadb_bigint accepts:
+ * jansson 2.14's grammar and limits, quirks included (see skip_swallowed_nul), plus big
+ * integers. tests/fuzz/fuzz_json holds it to that. */
+
+enum {
+    /* jansson's JSON_PARSER_MAX_DEPTH: it counts every value, scalars too, and refuses one whose
+     * nesting level (the top-level value being 1) is above it. */
+    PARSE_MAX_DEPTH = 2048,
+    PARSE_INLINE_STACK = 32,
+};
+
+/* An open container; its kind kept here saves a look into the json_t for every value. */
+typedef struct {
+    json_t *c;
+    bool object;
+} parse_frame;
+
+typedef struct {
+    const char *p, *end;
+    size_t flags;
+    const char *err;    /* the first error (a static text), NULL while there is none */
+    const char *err_at; /* where it was found */
+    parse_frame *stack; /* the open containers, innermost last */
+    size_t depth, stack_cap;
+    parse_frame inline_stack[PARSE_INLINE_STACK];
+    cd_buf key_buf, str_buf; /* strings with escapes, decoded: the pending key, the value */
+    const char *key;
+    size_t key_len;
+} parser;
+
+/* Records the first error; returns false (parse_fail_null: NULL) for the callers' returns. */
+static bool parse_fail(parser *ps, const char *msg) {
+    if (!ps->err) {
+        ps->err = msg;
+        ps->err_at = ps->p;
+    }
+    return false;
+}
+
+static json_t *parse_fail_null(parser *ps, const char *msg) {
+    parse_fail(ps, msg);
+    return NULL;
+}
+
+static inline void skip_space(parser *ps) {
+    const char *p = ps->p, *end = ps->end;
+    /* compact JSON, the common case, leaves at the first comparison */
+    while (p < end && (unsigned char)*p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    ps->p = p;
+}
+
+/* jansson puts back the character that ends a number or a word; a NUL byte put back is lost
+ * (its one-character buffer reads as empty), so "[1\0]" is read as [1]. Done after those
+ * tokens to accept what json_loadb accepts. */
+static void skip_swallowed_nul(parser *ps) {
+    if (ps->p < ps->end && *ps->p == '\0') ps->p++;
+}
+
+/* The length of the valid UTF-8 sequence at p (its first byte >= 0x80), or 0: no overlong
+ * forms, no surrogates, nothing above U+10FFFF, as jansson checks. */
+static size_t utf8_sequence_len(const unsigned char *p, const unsigned char *end) {
+    unsigned c = p[0];
+    size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!n || (size_t)(end - p) < n) return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xF0 && p[1] < 0x90)) return 0; /* overlong */
+    if (c == 0xED && p[1] >= 0xA0) return 0;                                 /* surrogate */
+    if (c == 0xF4 && p[1] >= 0x90) return 0;                                 /* > U+10FFFF */
+    return n;
+}
+
+static bool string_byte_is_plain(unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
+
+/* The first byte at or after p that a string cannot take as it is: a quote, a backslash, a
+ * control character or a non-ASCII byte (to be checked). Eight bytes at a time: in each the
+ * flagged bytes are those below 0x20, equal to '"' or '\\' (a zero after the XOR), or with the
+ * top bit set; the lowest flag is always a true one (borrows only run upwards). */
+static const unsigned char *string_stop(const unsigned char *p, const unsigned char *end) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    while (end - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+        uint64_t m = ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w;
+        m &= high;
+        if (m) return p + (__builtin_ctzll(m) >> 3);
+        p += 8;
+    }
+#endif
+    while (p < end && string_byte_is_plain(*p)) p++;
+    return p;
+}
+
+static int hex_digit(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* The code unit of the "\uXXXX" at p, or -1. */
+static long read_u_escape(const unsigned char *p, const unsigned char *end) {
+    if (end - p < 6 || p[0] != '\\' || p[1] != 'u') return -1;
+    long v = 0;
+    for (int i = 2; i < 6; i++) {
+        int d = hex_digit(p[i]);
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+static int append_utf8(cd_buf *b, unsigned long c) {
+    unsigned char u[4];
+    size_t n;
+    if (c < 0x80) {
+        u[0] = (unsigned char)c;
+        n = 1;
+    } else if (c < 0x800) {
+        u[0] = (unsigned char)(0xC0 | (c >> 6));
+        u[1] = (unsigned char)(0x80 | (c & 0x3F));
+        n = 2;
+    } else if (c < 0x10000) {
+        u[0] = (unsigned char)(0xE0 | (c >> 12));
+        u[1] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+        u[2] = (unsigned char)(0x80 | (c & 0x3F));
+        n = 3;
+    } else {
+        u[0] = (unsigned char)(0xF0 | (c >> 18));
+        u[1] = (unsigned char)(0x80 | ((c >> 12) & 0x3F));
+        u[2] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+        u[3] = (unsigned char)(0x80 | (c & 0x3F));
+        n = 4;
+    }
+    return cd_buf_append(b, u, n);
+}
+
+/* Decodes the escape at *pp (a backslash) into b and moves past it. A surrogate must come as a
+ * high-low pair; \u0000 is refused (jansson allows it only with JSON_ALLOW_NUL). */
+static bool decode_escape(parser *ps, const unsigned char **pp, const unsigned char *end, cd_buf *b) {
+    const unsigned char *p = *pp;
+    if (end - p < 2) return parse_fail(ps, "premature end of input");
+    static const char simple_from[] = "\"\\/bfnrt", simple_to[] = "\"\\/\b\f\n\r\t";
+    const char *s = p[1] ? strchr(simple_from, p[1]) : NULL;
+    if (s) {
+        *pp = p + 2;
+        return cd_buf_append(b, &simple_to[s - simple_from], 1) == 0 || parse_fail(ps, "out of memory");
+    }
+    long c = read_u_escape(p, end);
+    if (c < 0) return parse_fail(ps, "invalid escape");
+    p += 6;
+    if (c >= 0xD800 && c <= 0xDBFF) {
+        long lo = read_u_escape(p, end);
+        if (lo < 0xDC00 || lo > 0xDFFF) return parse_fail(ps, "invalid Unicode: unpaired surrogate");
+        c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
+        p += 6;
+    } else if (c >= 0xDC00 && c <= 0xDFFF) {
+        return parse_fail(ps, "invalid Unicode: unpaired surrogate");
+    } else if (c == 0) {
+        return parse_fail(ps, "\\u0000 is not allowed");
+    }
+    *pp = p;
+    return append_utf8(b, (unsigned long)c) == 0 || parse_fail(ps, "out of memory");
+}
+
+/* Reads the string whose opening quote is at ps->p. *out is its text: a span of the input when
+ * it has no escape, else its decoded copy in b. */
+static inline bool parse_string(parser *ps, cd_buf *b, const char **out, size_t *out_len) {
+    const unsigned char *start = (const unsigned char *)ps->p + 1, *end = (const unsigned char *)ps->end;
+    const unsigned char *p = start, *run = start;
+    bool decoded = false;
+    for (;;) {
+        p = string_stop(p, end);
+        ps->p = (const char *)p;
+        if (p == end) return parse_fail(ps, "premature end of input");
+        if (*p == '"') break;
+        if (*p >= 0x80) {
+            size_t n = utf8_sequence_len(p, end);
+            if (!n) return parse_fail(ps, "invalid UTF-8");
+            p += n;
+        } else if (*p < 0x20) {
+            return parse_fail(ps, "control character in string");
+        } else {
+            if (!decoded) cd_buf_reset(b);
+            decoded = true;
+            if (cd_buf_append(b, run, (size_t)(p - run)) < 0) return parse_fail(ps, "out of memory");
+            if (!decode_escape(ps, &p, end, b)) return false;
+            run = p;
+        }
+    }
+    if (decoded) {
+        if (cd_buf_append(b, run, (size_t)(p - run)) < 0) return parse_fail(ps, "out of memory");
+        *out = b->data;
+        *out_len = b->len;
+    } else {
+        *out = (const char *)start;
+        *out_len = (size_t)(p - start);
+    }
+    ps->p = (const char *)p + 1;
+    return true;
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static void c_locale_init(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
+
+
+/* Adds one digit to the significand m; false once it holds 19 significant digits. */
+static bool add_digit(uint64_t *m, int *digits, char c) {
+    if (*digits >= 19) return false;
+    *m = *m * 10 + (uint64_t)(c - '0');
+    if (*m) (*digits)++;
+    return true;
+}
+
+/* The value of the real number text [s, e), already checked against the grammar. Up to 19
+ * significant digits and a power of ten up to 22 take the exact path: the significand (at most
+ * 2^53) and the power are exact doubles, so one rounded operation gives the correctly rounded
+ * value, as glibc's strtod does. Anything else goes to strtod in the "C" locale. */
+static double real_value(const char *s, const char *e) {
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *p = s;
+    bool neg = *p == '-', exact = true;
+    if (neg) p++;
+    uint64_t m = 0;
+    int digits = 0;
+    long long exp10 = 0;
+    for (; p < e && is_digit(*p); p++) exact = add_digit(&m, &digits, *p) && exact;
+    if (p < e && *p == '.')
+        for (p++; p < e && is_digit(*p); p++, exp10--) exact = add_digit(&m, &digits, *p) && exact;
+    if (p < e) { /* the exponent */
+        p++;
+        bool eneg = *p == '-';
+        if (*p == '-' || *p == '+') p++;
+        long long x = 0;
+        for (; p < e; p++) x = x < 100000 ? x * 10 + (*p - '0') : x;
+        exp10 += eneg ? -x : x;
+    }
+#if FLT_EVAL_METHOD == 0
+    if (exact && m == 0) return neg ? -0.0 : 0.0;
+    if (exact && m <= (UINT64_C(1) << 53) && exp10 >= -22 && exp10 <= 22) {
+        double d = (double)m;
+        d = exp10 < 0 ? d / pow10[-exp10] : d * pow10[exp10];
+        return neg ? -d : d;
+    }
+#else
+    (void)pow10;
+    (void)exact;
+#endif
+    char small[128], *t = small;
+    size_t n = (size_t)(e - s);
+    if (n >= sizeof small && !(t = malloc(n + 1))) return NAN; /* out of memory: refused */
+    memcpy(t, s, n);
+    t[n] = '\0';
+    pthread_once(&c_locale_once, c_locale_init);
+    double d = c_locale ? strtod_l(t, NULL, c_locale) : strtod(t, NULL);
+    if (t != small) free(t);
+    return d;
+}
+
+/* A big integer's value, as cd_json_bigint makes it: a NUL, then the text [s, e). */
+static json_t *bigint_value(parser *ps, const char *s, const char *e) {
+    cd_buf *b = &ps->str_buf;
+    cd_buf_reset(b);
+    if (cd_buf_append(b, "", 1) < 0 || cd_buf_append(b, s, (size_t)(e - s)) < 0) return NULL;
+    return json_stringn_nocheck(b->data, b->len);
+}
+
+/* Reads the number at ps->p: [-](0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, an integer when it
+ * has neither fraction nor exponent. */
+static json_t *parse_number(parser *ps) {
+    const char *s = ps->p, *p = s, *end = ps->end;
+    bool neg = *p == '-';
+    if (neg) p++;
+    const char *digits = p;
+    if (p == end || !is_digit(*p)) return parse_fail_null(ps, "invalid number");
+    if (*p == '0') {
+        if (++p < end && is_digit(*p)) return parse_fail_null(ps, "invalid number: leading zero");
+    } else {
+        while (p < end && is_digit(*p)) p++;
+    }
+    if (p == end || (*p != '.' && *p != 'e' && *p != 'E')) {
+        size_t n = (size_t)(p - digits);
+        uint64_t u = 0;
+        if (n <= 19)
+            for (const char *q = digits; q < p; q++) u = u * 10 + (uint64_t)(*q - '0');
+        uint64_t limit = neg ? UINT64_C(9223372036854775808) : UINT64_C(9223372036854775807);
+        ps->p = p;
+        if (n > 19 || u > limit) {
+            if (ps->flags & CD_JSON_REJECT_BIGINT) return parse_fail_null(ps, "too big integer");
+            /* cd_json_loadb_bigint turns it into a string token: no NUL is swallowed after it */
+            return bigint_value(ps, s, p);
+        }
+        skip_swallowed_nul(ps);
+        /* -2^63 has no positive counterpart: negate in unsigned arithmetic */
+        return json_integer(neg ? (json_int_t)(0 - u) : (json_int_t)u);
+    }
+    if (*p == '.') {
+        if (++p == end || !is_digit(*p)) return parse_fail_null(ps, "invalid number: no digit after '.'");
+        while (p < end && is_digit(*p)) p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        if (++p < end && (*p == '+' || *p == '-')) p++;
+        if (p == end || !is_digit(*p)) return parse_fail_null(ps, "invalid number: no digit in the exponent");
+        while (p < end && is_digit(*p)) p++;
+    }
+    double d = real_value(s, p);
+    if (isinf(d)) return parse_fail_null(ps, "real number overflow");
+    if (isnan(d)) return parse_fail_null(ps, "out of memory");
+    ps->p = p;
+    skip_swallowed_nul(ps);
+    return json_real(d);
+}
+
+/* true, false or null. Like jansson, the word is the whole run of ASCII letters. */
+static json_t *parse_word(parser *ps) {
+    const char *p = ps->p, *q = p;
+    while (q < ps->end && ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z'))) q++;
+    size_t n = (size_t)(q - p);
+    json_t *v = n == 4 && !memcmp(p, "true", 4)    ? json_true()
+                : n == 5 && !memcmp(p, "false", 5) ? json_false()
+                : n == 4 && !memcmp(p, "null", 4)  ? json_null()
+                                                   : NULL;
+    if (!v) return parse_fail_null(ps, "invalid token");
+    ps->p = q;
+    skip_swallowed_nul(ps);
+    return v;
+}
+
+static json_t *parse_scalar(parser *ps) {
+    char c = *ps->p;
+    if (c == '"') {
+        const char *s;
+        size_t n;
+        if (!parse_string(ps, &ps->str_buf, &s, &n)) return NULL;
+        return json_stringn_nocheck(s, n);
+    }
+    if (c == '-' || is_digit(c)) return parse_number(ps);
+    return parse_word(ps);
+}
+
+/* Puts v (consumed) into the innermost open container, under the pending key in an object, or
+ * makes it the root. */
+static inline bool attach(parser *ps, json_t **root, json_t *v) {
+    if (!v) return parse_fail(ps, "out of memory");
+    if (!ps->depth) {
+        *root = v;
+        return true;
+    }
+    const parse_frame *top = &ps->stack[ps->depth - 1];
+    int rc = top->object ? json_object_setn_new_nocheck(top->c, ps->key, ps->key_len, v)
+                         : json_array_append_new(top->c, v);
+    return rc == 0 || parse_fail(ps, "out of memory");
+}
+
+static bool push(parser *ps, json_t *container, bool object) {
+    if (ps->depth == ps->stack_cap) {
+        size_t cap = ps->stack_cap * 2;
+        parse_frame *s = ps->stack == ps->inline_stack ? malloc(cap * sizeof *s) : realloc(ps->stack, cap * sizeof *s);
+        if (!s) return parse_fail(ps, "out of memory");
+        if (ps->stack == ps->inline_stack) memcpy(s, ps->inline_stack, sizeof ps->inline_stack);
+        ps->stack = s;
+        ps->stack_cap = cap;
+    }
+    ps->stack[ps->depth++] = (parse_frame){container, object};
+    return true;
+}
+
+/* Reads an object's key and the ':' after it; ps->p is at the key's quote or what stands there. */
+static inline bool parse_key(parser *ps) {
+    if (ps->p == ps->end || *ps->p != '"') return parse_fail(ps, "string or '}' expected");
+    if (!parse_string(ps, &ps->key_buf, &ps->key, &ps->key_len)) return false;
+    skip_space(ps);
+    if (ps->p == ps->end || *ps->p != ':') return parse_fail(ps, "':' expected");
+    ps->p++;
+    skip_space(ps);
+    return true;
+}
+
+/* Opens the container at ps->p ('[' or '{'): attaches it, pushes it and reads up to its first
+ * value. Returns 1 when that value follows, 0 when the container was empty (and is closed). */
+static int open_container(parser *ps, json_t **root) {
+    bool object = *ps->p == '{';
+    json_t *c = object ? json_object() : json_array();
+    if (!attach(ps, root, c) || !push(ps, c, object)) return -1;
+    ps->p++;
+    skip_space(ps);
+    if (ps->p < ps->end && *ps->p == (object ? '}' : ']')) {
+        ps->p++;
+        ps->depth--;
+        return 0;
+    }
+    return object && !parse_key(ps) ? -1 : 1;
+}
+
+/* After a value: reads the ',' and the next key, or closes containers. Returns 1 when a value
+ * follows, 0 at the end of the document, -1 on error. */
+static int next_value(parser *ps) {
+    while (ps->depth) {
+        skip_space(ps);
+        bool object = ps->stack[ps->depth - 1].object;
+        char c = ps->p < ps->end ? *ps->p : '\0';
+        if (c == ',') {
+            ps->p++;
+            skip_space(ps);
+            return object && !parse_key(ps) ? -1 : 1;
+        }
+        if (c != (object ? '}' : ']')) {
+            parse_fail(ps, object ? "'}' expected" : "']' expected");
+            return -1;
+        }
+        ps->p++;
+        ps->depth--;
+    }
+    return 0;
+}
+
+static json_t *parse_document(parser *ps) {
+    skip_space(ps);
+    bool container = ps->p < ps->end && (*ps->p == '[' || *ps->p == '{');
+    if (!container && !(ps->flags & JSON_DECODE_ANY)) return parse_fail_null(ps, "'[' or '{' expected");
+    json_t *root = NULL;
+    for (;;) {
+        /* ps->p is at a value */
+        if (ps->depth >= PARSE_MAX_DEPTH) break;
+        if (ps->p == ps->end) {
+            parse_fail(ps, "premature end of input");
+            break;
+        }
+        int more;
+        if (*ps->p == '[' || *ps->p == '{') {
+            more = open_container(ps, &root);
+            if (more < 0) break;
+            if (more) continue;
+        } else if (!attach(ps, &root, parse_scalar(ps))) {
+            break;
+        }
+        more = next_value(ps);
+        if (more < 0) break;
+        if (more) continue;
+        skip_space(ps);
+        if (ps->p == ps->end) return root;
+        parse_fail(ps, "end of file expected");
+        break;
+    }
+    if (ps->depth >= PARSE_MAX_DEPTH) parse_fail(ps, "maximum parsing depth reached");
+    json_decref(root);
+    return NULL;
+}
+
+/* Fills error for the byte where reading stopped: its line and column (in characters) from 1,
+ * its offset in bytes. */
+static void parse_error(json_error_t *error, const char *text, const parser *ps) {
+    size_t pos = (size_t)(ps->err_at - text);
+    int line = 1, column = 1;
+    for (size_t i = 0; i < pos; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '\n') {
+            line++;
+            column = 1;
+        } else if ((c & 0xC0) != 0x80) {
+            column++;
+        }
+    }
+    error->line = line;
+    error->column = column;
+    error->position = (int)pos;
+    snprintf(error->text, sizeof error->text, "%s", ps->err);
+}
+
+json_t *cd_json_parse(const char *text, size_t len, size_t flags, json_error_t *error) {
+    if (error) {
+        memset(error, 0, sizeof *error);
+        snprintf(error->source, sizeof error->source, "<buffer>");
+        error->line = error->column = -1;
+    }
+    /* The flags callers use; jansson's others would need their own paths (JSON_ALLOW_NUL:
+     * NULs in strings, JSON_REJECT_DUPLICATES: a lookup per key...), so they are refused. */
+    if (!text || (flags & ~(size_t)(JSON_DECODE_ANY | CD_JSON_REJECT_BIGINT))) {
+        if (error) snprintf(error->text, sizeof error->text, "%s", text ? "unsupported flags" : "wrong arguments");
+        return NULL;
+    }
+    parser ps = {.p = text, .end = text + len, .flags = flags, .stack_cap = PARSE_INLINE_STACK};
+    ps.stack = ps.inline_stack;
+    json_t *root = parse_document(&ps);
+    if (!root && error) parse_error(error, text, &ps);
+    else if (error) error->position = (int)len;
+    if (ps.stack != ps.inline_stack) free(ps.stack);
+    cd_buf_free(&ps.key_buf);
+    cd_buf_free(&ps.str_buf);
+    return root;
 }

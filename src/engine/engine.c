@@ -269,7 +269,7 @@ int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply) { return submit
 int cd_engine_submit_text(cd_engine *e, const char *text, size_t len, json_t **reply) {
     if (e->memo.text && len == e->memo.len && !memcmp(text, e->memo.text, len))
         return submit(e, e->memo.body, true, reply, NULL);
-    json_t *body = len ? cd_json_loadb_bigint(text, len, JSON_DECODE_ANY, NULL) : json_object();
+    json_t *body = len ? cd_json_parse(text, len, JSON_DECODE_ANY, NULL) : json_object();
     if (!body) return -1;
     bool remember = false;
     int status = submit(e, body, false, reply, &remember);

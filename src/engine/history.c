@@ -218,8 +218,8 @@ cd_history *cd_history_open(const char *db_path, size_t max_items, char *err, si
     if (sqlite3_prepare_v2(h->db, "SELECT prompt_id, entry FROM history ORDER BY seq", -1, &st, NULL) == SQLITE_OK) {
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *id = (const char *)sqlite3_column_text(st, 0);
-            json_t *entry = cd_json_loadb_bigint((const char *)sqlite3_column_text(st, 1),
-                                                 (size_t)sqlite3_column_bytes(st, 1), 0, NULL);
+            json_t *entry = cd_json_parse((const char *)sqlite3_column_text(st, 1),
+                                          (size_t)sqlite3_column_bytes(st, 1), 0, NULL);
             if (id && entry) append(h, id, entry);
             else json_decref(entry);
         }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "manager/manager.h"
@@ -124,7 +125,7 @@ static void on_async(uv_async_t *a) {
 static json_t *body_json(cd_http_req *req) {
     size_t len;
     const char *b = cd_http_req_body(req, &len);
-    return len ? json_loadb(b, len, JSON_DECODE_ANY, NULL) : NULL;
+    return len ? cd_json_parse(b, len, JSON_DECODE_ANY | CD_JSON_REJECT_BIGINT, NULL) : NULL;
 }
 
 /* ComfyUI-Manager's CSRF guard for body-less POSTs: the three "simple" form content types are

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "server/instance.h"
 #include "server/projects.h"
@@ -64,7 +65,7 @@ static void run_job(void *arg) {
     json_t *body = NULL;
     if (has_body(j->op)) {
         json_error_t jerr;
-        body = j->raw_len ? json_loadb(j->raw, j->raw_len, 0, &jerr) : NULL;
+        body = j->raw_len ? cd_json_parse(j->raw, j->raw_len, CD_JSON_REJECT_BIGINT, &jerr) : NULL;
         if (!body) {
             j->rc = CD_PROJECTS_EINVAL;
             snprintf(j->err, sizeof j->err, "The request body is not a JSON object%s%s", j->raw_len ? ": " : "",
@@ -174,7 +175,7 @@ static void handle_convert(cd_http_req *req, void *ctx) {
     size_t len;
     const char *text = cd_http_req_body(req, &len);
     json_error_t jerr;
-    json_t *doc = len ? json_loadb(text, len, 0, &jerr) : NULL;
+    json_t *doc = len ? cd_json_parse(text, len, CD_JSON_REJECT_BIGINT, &jerr) : NULL;
     if (!json_is_object(doc)) {
         json_decref(doc);
         respond_error(req, 400, "The request body must be a JSON object (a UI-format workflow)");

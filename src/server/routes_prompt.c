@@ -22,7 +22,7 @@ static void bad_json(cd_http_req *req) {
 static bool read_json_body(cd_http_req *req, json_t **out) {
     size_t len;
     const char *body = cd_http_req_body(req, &len);
-    *out = len ? cd_json_loadb_bigint(body, len, JSON_DECODE_ANY, NULL) : NULL; /* Python reads any int */
+    *out = len ? cd_json_parse(body, len, JSON_DECODE_ANY, NULL) : NULL; /* Python reads any int */
     if (len && !*out) {
         bad_json(req);
         return false;
@@ -80,7 +80,8 @@ static void handle_interrupt(cd_http_req *req, void *ctx) {
     cd_instance *inst = ctx;
     size_t len;
     const char *text = cd_http_req_body(req, &len);
-    json_t *body = len ? json_loadb(text, len, JSON_DECODE_ANY, NULL) : NULL; /* empty or invalid: {} */
+    /* empty or invalid: {}; a big integer makes it invalid, as it always has */
+    json_t *body = len ? cd_json_parse(text, len, JSON_DECODE_ANY | CD_JSON_REJECT_BIGINT, NULL) : NULL;
     const char *pid = json_is_object(body) ? json_string_value(json_object_get(body, "prompt_id")) : NULL;
     cd_engine_interrupt(inst->engine, pid);
     json_decref(body);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "base/str.h"
 #include "net/static_files.h"
 #include "server/instance.h"
@@ -178,7 +179,7 @@ static void do_users_get(job *j) {
 }
 
 static void do_users_post(job *j) {
-    json_t *body = json_loadb(j->body ? j->body : "", j->body_len, JSON_DECODE_ANY, NULL);
+    json_t *body = cd_json_parse(j->body ? j->body : "", j->body_len, JSON_DECODE_ANY | CD_JSON_REJECT_BIGINT, NULL);
     json_t *name = json_object_get(body, "username");
     if (!json_is_string(name)) {
         set_text(j, 500, body ? "500: the body has no \"username\" string" : "500: the body is not JSON");
@@ -358,7 +359,7 @@ static void do_settings(job *j) {
         free(path);
         return;
     }
-    json_t *value = json_loadb(j->body ? j->body : "", j->body_len, JSON_DECODE_ANY, NULL);
+    json_t *value = cd_json_parse(j->body ? j->body : "", j->body_len, JSON_DECODE_ANY | CD_JSON_REJECT_BIGINT, NULL);
     if (!value) {
         set_text(j, 500, "500: the body is not JSON");
     } else if (j->op == OP_SETTINGS_POST && !json_is_object(value)) {

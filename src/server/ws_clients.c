@@ -279,7 +279,7 @@ static void on_text(cd_ws *ws, const char *data, size_t len, void *user) {
     bool first = !c->first_message_seen;
     c->first_message_seen = true;
     json_error_t jerr;
-    json_t *msg = json_loadb(data, len, 0, &jerr);
+    json_t *msg = cd_json_parse(data, len, CD_JSON_REJECT_BIGINT, &jerr);
     if (!msg) {
         cd_warn("ws: %s sent invalid JSON: %s", c->sid, jerr.text);
         return;
