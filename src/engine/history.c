@@ -13,9 +13,17 @@
 #include "base/json.h"
 #include "base/log.h"
 
-typedef struct {
+/* One entry. Until the writer has stored it, it is the JSON tree the executor made; from then
+ * on, the text that went into SQLite, which readers parse. A finished 5,000-node prompt is a
+ * 700 KB text but several MB of tree, and up to max_items entries are kept: as text, memory
+ * stays proportional to what the database holds, and a new prompt's tree reuses the memory of
+ * the ones before it. */
+typedef struct item {
     char *id;
-    json_t *entry;
+    json_t *entry; /* NULL once it is text */
+    char *text;
+    size_t len;
+    int refs; /* the list's, and a queued write's */
 } item;
 
 /* A change to write to SQLite. */
@@ -23,12 +31,13 @@ typedef struct op {
     enum { OP_PUT, OP_DELETE, OP_CLEAR } kind;
     char *id;
     json_t *entry; /* OP_PUT: a reference; entries are not changed once added */
+    item *it;      /* OP_PUT: the entry's item (a reference), to turn into text once stored */
     struct op *next;
 } op;
 
 struct cd_history {
     pthread_mutex_t lock;
-    item *items; /* completion order */
+    item **items; /* completion order */
     size_t n, cap, max;
     sqlite3 *db;
     /* The SQLite writes happen on a thread of their own, in the order they were made: the
@@ -95,29 +104,48 @@ static char *entry_text(cd_history *h, const json_t *entry) {
     return out ? out : cd_json_dumps_compact(entry, 0);
 }
 
-static void sql_put(cd_history *h, const char *id, const json_t *entry) {
+/* Stores the entry; returns its text (the caller's) when it was stored, else NULL. */
+static char *sql_put(cd_history *h, const char *id, const json_t *entry) {
     char *text = entry_text(h, entry);
     sqlite3_stmt *st;
+    bool stored = false;
     if (text && sqlite3_prepare_v2(h->db, "INSERT OR REPLACE INTO history (prompt_id, entry) VALUES (?, ?)", -1, &st,
                                    NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) cd_warn("history: cannot store %s: %s", id, sqlite3_errmsg(h->db));
+        stored = sqlite3_step(st) == SQLITE_DONE;
+        if (!stored) cd_warn("history: cannot store %s: %s", id, sqlite3_errmsg(h->db));
         sqlite3_finalize(st);
     } else {
         cd_warn("history: cannot store %s", id);
     }
+    if (stored) return text;
     free(text);
+    return NULL;
+}
+
+static void item_unref(item *it) {
+    if (!it || --it->refs > 0) return;
+    free(it->id);
+    json_decref(it->entry);
+    free(it->text);
+    free(it);
+}
+
+/* The entry as a new tree, for a reader (lock held); NULL when its text does not parse. */
+static json_t *item_entry(const item *it) {
+    return it->entry ? json_deep_copy(it->entry) : cd_json_parse(it->text, it->len, 0, NULL);
 }
 
 static void op_free(op *o) {
     free(o->id);
     json_decref(o->entry);
+    item_unref(o->it); /* lock held: refs are counted under it */
     free(o);
 }
 
 /* Queues a write (lock held). Without a database, nothing to do. */
-static void enqueue(cd_history *h, int kind, const char *id, json_t *entry) {
+static void enqueue(cd_history *h, int kind, const char *id, item *it) {
     if (!h->db) return;
     op *o = calloc(1, sizeof *o);
     if (!o || (id && !(o->id = strdup(id)))) {
@@ -126,7 +154,11 @@ static void enqueue(cd_history *h, int kind, const char *id, json_t *entry) {
         return;
     }
     o->kind = kind;
-    o->entry = json_incref(entry);
+    if (it) {
+        o->entry = json_incref(it->entry);
+        o->it = it;
+        it->refs++;
+    }
     if (h->ops_tail) h->ops_tail->next = o;
     else h->ops_head = o;
     h->ops_tail = o;
@@ -151,46 +183,84 @@ static void *writer_main(void *arg) {
         pthread_mutex_unlock(&h->lock);
         /* One transaction for whatever gathered meanwhile. */
         db_exec(h, "BEGIN");
+        for (op *o = list; o; o = o->next) {
+            if (o->kind == OP_PUT) {
+                char *text = sql_put(h, o->id, o->entry);
+                pthread_mutex_lock(&h->lock);
+                if (text && o->it->entry) { /* from now on the entry is its text */
+                    o->it->text = text;
+                    o->it->len = strlen(text);
+                    json_decref(o->it->entry);
+                    o->it->entry = NULL;
+                    text = NULL;
+                }
+                pthread_mutex_unlock(&h->lock);
+                free(text);
+            } else if (o->kind == OP_DELETE) {
+                sql_delete(h, o->id);
+            } else {
+                db_exec(h, "DELETE FROM history");
+            }
+        }
+        db_exec(h, "COMMIT");
+        /* The ops' references to the trees go last: freeing them (in the writer, after the
+         * commit) is what it costs to keep the history as text. */
+        for (op *o = list; o; o = o->next) {
+            json_decref(o->entry);
+            o->entry = NULL;
+        }
+        pthread_mutex_lock(&h->lock);
         while (list) {
             op *next = list->next;
-            if (list->kind == OP_PUT) sql_put(h, list->id, list->entry);
-            else if (list->kind == OP_DELETE) sql_delete(h, list->id);
-            else db_exec(h, "DELETE FROM history");
             op_free(list);
             list = next;
         }
-        db_exec(h, "COMMIT");
-        pthread_mutex_lock(&h->lock);
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
 }
 
 static void drop_at(cd_history *h, size_t i) {
-    free(h->items[i].id);
-    json_decref(h->items[i].entry);
+    item_unref(h->items[i]);
     memmove(&h->items[i], &h->items[i + 1], (h->n - i - 1) * sizeof *h->items);
     h->n--;
 }
 
 static ssize_t find(cd_history *h, const char *id) {
     for (size_t i = h->n; i-- > 0;)
-        if (!strcmp(h->items[i].id, id)) return (ssize_t)i;
+        if (!strcmp(h->items[i]->id, id)) return (ssize_t)i;
     return -1;
 }
 
-static int append(cd_history *h, const char *id, json_t *entry) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        item *it = realloc(h->items, cap * sizeof *it);
-        if (!it) return -1;
-        h->items = it;
-        h->cap = cap;
+/* Appends an item for id holding entry (taken over) or a copy of text; NULL when out of
+ * memory (entry then dropped). */
+static item *append(cd_history *h, const char *id, json_t *entry, const char *text, size_t len) {
+    item *it = calloc(1, sizeof *it);
+    if (it) {
+        it->refs = 1;
+        it->id = strdup(id);
+        it->entry = entry;
+        if (text && (it->text = malloc(len + 1))) {
+            memcpy(it->text, text, len);
+            it->text[len] = '\0';
+            it->len = len;
+        }
     }
-    h->items[h->n].id = strdup(id);
-    h->items[h->n].entry = entry;
-    h->n++;
-    return 0;
+    if (it && h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        item **items = realloc(h->items, cap * sizeof *items);
+        if (items) {
+            h->items = items;
+            h->cap = cap;
+        }
+    }
+    if (!it || !it->id || (!entry && !it->text) || h->n == h->cap) {
+        if (it) item_unref(it);
+        else json_decref(entry);
+        return NULL;
+    }
+    h->items[h->n++] = it;
+    return it;
 }
 
 cd_history *cd_history_open(const char *db_path, size_t max_items, char *err, size_t errlen) {
@@ -216,17 +286,16 @@ cd_history *cd_history_open(const char *db_path, size_t max_items, char *err, si
                "prompt_id TEXT UNIQUE NOT NULL, entry TEXT NOT NULL)");
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(h->db, "SELECT prompt_id, entry FROM history ORDER BY seq", -1, &st, NULL) == SQLITE_OK) {
+        /* Kept as the stored text, parsed when read: starting up does not parse them all. */
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *id = (const char *)sqlite3_column_text(st, 0);
-            json_t *entry = cd_json_parse((const char *)sqlite3_column_text(st, 1),
-                                          (size_t)sqlite3_column_bytes(st, 1), 0, NULL);
-            if (id && entry) append(h, id, entry);
-            else json_decref(entry);
+            const char *text = (const char *)sqlite3_column_text(st, 1);
+            if (id && text) append(h, id, NULL, text, (size_t)sqlite3_column_bytes(st, 1));
         }
         sqlite3_finalize(st);
     }
     while (h->n > h->max) {
-        db_delete(h, h->items[0].id);
+        db_delete(h, h->items[0]->id);
         drop_at(h, 0);
     }
     if (pthread_create(&h->writer, NULL, writer_main, h) != 0) {
@@ -254,10 +323,7 @@ void cd_history_close(cd_history *h) {
     }
     json_decref(h->graph);
     free(h->graph_text);
-    for (size_t i = 0; i < h->n; i++) {
-        free(h->items[i].id);
-        json_decref(h->items[i].entry);
-    }
+    for (size_t i = 0; i < h->n; i++) item_unref(h->items[i]);
     free(h->items);
     if (h->db) sqlite3_close(h->db);
     pthread_cond_destroy(&h->wake);
@@ -271,11 +337,12 @@ void cd_history_add(cd_history *h, const char *prompt_id, json_t *entry) {
     if (old >= 0) drop_at(h, (size_t)old);
     /* ComfyUI drops the oldest once there are more than max entries. */
     while (h->n >= h->max + 1 && h->n > 0) {
-        db_delete(h, h->items[0].id);
+        db_delete(h, h->items[0]->id);
         drop_at(h, 0);
     }
-    enqueue(h, OP_PUT, prompt_id, entry);
-    if (append(h, prompt_id, entry) < 0) json_decref(entry);
+    item *it = append(h, prompt_id, entry, NULL, 0);
+    if (it) enqueue(h, OP_PUT, prompt_id, it);
+    else cd_warn("history: out of memory; prompt %s is not recorded", prompt_id);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -288,7 +355,8 @@ json_t *cd_history_list(cd_history *h, long max_items, long offset) {
     for (long i = 0; i < len; i++) {
         if (i < offset) continue;
         if (max_items >= 0 && taken >= max_items) break;
-        json_object_set_new(out, h->items[i].id, json_deep_copy(h->items[i].entry));
+        json_t *entry = item_entry(h->items[i]);
+        if (entry) json_object_set_new(out, h->items[i]->id, entry);
         taken++;
     }
     pthread_mutex_unlock(&h->lock);
@@ -299,7 +367,8 @@ json_t *cd_history_get(cd_history *h, const char *prompt_id) {
     json_t *out = json_object();
     pthread_mutex_lock(&h->lock);
     ssize_t i = find(h, prompt_id);
-    if (i >= 0) json_object_set_new(out, prompt_id, json_deep_copy(h->items[i].entry));
+    json_t *entry = i >= 0 ? item_entry(h->items[i]) : NULL;
+    if (entry) json_object_set_new(out, prompt_id, entry);
     pthread_mutex_unlock(&h->lock);
     return out;
 }
