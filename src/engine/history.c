@@ -1,6 +1,7 @@
 #include "engine/history.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -170,9 +171,13 @@ static void db_delete(cd_history *h, const char *id) { enqueue(h, OP_DELETE, id,
 static void *writer_main(void *arg) {
     cd_history *h = arg;
     /* Background work: serialising a large prompt for the database must not take a core from
-     * the executor or the loop while a prompt's events are still going out (Linux applies a
-     * nice value to the calling thread alone). Failure changes nothing but speed. */
-    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+     * the executor or the loop while a prompt's events are still going out. SCHED_IDLE runs it
+     * when they leave a core free (any thread may lower its own priority); where that is not
+     * available, nice 10 (Linux applies it to the calling thread alone). Failure changes
+     * nothing but speed; readers see an entry at once either way. */
+    struct sched_param idle = {0};
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) != 0)
+        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     pthread_setname_np(pthread_self(), "comfyd-history");
     pthread_mutex_lock(&h->lock);
     for (;;) {

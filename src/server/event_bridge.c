@@ -1,6 +1,9 @@
 #include "server/event_bridge.h"
 
 #include <pthread.h>
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,18 +24,36 @@
 
 typedef enum { EV_JSON, EV_TEXT, EV_BINARY } event_kind;
 
-/* One allocation per event besides a binary payload: the strings, and a text message, live in
- * its tail. */
-typedef struct event {
-    struct event *next;
+/* Events are written one after another into chunks of memory that the loop takes whole and
+ * hands back once sent: a prompt of N nodes makes 2N events, and allocating and freeing each
+ * one across two threads cost more than copying it. An event larger than a chunk gets a chunk
+ * of its own (a big preview image). */
+#define CHUNK_BYTES (64u * 1024)
+#define SPARE_CHUNKS 8
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t cap, used; /* bytes of data, bytes written */
+    size_t read;      /* loop thread: bytes of it already sent */
+    _Alignas(max_align_t) char data[];
+} chunk;
+
+/* An event as written in a chunk, followed by type, node and sid (each with its NUL, absent
+ * when its length is 0) and the payload; padded to 8 bytes. */
+typedef struct {
+    uint32_t kind;
+    uint32_t type_len, node_len, sid_len;
+    size_t payload_len; /* EV_TEXT: the message; EV_BINARY: the frame */
+    json_t *data;       /* EV_JSON: the event's data (owned) */
+} record;
+
+/* A record's fields, as the loop reads them. */
+typedef struct {
     event_kind kind;
-    json_t *data;  /* EV_JSON */
-    char *payload; /* EV_TEXT: the ready message (in the tail); EV_BINARY: the frame (owned) */
+    json_t *data;
+    const char *type, *node, *sid;
+    const char *payload;
     size_t len;
-    const char *type; /* EV_JSON: the type; EV_TEXT: what the message is (bookkeeping) */
-    const char *node; /* EV_TEXT: the node it names, or NULL */
-    const char *sid;  /* the client, or NULL for everyone */
-    char strings[];
 } event;
 
 struct cd_event_bridge {
@@ -43,63 +64,90 @@ struct cd_event_bridge {
     pthread_mutex_t lock;
     pthread_cond_t room;
     pthread_t loop_thread;
-    event *head, *tail; /* pushed, not yet taken by the loop */
-    size_t pending;     /* pushed and not yet sent (taken ones included) */
+    chunk *head, *tail; /* written, not yet taken by the loop */
+    chunk *spare;       /* sent chunks kept for reuse */
+    size_t n_spare;
+    size_t pending;     /* events written and not yet sent (taken ones included) */
     bool closing;
-    /* Loop thread only: events taken from the list in one go, still to send. */
-    event *backlog;
+    /* Loop thread only: chunks taken in one go, still to send. */
+    chunk *backlog;
     uint64_t congested_since; /* loop ms, 0 when no client is congested */
 };
 
-/* An event with copies of type, node, sid and (EV_TEXT) the message of text_len bytes;
- * NULL when out of memory. */
-static event *event_new(event_kind kind, const char *type, const char *node, const char *sid, const char *text,
-                        size_t text_len) {
-    size_t lt = type ? strlen(type) + 1 : 0, ln = node ? strlen(node) + 1 : 0, ls = sid ? strlen(sid) + 1 : 0;
-    size_t lm = text ? text_len : 0;
-    event *ev = malloc(sizeof *ev + lt + ln + ls + lm);
-    if (!ev) return NULL;
-    memset(ev, 0, sizeof *ev);
-    ev->kind = kind;
-    char *p = ev->strings;
-    if (type) ev->type = memcpy(p, type, lt), p += lt;
-    if (node) ev->node = memcpy(p, node, ln), p += ln;
-    if (sid) ev->sid = memcpy(p, sid, ls), p += ls;
-    if (text) {
-        ev->payload = memcpy(p, text, lm);
-        ev->len = lm;
-    }
+static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+static size_t record_size(const record *r) {
+    return pad8(sizeof *r + r->type_len + r->node_len + r->sid_len + r->payload_len);
+}
+
+static event record_event(record *r) {
+    char *p = (char *)(r + 1);
+    event ev = {.kind = (event_kind)r->kind, .data = r->data, .len = r->payload_len};
+    if (r->type_len) ev.type = p;
+    p += r->type_len;
+    if (r->node_len) ev.node = p;
+    p += r->node_len;
+    if (r->sid_len) ev.sid = p;
+    p += r->sid_len;
+    ev.payload = p;
     return ev;
 }
 
-static void event_free(event *ev) {
-    json_decref(ev->data);
-    if (ev->kind == EV_BINARY) free(ev->payload);
-    free(ev);
-}
-
-static void free_list(event *ev) {
-    while (ev) {
-        event *next = ev->next;
-        event_free(ev);
-        ev = next;
+/* Drops what the unsent events of c and the chunks after it hold, and the chunks. */
+static void free_chunks(chunk *c) {
+    while (c) {
+        for (size_t off = c->read; off < c->used;) {
+            record *r = (record *)(c->data + off);
+            json_decref(r->data);
+            off += record_size(r);
+        }
+        chunk *next = c->next;
+        free(c);
+        c = next;
     }
 }
 
-/* Takes every pushed event at once: the executor and the loop meet at the lock once per
+/* A chunk with room for n bytes (lock held). */
+static chunk *chunk_get(cd_event_bridge *b, size_t n) {
+    chunk *c;
+    if (n <= CHUNK_BYTES && b->spare) {
+        c = b->spare;
+        b->spare = c->next;
+        b->n_spare--;
+    } else {
+        size_t cap = n > CHUNK_BYTES ? n : CHUNK_BYTES;
+        c = malloc(sizeof *c + cap);
+        if (!c) return NULL;
+        c->cap = cap;
+    }
+    c->next = NULL;
+    c->used = c->read = 0;
+    return c;
+}
+
+/* A sent chunk goes back to the spares (loop thread). */
+static void chunk_put(cd_event_bridge *b, chunk *c) {
+    pthread_mutex_lock(&b->lock);
+    if (c->cap == CHUNK_BYTES && b->n_spare < SPARE_CHUNKS) {
+        c->next = b->spare;
+        b->spare = c;
+        b->n_spare++;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&b->lock);
+    free(c);
+}
+
+/* Takes every written chunk at once: the executor and the loop meet at the lock once per
  * wake-up instead of once per event. */
 static void take_all(cd_event_bridge *b) {
     pthread_mutex_lock(&b->lock);
-    event *list = b->head;
+    chunk *list = b->head;
     b->head = b->tail = NULL;
     pthread_mutex_unlock(&b->lock);
-    if (!b->backlog) {
-        b->backlog = list;
-        return;
-    }
-    event *last = b->backlog;
-    while (last->next) last = last->next;
-    last->next = list;
+    chunk **end = &b->backlog;
+    while (*end) end = &(*end)->next;
+    *end = list;
 }
 
 /* Counts sent events off, waking the executor when it waits for room. */
@@ -127,15 +175,13 @@ static void drain(cd_event_bridge *b) {
 
 static void send_event(cd_event_bridge *b, event *ev) {
     cd_ws_clients *clients = b->inst->clients;
-    if (!clients || b->closing) return;
-    if (ev->kind == EV_JSON) {
-        cd_ws_clients_send(clients, ev->type, ev->data, ev->sid);
-        ev->data = NULL;
-    } else if (ev->kind == EV_TEXT) {
-        cd_ws_clients_send_text(clients, ev->type, ev->node, ev->payload, ev->len, ev->sid);
-    } else {
-        cd_ws_clients_send_binary(clients, ev->payload, ev->len, ev->sid);
+    if (!clients || b->closing) {
+        json_decref(ev->data);
+        return;
     }
+    if (ev->kind == EV_JSON) cd_ws_clients_send(clients, ev->type, ev->data, ev->sid); /* consumes data */
+    else if (ev->kind == EV_TEXT) cd_ws_clients_send_text(clients, ev->type, ev->node, ev->payload, ev->len, ev->sid);
+    else cd_ws_clients_send_binary(clients, ev->payload, ev->len, ev->sid);
 }
 
 static void drain_events(cd_event_bridge *b) {
@@ -143,6 +189,12 @@ static void drain_events(cd_event_bridge *b) {
     size_t sent = 0;
     take_all(b);
     while (b->backlog) {
+        chunk *c = b->backlog;
+        if (c->read == c->used) {
+            b->backlog = c->next;
+            chunk_put(b, c);
+            continue;
+        }
         if (clients && !b->closing && cd_ws_clients_max_queued(clients) > CLIENT_HIGH) {
             uint64_t now = uv_now(b->inst->loop);
             if (!b->congested_since) b->congested_since = now ? now : 1;
@@ -155,10 +207,11 @@ static void drain_events(cd_event_bridge *b) {
             break;
         }
         b->congested_since = 0;
-        event *ev = b->backlog;
-        b->backlog = ev->next;
-        send_event(b, ev);
-        event_free(ev);
+        record *r = (record *)(c->data + c->read);
+        c->read += record_size(r);
+        event ev = record_event(r);
+        r->data = NULL; /* handed over */
+        send_event(b, &ev);
         if (++sent == 1024) { /* let a waiting executor go on while the rest is sent */
             count_sent(b, sent);
             sent = 0;
@@ -170,57 +223,67 @@ static void drain_events(cd_event_bridge *b) {
 static void on_async(uv_async_t *a) { drain(a->data); }
 static void on_retry(uv_timer_t *t) { drain(t->data); }
 
-static void push(cd_event_bridge *b, event *ev) {
+/* Writes an event (data consumed; payload copied, or laid out as a binary frame of the given
+ * kind after a 4-byte header when frame_kind >= 0). */
+static void push(cd_event_bridge *b, event_kind kind, json_t *data, const char *type, const char *node,
+                 const char *sid, const void *payload, size_t len, long frame_kind) {
+    record r = {.kind = kind, .data = data};
+    r.type_len = type ? (uint32_t)strlen(type) + 1 : 0;
+    r.node_len = node ? (uint32_t)strlen(node) + 1 : 0;
+    r.sid_len = sid ? (uint32_t)strlen(sid) + 1 : 0;
+    r.payload_len = (frame_kind >= 0 ? 4 : 0) + (payload ? len : 0);
+    size_t size = record_size(&r);
     pthread_mutex_lock(&b->lock);
     /* Only the executor waits; the loop thread (status after a submit) must never block on
      * itself. */
     while (!b->closing && b->pending >= MAX_PENDING && !pthread_equal(pthread_self(), b->loop_thread))
         pthread_cond_wait(&b->room, &b->lock);
-    if (b->closing) {
+    chunk *c = b->tail;
+    if (!b->closing && (!c || c->cap - c->used < size)) {
+        c = chunk_get(b, size);
+        if (c) {
+            if (b->tail) b->tail->next = c;
+            else b->head = c;
+            b->tail = c;
+        }
+    }
+    if (b->closing || !c) {
         pthread_mutex_unlock(&b->lock);
-        event_free(ev);
+        if (!b->closing) cd_warn("events: out of memory; an event is lost");
+        json_decref(data);
         return;
     }
-    if (b->tail) b->tail->next = ev;
-    else b->head = ev;
-    b->tail = ev;
+    char *p = c->data + c->used;
+    memcpy(p, &r, sizeof r);
+    p += sizeof r;
+    if (type) memcpy(p, type, r.type_len), p += r.type_len;
+    if (node) memcpy(p, node, r.node_len), p += r.node_len;
+    if (sid) memcpy(p, sid, r.sid_len), p += r.sid_len;
+    if (frame_kind >= 0) {
+        uint32_t k = (uint32_t)frame_kind;
+        unsigned char head[4] = {(unsigned char)(k >> 24), (unsigned char)(k >> 16), (unsigned char)(k >> 8),
+                                 (unsigned char)k};
+        memcpy(p, head, 4);
+        p += 4;
+    }
+    if (payload && len) memcpy(p, payload, len);
+    c->used += size;
     b->pending++;
     pthread_mutex_unlock(&b->lock);
     uv_async_send(&b->async);
 }
 
 static void on_event(void *ctx, const char *type, json_t *data, const char *sid) {
-    event *ev = event_new(EV_JSON, type, NULL, sid, NULL, 0);
-    if (!ev) {
-        json_decref(data);
-        return;
-    }
-    ev->data = data;
-    push(ctx, ev);
+    push(ctx, EV_JSON, data, type, NULL, sid, NULL, 0, -1);
 }
 
 static void on_event_text(void *ctx, const char *type, const char *node, const char *message, size_t len,
                           const char *sid) {
-    event *ev = event_new(EV_TEXT, type, node, sid, message, len);
-    if (ev) push(ctx, ev);
+    push(ctx, EV_TEXT, NULL, type, node, sid, message, len, -1);
 }
 
 static void on_binary(void *ctx, uint32_t kind, const void *payload, size_t len, const char *sid) {
-    event *ev = event_new(EV_BINARY, NULL, NULL, sid, NULL, 0);
-    if (!ev) return;
-    unsigned char *frame = malloc(4 + len);
-    if (!frame) {
-        free(ev);
-        return;
-    }
-    frame[0] = (unsigned char)(kind >> 24);
-    frame[1] = (unsigned char)(kind >> 16);
-    frame[2] = (unsigned char)(kind >> 8);
-    frame[3] = (unsigned char)kind;
-    memcpy(frame + 4, payload, len);
-    ev->payload = (char *)frame;
-    ev->len = 4 + len;
-    push(ctx, ev);
+    push(ctx, EV_BINARY, NULL, NULL, NULL, sid, payload, len, (long)kind);
 }
 
 static const char *on_directory(void *ctx, const char *type) {
@@ -255,8 +318,9 @@ cd_event_sink cd_event_bridge_sink(cd_event_bridge *b) {
 static void on_closed(uv_handle_t *h) {
     cd_event_bridge *b = h->data;
     if (--b->open_handles > 0) return;
-    free_list(b->head);
-    free_list(b->backlog);
+    free_chunks(b->head);
+    free_chunks(b->backlog);
+    free_chunks(b->spare);
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->room);
     free(b);
