@@ -136,6 +136,7 @@ static void *worker(void *arg) {
         free(client_id);
         free(prompt_id);
         cd_executor_collect(e->executor);
+        cd_history_collect(e->history);
     }
     return NULL;
 }

@@ -1,5 +1,6 @@
 #include "engine/executor.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@ struct cd_executor {
         /* made by the first repeat: */
         cd_map *index;  /* node id -> position + 1 (keys borrowed from prompt) */
         json_t *ids;    /* every node id, in order: execution_cached of a repeat (shared) */
+        char *ids_text; /* ids as the event writes them, made by the first repeat with a client */
         size_t n;
     } last;
     /* The run that ended last, freed by cd_executor_collect: a large graph takes as long to
@@ -41,6 +43,7 @@ static void forget_last(cd_executor *ex) {
     free(ex->last.keys);
     cd_map_free(ex->last.index);
     json_decref(ex->last.ids);
+    free(ex->last.ids_text);
     memset(&ex->last, 0, sizeof ex->last);
 }
 
@@ -1199,6 +1202,26 @@ static bool index_last(cd_executor *ex) {
     return true;
 }
 
+/* execution_cached of a repeat, written as text with the node list serialised once (it is the
+ * longest message of a repeat): the history message, and the event to the client. Returns
+ * false, having done nothing, when it cannot (the caller then sends it the usual way). */
+static bool send_cached_repeat(run_ctx *r, json_t *data) {
+    cd_executor *ex = r->ex;
+    if (!r->client_id || !ex->sink.event_text) return false;
+    if (!ex->last.ids_text && !(ex->last.ids_text = cd_json_dumps(ex->last.ids))) return false;
+    cd_buf *b = &r->msg;
+    cd_buf_reset(b);
+    int rc = cd_buf_append_str(b, "{\"type\": \"execution_cached\", \"data\": {\"nodes\": ");
+    rc |= cd_buf_append_str(b, ex->last.ids_text);
+    rc |= cd_buf_append_str(b, ", \"prompt_id\": ");
+    rc |= cd_json_append_string(b, r->prompt_id);
+    rc |= cd_buf_printf(b, ", \"timestamp\": %" PRId64 "}}", (int64_t)json_integer_value(json_object_get(data, "timestamp")));
+    if (rc < 0) return false;
+    json_array_append_new(r->messages, json_pack("[s, o]", "execution_cached", data));
+    ex->sink.event_text(ex->sink.ctx, "execution_cached", NULL, b->data, b->len, r->client_id);
+    return true;
+}
+
 /* The same prompt object again, with every result still cached: what the full run would do
  * and send (start, every node cached, `executed` and "finished" for each output, success),
  * without building the graph or signing it. Returns false, having changed nothing a full run
@@ -1227,10 +1250,11 @@ static bool rerun_cached(cd_executor *ex, const cd_exec_request *req, cd_exec_re
     const char *id;
     json_t *node;
     res->cached_count = n;
-    /* The list is the same for every repeat, and nobody changes it: shared, not rebuilt. */
-    add_message(&r, "execution_cached",
-                json_pack("{s:O, s:s, s:I}", "nodes", ex->last.ids, "prompt_id", r.prompt_id, "timestamp", (json_int_t)now_ms()),
-                false);
+    /* The list is the same for every repeat, and nobody changes it: shared, not rebuilt, and
+     * the event's text reuses its serialisation. */
+    json_t *cached = json_pack("{s:O, s:s, s:I}", "nodes", ex->last.ids, "prompt_id", r.prompt_id, "timestamp",
+                               (json_int_t)now_ms());
+    if (!send_cached_repeat(&r, cached)) add_message(&r, "execution_cached", cached, false);
     size_t i_out;
     json_t *out_id;
     json_array_foreach(req->outputs, i_out, out_id) {

@@ -53,7 +53,30 @@ struct cd_history {
      * the same workflow; its (validated, shared) graph object is then serialised once. */
     json_t *graph;
     char *graph_text;
+    /* References the writer is done with, dropped by cd_history_collect on the executor's
+     * thread: they may be the last ones to a prompt's tree, which the loop thread allocated,
+     * and freeing it from a low-priority thread would hold the allocator's lock that the loop
+     * needs to parse the next prompt. Guarded by lock. */
+    json_t **release;
+    size_t n_release, cap_release;
 };
+
+/* Hands a reference over to cd_history_collect (lock held). Dropped at once when the list
+ * cannot grow. */
+static void release_later(cd_history *h, json_t *j) {
+    if (!j) return;
+    if (h->n_release == h->cap_release) {
+        size_t cap = h->cap_release ? h->cap_release * 2 : 16;
+        json_t **r = realloc(h->release, cap * sizeof *r);
+        if (!r) {
+            json_decref(j);
+            return;
+        }
+        h->release = r;
+        h->cap_release = cap;
+    }
+    h->release[h->n_release++] = j;
+}
 
 static void db_exec(cd_history *h, const char *sql) {
     char *msg = NULL;
@@ -78,7 +101,9 @@ static char *entry_text(cd_history *h, const json_t *entry) {
     json_t *graph = json_array_get(prompt, 2);
     if (!json_is_object(graph) || json_object_size(graph) < 32) return cd_json_dumps_compact(entry, 0);
     if (graph != h->graph) {
-        json_decref(h->graph);
+        pthread_mutex_lock(&h->lock);
+        release_later(h, h->graph);
+        pthread_mutex_unlock(&h->lock);
         free(h->graph_text);
         h->graph = json_incref(graph);
         h->graph_text = cd_json_dumps_compact(graph, 0);
@@ -208,13 +233,11 @@ static void *writer_main(void *arg) {
             }
         }
         db_exec(h, "COMMIT");
-        /* The ops' references to the trees go last: freeing them (in the writer, after the
-         * commit) is what it costs to keep the history as text. */
+        pthread_mutex_lock(&h->lock);
         for (op *o = list; o; o = o->next) {
-            json_decref(o->entry);
+            release_later(h, o->entry);
             o->entry = NULL;
         }
-        pthread_mutex_lock(&h->lock);
         while (list) {
             op *next = list->next;
             op_free(list);
@@ -328,12 +351,25 @@ void cd_history_close(cd_history *h) {
     }
     json_decref(h->graph);
     free(h->graph_text);
+    for (size_t i = 0; i < h->n_release; i++) json_decref(h->release[i]);
+    free(h->release);
     for (size_t i = 0; i < h->n; i++) item_unref(h->items[i]);
     free(h->items);
     if (h->db) sqlite3_close(h->db);
     pthread_cond_destroy(&h->wake);
     pthread_mutex_destroy(&h->lock);
     free(h);
+}
+
+void cd_history_collect(cd_history *h) {
+    pthread_mutex_lock(&h->lock);
+    json_t **list = h->release;
+    size_t n = h->n_release;
+    h->release = NULL;
+    h->n_release = h->cap_release = 0;
+    pthread_mutex_unlock(&h->lock);
+    for (size_t i = 0; i < n; i++) json_decref(list[i]);
+    free(list);
 }
 
 void cd_history_add(cd_history *h, const char *prompt_id, json_t *entry) {
