@@ -21,6 +21,11 @@
 #define CLIENT_HIGH (4u * 1024 * 1024)
 #define STALL_MS 10000
 #define RETRY_MS 10
+/* Per-node events (progress_state, executing) that come faster than this after the last
+ * write wait for the next one, so that a fast chain of nodes costs the loop, the kernel and
+ * the client one wake-up and one write per millisecond rather than per event. Any other event
+ * (a prompt's start and end, status) goes out at once, and takes the waiting ones with it. */
+#define BATCH_MS 1
 
 typedef enum { EV_JSON, EV_TEXT, EV_BINARY } event_kind;
 
@@ -60,6 +65,9 @@ struct cd_event_bridge {
     cd_instance *inst;
     uv_async_t async;
     uv_timer_t retry;
+    uv_timer_t batch;
+    bool batch_armed;
+    uint64_t last_drain; /* loop ms */
     int open_handles;
     pthread_mutex_t lock;
     pthread_cond_t room;
@@ -68,6 +76,7 @@ struct cd_event_bridge {
     chunk *spare;       /* sent chunks kept for reuse */
     size_t n_spare;
     size_t pending;     /* events written and not yet sent (taken ones included) */
+    bool urgent;        /* an event that must not wait for the batch was written */
     bool closing;
     /* Loop thread only: chunks taken in one go, still to send. */
     chunk *backlog;
@@ -166,6 +175,7 @@ static void drain_events(cd_event_bridge *b);
 
 /* The events waiting go out as one write per client rather than one per event. */
 static void drain(cd_event_bridge *b) {
+    b->last_drain = uv_now(b->inst->loop);
     cd_ws_clients *clients = b->inst->clients;
     bool cork = clients && !b->closing;
     if (cork) cd_ws_clients_cork(clients, true);
@@ -220,8 +230,32 @@ static void drain_events(cd_event_bridge *b) {
     count_sent(b, sent);
 }
 
-static void on_async(uv_async_t *a) { drain(a->data); }
+static void on_batch(uv_timer_t *t) {
+    cd_event_bridge *b = t->data;
+    b->batch_armed = false;
+    drain(b);
+}
+
+static void on_async(uv_async_t *a) {
+    cd_event_bridge *b = a->data;
+    pthread_mutex_lock(&b->lock);
+    bool urgent = b->urgent;
+    b->urgent = false;
+    pthread_mutex_unlock(&b->lock);
+    if (!urgent && !b->closing && uv_now(b->inst->loop) - b->last_drain < BATCH_MS) {
+        if (!b->batch_armed) uv_timer_start(&b->batch, on_batch, BATCH_MS, 0);
+        b->batch_armed = true;
+        return;
+    }
+    drain(b);
+}
+
 static void on_retry(uv_timer_t *t) { drain(t->data); }
+
+/* Events that may wait for the batch: the ones sent for every node. */
+static bool batchable(event_kind kind, const char *type) {
+    return kind == EV_TEXT && type && (!strcmp(type, "progress_state") || !strcmp(type, "executing"));
+}
 
 /* Writes an event (data consumed; payload copied, or laid out as a binary frame of the given
  * kind after a 4-byte header when frame_kind >= 0). */
@@ -269,8 +303,12 @@ static void push(cd_event_bridge *b, event_kind kind, json_t *data, const char *
     if (payload && len) memcpy(p, payload, len);
     c->used += size;
     b->pending++;
+    /* The loop is woken by the first event after it took the others (it takes everything
+     * written by then), and by any event that must not wait. */
+    bool wake = b->head == c && c->used == size;
+    if (!batchable(kind, type)) wake = b->urgent = true;
     pthread_mutex_unlock(&b->lock);
-    uv_async_send(&b->async);
+    if (wake) uv_async_send(&b->async);
 }
 
 static void on_event(void *ctx, const char *type, json_t *data, const char *sid) {
@@ -305,7 +343,9 @@ cd_event_bridge *cd_event_bridge_new(cd_instance *inst) {
     b->async.data = b;
     uv_timer_init(inst->loop, &b->retry);
     b->retry.data = b;
-    b->open_handles = 2;
+    uv_timer_init(inst->loop, &b->batch);
+    b->batch.data = b;
+    b->open_handles = 3;
     return b;
 }
 
@@ -337,4 +377,5 @@ void cd_event_bridge_close(cd_event_bridge *b) {
     cd_event_bridge_shutdown(b);
     uv_close((uv_handle_t *)&b->async, on_closed);
     uv_close((uv_handle_t *)&b->retry, on_closed);
+    uv_close((uv_handle_t *)&b->batch, on_closed);
 }
