@@ -47,7 +47,9 @@ struct cd_history {
      * costs the executor nothing. Closing writes whatever is still queued. */
     pthread_t writer;
     bool writer_started, stopping;
+    bool writing; /* the writer holds a batch of ops */
     pthread_cond_t wake;
+    pthread_cond_t idle; /* signalled when a batch is done (cd_history_sync) */
     op *ops_head, *ops_tail;
     /* Writer thread only: the last prompt graph serialised, and its text. Clients re-queue
      * the same workflow; its (validated, shared) graph object is then serialised once. */
@@ -206,7 +208,10 @@ static void *writer_main(void *arg) {
     pthread_setname_np(pthread_self(), "comfyd-history");
     pthread_mutex_lock(&h->lock);
     for (;;) {
+        h->writing = false;
+        pthread_cond_broadcast(&h->idle);
         while (!h->ops_head && !h->stopping) pthread_cond_wait(&h->wake, &h->lock);
+        h->writing = h->ops_head != NULL;
         op *list = h->ops_head;
         h->ops_head = h->ops_tail = NULL;
         if (!list && h->stopping) break;
@@ -299,6 +304,7 @@ cd_history *cd_history_open(const char *db_path, size_t max_items, char *err, si
     }
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->wake, NULL);
+    pthread_cond_init(&h->idle, NULL);
     h->max = max_items;
     if (!db_path) return h;
     if (sqlite3_open_v2(db_path, &h->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) !=
@@ -357,8 +363,15 @@ void cd_history_close(cd_history *h) {
     free(h->items);
     if (h->db) sqlite3_close(h->db);
     pthread_cond_destroy(&h->wake);
+    pthread_cond_destroy(&h->idle);
     pthread_mutex_destroy(&h->lock);
     free(h);
+}
+
+void cd_history_sync(cd_history *h) {
+    pthread_mutex_lock(&h->lock);
+    while (h->writer_started && (h->ops_head || h->writing)) pthread_cond_wait(&h->idle, &h->lock);
+    pthread_mutex_unlock(&h->lock);
 }
 
 void cd_history_collect(cd_history *h) {

@@ -17,6 +17,8 @@ void cd_history_add(cd_history *h, const char *prompt_id, json_t *entry); /* ent
 /* Drops what the writer thread is done with (stored entries' trees): call it from a thread of
  * normal priority between prompts (the executor does, after each prompt). */
 void cd_history_collect(cd_history *h);
+/* Waits until every change made so far is in the database (and stored entries are text). */
+void cd_history_sync(cd_history *h);
 /* GET /history semantics: max_items < 0 and offset < 0 mean absent (§3.8). New reference. */
 json_t *cd_history_list(cd_history *h, long max_items, long offset);
 /* {prompt_id: entry} or {} (new reference). */
