@@ -104,6 +104,7 @@ static json_t *history_entry(const cd_queue_item *it, cd_exec_result *res) {
 
 static void *worker(void *arg) {
     cd_engine *e = arg;
+    int deferred_collects = 0;
     pthread_setname_np(pthread_self(), "comfyd-exec"); /* what top -H and perf show */
     for (;;) {
         apply_free_flags(e);
@@ -135,8 +136,13 @@ static void *worker(void *arg) {
         if (client_id) emit(e, "executing", json_pack("{s:n, s:s}", "node", "prompt_id", prompt_id), client_id);
         free(client_id);
         free(prompt_id);
-        cd_executor_collect(e->executor);
-        cd_history_collect(e->history);
+        /* Freeing the finished prompt's graph waits while another prompt is queued (it would
+         * delay that one's start); after a few prompts it happens regardless. */
+        if (cd_queue_remaining(e->queue) == 0 || ++deferred_collects >= 4) {
+            cd_executor_collect(e->executor);
+            cd_history_collect(e->history);
+            deferred_collects = 0;
+        }
     }
     return NULL;
 }

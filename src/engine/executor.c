@@ -16,6 +16,8 @@
 #include "engine/prompt.h"
 #include "engine/value.h"
 
+#define MAX_KEPT_RUNS 4
+
 struct cd_executor {
     const cd_registry *reg;
     cd_cache *cache;
@@ -33,9 +35,11 @@ struct cd_executor {
         char *ids_text; /* ids as the event writes them, made by the first repeat with a client */
         size_t n;
     } last;
-    /* The run that ended last, freed by cd_executor_collect: a large graph takes as long to
-     * free as to build, and the client waiting for the prompt's last event needs none of it. */
-    struct run_ctx *finished;
+    /* Runs that ended, freed by cd_executor_collect: a large graph takes as long to free as
+     * to build, and neither the client waiting for the prompt's last event nor the next prompt
+     * in the queue needs that done first. At most MAX_KEPT_RUNS wait. */
+    struct run_ctx *finished[MAX_KEPT_RUNS];
+    size_t n_finished;
 };
 
 static void forget_last(cd_executor *ex) {
@@ -1312,8 +1316,8 @@ static void run_free(run_ctx *r) {
 }
 
 void cd_executor_collect(cd_executor *ex) {
-    run_free(ex->finished);
-    ex->finished = NULL;
+    for (size_t i = 0; i < ex->n_finished; i++) run_free(ex->finished[i]);
+    ex->n_finished = 0;
     cd_cache_collect(ex->cache);
 }
 
@@ -1370,7 +1374,7 @@ static json_t *sign_and_list_cached(run_ctx *r, cd_exec_result *res) {
 
 int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result *res) {
     memset(res, 0, sizeof *res);
-    cd_executor_collect(ex);
+    if (ex->n_finished == MAX_KEPT_RUNS) cd_executor_collect(ex);
     if (rerun_cached(ex, req, res)) return 0;
     char err[256];
     run_ctx *r = calloc(1, sizeof *r);
@@ -1429,7 +1433,7 @@ int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result 
     res->error = r->error;
     build_history(r, res);
     /* Freed by cd_executor_collect, once the prompt's last event is out. */
-    ex->finished = r;
+    ex->finished[ex->n_finished++] = r;
     return 0;
 }
 

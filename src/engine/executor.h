@@ -59,9 +59,9 @@ typedef struct {
 int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result *result);
 void cd_exec_result_clear(cd_exec_result *r);
 
-/* Executor thread: frees what the last run kept for itself (its graph and node states). Call
- * once its result is handled and its last event sent; the next run does it otherwise. The
- * result stays valid either way. */
+/* Executor thread: frees what the last runs kept for themselves (their graphs and node states,
+ * evicted cache entries). Call once a result is handled and its last event sent, when no other
+ * prompt waits; a run does it itself when several runs' worth wait. Results stay valid. */
 void cd_executor_collect(cd_executor *ex);
 /* Any thread: stop the running prompt at the next node boundary or progress report. */
 void cd_executor_interrupt(cd_executor *ex);
