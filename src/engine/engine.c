@@ -102,16 +102,32 @@ static json_t *history_entry(const cd_queue_item *it, cd_exec_result *res) {
                      res->meta);
 }
 
+/* What finished prompts leave (their graphs, evicted cache entries, stored history trees) is
+ * freed once the queue has been empty this long, or after this many prompts in a row: freeing
+ * a large graph takes milliseconds, and a client that submits its next prompt right after the
+ * last one finished should not wait for it. */
+#define IDLE_COLLECT_MS 5
+#define MAX_UNCOLLECTED 4
+
+static void collect(cd_engine *e) {
+    cd_executor_collect(e->executor);
+    cd_history_collect(e->history);
+}
+
 static void *worker(void *arg) {
     cd_engine *e = arg;
-    int deferred_collects = 0;
+    int uncollected = 0;
     pthread_setname_np(pthread_self(), "comfyd-exec"); /* what top -H and perf show */
     for (;;) {
         apply_free_flags(e);
         cd_queue_item *it;
-        int got = cd_queue_take(e->queue, &it);
+        int got = cd_queue_take(e->queue, &it, uncollected ? IDLE_COLLECT_MS : -1);
         if (got < 0) break;
-        if (got == 0) continue; /* woken for /free: apply the flags at the top */
+        if (got == 0) { /* idle for a while, or woken for /free (the flags are applied at the top) */
+            if (uncollected) collect(e);
+            uncollected = 0;
+            continue;
+        }
         broadcast_status(e);
         cd_exec_request req = {.prompt_id = it->prompt_id, .prompt = it->prompt, .extra_data = it->extra_data,
                                .outputs = it->outputs};
@@ -136,12 +152,9 @@ static void *worker(void *arg) {
         if (client_id) emit(e, "executing", json_pack("{s:n, s:s}", "node", "prompt_id", prompt_id), client_id);
         free(client_id);
         free(prompt_id);
-        /* Freeing the finished prompt's graph waits while another prompt is queued (it would
-         * delay that one's start); after a few prompts it happens regardless. */
-        if (cd_queue_remaining(e->queue) == 0 || ++deferred_collects >= 4) {
-            cd_executor_collect(e->executor);
-            cd_history_collect(e->history);
-            deferred_collects = 0;
+        if (++uncollected >= MAX_UNCOLLECTED) {
+            collect(e);
+            uncollected = 0;
         }
     }
     return NULL;

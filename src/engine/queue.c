@@ -1,5 +1,8 @@
 #include "engine/queue.h"
 
+#include <errno.h>
+#include <time.h>
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +20,12 @@ cd_queue *cd_queue_new(void) {
     cd_queue *q = calloc(1, sizeof *q);
     if (!q) return NULL;
     pthread_mutex_init(&q->lock, NULL);
-    pthread_cond_init(&q->cond, NULL);
+    /* timed waits measure on the monotonic clock: a change of the wall clock must not stretch them */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->cond, &attr);
+    pthread_condattr_destroy(&attr);
     return q;
 }
 
@@ -100,9 +108,22 @@ static cd_queue_item *pop_locked(cd_queue *q) {
     return top;
 }
 
-int cd_queue_take(cd_queue *q, cd_queue_item **out) {
+int cd_queue_take(cd_queue *q, cd_queue_item **out, int timeout_ms) {
+    struct timespec until;
+    if (timeout_ms >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
     pthread_mutex_lock(&q->lock);
-    while (!q->closed && q->n == 0 && !q->woken) pthread_cond_wait(&q->cond, &q->lock);
+    while (!q->closed && q->n == 0 && !q->woken) {
+        if (timeout_ms < 0) pthread_cond_wait(&q->cond, &q->lock);
+        else if (pthread_cond_timedwait(&q->cond, &q->lock, &until) == ETIMEDOUT) break;
+    }
     q->woken = false;
     int rc = q->closed ? -1 : 0;
     *out = NULL;

@@ -25,8 +25,9 @@ json_t *cd_queue_item_json(const cd_queue_item *it);
 
 void cd_queue_put(cd_queue *q, cd_queue_item *it); /* takes ownership */
 /* Executor: blocks until an item is pending (1: *out is it, now "running"), cd_queue_wake was
- * called (0), or the queue is closed (-1). */
-int cd_queue_take(cd_queue *q, cd_queue_item **out);
+ * called or timeout_ms passed (0; a negative timeout waits for ever), or the queue is closed
+ * (-1). */
+int cd_queue_take(cd_queue *q, cd_queue_item **out, int timeout_ms);
 /* Executor: the running item finished; it is freed. */
 void cd_queue_done(cd_queue *q);
 void cd_queue_close(cd_queue *q);
