@@ -19,11 +19,25 @@
  * 700 KB text but several MB of tree, and up to max_items entries are kept: as text, memory
  * stays proportional to what the database holds, and a new prompt's tree reuses the memory of
  * the ones before it. */
+/* A prompt graph's text, shared by the entries of a workflow that runs again and again (one
+ * copy, not one per entry). References are counted under the history's lock. */
+typedef struct graph_text {
+    int refs;
+    size_t len;
+    char text[];
+} graph_text;
+
+/* Where an entry's text leaves its prompt graph out: a JSON string holding a NUL, which no
+ * client's text can (base/json.h). */
+#define GRAPH_MARK "\"\\u0000P\""
+#define GRAPH_MARK_LEN 9
+
 typedef struct item {
     char *id;
     json_t *entry; /* NULL once it is text */
-    char *text;
+    char *text;    /* with GRAPH_MARK in the graph's place when graph is set */
     size_t len;
+    graph_text *graph;
     int refs; /* the list's, and a queued write's */
 } item;
 
@@ -52,9 +66,10 @@ struct cd_history {
     pthread_cond_t idle; /* signalled when a batch is done (cd_history_sync) */
     op *ops_head, *ops_tail;
     /* Writer thread only: the last prompt graph serialised, and its text. Clients re-queue
-     * the same workflow; its (validated, shared) graph object is then serialised once. */
+     * the same workflow; its (validated, shared) graph object is then serialised once, and
+     * a graph of the same text is kept once. */
     json_t *graph;
-    char *graph_text;
+    graph_text *graph_text;
     /* References the writer is done with, dropped by cd_history_collect on the executor's
      * thread: they may be the last ones to a prompt's tree, which the loop thread allocated,
      * and freeing it from a low-priority thread would hold the allocator's lock that the loop
@@ -96,73 +111,120 @@ static void sql_delete(cd_history *h, const char *id) {
     sqlite3_finalize(st);
 }
 
-/* The entry as JSON text, the prompt graph (entry.prompt[2]) taken from graph_text when it
- * is the graph serialised last. */
-static char *entry_text(cd_history *h, const json_t *entry) {
+static void graph_unref(graph_text *g) {
+    if (g && --g->refs == 0) free(g);
+}
+
+/* The writer's current graph text becomes that of graph (lock taken for the counts). */
+static void set_current_graph(cd_history *h, json_t *graph) {
+    char *text = cd_json_dumps_compact(graph, 0);
+    size_t len = text ? strlen(text) : 0;
+    pthread_mutex_lock(&h->lock);
+    release_later(h, h->graph);
+    h->graph = json_incref(graph);
+    graph_text *cur = h->graph_text;
+    if (text && !(cur && cur->len == len && !memcmp(cur->text, text, len))) {
+        graph_text *g = malloc(sizeof *g + len + 1);
+        if (g) {
+            g->refs = 1;
+            g->len = len;
+            memcpy(g->text, text, len + 1);
+        }
+        graph_unref(cur);
+        h->graph_text = g;
+    } else if (!text) {
+        graph_unref(cur);
+        h->graph_text = NULL;
+    }
+    pthread_mutex_unlock(&h->lock);
+    free(text);
+}
+
+/* The entry as JSON text. A large prompt graph (entry.prompt[2]) is left out, GRAPH_MARK in its
+ * place, and *graph gets its shared text (a reference); otherwise *graph is NULL. */
+static char *entry_text(cd_history *h, const json_t *entry, graph_text **graph_out) {
+    *graph_out = NULL;
     json_t *prompt = json_object_get(entry, "prompt");
     json_t *graph = json_array_get(prompt, 2);
     if (!json_is_object(graph) || json_object_size(graph) < 32) return cd_json_dumps_compact(entry, 0);
-    if (graph != h->graph) {
-        pthread_mutex_lock(&h->lock);
-        release_later(h, h->graph);
-        pthread_mutex_unlock(&h->lock);
-        free(h->graph_text);
-        h->graph = json_incref(graph);
-        h->graph_text = cd_json_dumps_compact(graph, 0);
-    }
-    /* The entry with a placeholder in the graph's place: a string holding a NUL, which no
-     * client text can (base/json.h), then the graph's text spliced in. */
+    if (graph != h->graph) set_current_graph(h, graph);
     json_t *shallow = json_copy((json_t *)entry), *p = json_copy(prompt);
-    char *text = NULL, *out = NULL;
+    char *text = NULL;
     if (shallow && p && h->graph_text && json_array_set_new(p, 2, json_stringn("\0P", 2)) == 0 &&
         json_object_set(shallow, "prompt", p) == 0)
         text = cd_json_dumps_compact(shallow, 0);
     json_decref(p);
     json_decref(shallow);
-    const char *mark = text ? strstr(text, "\"\\u0000P\"") : NULL;
-    if (mark) {
-        size_t head = (size_t)(mark - text), glen = strlen(h->graph_text), tail = strlen(mark + 9);
-        if ((out = malloc(head + glen + tail + 1))) {
-            memcpy(out, text, head);
-            memcpy(out + head, h->graph_text, glen);
-            memcpy(out + head + glen, mark + 9, tail + 1);
-        }
+    if (!text || !strstr(text, GRAPH_MARK)) {
+        free(text);
+        return cd_json_dumps_compact(entry, 0);
     }
-    free(text);
-    return out ? out : cd_json_dumps_compact(entry, 0);
+    pthread_mutex_lock(&h->lock);
+    h->graph_text->refs++;
+    *graph_out = h->graph_text;
+    pthread_mutex_unlock(&h->lock);
+    return text;
 }
 
-/* Stores the entry; returns its text (the caller's) when it was stored, else NULL. */
-static char *sql_put(cd_history *h, const char *id, const json_t *entry) {
-    char *text = entry_text(h, entry);
+/* The whole text of an entry: text with graph's text in place of GRAPH_MARK (new string). */
+static char *splice_graph(const char *text, size_t len, const graph_text *graph) {
+    const char *mark = graph ? strstr(text, GRAPH_MARK) : NULL;
+    if (!mark) return strndup(text, len);
+    size_t head = (size_t)(mark - text), tail = len - head - GRAPH_MARK_LEN;
+    char *out = malloc(head + graph->len + tail + 1);
+    if (!out) return NULL;
+    memcpy(out, text, head);
+    memcpy(out + head, graph->text, graph->len);
+    memcpy(out + head + graph->len, mark + GRAPH_MARK_LEN, tail);
+    out[head + graph->len + tail] = '\0';
+    return out;
+}
+
+/* Stores the entry; returns its text (the caller's, GRAPH_MARK and *graph as entry_text
+ * gives them) when it was stored, else NULL. */
+static char *sql_put(cd_history *h, const char *id, const json_t *entry, graph_text **graph) {
+    char *text = entry_text(h, entry, graph);
+    char *whole = text ? splice_graph(text, strlen(text), *graph) : NULL;
     sqlite3_stmt *st;
     bool stored = false;
-    if (text && sqlite3_prepare_v2(h->db, "INSERT OR REPLACE INTO history (prompt_id, entry) VALUES (?, ?)", -1, &st,
-                                   NULL) == SQLITE_OK) {
+    if (whole && sqlite3_prepare_v2(h->db, "INSERT OR REPLACE INTO history (prompt_id, entry) VALUES (?, ?)", -1, &st,
+                                    NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, whole, -1, SQLITE_STATIC);
         stored = sqlite3_step(st) == SQLITE_DONE;
         if (!stored) cd_warn("history: cannot store %s: %s", id, sqlite3_errmsg(h->db));
         sqlite3_finalize(st);
     } else {
         cd_warn("history: cannot store %s", id);
     }
+    free(whole);
     if (stored) return text;
     free(text);
+    pthread_mutex_lock(&h->lock);
+    graph_unref(*graph);
+    pthread_mutex_unlock(&h->lock);
+    *graph = NULL;
     return NULL;
 }
 
+/* Lock held. */
 static void item_unref(item *it) {
     if (!it || --it->refs > 0) return;
     free(it->id);
     json_decref(it->entry);
     free(it->text);
+    graph_unref(it->graph);
     free(it);
 }
 
 /* The entry as a new tree, for a reader (lock held); NULL when its text does not parse. */
 static json_t *item_entry(const item *it) {
-    return it->entry ? json_deep_copy(it->entry) : cd_json_parse(it->text, it->len, 0, NULL);
+    if (it->entry) return json_deep_copy(it->entry);
+    if (!it->graph) return cd_json_parse(it->text, it->len, 0, NULL);
+    char *whole = splice_graph(it->text, it->len, it->graph);
+    json_t *e = whole ? cd_json_parse(whole, strlen(whole), 0, NULL) : NULL;
+    free(whole);
+    return e;
 }
 
 static void op_free(op *o) {
@@ -220,15 +282,19 @@ static void *writer_main(void *arg) {
         db_exec(h, "BEGIN");
         for (op *o = list; o; o = o->next) {
             if (o->kind == OP_PUT) {
-                char *text = sql_put(h, o->id, o->entry);
+                graph_text *graph = NULL;
+                char *text = sql_put(h, o->id, o->entry, &graph);
                 pthread_mutex_lock(&h->lock);
                 if (text && o->it->entry) { /* from now on the entry is its text */
                     o->it->text = text;
                     o->it->len = strlen(text);
+                    o->it->graph = graph;
                     json_decref(o->it->entry);
                     o->it->entry = NULL;
                     text = NULL;
+                    graph = NULL;
                 }
+                graph_unref(graph);
                 pthread_mutex_unlock(&h->lock);
                 free(text);
             } else if (o->kind == OP_DELETE) {
@@ -356,7 +422,7 @@ void cd_history_close(cd_history *h) {
         h->ops_head = next;
     }
     json_decref(h->graph);
-    free(h->graph_text);
+    graph_unref(h->graph_text);
     for (size_t i = 0; i < h->n_release; i++) json_decref(h->release[i]);
     free(h->release);
     for (size_t i = 0; i < h->n; i++) item_unref(h->items[i]);

@@ -141,11 +141,48 @@ static void replacing_an_id_keeps_one_entry(void **state) {
     cd_history_close(h);
 }
 
+/* A workflow run again: entries share one graph object (as repeats of one request do), or hold
+ * graphs of the same text; each reads back whole once stored. */
+static void repeated_graphs_read_back_whole(void **state) {
+    fixture *f = *state;
+    char err[256] = "";
+    cd_history *h = cd_history_open(f->db, 10, err, sizeof err);
+    json_t *first = entry(3);
+    json_t *graph = json_array_get(json_object_get(first, "prompt"), 2);
+    json_t *wants[4];
+    for (int i = 0; i < 4; i++) {
+        json_t *e = json_deep_copy(first);
+        /* i < 2: the very same graph object; then equal graphs of their own */
+        if (i < 2) json_array_set(json_object_get(e, "prompt"), 2, graph);
+        json_array_set_new(json_object_get(e, "prompt"), 1, json_string(id_of(20 + i)));
+        wants[i] = json_deep_copy(e);
+        cd_history_add(h, id_of(20 + i), e);
+    }
+    cd_history_sync(h);
+    cd_history_collect(h);
+    for (int i = 0; i < 4; i++) {
+        json_t *got = cd_history_get(h, id_of(20 + i));
+        assert_true(json_equal(json_object_get(got, id_of(20 + i)), wants[i]));
+        json_decref(got);
+    }
+    cd_history_close(h);
+    h = cd_history_open(f->db, 10, err, sizeof err); /* and from the database */
+    for (int i = 0; i < 4; i++) {
+        json_t *got = cd_history_get(h, id_of(20 + i));
+        assert_true(json_equal(json_object_get(got, id_of(20 + i)), wants[i]));
+        json_decref(got);
+        json_decref(wants[i]);
+    }
+    cd_history_close(h);
+    json_decref(first);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(reads_are_the_same_as_tree_and_as_text, setup, teardown),
         cmocka_unit_test_setup_teardown(order_cap_delete_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(replacing_an_id_keeps_one_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(repeated_graphs_read_back_whole, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
