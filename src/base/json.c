@@ -891,6 +891,23 @@ static bool is_bigint_string(const char *s, size_t len) {
 
 enum { DUMP_STRING_CHUNK = 4096 };
 
+/* Copies the plain bytes at p to w, eight or sixteen at a time (the words are stored whole:
+ * the room is there) and returns how many were plain, up to 16; 0 with fewer than 8 left. */
+static inline size_t copy_plain_words(char *w, const unsigned char *p, const unsigned char *end) {
+#if STRING_WORDS
+    if (end - p < 8) return 0;
+    bool two = end - p >= 16;
+    memcpy(w, p, 8);
+    if (two) memcpy(w + 8, p + 8, 8);
+    uint64_t lo = string_specials(p), hi = two ? string_specials(p + 8) : 1;
+    if (lo) return (size_t)(__builtin_ctzll(lo) >> 3);
+    return hi ? 8 + (size_t)(__builtin_ctzll(hi) >> 3) : 16;
+#else
+    (void)w, (void)p, (void)end;
+    return 0;
+#endif
+}
+
 /* Writes the string's text into room reserved a chunk at a time (the most a byte can become
  * is six), so that nothing is checked but the bytes: sixteen at a time are copied, then looked
  * at, and the copy is kept up to the first that needs an escape or a UTF-8 check. */
@@ -910,19 +927,13 @@ static int dump_string(dumper *d, const char *s, size_t len) {
          * the words stored whole, and the closing quote */
         if (!(w = dump_room(out, 6 * (chunk + 16) + 32))) return -1;
         while (p < stop) {
-#if STRING_WORDS
-            if (end - p >= 8) {
-                bool two = end - p >= 16;
-                memcpy(w, p, 8);
-                if (two) memcpy(w + 8, p + 8, 8);
-                uint64_t lo = string_specials(p), hi = two ? string_specials(p + 8) : 1;
-                size_t k = lo ? (size_t)(__builtin_ctzll(lo) >> 3) : hi ? 8 + (size_t)(__builtin_ctzll(hi) >> 3) : 16;
+            size_t k = copy_plain_words(w, p, end);
+            if (k) {
                 p += k;
                 w += k;
-                if (k >= 8) continue; /* a whole word at least: look again */
-            } else
-#endif
-                if (string_byte_is_plain(*p)) {
+                continue;
+            }
+            if (string_byte_is_plain(*p)) {
                 *w++ = (char)*p++;
                 continue;
             }
@@ -986,47 +997,48 @@ __extension__ typedef unsigned __int128 dump_u128;
  * exactly, so a * 10^(16 - x) is m * 10^(16 - x) / 2^k, an exact quotient and remainder in
  * 128 bits (m < 2^53, 10^22 < 2^74). False outside that range. */
 static bool real_digits(double a, uint64_t *digits, int *exp10) {
-    static const uint64_t pow10[20] = {1u,
-                                       10u,
-                                       100u,
-                                       1000u,
-                                       10000u,
-                                       100000u,
-                                       1000000u,
-                                       10000000u,
-                                       100000000u,
-                                       1000000000u,
-                                       10000000000u,
-                                       100000000000u,
-                                       1000000000000u,
-                                       10000000000000u,
-                                       100000000000000u,
-                                       1000000000000000u,
-                                       10000000000000000u,
-                                       100000000000000000u,
-                                       1000000000000000000u,
-                                       10000000000000000000u};
+    static const uint64_t ten_to[20] = {1u,
+                                        10u,
+                                        100u,
+                                        1000u,
+                                        10000u,
+                                        100000u,
+                                        1000000u,
+                                        10000000u,
+                                        100000000u,
+                                        1000000000u,
+                                        10000000000u,
+                                        100000000000u,
+                                        1000000000000u,
+                                        10000000000000u,
+                                        100000000000000u,
+                                        1000000000000000u,
+                                        10000000000000000u,
+                                        100000000000000000u,
+                                        1000000000000000000u,
+                                        10000000000000000000u};
     int e;
     double f = frexp(a, &e); /* a = f * 2^e, f in [0.5, 1) */
     if (e < -13 || e > 52) return false;
     uint64_t m = (uint64_t)ldexp(f, 53);
-    int k = 53 - e;                                   /* in [1, 66]: a is not integral */
-    int x = (int)floor((e - 1) * 0.30102999566398120); /* log10(2^(e-1)): x or x - 1 */
+    int k = 53 - e; /* in [1, 66]: a is not integral */
+    /* floor(log10(2^(e-1))): a's decimal exponent or one less */
+    int x = (int)floor((e - 1) * 0.30102999566398120);
     dump_u128 q, p;
     for (int tries = 0;; tries++) {
         int s = 16 - x; /* in [1, 22] */
         if (tries > 3 || s < 1 || s > 22) return false;
-        p = (dump_u128)m * pow10[s > 19 ? 19 : s];
-        if (s > 19) p *= pow10[s - 19];
+        p = (dump_u128)m * ten_to[s > 19 ? 19 : s];
+        if (s > 19) p *= ten_to[s - 19];
         q = p >> k;
-        if (q < pow10[16]) x--;
-        else if (q >= pow10[17]) x++;
+        if (q < ten_to[16]) x--;
+        else if (q >= ten_to[17]) x++;
         else break;
     }
     dump_u128 rest = p & (((dump_u128)1 << k) - 1), half = (dump_u128)1 << (k - 1);
     if (rest > half || (rest == half && (q & 1))) q++;
-    if (q == pow10[17]) { /* rounded up to a power of ten */
-        q = pow10[16];
+    if (q == ten_to[17]) { /* rounded up to a power of ten */
+        q = ten_to[16];
         x++;
     }
     *digits = (uint64_t)q;
