@@ -1,14 +1,22 @@
-/* bench/json: jansson's json_loadb against cd_json_parse on POST /prompt bodies, in one process.
+/* bench/json: jansson against comfyd's own JSON code, both directions, in one process.
  * Bodies: the 5,000-node chain bench/engine/run.mjs posts (PrimitiveInt, IntAdd chain,
  * PreviewAny), written compact as JSON.stringify does; and a body of long strings (prompt
- * texts with escapes and non-ASCII). Prints the median time of one parse of each, the ratio,
- * and the time of building the same tree with the same jansson calls and no parsing at all
- * ("tree alone"): jansson's allocations and key hashing, which cd_json_parse keeps, so
- * json_loadb / tree alone is the ceiling of any speed-up. Exits non-zero only when the two
- * parsers disagree (then nothing is comparable).
+ * texts with escapes and non-ASCII).
  *
- *   bench_json [runs]   (default 60: timed parses of each body by each parser, taking turns;
- *                        the figure is CPU time, so other load on a shared machine counts less) */
+ * Reading: json_loadb against cd_json_parse. Prints the median time of one parse of each, the
+ * ratio, and the time of building the same tree with the same jansson calls and no parsing at
+ * all ("tree alone"): jansson's allocations and key hashing, which cd_json_parse keeps, so
+ * json_loadb / tree alone is the ceiling of any speed-up.
+ *
+ * Writing: the tree of each body written back, in both forms: compact (cd_json_dumps_compact,
+ * what the history writer stores) and Python's (cd_json_dumps, replies and events). "before" is
+ * the jansson pipeline each replaced (json_dumps, then the big-integer and \u-escape passes:
+ * cd_json_dumps_reference / cd_json_dumps_compact_reference); json_dumps alone is shown too.
+ *
+ * Exits non-zero only when the two sides disagree (then nothing is comparable).
+ *
+ *   bench_json [runs]   (default 60: timed runs of each body by each side, taking turns; the
+ *                        figure is CPU time, so other load on a shared machine counts less) */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -214,16 +222,73 @@ static int bench(const char *name, const cd_buf *body, int runs, double target) 
     return 0;
 }
 
+/* ---- writing ---- */
+
+enum { W_JANSSON, W_BEFORE, W_OURS, W_KINDS };
+
+static char *write_run(int which, const json_t *tree, bool compact) {
+    if (which == W_JANSSON)
+        return json_dumps(tree, compact ? JSON_COMPACT : JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
+    if (which == W_BEFORE) return compact ? cd_json_dumps_compact_reference(tree, 0) : cd_json_dumps_reference(tree);
+    return compact ? cd_json_dumps_compact(tree, 0) : cd_json_dumps(tree);
+}
+
+static int bench_write(const char *name, const cd_buf *body, bool compact, int runs, double target) {
+    json_t *tree = cd_json_parse(body->data, body->len, 0, NULL);
+    char *before = tree ? write_run(W_BEFORE, tree, compact) : NULL;
+    char *ours = tree ? write_run(W_OURS, tree, compact) : NULL;
+    bool same = before && ours && !strcmp(before, ours);
+    size_t len = before ? strlen(before) : 0;
+    free(before);
+    free(ours);
+    if (!same) {
+        fprintf(stderr, "bench_json: the writers disagree on the %s body\n", name);
+        json_decref(tree);
+        return 1;
+    }
+    double *s[W_KINDS];
+    for (int k = 0; k < W_KINDS; k++) s[k] = malloc(sizeof(double) * (size_t)runs);
+    for (int i = -3; i < runs; i++) {
+        for (int k = 0; k < W_KINDS; k++) {
+            double t0 = now_ms();
+            char *text = write_run(k, tree, compact);
+            double t1 = now_ms();
+            free(text);
+            if (i >= 0) s[k][i] = t1 - t0;
+        }
+    }
+    double t[W_KINDS];
+    for (int k = 0; k < W_KINDS; k++) {
+        qsort(s[k], (size_t)runs, sizeof(double), cmp_double);
+        t[k] = s[k][runs / 2];
+        free(s[k]);
+    }
+    json_decref(tree);
+    printf("%-24s %-8s %8.1f %13.2f %10.2f %10.2f %9.1fx", name, compact ? "compact" : "python", len / 1024.0,
+           t[W_JANSSON], t[W_BEFORE], t[W_OURS], t[W_BEFORE] / t[W_OURS]);
+    if (target > 0) printf("   target >= %.0fx: %s", target, t[W_BEFORE] / t[W_OURS] >= target ? "met" : "NOT met");
+    printf("\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int runs = argc > 1 ? atoi(argv[1]) : 60;
     if (runs < 1) runs = 1;
     cd_buf chain = CD_BUF_INIT, strings = CD_BUF_INIT;
     chain_body(&chain, 5000);
     strings_body(&strings, 100, 8000);
+    printf("reading: one parse of the body\n");
     printf("%-24s %8s %12s %14s %10s %14s %8s\n", "body", "KB", "json_loadb ms", "cd_json_parse ms",
            "speed-up", "tree alone ms", "ceiling");
     int rc = bench("chain, 5000 nodes", &chain, runs, 4.0);
     rc |= bench("long strings, 100x8KB", &strings, runs, 0);
+    printf("\nwriting: the body's tree written back\n");
+    printf("%-24s %-8s %8s %13s %10s %10s %10s\n", "body", "form", "KB", "json_dumps ms", "before ms", "ours ms",
+           "speed-up");
+    rc |= bench_write("chain, 5000 nodes", &chain, true, runs, 3.0);
+    rc |= bench_write("chain, 5000 nodes", &chain, false, runs, 3.0);
+    rc |= bench_write("long strings, 100x8KB", &strings, true, runs, 0);
+    rc |= bench_write("long strings, 100x8KB", &strings, false, runs, 0);
     cd_buf_free(&chain);
     cd_buf_free(&strings);
     return rc;

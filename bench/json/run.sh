@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# JSON parsing of POST /prompt bodies: jansson's json_loadb against cd_json_parse, in one process
-# (bench_json.c, built from the release build's tree on request). Prints the median time of one
-# parse of each body and the speed-up; exits non-zero only when it could not measure (no build,
-# or the two parsers disagree).
+# JSON of POST /prompt bodies, both ways, in one process (bench_json.c, built from the release
+# build's tree on request): jansson's json_loadb against cd_json_parse, and json_dumps (with the
+# passes that followed it) against cd_json_dumps / cd_json_dumps_compact. Prints the median time
+# of each and the speed-ups; exits non-zero only when it could not measure (no build, or the two
+# sides disagree).
 #
-# Env: BUILD (default build), BENCH_RUNS (default 60 timed parses of each body by each parser).
+# Env: BUILD (default build), BENCH_RUNS (default 60 timed runs of each body by each side).
 set -euo pipefail
 # shellcheck source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -17,5 +18,5 @@ if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
         die "cannot configure the release build in $BUILD_DIR"
 fi
 cmake --build "$BUILD_DIR" -j"${JOBS:-2}" --target bench_json >/dev/null || die "cannot build bench_json"
-echo "bench/json: one parse of a POST /prompt body (median of $RUNS, CPU time)"
+echo "bench/json: POST /prompt bodies read and written back (median of $RUNS, CPU time)"
 "$BUILD_DIR/bench_json" "$RUNS"

@@ -17,6 +17,8 @@ static int reserve(cd_buf *b, size_t extra) {
     return 0;
 }
 
+int cd_buf_reserve(cd_buf *b, size_t extra) { return reserve(b, extra); }
+
 int cd_buf_append(cd_buf *b, const void *data, size_t len) {
     if (reserve(b, len) < 0) return -1;
     if (len) memcpy(b->data + b->len, data, len);

@@ -18,6 +18,9 @@ int cd_buf_append(cd_buf *b, const void *data, size_t len);
 int cd_buf_append_str(cd_buf *b, const char *s);
 int cd_buf_printf(cd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cd_buf_vprintf(cd_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* Makes room for extra more bytes and the NUL (cap >= len + extra + 1), for writers that fill
+ * data + len themselves and then move len. */
+int cd_buf_reserve(cd_buf *b, size_t extra);
 /* Removes the first n bytes. */
 void cd_buf_consume(cd_buf *b, size_t n);
 void cd_buf_reset(cd_buf *b);

@@ -44,7 +44,7 @@ static void restore_bigints(char *s) {
     *w = '\0';
 }
 
-char *cd_json_dumps(const json_t *value) {
+char *cd_json_dumps_reference(const json_t *value) {
     /* jansson's non-compact mode already uses Python's separators; ENCODE_ANY allows scalars. */
     char *s = json_dumps(value, JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
     if (s && strstr(s, "\\u0000")) restore_bigints(s);
@@ -52,7 +52,7 @@ char *cd_json_dumps(const json_t *value) {
     return s;
 }
 
-char *cd_json_dumps_compact(const json_t *value, size_t flags) {
+char *cd_json_dumps_compact_reference(const json_t *value, size_t flags) {
     char *s = json_dumps(value, JSON_COMPACT | flags);
     if (s && strstr(s, "\\u0000")) restore_bigints(s);
     return s;
@@ -353,19 +353,28 @@ static size_t utf8_sequence_len(const unsigned char *p, const unsigned char *end
 
 static bool string_byte_is_plain(unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
 
-/* The first byte at or after p that a string cannot take as it is: a quote, a backslash, a
- * control character or a non-ASCII byte (to be checked). Eight bytes at a time: in each the
- * flagged bytes are those below 0x20, equal to '"' or '\\' (a zero after the XOR), or with the
- * top bit set; the lowest flag is always a true one (borrows only run upwards). */
-static const unsigned char *string_stop(const unsigned char *p, const unsigned char *end) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define STRING_WORDS 1
+/* The bytes of the eight at p (little-endian) that a string cannot take as they are, each
+ * flagged by its top bit: those below 0x20, equal to '"' or '\\' (a zero after the XOR), or
+ * with the top bit set. The lowest flag is always a true one (borrows only run upwards). */
+static inline uint64_t string_specials(const unsigned char *p) {
     const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t w;
+    memcpy(&w, p, 8);
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & high;
+}
+#else
+#define STRING_WORDS 0
+#endif
+
+/* The first byte at or after p that a string cannot take as it is: a quote, a backslash, a
+ * control character or a non-ASCII byte (to be checked). Eight bytes at a time. */
+static const unsigned char *string_stop(const unsigned char *p, const unsigned char *end) {
+#if STRING_WORDS
     while (end - p >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-        uint64_t m = ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w;
-        m &= high;
+        uint64_t m = string_specials(p);
         if (m) return p + (__builtin_ctzll(m) >> 3);
         p += 8;
     }
@@ -775,4 +784,516 @@ json_t *cd_json_parse(const char *text, size_t len, size_t flags, json_error_t *
     cd_buf_free(&ps.key_buf);
     cd_buf_free(&ps.str_buf);
     return root;
+}
+
+/* ---- cd_json_write: jansson's json_dumps, without its writer ----
+ *
+ * json_dumps hands every token to a callback, escapes strings a code point at a time, formats
+ * numbers with snprintf and keeps a hash table of open containers (a "%p" key each) to detect
+ * cycles. Here the tree is walked with an explicit stack and the text written straight into a
+ * cd_buf, in the two forms the code base asks for:
+ *   - cd_json_dumps: JSON_ENSURE_ASCII | JSON_ENCODE_ANY, ", " and ": ", then big integers
+ *     restored and the hex of \uXXXX lowercased; here written lowercase at once;
+ *   - cd_json_dumps_compact, flags 0 or JSON_ENCODE_ANY: "," and ":", non-ASCII as it is,
+ *     control characters as \u00XX in jansson's capitals.
+ * What jansson 2.14 does that matters: keys in insertion order; \" \\ \b \f \n \r \t and
+ * \u00XX for the other characters below 0x20, nothing else escaped but non-ASCII under
+ * ENSURE_ASCII (surrogate pairs above the BMP), "/" and DEL as they are; integers as %lld;
+ * reals as jsonp_dtostr writes them (real_text); a string that is not UTF-8 fails the dump,
+ * yet as an object key it is written in part and the dump goes on (its return is not
+ * checked), so any such string sends the whole value to the reference (dump_fallback).
+ * Big integers (is_bigint_string) come out as restore_bigints made them. jansson recurses once
+ * per level, without a limit of its own, and fails on a cycle; here the stack is on the heap
+ * and cycles fail too (dump_push). tests/fuzz/fuzz_json_dump holds the two to the same bytes. */
+
+enum { DUMP_INLINE_STACK = 32 };
+
+/* An open container and where its writing is: the member (object) or the element (array). */
+typedef struct {
+    const json_t *c;
+    void *iter;
+    size_t i, n;
+    bool object;
+} dump_frame;
+
+typedef struct {
+    cd_buf *out;
+    bool compact;
+    bool not_utf8; /* a string that is not UTF-8 was met: the reference writes this tree */
+    dump_frame *stack;
+    size_t depth, stack_cap;
+    /* Cycles, found as Brent finds them, one comparison a container: the anchor is the open
+     * container at the last power-of-two depth. A tree with a cycle descends forever along a
+     * path that repeats, so it meets an anchor again, a few times the cycle's length down;
+     * the anchor is always open, so meeting it is always a cycle. */
+    const json_t *anchor;
+    size_t anchor_depth;
+    dump_frame inline_stack[DUMP_INLINE_STACK];
+} dumper;
+
+/* Room for n bytes (and the NUL) at out->data + out->len, or NULL when memory ran out. The
+ * writers below fill it and move len; the NUL is put once, at the end. */
+static inline char *dump_room(cd_buf *out, size_t n) {
+    if (out->cap - out->len <= n && cd_buf_reserve(out, n) < 0) return NULL;
+    return out->data + out->len;
+}
+
+static inline int dump_put(cd_buf *out, const void *s, size_t n) {
+    char *w = dump_room(out, n);
+    if (!w) return -1;
+    memcpy(w, s, n);
+    out->len += n;
+    return 0;
+}
+
+static const char hex_lower[] = "0123456789abcdef", hex_upper[] = "0123456789ABCDEF";
+
+static char *put_u_escape(char *w, unsigned u, const char *hex) {
+    w[0] = '\\';
+    w[1] = 'u';
+    w[2] = hex[(u >> 12) & 15];
+    w[3] = hex[(u >> 8) & 15];
+    w[4] = hex[(u >> 4) & 15];
+    w[5] = hex[u & 15];
+    return w + 6;
+}
+
+/* The escape of an ASCII character that needs one: a quote, a backslash or a control. */
+static char *put_ascii_escape(char *w, unsigned char c, const char *hex) {
+    static const char short_form[0x20] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
+    char e = c == '"' || c == '\\' ? (char)c : short_form[c];
+    if (!e) return put_u_escape(w, c, hex);
+    w[0] = '\\';
+    w[1] = e;
+    return w + 2;
+}
+
+/* The \uXXXX escape of the valid n-byte UTF-8 sequence at p, a surrogate pair above U+FFFF. */
+static char *put_code_point_escape(char *w, const unsigned char *p, size_t n) {
+    uint32_t c = p[0] & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
+    for (size_t i = 1; i < n; i++) c = (c << 6) | (p[i] & 0x3F);
+    if (c < 0x10000) return put_u_escape(w, c, hex_lower);
+    c -= 0x10000;
+    w = put_u_escape(w, 0xD800 + (c >> 10), hex_lower);
+    return put_u_escape(w, 0xDC00 + (c & 0x3FF), hex_lower);
+}
+
+/* A big integer's string (cd_json_bigint): a NUL, then [-]digits. jansson writes it
+ * "\u0000<digits>", which restore_bigints turned into the bare digits, and nothing else. */
+static bool is_bigint_string(const char *s, size_t len) {
+    if (len < 2 || s[0] != '\0') return false;
+    size_t i = 1 + (s[1] == '-');
+    if (i == len) return false;
+    for (; i < len; i++)
+        if (!is_digit(s[i])) return false;
+    return true;
+}
+
+enum { DUMP_STRING_CHUNK = 4096 };
+
+/* Copies the plain bytes at p to w, eight or sixteen at a time (the words are stored whole:
+ * the room is there) and returns how many were plain, up to 16; 0 with fewer than 8 left. */
+static inline size_t copy_plain_words(char *w, const unsigned char *p, const unsigned char *end) {
+#if STRING_WORDS
+    if (end - p < 8) return 0;
+    bool two = end - p >= 16;
+    memcpy(w, p, 8);
+    if (two) memcpy(w + 8, p + 8, 8);
+    uint64_t lo = string_specials(p), hi = two ? string_specials(p + 8) : 1;
+    if (lo) return (size_t)(__builtin_ctzll(lo) >> 3);
+    return hi ? 8 + (size_t)(__builtin_ctzll(hi) >> 3) : 16;
+#else
+    (void)w, (void)p, (void)end;
+    return 0;
+#endif
+}
+
+/* Writes the string's text into room reserved a chunk at a time (the most a byte can become
+ * is six), so that nothing is checked but the bytes: sixteen at a time are copied, then looked
+ * at, and the copy is kept up to the first that needs an escape or a UTF-8 check. */
+static int dump_string(dumper *d, const char *s, size_t len) {
+    cd_buf *out = d->out;
+    if (is_bigint_string(s, len)) return dump_put(out, s + 1, len - 1);
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    const char *hex = d->compact ? hex_upper : hex_lower;
+    char *w = dump_room(out, 1);
+    if (!w) return -1;
+    *w++ = '"';
+    do {
+        size_t chunk = (size_t)(end - p) < DUMP_STRING_CHUNK ? (size_t)(end - p) : DUMP_STRING_CHUNK;
+        const unsigned char *stop = p + chunk;
+        out->len = (size_t)(w - out->data);
+        /* a step may pass stop by 15 bytes (two words) or 3 (a UTF-8 sequence); 16 more for
+         * the words stored whole, and the closing quote */
+        if (!(w = dump_room(out, 6 * (chunk + 16) + 32))) return -1;
+        while (p < stop) {
+            size_t k = copy_plain_words(w, p, end);
+            if (k) {
+                p += k;
+                w += k;
+                continue;
+            }
+            if (string_byte_is_plain(*p)) {
+                *w++ = (char)*p++;
+                continue;
+            }
+            if (*p < 0x80) {
+                w = put_ascii_escape(w, *p++, hex);
+                continue;
+            }
+            size_t n = utf8_sequence_len(p, end);
+            if (!n) {
+                d->not_utf8 = true;
+                return -1;
+            }
+            if (d->compact) { /* as it is */
+                memcpy(w, p, n);
+                w += n;
+            } else {
+                w = put_code_point_escape(w, p, n);
+            }
+            p += n;
+        }
+    } while (p < end);
+    *w++ = '"';
+    out->len = (size_t)(w - out->data);
+    return 0;
+}
+
+/* The decimal digits of u, written backwards ending at e; returns where they start. */
+static char *put_digits_back(char *e, uint64_t u) {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        *--e = pairs[2 * r + 1];
+        *--e = pairs[2 * r];
+    }
+    if (u >= 10) {
+        *--e = pairs[2 * u + 1];
+        *--e = pairs[2 * u];
+    } else {
+        *--e = (char)('0' + u);
+    }
+    return e;
+}
+
+/* "%lld": INT64_MIN has no positive counterpart, hence the unsigned negation. */
+static size_t integer_text(char *out, json_int_t v) {
+    char tmp[24], *e = tmp + sizeof tmp;
+    char *s = put_digits_back(e, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    if (v < 0) *--s = '-';
+    memcpy(out, s, (size_t)(e - s));
+    return (size_t)(e - s);
+}
+
+#if defined(__SIZEOF_INT128__)
+__extension__ typedef unsigned __int128 dump_u128;
+
+/* The 17 significant digits of a (positive, not integral, in [2^-14, 2^52)) rounded as printf
+ * rounds (to nearest, ties to even), and the decimal exponent of the first: a = m * 2^-k
+ * exactly, so a * 10^(16 - x) is m * 10^(16 - x) / 2^k, an exact quotient and remainder in
+ * 128 bits (m < 2^53, 10^22 < 2^74). False outside that range. */
+static bool real_digits(double a, uint64_t *digits, int *exp10) {
+    static const uint64_t ten_to[20] = {1u,
+                                        10u,
+                                        100u,
+                                        1000u,
+                                        10000u,
+                                        100000u,
+                                        1000000u,
+                                        10000000u,
+                                        100000000u,
+                                        1000000000u,
+                                        10000000000u,
+                                        100000000000u,
+                                        1000000000000u,
+                                        10000000000000u,
+                                        100000000000000u,
+                                        1000000000000000u,
+                                        10000000000000000u,
+                                        100000000000000000u,
+                                        1000000000000000000u,
+                                        10000000000000000000u};
+    int e;
+    double f = frexp(a, &e); /* a = f * 2^e, f in [0.5, 1) */
+    if (e < -13 || e > 52) return false;
+    uint64_t m = (uint64_t)ldexp(f, 53);
+    int k = 53 - e; /* in [1, 66]: a is not integral */
+    /* floor(log10(2^(e-1))): a's decimal exponent or one less */
+    int x = (int)floor((e - 1) * 0.30102999566398120);
+    dump_u128 q, p;
+    for (int tries = 0;; tries++) {
+        int s = 16 - x; /* in [1, 22] */
+        if (tries > 3 || s < 1 || s > 22) return false;
+        p = (dump_u128)m * ten_to[s > 19 ? 19 : s];
+        if (s > 19) p *= ten_to[s - 19];
+        q = p >> k;
+        if (q < ten_to[16]) x--;
+        else if (q >= ten_to[17]) x++;
+        else break;
+    }
+    dump_u128 rest = p & (((dump_u128)1 << k) - 1), half = (dump_u128)1 << (k - 1);
+    if (rest > half || (rest == half && (q & 1))) q++;
+    if (q == ten_to[17]) { /* rounded up to a power of ten */
+        q = ten_to[16];
+        x++;
+    }
+    *digits = (uint64_t)q;
+    *exp10 = x;
+    return true;
+}
+#else
+static bool real_digits(double a, uint64_t *digits, int *exp10) {
+    (void)a, (void)digits, (void)exp10;
+    return false;
+}
+#endif
+
+/* "%.17g" in fixed notation from the 17 digits and the exponent x (in [-4, 16]): trailing
+ * zeros and a bare point dropped, then jsonp_dtostr's ".0" when no point is left. */
+static size_t fixed_text(char *out, bool neg, uint64_t digits, int x) {
+    char d[17];
+    put_digits_back(d + 17, digits);
+    size_t nd = 17, o = 0;
+    while (nd > 1 && d[nd - 1] == '0') nd--;
+    if (neg) out[o++] = '-';
+    if (x < 0) {
+        out[o++] = '0';
+        out[o++] = '.';
+        for (int i = -1; i > x; i--) out[o++] = '0';
+        memcpy(out + o, d, nd);
+        return o + nd;
+    }
+    size_t whole = (size_t)x + 1;
+    memcpy(out + o, d, whole);
+    o += whole;
+    out[o++] = '.';
+    if (nd > whole) {
+        memcpy(out + o, d + whole, nd - whole);
+        return o + nd - whole;
+    }
+    out[o++] = '0';
+    return o;
+}
+
+/* printf's "%.17g" turned into jansson's text: the locale's decimal point becomes '.', the
+ * exponent loses its '+' and leading zeros, and ".0" is added when there is neither point
+ * nor exponent. For what real_text does not write itself (exponents below -4 or above 16). */
+static size_t printf_real_text(char *out, double v) {
+    char s[64];
+    snprintf(s, sizeof s, "%.17g", v);
+    size_t o = 0;
+    bool point = false, exponent = false, lead = false;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '+') continue;
+        if (lead && c == '0') continue;
+        lead = lead && c == '-';
+        if ((c >= '0' && c <= '9') || c == '-' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+            if (c == 'e') exponent = lead = true;
+            out[o++] = (char)c;
+        } else if (!point) { /* the decimal point, one byte or more */
+            point = true;
+            out[o++] = '.';
+        }
+    }
+    if (!point && !exponent) {
+        out[o++] = '.';
+        out[o++] = '0';
+    }
+    return o;
+}
+
+/* What jansson writes for a real (jsonp_dtostr, precision 17). Whole numbers below 10^17 are
+ * their digits and ".0"; other values in fixed notation come from real_digits; the rest from
+ * printf. jansson refuses NaN and infinities, so v is finite. out holds 40 bytes. */
+static size_t real_text(char *out, double v) {
+    bool neg = signbit(v);
+    double a = fabs(v);
+    if (a < 1e17 && a == (double)(uint64_t)a) {
+        char tmp[24], *e = tmp + sizeof tmp;
+        char *s = put_digits_back(e, (uint64_t)a);
+        if (neg) *--s = '-';
+        size_t n = (size_t)(e - s);
+        memcpy(out, s, n);
+        memcpy(out + n, ".0", 2);
+        return n + 2;
+    }
+    uint64_t digits;
+    int x;
+    if (real_digits(a, &digits, &x) && x >= -4 && x < 17) return fixed_text(out, neg, digits, x);
+    return printf_real_text(out, v);
+}
+
+static int dump_scalar(dumper *d, const json_t *v) {
+    char num[64];
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return dump_string(d, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        return dump_put(d->out, num, integer_text(num, json_integer_value(v)));
+    case JSON_REAL:
+        return dump_put(d->out, num, real_text(num, json_real_value(v)));
+    case JSON_TRUE:
+        return dump_put(d->out, "true", 4);
+    case JSON_FALSE:
+        return dump_put(d->out, "false", 5);
+    case JSON_NULL:
+        return dump_put(d->out, "null", 4);
+    default:
+        return -1;
+    }
+}
+
+static int dump_push(dumper *d, dump_frame f) {
+    if (d->depth == d->stack_cap) {
+        size_t cap = d->stack_cap * 2;
+        dump_frame *s = d->stack == d->inline_stack ? malloc(cap * sizeof *s) : realloc(d->stack, cap * sizeof *s);
+        if (!s) return -1;
+        if (d->stack == d->inline_stack) memcpy(s, d->inline_stack, sizeof d->inline_stack);
+        d->stack = s;
+        d->stack_cap = cap;
+    }
+    if (f.c == d->anchor) return -1; /* a container inside itself: jansson fails too */
+    if (!(d->depth & (d->depth - 1))) {
+        d->anchor = f.c;
+        d->anchor_depth = d->depth;
+    }
+    d->stack[d->depth++] = f;
+    return 0;
+}
+
+static void dump_pop(dumper *d) {
+    d->depth--;
+    if (d->anchor && d->depth <= d->anchor_depth) d->anchor = NULL;
+}
+
+/* An object member's key and the separator after it. */
+static int dump_key(dumper *d, void *iter) {
+    if (dump_string(d, json_object_iter_key(iter), json_object_iter_key_len(iter)) < 0) return -1;
+    return dump_put(d->out, d->compact ? ":" : ": ", d->compact ? 1 : 2);
+}
+
+/* Writes the opening of container c. Returns 1 with *first its first value to write, 0 when
+ * it was empty (and is closed), -1 on error. */
+static int dump_open(dumper *d, const json_t *c, const json_t **first) {
+    if (json_is_object(c)) {
+        void *iter = json_object_iter((json_t *)c);
+        if (!iter) return dump_put(d->out, "{}", 2);
+        if (dump_push(d, (dump_frame){.c = c, .iter = iter, .object = true}) < 0 || dump_put(d->out, "{", 1) < 0 ||
+            dump_key(d, iter) < 0)
+            return -1;
+        *first = json_object_iter_value(iter);
+        return 1;
+    }
+    size_t n = json_array_size(c);
+    if (!n) return dump_put(d->out, "[]", 2);
+    if (dump_push(d, (dump_frame){.c = c, .n = n}) < 0 || dump_put(d->out, "[", 1) < 0) return -1;
+    *first = json_array_get(c, 0);
+    return 1;
+}
+
+/* After a value: writes the separator (and key) before the next value of the innermost open
+ * container, or closes containers. 1 with *next to write, 0 when the tree is done, -1. */
+static int dump_advance(dumper *d, const json_t **next) {
+    while (d->depth) {
+        dump_frame *f = &d->stack[d->depth - 1];
+        bool more;
+        if (f->object) {
+            f->iter = json_object_iter_next((json_t *)f->c, f->iter);
+            more = f->iter != NULL;
+        } else {
+            more = ++f->i < f->n;
+        }
+        if (more) {
+            if (dump_put(d->out, d->compact ? "," : ", ", d->compact ? 1 : 2) < 0) return -1;
+            if (f->object && dump_key(d, f->iter) < 0) return -1;
+            *next = f->object ? json_object_iter_value(f->iter) : json_array_get(f->c, f->i);
+            return 1;
+        }
+        if (dump_put(d->out, f->object ? "}" : "]", 1) < 0) return -1;
+        dump_pop(d);
+    }
+    return 0;
+}
+
+static int dump_tree(dumper *d, const json_t *v) {
+    for (;;) {
+        if (!v) return -1;
+        if (json_is_object(v) || json_is_array(v)) {
+            int rc = dump_open(d, v, &v);
+            if (rc < 0) return -1;
+            if (rc) continue;
+        } else if (dump_scalar(d, v) < 0) {
+            return -1;
+        }
+        int rc = dump_advance(d, &v);
+        if (rc <= 0) return rc;
+    }
+}
+
+/* jansson's own text for a value holding a string that is not UTF-8, appended to out. */
+static int dump_fallback(cd_buf *out, const json_t *value, bool compact) {
+    char *s = compact ? cd_json_dumps_compact_reference(value, JSON_ENCODE_ANY) : cd_json_dumps_reference(value);
+    int rc = s && cd_buf_append_str(out, s) == 0 ? 0 : -1;
+    free(s);
+    return rc;
+}
+
+int cd_json_write(cd_buf *out, const json_t *value, bool compact) {
+    size_t start = out->len;
+    dumper d = {.out = out, .compact = compact, .stack_cap = DUMP_INLINE_STACK};
+    d.stack = d.inline_stack;
+    int rc = dump_tree(&d, value);
+    if (d.stack != d.inline_stack) free(d.stack);
+    if (rc == 0) {
+        out->data[out->len] = '\0';
+        return 0;
+    }
+    out->len = start;
+    if (out->data) out->data[start] = '\0';
+    return d.not_utf8 ? dump_fallback(out, value, compact) : -1;
+}
+
+/* The buffer's text as a string of its own. Texts may be kept (history entries, /object_info),
+ * so a quarter or more unused is given back: in place for a small buffer; a large one is copied
+ * out, since shrinking it with realloc hands its tail back to the system and drops malloc's
+ * mmap threshold below the next large dump's buffer, which then maps fresh pages every time. */
+static char *dump_take(cd_buf *b) {
+    char *p = NULL;
+    if (b->cap > 4096 && b->cap - b->len > b->len / 4) {
+        if (b->cap <= 65536) {
+            p = realloc(b->data, b->len + 1);
+        } else if ((p = malloc(b->len + 1))) {
+            memcpy(p, b->data, b->len + 1);
+            free(b->data);
+        }
+    }
+    if (!p) return cd_buf_take(b);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+char *cd_json_dumps(const json_t *value) {
+    cd_buf b = CD_BUF_INIT;
+    if (cd_json_write(&b, value, false) < 0) {
+        cd_buf_free(&b);
+        return NULL;
+    }
+    return dump_take(&b);
+}
+
+char *cd_json_dumps_compact(const json_t *value, size_t flags) {
+    if (flags & ~(size_t)JSON_ENCODE_ANY) return cd_json_dumps_compact_reference(value, flags);
+    if (!(flags & JSON_ENCODE_ANY) && !json_is_object(value) && !json_is_array(value)) return NULL;
+    cd_buf b = CD_BUF_INIT;
+    if (cd_json_write(&b, value, true) < 0) {
+        cd_buf_free(&b);
+        return NULL;
+    }
+    return dump_take(&b);
 }

@@ -8,8 +8,21 @@
 
 #include "base/buf.h"
 
-/* Serialises value (not consumed). Returns a new string (caller frees) or NULL on OOM. */
+#include <stdbool.h>
+
+/* Serialises value (not consumed). Returns a new string (caller frees) or NULL on OOM. The
+ * text is cd_json_dumps_reference's, byte for byte, for every tree (tests/fuzz/fuzz_json_dump),
+ * written in one pass without jansson's writer. */
 char *cd_json_dumps(const json_t *value);
+/* Appends to out what cd_json_dumps(value) returns (compact: cd_json_dumps_compact(value,
+ * JSON_ENCODE_ANY)), without the copy. Returns 0, or -1 where those return NULL (out of
+ * memory, a string that is not UTF-8, a cycle), out's text then unchanged. */
+int cd_json_write(cd_buf *out, const json_t *value, bool compact);
+/* The jansson pipelines the writers above match: json_dumps(value, JSON_ENSURE_ASCII |
+ * JSON_ENCODE_ANY), big integers restored, cd_json_lower_escapes; and json_dumps(value,
+ * JSON_COMPACT | flags), big integers restored. For tests and flags without a fast path. */
+char *cd_json_dumps_reference(const json_t *value);
+char *cd_json_dumps_compact_reference(const json_t *value, size_t flags);
 /* Writers for JSON text built by hand on hot paths (events sent for every node), in the same
  * format as cd_json_dumps: a string with its quotes, non-ASCII as \uXXXX (surrogate pairs above
  * the BMP), and a number as Python's repr (shortest round-trip, "1.0" for integral values;
@@ -38,7 +51,9 @@ json_t *cd_json_parse(const char *text, size_t len, size_t flags, json_error_t *
 json_t *cd_json_bigint(const char *digits);
 /* The decimal text of a big integer, or NULL when v is not one. */
 const char *cd_json_bigint_text(const json_t *v);
-/* json_dumps(value, JSON_COMPACT | flags) with big integers written back as bare integers. */
+/* json_dumps(value, JSON_COMPACT | flags) with big integers written back as bare integers
+ * (cd_json_dumps_compact_reference). Flags 0 and JSON_ENCODE_ANY, those callers pass, take
+ * cd_json_write; any other goes to jansson. */
 char *cd_json_dumps_compact(const json_t *value, size_t flags);
 
 /* Lowercases the hex of \uXXXX escapes in jansson's output, in place (Python writes \u00e9). */

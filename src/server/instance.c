@@ -68,14 +68,17 @@ static int start_engine(cd_instance *inst, char *err, size_t errlen) {
 }
 
 void cd_respond_json(cd_http_req *req, int status, json_t *value) {
-    char *text = value ? cd_json_dumps(value) : NULL;
+    /* written into a buffer of our own: the reply copies it once, no string of its own needed */
+    cd_buf text = CD_BUF_INIT;
+    int rc = value ? cd_json_write(&text, value, false) : -1;
     json_decref(value);
-    if (!text) {
+    if (rc < 0) {
+        cd_buf_free(&text);
         cd_http_respond_text(req, 500, "500: out of memory");
         return;
     }
-    cd_http_respond(req, status, "application/json; charset=utf-8", text, strlen(text));
-    free(text);
+    cd_http_respond(req, status, "application/json; charset=utf-8", text.data, text.len);
+    cd_buf_free(&text);
 }
 
 /* ---- offloading blocking work ---- */

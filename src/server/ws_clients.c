@@ -79,10 +79,9 @@ static void note_message(cd_buf *b, const char *type, const char *text, size_t l
         return;
     }
     json_t *msg = json_pack("{s:s, s:O}", "type", type, "data", data);
-    char *out = msg ? cd_json_dumps(msg) : NULL;
+    cd_buf_reset(b); /* written straight into the note; a failure leaves it empty, as set_note */
+    if (!msg || cd_json_write(b, msg, false) < 0) cd_buf_reset(b);
     json_decref(msg);
-    set_note(b, out, out ? strlen(out) : 0);
-    free(out);
 }
 
 static void note_preview_context(cd_ws_clients *clients, const char *type, const char *text, size_t len,
