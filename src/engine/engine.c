@@ -103,11 +103,13 @@ static json_t *history_entry(const cd_queue_item *it, cd_exec_result *res) {
 }
 
 /* What finished prompts leave (their graphs, evicted cache entries, stored history trees) is
- * freed once the queue has been empty this long, or after this many prompts in a row: freeing
- * a large graph takes milliseconds, and a client that submits its next prompt right after the
- * last one finished should not wait for it. */
+ * freed once the queue has been empty this long: freeing a large graph takes milliseconds,
+ * and a client that submits its next prompt right after the last one finished should not wait
+ * for it. Under a steady stream of prompts it is freed regardless once it holds this many
+ * nodes or prompts (the executor keeps at most 16 runs). */
 #define IDLE_COLLECT_MS 5
-#define MAX_UNCOLLECTED 4
+#define MAX_UNCOLLECTED 16
+#define MAX_UNCOLLECTED_NODES 100000
 
 static void collect(cd_engine *e) {
     cd_executor_collect(e->executor);
@@ -152,7 +154,7 @@ static void *worker(void *arg) {
         if (client_id) emit(e, "executing", json_pack("{s:n, s:s}", "node", "prompt_id", prompt_id), client_id);
         free(client_id);
         free(prompt_id);
-        if (++uncollected >= MAX_UNCOLLECTED) {
+        if (++uncollected >= MAX_UNCOLLECTED || cd_executor_uncollected_nodes(e->executor) > MAX_UNCOLLECTED_NODES) {
             collect(e);
             uncollected = 0;
         }

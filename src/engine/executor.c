@@ -16,7 +16,7 @@
 #include "engine/prompt.h"
 #include "engine/value.h"
 
-#define MAX_KEPT_RUNS 4
+#define MAX_KEPT_RUNS 16
 
 struct cd_executor {
     const cd_registry *reg;
@@ -1313,6 +1313,12 @@ static void run_free(run_ctx *r) {
     free(r->extra_pnginfo);
     cd_prompt_free(r->prompt);
     free(r);
+}
+
+size_t cd_executor_uncollected_nodes(const cd_executor *ex) {
+    size_t n = 0;
+    for (size_t i = 0; i < ex->n_finished; i++) n += ex->finished[i]->prompt->n;
+    return n;
 }
 
 void cd_executor_collect(cd_executor *ex) {

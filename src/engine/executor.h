@@ -63,6 +63,8 @@ void cd_exec_result_clear(cd_exec_result *r);
  * evicted cache entries). Call once a result is handled and its last event sent, when no other
  * prompt waits; a run does it itself when several runs' worth wait. Results stay valid. */
 void cd_executor_collect(cd_executor *ex);
+/* How many nodes the runs waiting for cd_executor_collect hold (a measure of their memory). */
+size_t cd_executor_uncollected_nodes(const cd_executor *ex);
 /* Any thread: stop the running prompt at the next node boundary or progress report. */
 void cd_executor_interrupt(cd_executor *ex);
 /* Executor thread, between prompts: drop every cached result (/free with free_memory). */
