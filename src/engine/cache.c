@@ -94,8 +94,27 @@ static void clear_scratch(cd_cache *c) {
 /* Drops every stored entry for which keep() says no. */
 typedef bool (*keep_fn)(cd_cache *c, stored *s, void *arg);
 
-/* An evicted entry waits for cd_cache_collect; freed at once when it cannot wait (no memory). */
+/* Does the entry hold a tensor or an opaque value (a model, say)? Those can be large: their
+ * memory must not wait, and freeing them is a handful of large frees anyway. */
+static bool holds_heavy_values(const stored *s) {
+    for (int k = 0; k < s->e.n_outputs; k++) {
+        const cd_value *list = s->e.outputs[k];
+        for (size_t i = 0; i < cd_value_list_len(list); i++) {
+            cd_value_kind kind = cd_value_kind_of(cd_value_list_at(list, i));
+            if (kind == CD_VALUE_TENSOR || kind == CD_VALUE_OPAQUE) return true;
+        }
+    }
+    return false;
+}
+
+/* An evicted entry of small values waits for cd_cache_collect (freeing thousands of them one
+ * by one is what costs time); one with heavy values, or one that cannot wait (no memory), is
+ * freed at once. */
 static void evict(cd_cache *c, stored *s) {
+    if (holds_heavy_values(s)) {
+        stored_free(s);
+        return;
+    }
     if (c->n_evicted == c->cap_evicted) {
         size_t cap = c->cap_evicted ? c->cap_evicted * 2 : 256;
         stored **e = realloc(c->evicted, cap * sizeof *e);

@@ -111,9 +111,10 @@ static json_t *history_entry(const cd_queue_item *it, cd_exec_result *res) {
 #define MAX_UNCOLLECTED 16
 #define MAX_UNCOLLECTED_NODES 100000
 
-static void collect(cd_engine *e) {
+/* Returns true when the history writer is still busy (more to collect once it is done). */
+static bool collect(cd_engine *e) {
     cd_executor_collect(e->executor);
-    cd_history_collect(e->history);
+    return cd_history_collect(e->history);
 }
 
 static void *worker(void *arg) {
@@ -126,8 +127,8 @@ static void *worker(void *arg) {
         int got = cd_queue_take(e->queue, &it, uncollected ? IDLE_COLLECT_MS : -1);
         if (got < 0) break;
         if (got == 0) { /* idle for a while, or woken for /free (the flags are applied at the top) */
-            if (uncollected) collect(e);
-            uncollected = 0;
+            /* while the history writer works, keep looking in: it leaves trees to drop */
+            if (uncollected) uncollected = collect(e) ? 1 : 0;
             continue;
         }
         broadcast_status(e);

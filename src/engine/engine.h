@@ -29,7 +29,8 @@ void cd_engine_free(cd_engine *e);
 
 /* POST /prompt: validates and queues. Returns the HTTP status and fills *reply (new reference)
  * with ComfyUI's answer. body may be any JSON value; its "prompt" is converted in place and
- * kept by the queue, so the caller must not use the body afterwards except to release it. */
+ * kept by the queue, so the caller must not use the body afterwards except to release it (nor
+ * submit it again: the executor and the history read that prompt from other threads). */
 int cd_engine_submit(cd_engine *e, json_t *body, json_t **reply);
 /* The same from the request body as received (empty: {}). Returns -1 when it is not JSON (no
  * reply then). The same bytes as the last accepted body are not parsed and validated again

@@ -47,6 +47,7 @@ typedef struct op {
     char *id;
     json_t *entry; /* OP_PUT: a reference; entries are not changed once added */
     item *it;      /* OP_PUT: the entry's item (a reference), to turn into text once stored */
+    item *dead;    /* writer: the item, when the op held its last reference (freed unlocked) */
     struct op *next;
 } op;
 
@@ -111,32 +112,37 @@ static void sql_delete(cd_history *h, const char *id) {
     sqlite3_finalize(st);
 }
 
-static void graph_unref(graph_text *g) {
-    if (g && --g->refs == 0) free(g);
-}
+/* Lock held: drops a reference; returns g when that was the last one, for the caller to free
+ * once it has let go of the lock (the writer runs at idle priority: it must not do more under
+ * the lock than it has to). */
+static graph_text *graph_drop(graph_text *g) { return g && --g->refs == 0 ? g : NULL; }
+
+static void graph_unref(graph_text *g) { free(graph_drop(g)); }
 
 /* The writer's current graph text becomes that of graph (lock taken for the counts). */
 static void set_current_graph(cd_history *h, json_t *graph) {
     char *text = cd_json_dumps_compact(graph, 0);
     size_t len = text ? strlen(text) : 0;
+    graph_text *g = NULL, *dead = NULL;
+    bool same = false;
+    pthread_mutex_lock(&h->lock);
+    graph_text *cur = h->graph_text;
+    same = text && cur && cur->len == len && !memcmp(cur->text, text, len);
+    pthread_mutex_unlock(&h->lock);
+    if (text && !same && (g = malloc(sizeof *g + len + 1))) { /* made outside the lock */
+        g->refs = 1;
+        g->len = len;
+        memcpy(g->text, text, len + 1);
+    }
     pthread_mutex_lock(&h->lock);
     release_later(h, h->graph);
     h->graph = json_incref(graph);
-    graph_text *cur = h->graph_text;
-    if (text && !(cur && cur->len == len && !memcmp(cur->text, text, len))) {
-        graph_text *g = malloc(sizeof *g + len + 1);
-        if (g) {
-            g->refs = 1;
-            g->len = len;
-            memcpy(g->text, text, len + 1);
-        }
-        graph_unref(cur);
+    if (!same) {
+        dead = graph_drop(h->graph_text);
         h->graph_text = g;
-    } else if (!text) {
-        graph_unref(cur);
-        h->graph_text = NULL;
     }
     pthread_mutex_unlock(&h->lock);
+    free(dead);
     free(text);
 }
 
@@ -207,15 +213,26 @@ static char *sql_put(cd_history *h, const char *id, const json_t *entry, graph_t
     return NULL;
 }
 
-/* Lock held. */
-static void item_unref(item *it) {
-    if (!it || --it->refs > 0) return;
+/* Lock held: drops a reference; returns the item when that was the last one (its graph then
+ * dropped too, and set only when it is to be freed), for item_free. */
+static item *item_drop(item *it) {
+    if (!it || --it->refs > 0) return NULL;
+    it->graph = graph_drop(it->graph);
+    return it;
+}
+
+/* Frees what item_drop gave (no lock needed). */
+static void item_free(item *it) {
+    if (!it) return;
     free(it->id);
     json_decref(it->entry);
     free(it->text);
-    graph_unref(it->graph);
+    free(it->graph);
     free(it);
 }
+
+/* Lock held. */
+static void item_unref(item *it) { item_free(item_drop(it)); }
 
 /* The entry as a new tree, for a reader (lock held); NULL when its text does not parse. */
 static json_t *item_entry(const item *it) {
@@ -230,7 +247,7 @@ static json_t *item_entry(const item *it) {
 static void op_free(op *o) {
     free(o->id);
     json_decref(o->entry);
-    item_unref(o->it); /* lock held: refs are counted under it */
+    item_unref(o->it); /* lock held, or the writer gone: refs are counted under it */
     free(o);
 }
 
@@ -294,8 +311,9 @@ static void *writer_main(void *arg) {
                     text = NULL;
                     graph = NULL;
                 }
-                graph_unref(graph);
+                graph_text *dead = graph_drop(graph);
                 pthread_mutex_unlock(&h->lock);
+                free(dead);
                 free(text);
             } else if (o->kind == OP_DELETE) {
                 sql_delete(h, o->id);
@@ -308,12 +326,17 @@ static void *writer_main(void *arg) {
         for (op *o = list; o; o = o->next) {
             release_later(h, o->entry);
             o->entry = NULL;
+            o->dead = item_drop(o->it);
+            o->it = NULL;
         }
-        while (list) {
+        pthread_mutex_unlock(&h->lock);
+        while (list) { /* what the ops held last, freed without the lock */
             op *next = list->next;
+            item_free(list->dead);
             op_free(list);
             list = next;
         }
+        pthread_mutex_lock(&h->lock);
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
@@ -440,15 +463,17 @@ void cd_history_sync(cd_history *h) {
     pthread_mutex_unlock(&h->lock);
 }
 
-void cd_history_collect(cd_history *h) {
+bool cd_history_collect(cd_history *h) {
     pthread_mutex_lock(&h->lock);
     json_t **list = h->release;
     size_t n = h->n_release;
     h->release = NULL;
     h->n_release = h->cap_release = 0;
+    bool busy = h->ops_head || h->writing;
     pthread_mutex_unlock(&h->lock);
     for (size_t i = 0; i < n; i++) json_decref(list[i]);
     free(list);
+    return busy;
 }
 
 void cd_history_add(cd_history *h, const char *prompt_id, json_t *entry) {

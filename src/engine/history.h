@@ -5,6 +5,7 @@
 #define CD_ENGINE_HISTORY_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct cd_history cd_history;
@@ -15,8 +16,9 @@ void cd_history_close(cd_history *h);
 
 void cd_history_add(cd_history *h, const char *prompt_id, json_t *entry); /* entry consumed */
 /* Drops what the writer thread is done with (stored entries' trees): call it from a thread of
- * normal priority between prompts (the executor does, after each prompt). */
-void cd_history_collect(cd_history *h);
+ * normal priority between prompts (the executor does). Returns true while the writer still has
+ * work, which will leave more to drop: call it again later. */
+bool cd_history_collect(cd_history *h);
 /* Waits until every change made so far is in the database (and stored entries are text). */
 void cd_history_sync(cd_history *h);
 /* GET /history semantics: max_items < 0 and offset < 0 mean absent (§3.8). New reference. */
