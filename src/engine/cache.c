@@ -21,6 +21,7 @@ struct cd_cache {
     size_t cap;     /* a power of two */
     size_t n_stored;
     uint64_t generation;
+    uint64_t version; /* moves whenever an entry is stored or dropped */
     /* Results that may not be cached (NaN signatures) still serve the rest of their prompt. */
     stored **scratch;
     size_t n_scratch;
@@ -59,6 +60,7 @@ static int insert(cd_cache *c, stored *s) {
     if ((c->n_stored + 1) * 2 > c->cap && rehash(c, c->cap * 2) < 0) return -1;
     *slot_for(c, &s->key) = s;
     c->n_stored++;
+    c->version++;
     return 0;
 }
 
@@ -147,6 +149,7 @@ static void sweep(cd_cache *c, keep_fn keep, void *arg) {
         if (keep(c, s, arg)) c->slots[n++] = s;
         else evict(c, s);
     }
+    if (n != c->n_stored) c->version++;
     c->n_stored = n;
     size_t cap = 64;
     while (n * 2 > cap) cap *= 2;
@@ -261,3 +264,4 @@ void cd_cache_reset(cd_cache *c) {
 }
 
 size_t cd_cache_size(const cd_cache *c) { return c->n_stored; }
+uint64_t cd_cache_version(const cd_cache *c) { return c->version; }

@@ -39,5 +39,7 @@ void cd_cache_collect(cd_cache *c);
 /* /free with free_memory: everything goes. */
 void cd_cache_reset(cd_cache *c);
 size_t cd_cache_size(const cd_cache *c);
+/* Changes whenever an entry is stored or dropped: equal versions mean the same entries. */
+uint64_t cd_cache_version(const cd_cache *c);
 
 #endif

@@ -33,6 +33,9 @@ struct cd_executor {
         cd_map *index;  /* node id -> position + 1 (keys borrowed from prompt) */
         json_t *ids;    /* every node id, in order: execution_cached of a repeat (shared) */
         char *ids_text; /* ids as the event writes them, made by the first repeat with a client */
+        /* each node's cache entry, as the last repeat found them, and the cache version then */
+        const cd_cache_entry **entries;
+        uint64_t entries_version;
         size_t n;
     } last;
     /* Runs that ended, freed by cd_executor_collect: a large graph takes as long to free as
@@ -48,6 +51,7 @@ static void forget_last(cd_executor *ex) {
     cd_map_free(ex->last.index);
     json_decref(ex->last.ids);
     free(ex->last.ids_text);
+    free(ex->last.entries);
     memset(&ex->last, 0, sizeof ex->last);
 }
 
@@ -1234,16 +1238,25 @@ static bool rerun_cached(cd_executor *ex, const cd_exec_request *req, cd_exec_re
     size_t n = ex->last.n;
     if (!ex->last.prompt || ex->last.prompt != req->prompt || ex->policy != CD_CACHE_POLICY_CLASSIC) return false;
     if (!index_last(ex)) return false;
-    /* Classic: the same keys as the full run would give; dropping the others is idempotent. */
-    cd_cache_begin_prompt(ex->cache, ex->last.keys, n);
-    const cd_cache_entry **entries = calloc(n ? n : 1, sizeof *entries);
     bool *done = calloc(n ? n : 1, sizeof *done);
-    bool all = entries && done;
-    for (size_t i = 0; all && i < n; i++) all = (entries[i] = cd_cache_get(ex->cache, &ex->last.keys[i])) != NULL;
-    if (!all) {
-        free(entries);
-        free(done);
-        return false;
+    if (!done) return false;
+    const cd_cache_entry **entries = ex->last.entries;
+    /* Nothing stored or dropped since the last repeat found every entry: the same entries, and
+     * starting the prompt in the cache would change nothing. */
+    if (!entries || ex->last.entries_version != cd_cache_version(ex->cache)) {
+        /* Classic: the same keys as the full run would give; dropping the others is idempotent. */
+        cd_cache_begin_prompt(ex->cache, ex->last.keys, n);
+        free(ex->last.entries);
+        ex->last.entries = entries = calloc(n ? n : 1, sizeof *entries);
+        bool all = entries != NULL;
+        for (size_t i = 0; all && i < n; i++) all = (entries[i] = cd_cache_get(ex->cache, &ex->last.keys[i])) != NULL;
+        if (!all) {
+            free(ex->last.entries);
+            ex->last.entries = NULL;
+            free(done);
+            return false;
+        }
+        ex->last.entries_version = cd_cache_version(ex->cache);
     }
     run_ctx r = {.ex = ex, .prompt_id = req->prompt_id};
     r.messages = json_array();
@@ -1293,7 +1306,6 @@ static bool rerun_cached(cd_executor *ex, const cd_exec_request *req, cd_exec_re
         if (out) json_object_set(res->outputs, id, out);
         if (meta) json_object_set(res->meta, id, meta);
     }
-    free(entries);
     free(done);
     return true;
 }

@@ -355,6 +355,17 @@ static void rerun_of_the_same_prompt_object(void **state) {
     assert_int_equal(cd_executor_run(f->ex, &req, &fast), 0);
     json_t *fast_events = untimed(f->rec.events);
     json_array_clear(f->rec.events);
+    /* a second repeat reuses what the first found in the cache, and sends the same */
+    cd_exec_result again;
+    assert_int_equal(cd_executor_run(f->ex, &req, &again), 0);
+    json_t *again_events = untimed(f->rec.events);
+    json_array_clear(f->rec.events);
+    assert_true(json_equal(fast_events, again_events));
+    assert_true(again.success);
+    assert_int_equal(again.cached_count, 4);
+    assert_true(json_equal(fast.outputs, again.outputs));
+    json_decref(again_events);
+    cd_exec_result_clear(&again);
     req.prompt = copy; /* another object: the full run, everything cached */
     assert_int_equal(cd_executor_run(f->ex, &req, &full), 0);
     json_t *full_events = untimed(f->rec.events);
