@@ -390,7 +390,7 @@ static int hex_digit(unsigned char c) {
     return -1;
 }
 
-/* The code unit of the "\uXXXX" at p, or -1. */
+/* The code unit of the \u escape (a backslash, u, four hex digits) at p, or -1. */
 static long read_u_escape(const unsigned char *p, const unsigned char *end) {
     if (end - p < 6 || p[0] != '\\' || p[1] != 'u') return -1;
     long v = 0;
@@ -793,7 +793,7 @@ json_t *cd_json_parse(const char *text, size_t len, size_t flags, json_error_t *
  * cycles. Here the tree is walked with an explicit stack and the text written straight into a
  * cd_buf, in the two forms the code base asks for:
  *   - cd_json_dumps: JSON_ENSURE_ASCII | JSON_ENCODE_ANY, ", " and ": ", then big integers
- *     restored and the hex of \uXXXX lowercased; here written lowercase at once;
+ *     restored and the hex digits of \u escapes lowercased; here written lowercase at once;
  *   - cd_json_dumps_compact, flags 0 or JSON_ENCODE_ANY: "," and ":", non-ASCII as it is,
  *     control characters as \u00XX in jansson's capitals.
  * What jansson 2.14 does that matters: keys in insertion order; \" \\ \b \f \n \r \t and
@@ -868,7 +868,8 @@ static char *put_ascii_escape(char *w, unsigned char c, const char *hex) {
     return w + 2;
 }
 
-/* The \uXXXX escape of the valid n-byte UTF-8 sequence at p, a surrogate pair above U+FFFF. */
+/* The \u escape (four hex digits) of the valid n-byte UTF-8 sequence at p: two escapes, a
+ * surrogate pair, above U+FFFF. */
 static char *put_code_point_escape(char *w, const unsigned char *p, size_t n) {
     uint32_t c = p[0] & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
     for (size_t i = 1; i < n; i++) c = (c << 6) | (p[i] & 0x3F);
