@@ -6,6 +6,8 @@
 #include <stdint.h>
 
 int cd_cmd_run(int argc, char **argv);
+/* comfyd hub: users, projects and their supervised instances (cmd_hub.c). */
+int cd_cmd_hub(int argc, char **argv);
 /* comfyd nodes / comfyd models: the node-pack manager from the command line (cmd_nodes.c). */
 int cd_cmd_nodes(int argc, char **argv);
 int cd_cmd_models(int argc, char **argv);

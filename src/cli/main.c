@@ -1,5 +1,5 @@
-/* comfyd: the command line. `comfyd serve` runs a workflow server; the other jobs of DESIGN.md
- * (hub, nodes, models) arrive with their issues. */
+/* comfyd: the command line. `comfyd serve` runs a workflow server, `comfyd hub` the platform
+ * around many of them; run, nodes and models work without a server. */
 #include <errno.h>
 #include <malloc.h>
 #include <sodium.h>
@@ -22,6 +22,8 @@ static void usage(FILE *out) {
             "commands:\n"
             "  serve      run a workflow server speaking ComfyUI's HTTP and WebSocket API\n"
             "             (comfyd serve --help lists its flags, which are ComfyUI's)\n"
+            "  hub        the platform: users, projects, one supervised instance per project\n"
+            "             (comfyd hub --help lists its settings)\n"
             "  run FILE   run one workflow (API or UI format) in this process (comfyd run --help)\n"
             "  nodes      node packs: list, show, install, uninstall, update, disable, enable, fix,\n"
             "             snapshot (comfyd nodes --help)\n"
@@ -77,6 +79,7 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
+    if (!strcmp(cmd, "hub")) return cd_cmd_hub(argc, argv);
     if (!strcmp(cmd, "run")) return cd_cmd_run(argc, argv);
     if (!strcmp(cmd, "nodes")) return cd_cmd_nodes(argc, argv);
     if (!strcmp(cmd, "models")) return cd_cmd_models(argc, argv);

@@ -1,0 +1,371 @@
+/* Projects and their instances:
+ *
+ *   GET    /api/projects                   yours (teachers and admins: every project)
+ *   POST   /api/projects         {name}    201 and the project
+ *   GET    /api/projects/{id}
+ *   PATCH  /api/projects/{id}    {name}
+ *   DELETE /api/projects/{id}              stops its instance; its directory stays on disk
+ *   POST   /api/projects/{id}/open_comfy   starts or reuses its instance (?wait=0: do not wait)
+ *   POST   /api/projects/{id}/stop_comfy
+ *   GET    /api/instances                  the instances you may reach
+ *   GET    /api/instances/{id}/log?tail=N  the last N lines of its log (owner and admins)
+ *
+ * Only the owner, teachers and admins may see, open, stop or reach a project; anyone else gets
+ * 403 (a project that does not exist: 404). Renaming and deleting are the owner's and admins'. */
+#include <ctype.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/str.h"
+#include "hub/hub.h"
+#include "hub/supervisor.h"
+
+/* A project the caller may reach, into *p. Answers 404/403 and returns -1 otherwise. */
+static int load_project(cd_hub *hub, cd_http_req *req, const cd_hub_caller *c, cd_store_project *p) {
+    int64_t id = cd_hub_param_id(req, "id", "project");
+    if (id < 0) return -1;
+    if (hub->store->ops->project_get(hub->store, id, p) != 0) {
+        cd_hub_error(req, 404, "not_found", "no project %lld", (long long)id);
+        return -1;
+    }
+    if (!cd_hub_may_reach(c, p)) {
+        cd_hub_error(req, 403, "forbidden", "project %lld is not yours", (long long)id);
+        return -1;
+    }
+    return 0;
+}
+
+/* Trimmed, 1 to 128 bytes, no control characters. Returns the problem or NULL. */
+static const char *clean_name(const char *in, char *out, size_t outlen) {
+    if (!in) return "'name' must be a string";
+    while (isspace((unsigned char)*in)) in++;
+    size_t n = strlen(in);
+    while (n && isspace((unsigned char)in[n - 1])) n--;
+    if (n == 0 || n > 128) return "a project name has 1 to 128 bytes";
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)in[i] < 0x20 || in[i] == 0x7f) return "a project name may not hold control characters";
+    snprintf(out, outlen, "%.*s", (int)n, in);
+    return NULL;
+}
+
+static void handle_list(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    if (cd_hub_authenticate(hub, req, &c) < 0) return;
+    cd_store_project *list = NULL;
+    size_t n = 0;
+    int64_t owner = c.user.role >= CD_ROLE_TEACHER ? 0 : c.user.id;
+    if (hub->store->ops->project_list(hub->store, owner, &list, &n) < 0) {
+        cd_hub_error(req, 500, "store_error", "%s", cd_store_error(hub->store));
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(arr, cd_hub_project_json(hub, &list[i]));
+    free(list);
+    cd_hub_json(req, 200, arr);
+}
+
+static void handle_create(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    if (cd_hub_authenticate(hub, req, &c) < 0) return;
+    static const char *const fields[] = {"name", NULL};
+    json_t *body = cd_hub_body_object(req, fields);
+    if (!body) return;
+    cd_store_project p = {0};
+    const char *problem = clean_name(json_string_value(json_object_get(body, "name")), p.name, sizeof p.name);
+    json_decref(body);
+    if (problem) {
+        cd_hub_error(req, 400, "invalid_name", "%s", problem);
+        return;
+    }
+    p.owner_id = c.user.id;
+    if (hub->store->ops->project_create(hub->store, &p) < 0) {
+        cd_hub_error(req, 500, "store_error", "%s", cd_store_error(hub->store));
+        return;
+    }
+    char target[64];
+    snprintf(target, sizeof target, "project %lld", (long long)p.id);
+    cd_hub_audit(hub, req, &c.user, "project_create", target, "%s", p.name);
+    cd_hub_json(req, 201, cd_hub_project_json(hub, &p));
+}
+
+static void handle_get(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    cd_store_project p;
+    if (cd_hub_authenticate(hub, req, &c) < 0 || load_project(hub, req, &c, &p) < 0) return;
+    cd_hub_json(req, 200, cd_hub_project_json(hub, &p));
+}
+
+static bool may_change(const cd_hub_caller *c, const cd_store_project *p) {
+    return c->user.id == p->owner_id || c->user.role == CD_ROLE_ADMIN;
+}
+
+static void handle_update(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    cd_store_project p;
+    if (cd_hub_authenticate(hub, req, &c) < 0 || load_project(hub, req, &c, &p) < 0) return;
+    if (!may_change(&c, &p)) {
+        cd_hub_error(req, 403, "forbidden", "only its owner or an admin may rename project %lld", (long long)p.id);
+        return;
+    }
+    static const char *const fields[] = {"name", NULL};
+    json_t *body = cd_hub_body_object(req, fields);
+    if (!body) return;
+    const char *problem = NULL;
+    if (json_object_get(body, "name"))
+        problem = clean_name(json_string_value(json_object_get(body, "name")), p.name, sizeof p.name);
+    json_decref(body);
+    if (problem) {
+        cd_hub_error(req, 400, "invalid_name", "%s", problem);
+        return;
+    }
+    p.updated_at = cd_hub_now_ms();
+    if (hub->store->ops->project_update(hub->store, &p) < 0) {
+        cd_hub_error(req, 500, "store_error", "%s", cd_store_error(hub->store));
+        return;
+    }
+    char target[64];
+    snprintf(target, sizeof target, "project %lld", (long long)p.id);
+    cd_hub_audit(hub, req, &c.user, "project_update", target, "name %s", p.name);
+    cd_hub_json(req, 200, cd_hub_project_json(hub, &p));
+}
+
+/* ---- answering after an instance stopped ---- */
+
+typedef struct {
+    cd_hub *hub;
+    cd_http_req *req; /* NULL once the client went away */
+    cd_hub_caller caller;
+    cd_store_project project;
+    bool deleting;
+} stop_op;
+
+static void stop_aborted(cd_http_req *req, void *arg) { ((stop_op *)arg)->req = NULL; }
+
+static void on_stopped(void *arg) {
+    stop_op *op = arg;
+    cd_hub *hub = op->hub;
+    char target[64];
+    snprintf(target, sizeof target, "project %lld", (long long)op->project.id);
+    int rc = 0;
+    if (op->deleting) {
+        rc = hub->store->ops->project_delete(hub->store, op->project.id);
+        if (rc == 0) cd_hub_audit(hub, op->req, &op->caller.user, "project_delete", target, "%s", op->project.name);
+    }
+    if (op->req) {
+        cd_http_req_on_abort(op->req, NULL, NULL);
+        if (rc != 0) cd_hub_error(op->req, 500, "store_error", "%s", cd_store_error(hub->store));
+        else if (op->deleting) cd_hub_json(op->req, 200, json_pack("{s:I}", "deleted", (json_int_t)op->project.id));
+        else cd_hub_json(op->req, 200, cd_hub_project_json(hub, &op->project));
+    }
+    free(op);
+}
+
+static void stop_and_answer(cd_hub *hub, cd_http_req *req, const cd_hub_caller *c, const cd_store_project *p,
+                            bool deleting) {
+    stop_op *op = calloc(1, sizeof *op);
+    if (!op) {
+        cd_hub_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    *op = (stop_op){hub, req, *c, *p, deleting};
+    cd_http_req_on_abort(req, stop_aborted, op);
+    char reason[128];
+    snprintf(reason, sizeof reason, "%s by %s", deleting ? "project deleted" : "stopped", c->user.name);
+    if (!deleting) {
+        char target[64];
+        snprintf(target, sizeof target, "project %lld", (long long)p->id);
+        cd_hub_audit(hub, req, &c->user, "stop", target, "%s", p->name);
+    }
+    cd_supervisor_stop(hub->sup, p->id, reason, on_stopped, op);
+}
+
+static void handle_delete(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    cd_store_project p;
+    if (cd_hub_authenticate(hub, req, &c) < 0 || load_project(hub, req, &c, &p) < 0) return;
+    if (!may_change(&c, &p)) {
+        cd_hub_error(req, 403, "forbidden", "only its owner or an admin may delete project %lld", (long long)p.id);
+        return;
+    }
+    stop_and_answer(hub, req, &c, &p, true);
+}
+
+static void handle_stop(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    cd_store_project p;
+    if (cd_hub_authenticate(hub, req, &c) < 0 || load_project(hub, req, &c, &p) < 0) return;
+    stop_and_answer(hub, req, &c, &p, false);
+}
+
+/* ---- open ---- */
+
+typedef struct {
+    cd_hub *hub;
+    cd_http_req *req;
+    cd_store_project project;
+} open_op;
+
+static void open_aborted(cd_http_req *req, void *arg) {
+    open_op *op = arg;
+    cd_supervisor_cancel(op->hub->sup, op);
+    free(op);
+}
+
+static void on_opened(int status, const char *message, const cd_store_instance *inst, bool reused, void *user) {
+    open_op *op = user;
+    cd_http_req *req = op->req;
+    cd_http_req_on_abort(req, NULL, NULL);
+    if (status != 0) {
+        cd_hub_error(req, status, status == 503 ? "unavailable" : "instance_failed", "%s", message);
+    } else {
+        json_t *j = cd_hub_project_json(op->hub, &op->project);
+        json_object_set_new(j, "reused", json_boolean(reused));
+        json_object_set_new(j, "project_id", json_integer(op->project.id));
+        json_object_set_new(j, "instance", cd_hub_instance_json(inst));
+        json_object_set_new(j, "status", json_string(inst->status));
+        cd_hub_json(req, 200, j);
+    }
+    free(op);
+}
+
+static void handle_open(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    cd_store_project p;
+    if (cd_hub_authenticate(hub, req, &c) < 0 || load_project(hub, req, &c, &p) < 0) return;
+    cd_store_user owner;
+    if (hub->store->ops->user_get(hub->store, p.owner_id, &owner) != 0) {
+        cd_hub_error(req, 500, "store_error", "the owner of project %lld is missing", (long long)p.id);
+        return;
+    }
+    char target[64];
+    snprintf(target, sizeof target, "project %lld", (long long)p.id);
+    cd_hub_audit(hub, req, &c.user, "open", target, "%s", p.name);
+    char *wait = cd_str_query_get(cd_http_req_query(req), "wait");
+    bool no_wait = wait && (!strcmp(wait, "0") || !strcmp(wait, "false"));
+    free(wait);
+    open_op *op = calloc(1, sizeof *op);
+    if (!op) {
+        cd_hub_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    *op = (open_op){hub, req, p};
+    cd_http_req_on_abort(req, open_aborted, op);
+    cd_supervisor_open(hub->sup, &p, &owner, on_opened, op);
+    if (no_wait && !cd_http_req_responded(req)) {
+        /* The start goes on; the caller follows it on /api/events or GET /api/projects/{id}. */
+        cd_supervisor_cancel(hub->sup, op);
+        cd_http_req_on_abort(req, NULL, NULL);
+        free(op);
+        json_t *j = cd_hub_project_json(hub, &p);
+        cd_hub_json(req, 202, j);
+    }
+}
+
+/* ---- instances and their logs ---- */
+
+static void handle_instances(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    if (cd_hub_authenticate(hub, req, &c) < 0) return;
+    cd_store_instance *list = NULL;
+    size_t n = 0;
+    if (hub->store->ops->instance_list(hub->store, &list, &n) < 0) {
+        cd_hub_error(req, 500, "store_error", "%s", cd_store_error(hub->store));
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        cd_store_project p;
+        if (hub->store->ops->project_get(hub->store, list[i].project_id, &p) != 0 || !cd_hub_may_reach(&c, &p)) continue;
+        json_array_append_new(arr, cd_hub_instance_json(&list[i]));
+    }
+    free(list);
+    cd_hub_json(req, 200, arr);
+}
+
+/* The last `lines` lines of a file, read backwards in blocks so a large log costs little. */
+static char *tail_lines(const char *path, long lines, size_t max_bytes) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    off_t end = lseek(fd, 0, SEEK_END), from = end;
+    long newlines = 0;
+    char block[8192];
+    /* a trailing newline ends the last line; it does not start another */
+    while (from > 0 && newlines <= lines && (size_t)(end - from) < max_bytes) {
+        size_t n = from > (off_t)sizeof block ? sizeof block : (size_t)from;
+        from -= (off_t)n;
+        if (pread(fd, block, n, from) != (ssize_t)n) break;
+        for (size_t i = n; i-- > 0;) {
+            if (block[i] == '\n' && from + (off_t)i != end - 1 && ++newlines > lines) {
+                from += (off_t)i + 1;
+                break;
+            }
+        }
+    }
+    size_t len = (size_t)(end - from);
+    if (len > max_bytes) {
+        from = end - (off_t)max_bytes;
+        len = max_bytes;
+    }
+    char *out = malloc(len + 1);
+    if (out && pread(fd, out, len, from) != (ssize_t)len) len = 0;
+    if (out) out[len] = '\0';
+    close(fd);
+    return out;
+}
+
+static void handle_log(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    if (cd_hub_authenticate(hub, req, &c) < 0) return;
+    int64_t id = cd_hub_param_id(req, "id", "instance");
+    if (id < 0) return;
+    cd_store_instance inst;
+    cd_store_project p;
+    if (hub->store->ops->instance_get(hub->store, id, &inst) != 0 ||
+        hub->store->ops->project_get(hub->store, inst.project_id, &p) != 0) {
+        cd_hub_error(req, 404, "not_found", "no instance %lld", (long long)id);
+        return;
+    }
+    if (c.user.id != p.owner_id && c.user.role != CD_ROLE_ADMIN) {
+        cd_hub_error(req, 403, "forbidden", "only the owner and admins may read this log");
+        return;
+    }
+    char *tail = cd_str_query_get(cd_http_req_query(req), "tail");
+    long n = tail ? strtol(tail, NULL, 10) : 100;
+    free(tail);
+    if (n < 1 || n > 100000) {
+        cd_hub_error(req, 400, "invalid_request", "tail is a number of lines from 1 to 100000");
+        return;
+    }
+    char *text = inst.log_path[0] ? tail_lines(inst.log_path, n, 8u << 20) : NULL;
+    if (!text) {
+        cd_hub_error(req, 404, "not_found", "instance %lld has no log yet", (long long)id);
+        return;
+    }
+    cd_http_respond(req, 200, "text/plain; charset=utf-8", text, strlen(text));
+    free(text);
+}
+
+void cd_hub_api_projects_register(cd_hub *hub) {
+    cd_router *r = hub->router;
+    cd_router_add(r, "GET", "/api/projects", handle_list, hub);
+    cd_router_add(r, "POST", "/api/projects", handle_create, hub);
+    cd_router_add(r, "GET", "/api/projects/{id}", handle_get, hub);
+    cd_router_add(r, "PATCH", "/api/projects/{id}", handle_update, hub);
+    cd_router_add(r, "DELETE", "/api/projects/{id}", handle_delete, hub);
+    cd_router_add(r, "POST", "/api/projects/{id}/open_comfy", handle_open, hub);
+    cd_router_add(r, "POST", "/api/projects/{id}/stop_comfy", handle_stop, hub);
+    cd_router_add(r, "GET", "/api/instances", handle_instances, hub);
+    cd_router_add(r, "GET", "/api/instances/{id}/log", handle_log, hub);
+}

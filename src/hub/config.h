@@ -1,0 +1,57 @@
+/* The hub's settings. Each one has a name (the environment variable, e.g. COMFYUI_PORT_RANGE),
+ * a command-line flag derived from it (--comfyui-port-range, with short forms for the common
+ * ones: --listen, --port, --data-dir, --config) and a default. They are read in this order, each
+ * overriding the one before: defaults, the config file (NAME=VALUE lines), the environment,
+ * the command line. `comfyd hub --help` prints the table. */
+#ifndef CD_HUB_CONFIG_H
+#define CD_HUB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "base/log.h"
+
+typedef struct {
+    /* the hub itself */
+    char *listen;
+    int port;
+    char *data_dir;    /* absolute */
+    char *config_file; /* NULL when none was read */
+    char *admin_password;
+    int session_hours;
+    int64_t max_body_bytes;
+    cd_log_level log_level;
+    /* its instances */
+    char *instance_listen;
+    int port_min, port_max;
+    char *instance_base_dir, *log_dir, *custom_nodes_dir, *models_dir; /* absolute */
+    char *command;   /* the template; see cd_hub_config_command_argv */
+    char *repo_path; /* a Python ComfyUI checkout, or NULL */
+    char *python;
+    char *comfyd_bin; /* this executable, for the default command */
+    int startup_timeout_s, heartbeat_interval_s, heartbeat_timeout_ms, idle_stop_s, max_instances;
+    int stop_grace_s, max_restarts;
+    int64_t log_max_bytes;
+    int log_keep;
+} cd_hub_config;
+
+/* Parses argv[first..] over the defaults, the config file and the environment. Returns 0, 1
+ * when --help was printed (to out), or -1 with a message in err. The config owns its strings. */
+int cd_hub_config_load(cd_hub_config *cfg, int argc, char **argv, int first, FILE *out, char *err, size_t errlen);
+void cd_hub_config_free(cd_hub_config *cfg);
+
+/* The instance command for one start: the template split on blanks, each word with its
+ * {placeholders} replaced ({comfyd} {python} {repo} {listen} {port} {base_dir} {user}
+ * {project}); no shell is involved, so a value never becomes two words. Returns a
+ * NULL-terminated array (free with cd_hub_argv_free) or NULL with a message. */
+typedef struct {
+    const char *listen, *base_dir, *user;
+    int port;
+    long long project;
+} cd_hub_command_vars;
+char **cd_hub_config_command_argv(const cd_hub_config *cfg, const cd_hub_command_vars *v, char *err, size_t errlen);
+void cd_hub_argv_free(char **argv);
+
+#endif

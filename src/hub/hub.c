@@ -1,0 +1,230 @@
+/* `comfyd hub`: starts the store, the supervisor and the HTTP API, and stops them in order: the
+ * HTTP side first (in-flight answers finish), then every instance (SIGTERM, then SIGKILL after
+ * the grace period), then the store. */
+#include "hub/hub.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "base/path.h"
+#include "comfyd_version.h"
+#include "hub/events.h"
+#include "hub/launcher.h"
+#include "hub/supervisor.h"
+
+int64_t cd_hub_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- requests ---- */
+
+static const char index_page[] =
+    "<!doctype html><html lang=en><meta charset=utf-8><title>comfyd hub</title>"
+    "<body style='font-family:sans-serif;max-width:40em;margin:2em auto'>"
+    "<h1>comfyd hub</h1><p>The hub's JSON API is under <code>/api/</code>: log in with "
+    "<code>POST /api/login</code>, list projects with <code>GET /api/projects</code>, open one with "
+    "<code>POST /api/projects/{id}/open_comfy</code>. The README lists every route.</p></body></html>";
+
+static void handle_request(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_route_match m;
+    const char *path = cd_http_req_path(req);
+    cd_route_result r = cd_router_match(hub->router, cd_http_req_method(req), path, &m);
+    if (r == CD_ROUTE_FOUND) {
+        for (size_t i = 0; i < m.nparams; i++) cd_http_req_set_param(req, m.names[i], m.values[i]);
+        cd_route_match_clear(&m);
+        m.fn(req, m.ctx);
+    } else if (r == CD_ROUTE_METHOD_NOT_ALLOWED) {
+        cd_http_add_header(req, "Allow", m.allow);
+        cd_hub_error(req, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", cd_http_req_method(req),
+                     path, m.allow);
+    } else if (!strcmp(path, "/") && !strcmp(cd_http_req_method(req), "GET")) {
+        cd_http_respond(req, 200, "text/html; charset=utf-8", index_page, sizeof index_page - 1);
+    } else {
+        cd_hub_error(req, 404, "not_found", "no such route: %s %s", cd_http_req_method(req), path);
+    }
+}
+
+static void response_hook(cd_http_req *req, int status, void *ctx) {
+    cd_http_add_header(req, "X-Content-Type-Options", "nosniff");
+    if (!strncmp(cd_http_req_path(req), "/api/", 5) && !cd_http_has_header(req, "Cache-Control"))
+        cd_http_add_header(req, "Cache-Control", "no-store");
+}
+
+/* ---- supervisor callbacks ---- */
+
+static void on_instance_change(const cd_store_instance *inst, void *user) {
+    cd_hub *hub = user;
+    cd_hub_events_instance(hub->events, inst);
+}
+
+static void on_supervisor_audit(const char *action, int64_t project_id, const char *detail, void *user) {
+    cd_hub *hub = user;
+    char target[64];
+    snprintf(target, sizeof target, "project %lld", (long long)project_id);
+    cd_hub_audit(hub, NULL, NULL, action, target, "%s", detail);
+}
+
+/* ---- stopping ---- */
+
+static void maybe_stopped(cd_hub *hub) {
+    if (hub->http_stopped && hub->sup_stopped) hub->stopped = true;
+}
+
+static void on_http_stopped(void *arg) {
+    cd_hub *hub = arg;
+    hub->http_stopped = true;
+    maybe_stopped(hub);
+}
+
+static void on_sup_stopped(void *arg) {
+    cd_hub *hub = arg;
+    hub->sup_stopped = true;
+    maybe_stopped(hub);
+}
+
+static void close_signals(cd_hub *hub) {
+    if (!hub->signals_open) return;
+    hub->signals_open = false;
+    uv_close((uv_handle_t *)&hub->sigint, NULL);
+    uv_close((uv_handle_t *)&hub->sigterm, NULL);
+}
+
+void cd_hub_stop(cd_hub *hub) {
+    if (hub->stopping) return;
+    hub->stopping = true;
+    cd_info("hub: stopping");
+    close_signals(hub);
+    cd_hub_events_close_all(hub->events);
+    if (hub->http) cd_http_server_stop(hub->http, on_http_stopped, hub);
+    else hub->http_stopped = true;
+    if (hub->sup) cd_supervisor_shutdown(hub->sup, on_sup_stopped, hub);
+    else hub->sup_stopped = true;
+    maybe_stopped(hub);
+}
+
+static void on_signal(uv_signal_t *sig, int signum) {
+    cd_hub *hub = sig->data;
+    cd_info("hub: %s received", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    cd_hub_stop(hub);
+}
+
+/* ---- starting ---- */
+
+static int open_store(cd_hub *hub, char *err, size_t errlen) {
+    if (cd_path_mkdirs(hub->cfg->data_dir, 0700) < 0) {
+        snprintf(err, errlen, "cannot create the data directory %s: %s", hub->cfg->data_dir, strerror(errno));
+        return -1;
+    }
+    char *path = cd_path_join(hub->cfg->data_dir, "hub.sqlite3");
+    if (!path) return -1;
+    int rc = cd_store_sqlite_open(path, &hub->store, err, errlen);
+    if (rc == 0) cd_info("hub: store %s (schema %d)", path, cd_store_sqlite_schema_version());
+    free(path);
+    return rc;
+}
+
+static int start_supervisor(cd_hub *hub, char *err, size_t errlen) {
+    cd_launcher_local_init(&hub->launcher, hub->loop);
+    cd_supervisor_config sc = {
+        .loop = hub->loop,
+        .cfg = hub->cfg,
+        .store = hub->store,
+        .launcher = &hub->launcher,
+        .on_change = on_instance_change,
+        .on_audit = on_supervisor_audit,
+        .user = hub,
+    };
+    return cd_supervisor_new(&sc, &hub->sup, err, errlen);
+}
+
+static int start_http(cd_hub *hub, char *err, size_t errlen) {
+    cd_http_limits limits;
+    cd_http_limits_default(&limits);
+    limits.max_body_bytes = (uint64_t)hub->cfg->max_body_bytes;
+    hub->router = cd_router_new();
+    hub->events = cd_hub_events_new(hub);
+    if (!hub->router || !hub->events) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (cd_http_server_new(hub->loop, &limits, handle_request, hub, &hub->http, err, errlen) < 0) return -1;
+    cd_http_server_set_response_hook(hub->http, response_hook, hub);
+    cd_hub_api_auth_register(hub);
+    cd_hub_api_users_register(hub);
+    cd_hub_api_projects_register(hub);
+    cd_hub_api_audit_register(hub);
+    cd_hub_events_register(hub);
+    return 0;
+}
+
+int cd_hub_start(cd_hub *hub, const cd_hub_config *cfg, uv_loop_t *loop, char *err, size_t errlen) {
+    memset(hub, 0, sizeof *hub);
+    hub->cfg = cfg;
+    hub->loop = loop;
+    hub->started = true;
+    if (open_store(hub, err, errlen) < 0) return -1;
+    if (cd_hub_ensure_admin(hub, err, errlen) < 0) return -1;
+    if (start_http(hub, err, errlen) < 0) return -1;
+    if (start_supervisor(hub, err, errlen) < 0) return -1;
+    if (cd_http_server_listen(hub->http, cfg->listen, cfg->port, err, errlen) < 0) return -1;
+    uv_signal_init(loop, &hub->sigint);
+    uv_signal_init(loop, &hub->sigterm);
+    hub->sigint.data = hub->sigterm.data = hub;
+    hub->signals_open = true;
+    return 0;
+}
+
+void cd_hub_destroy(cd_hub *hub) {
+    if (!hub->started) return;
+    cd_hub_stop(hub);
+    while (!hub->stopped || !cd_hub_events_empty(hub->events)) uv_run(hub->loop, UV_RUN_ONCE);
+    close_signals(hub);
+    if (hub->sup) cd_supervisor_free(hub->sup);
+    cd_hub_events_free(hub->events);
+    cd_http_server_free(hub->http);
+    cd_router_free(hub->router);
+    cd_store_close(hub->store);
+    memset(hub, 0, sizeof *hub);
+}
+
+static void raise_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int cd_hub_run(const cd_hub_config *cfg) {
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    cd_info("comfyd hub %s starting", COMFYD_VERSION);
+    uv_loop_t *loop = uv_default_loop();
+    cd_hub hub;
+    char err[1024] = "";
+    int code = 0;
+    if (cd_hub_start(&hub, cfg, loop, err, sizeof err) < 0) {
+        cd_error("hub: %s", err[0] ? err : "start-up failed");
+        code = 1;
+    } else {
+        uv_signal_start(&hub.sigint, on_signal, SIGINT);
+        uv_signal_start(&hub.sigterm, on_signal, SIGTERM);
+        cd_info("hub: listening on http://%s:%d/ (data in %s)", cfg->listen, cd_http_server_port(hub.http),
+                cfg->data_dir);
+        uv_run(loop, UV_RUN_DEFAULT);
+    }
+    cd_hub_destroy(&hub);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    if (code == 0) cd_info("hub: stopped");
+    return code;
+}

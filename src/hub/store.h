@@ -1,0 +1,157 @@
+/* The hub's store: everything the hub knows lives here, never only in memory, so that a hub
+ * killed at any moment loses nothing it acknowledged. Users, sessions and API tokens, projects,
+ * their instances, failed-login counters and the audit log.
+ *
+ * This header is the interface; store_sqlite.c is the embedded backend (SQLite in WAL mode,
+ * numbered migrations) and a PostgreSQL backend implements the same operations later. Callers
+ * go through the cd_store_* wrappers below, which dispatch through the backend's table.
+ *
+ * Calls are synchronous and short (one statement or one small transaction); the hub makes them
+ * on its loop thread. Every call returns 0, CD_STORE_NOT_FOUND, CD_STORE_CONFLICT (a unique
+ * name taken), or CD_STORE_ERROR with a message that cd_store_error() tells until the next
+ * call. Times are Unix milliseconds. Strings are copied into the records' fixed arrays, which
+ * are sized for the limits the API enforces (names of 64 bytes, paths of 1 KiB). */
+#ifndef CD_HUB_STORE_H
+#define CD_HUB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CD_STORE_NOT_FOUND (-2)
+#define CD_STORE_CONFLICT (-3)
+#define CD_STORE_ERROR (-1)
+
+typedef enum { CD_ROLE_STUDENT = 0, CD_ROLE_TEACHER = 1, CD_ROLE_ADMIN = 2 } cd_role;
+
+typedef struct {
+    int64_t id;
+    char name[65];
+    char password_hash[128]; /* libsodium's argon2id string (crypto_pwhash_STRBYTES) */
+    cd_role role;
+    bool disabled;
+    int64_t created_at;
+} cd_store_user;
+
+/* A session (cookie) or an API token (Bearer). Only the SHA-256 of the secret is stored. */
+typedef enum { CD_TOKEN_SESSION = 0, CD_TOKEN_API = 1 } cd_token_kind;
+typedef struct {
+    char hash[65]; /* lowercase hex of SHA-256(secret) */
+    int64_t user_id;
+    cd_token_kind kind;
+    char name[65]; /* API tokens: what the user called it */
+    int64_t created_at;
+    int64_t expires_at; /* 0: never */
+} cd_store_token;
+
+typedef struct {
+    int64_t id;
+    int64_t owner_id;
+    char name[129];
+    int64_t created_at, updated_at;
+} cd_store_project;
+
+/* One instance per project (project_id is unique): where it runs and how it is. */
+typedef struct {
+    int64_t id;
+    int64_t project_id;
+    int64_t user_id;    /* the project owner when it was started (the seed's second check) */
+    char host[65];      /* the launcher's host: "local" for child processes of the hub */
+    char address[65];   /* what the hub connects to: COMFYUI_LISTEN, "127.0.0.1" */
+    int port;           /* 0 when none */
+    int pid;            /* 0 when none */
+    char status[17];    /* stopped, starting, online, offline, crashed, failed */
+    char reason[512];   /* why it is stopped, offline or failed ("" when nothing to say) */
+    char base_dir[1024];
+    char log_path[1024];
+    int64_t started_at, last_seen_at, last_activity_at;
+    int crash_count;    /* crashes in a row since it was last online for a while */
+} cd_store_instance;
+
+typedef struct {
+    int64_t id;
+    int64_t at;
+    int64_t user_id; /* 0: nobody logged in (a failed login) */
+    char username[65];
+    char action[33];  /* login, login_failed, logout, user_create, user_update, user_delete,
+                         token_create, project_create, project_update, project_delete,
+                         open, stop, instance_exit, ... */
+    char target[129]; /* what it acted on: "user 3", "project 7" */
+    char detail[512];
+    char ip[65];
+} cd_store_audit;
+
+typedef struct cd_store cd_store;
+
+/* The backend's table. Lists return a malloc'd array (caller frees) and its length. */
+typedef struct {
+    const char *name; /* "sqlite" */
+    void (*close)(cd_store *st);
+    const char *(*error)(const cd_store *st);
+
+    int (*user_create)(cd_store *st, cd_store_user *u); /* sets u->id; CONFLICT on a taken name */
+    int (*user_get)(cd_store *st, int64_t id, cd_store_user *out);
+    int (*user_by_name)(cd_store *st, const char *name, cd_store_user *out);
+    int (*user_list)(cd_store *st, cd_store_user **out, size_t *n); /* by id */
+    int (*user_update)(cd_store *st, const cd_store_user *u);       /* every field but id, created_at */
+    /* Deletes the user with their tokens, projects and instance records. */
+    int (*user_delete)(cd_store *st, int64_t id);
+    int (*user_count)(cd_store *st, int64_t *n);
+
+    int (*token_create)(cd_store *st, const cd_store_token *t);
+    /* The token of that hash, if it has not expired at `now`. */
+    int (*token_get)(cd_store *st, const char *hash, int64_t now, cd_store_token *out);
+    int (*token_delete)(cd_store *st, const char *hash);
+    /* Removes every token of a user of that kind (a disabled user, a password reset). */
+    int (*token_delete_user)(cd_store *st, int64_t user_id, cd_token_kind kind);
+    /* Removes tokens that expired before now. */
+    int (*token_prune)(cd_store *st, int64_t now);
+
+    int (*project_create)(cd_store *st, cd_store_project *p); /* sets id and the times */
+    int (*project_get)(cd_store *st, int64_t id, cd_store_project *out);
+    /* owner_id 0: every project. By id. */
+    int (*project_list)(cd_store *st, int64_t owner_id, cd_store_project **out, size_t *n);
+    int (*project_update)(cd_store *st, const cd_store_project *p); /* name, updated_at */
+    /* Deletes the project and its instance record. */
+    int (*project_delete)(cd_store *st, int64_t id);
+
+    /* Inserts or replaces the record of i->project_id; sets i->id (kept across replaces). */
+    int (*instance_put)(cd_store *st, cd_store_instance *i);
+    int (*instance_get)(cd_store *st, int64_t id, cd_store_instance *out);
+    int (*instance_by_project)(cd_store *st, int64_t project_id, cd_store_instance *out);
+    int (*instance_list)(cd_store *st, cd_store_instance **out, size_t *n); /* by id */
+
+    /* Failed logins per user name (names that do not exist count too, so that the delay does
+     * not tell which names exist). */
+    int (*login_failures_get)(cd_store *st, const char *name, int *count, int64_t *last_at);
+    int (*login_failures_set)(cd_store *st, const char *name, int count, int64_t last_at);
+    int (*login_failures_clear)(cd_store *st, const char *name);
+
+    int (*audit_add)(cd_store *st, cd_store_audit *a); /* sets a->id */
+    /* Newest first: at most limit entries with id < before_id (before_id 0: from the newest). */
+    int (*audit_list)(cd_store *st, int64_t before_id, size_t limit, cd_store_audit **out, size_t *n);
+} cd_store_ops;
+
+struct cd_store {
+    const cd_store_ops *ops;
+};
+
+/* Opens (creating if needed) the SQLite store at path and brings its schema up to date by
+ * running the migrations it has not run yet, each in its own transaction. Returns 0 and the
+ * store, or CD_STORE_ERROR with a message in err. */
+int cd_store_sqlite_open(const char *path, cd_store **out, char *err, size_t errlen);
+/* The schema version a store opened by this binary has (the number of migrations). */
+int cd_store_sqlite_schema_version(void);
+
+static inline void cd_store_close(cd_store *st) {
+    if (st) st->ops->close(st);
+}
+static inline const char *cd_store_error(const cd_store *st) {
+    return st->ops->error(st);
+}
+
+const char *cd_role_name(cd_role role);
+/* "admin", "teacher", "student" → 0 and *out; else -1. */
+int cd_role_parse(const char *name, cd_role *out);
+
+#endif

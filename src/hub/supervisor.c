@@ -1,0 +1,883 @@
+/* The supervisor (see supervisor.h). Each project that ever had an instance in this hub's life
+ * has a slot: the mirror of its store record plus what only a running hub has (the watched
+ * process, the requests waiting for a start, a timer). A slot moves through phases:
+ *
+ *   IDLE      no process (never started, stopped, failed, or waiting out a restart delay)
+ *   CHECKING  a process runs; an open (or the adoption at start) asks /system_stats whether
+ *             it is healthy before anyone is told to use it
+ *   STARTING  a process was started and /system_stats has not answered yet
+ *   RUNNING   it answered; the heartbeat keeps probing it
+ *   STOPPING  SIGTERM sent, SIGKILL after the grace period; the exit ends it
+ *
+ * Everything happens on the loop thread. A probe carries the slot's epoch (bumped whenever a
+ * process starts or is adopted), so an answer about an old process is ignored. */
+#include "hub/supervisor.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/path.h"
+#include "net/http_client.h"
+
+typedef enum { PH_IDLE, PH_CHECKING, PH_STARTING, PH_RUNNING, PH_STOPPING } phase;
+
+typedef struct waiter {
+    cd_sup_open_cb cb;
+    void *user;
+    struct waiter *next;
+} waiter;
+
+typedef struct stopper {
+    cd_sup_done_cb cb;
+    void *user;
+    struct stopper *next;
+} stopper;
+
+typedef struct slot {
+    cd_supervisor *sup;
+    cd_store_instance rec; /* what the store holds for this project */
+    char owner_name[65];
+    phase ph;
+    cd_proc *proc;
+    waiter *waiters;
+    stopper *stoppers;
+    uv_timer_t timer; /* start polls, restart delays, the stop grace period */
+    unsigned epoch;
+    int polls;             /* start polls so far */
+    bool wanted;           /* in use: restart it when it crashes */
+    bool restart_after_stop;
+    bool beat_in_flight;
+    char fail_reason[512]; /* set when a stop is really a failure (start-up timeout) */
+    char stop_reason[256];
+    int64_t start_deadline, next_beat, online_since;
+    struct slot *next;
+} slot;
+
+struct cd_supervisor {
+    cd_supervisor_config c;
+    slot *slots;
+    uv_timer_t tick; /* once a second: heartbeats, idle stops, log rotation */
+    int next_port;
+    int inflight; /* probes under way */
+    bool shutting_down;
+    cd_sup_done_cb shutdown_cb;
+    void *shutdown_user;
+    int handles_open;
+};
+
+static void begin_start(slot *s);
+static void begin_stop(slot *s, const char *reason);
+static void check_health(slot *s);
+static void shutdown_progress(cd_supervisor *sup);
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the record ---- */
+
+static void set_status(slot *s, const char *status, const char *reason_fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_status(slot *s, const char *status, const char *reason_fmt, ...) {
+    snprintf(s->rec.status, sizeof s->rec.status, "%s", status);
+    va_list ap;
+    va_start(ap, reason_fmt);
+    vsnprintf(s->rec.reason, sizeof s->rec.reason, reason_fmt, ap);
+    va_end(ap);
+}
+
+/* Writes the record, then tells the hub. The store comes first: what the hub announced it
+ * must find again after a crash. */
+static void save(slot *s) {
+    cd_supervisor *sup = s->sup;
+    if (sup->c.store->ops->instance_put(sup->c.store, &s->rec) < 0)
+        cd_error("hub: cannot store the instance of project %lld: %s", (long long)s->rec.project_id,
+                 cd_store_error(sup->c.store));
+    if (sup->c.on_change) sup->c.on_change(&s->rec, sup->c.user);
+}
+
+static void audit(slot *s, const char *action, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void audit(slot *s, const char *action, const char *fmt, ...) {
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    if (s->sup->c.on_audit) s->sup->c.on_audit(action, s->rec.project_id, detail, s->sup->c.user);
+}
+
+/* ---- slots ---- */
+
+static void timer_closed(uv_handle_t *h) {
+    slot *s = h->data;
+    cd_supervisor *sup = s->sup;
+    free(s);
+    sup->handles_open--;
+    shutdown_progress(sup);
+}
+
+static slot *find_slot(cd_supervisor *sup, int64_t project_id) {
+    for (slot *s = sup->slots; s; s = s->next)
+        if (s->rec.project_id == project_id) return s;
+    return NULL;
+}
+
+static slot *get_slot(cd_supervisor *sup, int64_t project_id) {
+    slot *s = find_slot(sup, project_id);
+    if (s) return s;
+    s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->sup = sup;
+    if (sup->c.store->ops->instance_by_project(sup->c.store, project_id, &s->rec) != 0) {
+        memset(&s->rec, 0, sizeof s->rec);
+        s->rec.project_id = project_id;
+        set_status(s, "stopped", "%s", "");
+    }
+    uv_timer_init(sup->c.loop, &s->timer);
+    s->timer.data = s;
+    sup->handles_open++;
+    s->next = sup->slots;
+    sup->slots = s;
+    return s;
+}
+
+static void notify_waiters(slot *s, int status, const char *message, bool reused) {
+    waiter *w = s->waiters;
+    s->waiters = NULL;
+    while (w) {
+        waiter *next = w->next;
+        w->cb(status, message, status == 0 ? &s->rec : NULL, reused, w->user);
+        free(w);
+        w = next;
+    }
+}
+
+static int add_waiter(slot *s, cd_sup_open_cb cb, void *user) {
+    waiter *w = calloc(1, sizeof *w);
+    if (!w) return -1;
+    w->cb = cb;
+    w->user = user;
+    /* appended, so that waiters are answered in the order they came */
+    waiter **tail = &s->waiters;
+    while (*tail) tail = &(*tail)->next;
+    *tail = w;
+    return 0;
+}
+
+static void run_stoppers(slot *s) {
+    stopper *st = s->stoppers;
+    s->stoppers = NULL;
+    while (st) {
+        stopper *next = st->next;
+        st->cb(st->user);
+        free(st);
+        st = next;
+    }
+}
+
+int cd_supervisor_running(const cd_supervisor *sup) {
+    int n = 0;
+    for (const slot *s = sup->slots; s; s = s->next) n += s->proc != NULL;
+    return n;
+}
+
+/* ---- probes ---- */
+
+typedef enum { PROBE_START, PROBE_CHECK, PROBE_BEAT, PROBE_IDLE } probe_kind;
+typedef struct {
+    slot *s;
+    unsigned epoch;
+    probe_kind kind;
+} probe;
+
+static void on_probe(const char *error, const cd_http_client_response *res, void *user);
+
+static void send_probe(slot *s, probe_kind kind) {
+    cd_supervisor *sup = s->sup;
+    probe *p = malloc(sizeof *p);
+    if (!p) return;
+    *p = (probe){s, s->epoch, kind};
+    cd_http_client_request req = {
+        .host = s->rec.address,
+        .port = s->rec.port,
+        .target = kind == PROBE_IDLE ? "/queue" : "/system_stats",
+        .timeout_ms = (unsigned)sup->c.cfg->heartbeat_timeout_ms,
+        .max_response_bytes = 4u << 20,
+    };
+    if (kind == PROBE_BEAT || kind == PROBE_IDLE) s->beat_in_flight = true;
+    sup->inflight++;
+    if (cd_http_fetch(sup->c.loop, &req, on_probe, p) < 0) on_probe("cannot connect", NULL, p);
+}
+
+/* The number of prompts an instance holds, from its GET /queue; -1 when it cannot tell. */
+static int queue_size(const cd_http_client_response *res) {
+    json_t *q = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);
+    if (!json_is_object(q)) {
+        json_decref(q);
+        return -1;
+    }
+    int n = (int)(json_array_size(json_object_get(q, "queue_running")) + json_array_size(json_object_get(q, "queue_pending")));
+    json_decref(q);
+    return n;
+}
+
+static void start_poll_later(slot *s);
+
+static void probe_start_result(slot *s, bool ok, const char *why) {
+    cd_supervisor *sup = s->sup;
+    if (ok) {
+        int64_t now = now_ms();
+        set_status(s, "online", "%s", "");
+        s->rec.last_seen_at = now;
+        s->online_since = now;
+        s->next_beat = now + (int64_t)sup->c.cfg->heartbeat_interval_s * 1000;
+        s->ph = PH_RUNNING;
+        save(s);
+        cd_info("hub: instance of project %lld online on port %d (pid %d)", (long long)s->rec.project_id, s->rec.port,
+                s->rec.pid);
+        notify_waiters(s, 0, NULL, false);
+        return;
+    }
+    if (now_ms() >= s->start_deadline) {
+        snprintf(s->fail_reason, sizeof s->fail_reason, "did not answer GET /system_stats within %d s (%s); see its log",
+                 sup->c.cfg->startup_timeout_s, why);
+        begin_stop(s, s->fail_reason);
+        return;
+    }
+    start_poll_later(s);
+}
+
+static void probe_check_result(slot *s, bool ok, const char *why) {
+    if (ok) {
+        int64_t now = now_ms();
+        bool was_online = !strcmp(s->rec.status, "online");
+        set_status(s, "online", "%s", "");
+        s->rec.last_seen_at = now;
+        if (!s->online_since) s->online_since = now;
+        s->next_beat = now + (int64_t)s->sup->c.cfg->heartbeat_interval_s * 1000;
+        s->ph = PH_RUNNING;
+        save(s);
+        if (!was_online) cd_info("hub: instance of project %lld online again", (long long)s->rec.project_id);
+        notify_waiters(s, 0, NULL, true);
+        return;
+    }
+    /* Not healthy: replace it, for whoever is waiting. */
+    cd_info("hub: instance of project %lld does not answer (%s): replacing it", (long long)s->rec.project_id, why);
+    s->restart_after_stop = s->waiters != NULL;
+    begin_stop(s, "did not answer GET /system_stats; replaced");
+}
+
+static void probe_beat_result(slot *s, bool ok, const char *why) {
+    int64_t now = now_ms();
+    s->next_beat = now + (int64_t)s->sup->c.cfg->heartbeat_interval_s * 1000;
+    if (ok) {
+        bool changed = strcmp(s->rec.status, "online") != 0;
+        set_status(s, "online", "%s", "");
+        s->rec.last_seen_at = now;
+        if (changed) cd_info("hub: instance of project %lld online again", (long long)s->rec.project_id);
+        save(s);
+    } else if (strcmp(s->rec.status, "offline") != 0) {
+        set_status(s, "offline", "no answer to GET /system_stats within %d ms (%s)", s->sup->c.cfg->heartbeat_timeout_ms,
+                   why);
+        cd_warn("hub: instance of project %lld offline: %s", (long long)s->rec.project_id, s->rec.reason);
+        save(s);
+    }
+}
+
+static void probe_idle_result(slot *s, const cd_http_client_response *res) {
+    int held = res && res->status == 200 ? queue_size(res) : -1;
+    if (held != 0) {
+        /* Busy, or it cannot tell: not idle. */
+        s->rec.last_activity_at = now_ms();
+        return;
+    }
+    audit(s, "idle_stop", "no prompt and no request for %d s", s->sup->c.cfg->idle_stop_s);
+    s->wanted = false;
+    char reason[128];
+    snprintf(reason, sizeof reason, "stopped after %d s without use", s->sup->c.cfg->idle_stop_s);
+    begin_stop(s, reason);
+}
+
+static void on_probe(const char *error, const cd_http_client_response *res, void *user) {
+    probe *p = user;
+    slot *s = p->s;
+    cd_supervisor *sup = s->sup;
+    sup->inflight--;
+    bool current = p->epoch == s->epoch && !sup->shutting_down;
+    if (p->kind == PROBE_BEAT || p->kind == PROBE_IDLE) s->beat_in_flight = false;
+    bool ok = !error && res->status == 200;
+    char why[160];
+    if (error) snprintf(why, sizeof why, "%s", error);
+    else snprintf(why, sizeof why, "status %d", res->status);
+    if (current) {
+        if (p->kind == PROBE_START && s->ph == PH_STARTING) probe_start_result(s, ok, why);
+        else if (p->kind == PROBE_CHECK && s->ph == PH_CHECKING) probe_check_result(s, ok, why);
+        else if (p->kind == PROBE_BEAT && s->ph == PH_RUNNING) probe_beat_result(s, ok, why);
+        else if (p->kind == PROBE_IDLE && s->ph == PH_RUNNING) probe_idle_result(s, error ? NULL : res);
+    }
+    free(p);
+    shutdown_progress(sup);
+}
+
+static void on_start_poll(uv_timer_t *t) {
+    slot *s = t->data;
+    if (s->ph == PH_STARTING) send_probe(s, PROBE_START);
+}
+
+/* comfyd serve answers within milliseconds and a Python ComfyUI within tens of seconds: poll
+ * soon at first, then once a second. */
+static void start_poll_later(slot *s) {
+    unsigned delay = s->polls < 4 ? 50u << s->polls : 1000;
+    s->polls++;
+    uv_timer_start(&s->timer, on_start_poll, delay, 0);
+}
+
+static void check_health(slot *s) {
+    s->ph = PH_CHECKING;
+    send_probe(s, PROBE_CHECK);
+}
+
+/* ---- exits ---- */
+
+static void describe_exit(int64_t status, int sig, char *out, size_t n) {
+    if (sig > 0) snprintf(out, n, "killed by signal %d (%s)", sig, strsignal(sig));
+    else if (status >= 0) snprintf(out, n, "exited with code %lld", (long long)status);
+    else snprintf(out, n, "exited");
+}
+
+/* The last non-empty line of a log, to say why a start failed without opening the file. */
+static void log_last_line(const char *path, char *out, size_t n) {
+    out[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    char buf[1024];
+    off_t size = lseek(fd, 0, SEEK_END);
+    off_t from = size > (off_t)sizeof buf - 1 ? size - (off_t)sizeof buf + 1 : 0;
+    ssize_t got = pread(fd, buf, sizeof buf - 1, from);
+    close(fd);
+    if (got <= 0) return;
+    buf[got] = '\0';
+    while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r' || buf[got - 1] == ' ')) buf[--got] = '\0';
+    char *line = strrchr(buf, '\n');
+    snprintf(out, n, "%s", line ? line + 1 : buf);
+}
+
+static void on_restart_timer(uv_timer_t *t) {
+    slot *s = t->data;
+    if (s->ph == PH_IDLE && s->wanted && !s->sup->shutting_down) begin_start(s);
+}
+
+static void crashed(slot *s, const char *how) {
+    cd_supervisor *sup = s->sup;
+    int64_t now = now_ms();
+    /* A crash after a minute online starts a new count: only crashes in a row stop restarts. */
+    if (s->online_since && now - s->online_since > 60000) s->rec.crash_count = 0;
+    s->rec.crash_count++;
+    s->online_since = 0;
+    audit(s, "instance_exit", "port %d pid %d %s", s->rec.port, s->rec.pid, how);
+    s->rec.pid = 0;
+    s->ph = PH_IDLE;
+    if (s->waiters) {
+        /* someone is opening it right now: start again at once */
+        set_status(s, "offline", "%s", how);
+        save(s);
+        begin_start(s);
+        return;
+    }
+    int max = sup->c.cfg->max_restarts;
+    if (s->wanted && s->rec.crash_count <= max) {
+        unsigned delay = 1000u << (s->rec.crash_count - 1 < 5 ? s->rec.crash_count - 1 : 5);
+        set_status(s, "offline", "%s; restarting in %u s (attempt %d of %d)", how, delay / 1000, s->rec.crash_count, max);
+        uv_timer_start(&s->timer, on_restart_timer, delay, 0);
+    } else if (s->wanted) {
+        set_status(s, "failed", "%s; crashed %d times in a row, not restarted (open it again to retry)", how,
+                   s->rec.crash_count);
+        s->wanted = false;
+    } else {
+        set_status(s, "offline", "%s", how);
+    }
+    cd_warn("hub: instance of project %lld %s", (long long)s->rec.project_id, s->rec.reason);
+    save(s);
+}
+
+static void on_process_exit(cd_proc *p, int64_t status, int sig, void *user) {
+    slot *s = user;
+    char how[160];
+    describe_exit(status, sig, how, sizeof how);
+    s->proc = NULL;
+    uv_timer_stop(&s->timer);
+    s->epoch++;
+    switch (s->ph) {
+    case PH_STARTING: {
+        char last[300];
+        log_last_line(s->rec.log_path, last, sizeof last);
+        s->rec.pid = 0;
+        s->ph = PH_IDLE;
+        s->wanted = false;
+        set_status(s, "failed", "%s during start-up%s%s", how, last[0] ? ": " : "", last);
+        audit(s, "instance_failed", "%s", s->rec.reason);
+        save(s);
+        notify_waiters(s, 500, s->rec.reason, false);
+        break;
+    }
+    case PH_STOPPING:
+        s->rec.pid = 0;
+        s->ph = PH_IDLE;
+        if (s->fail_reason[0]) {
+            set_status(s, "failed", "%s", s->fail_reason);
+            audit(s, "instance_failed", "%s", s->fail_reason);
+            save(s);
+            notify_waiters(s, 500, s->rec.reason, false);
+            s->fail_reason[0] = '\0';
+        } else {
+            set_status(s, "stopped", "%s", s->stop_reason);
+            save(s);
+        }
+        run_stoppers(s);
+        if (s->restart_after_stop && s->waiters && !s->sup->shutting_down) begin_start(s);
+        s->restart_after_stop = false;
+        break;
+    default:
+        crashed(s, how);
+        break;
+    }
+    shutdown_progress(s->sup);
+}
+
+/* ---- starting ---- */
+
+static bool port_is_free(const char *address, int port) {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, address, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        len = sizeof *a4;
+    } else if (inet_pton(AF_INET6, address, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        len = sizeof *a6;
+    } else {
+        return false;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    /* As the instance will bind it (libuv sets SO_REUSEADDR): a port in TIME_WAIT is usable, a
+     * port someone listens on is not. */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    bool ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+    close(fd);
+    return ok;
+}
+
+static bool port_taken_by_slot(cd_supervisor *sup, int port) {
+    for (slot *s = sup->slots; s; s = s->next)
+        if (s->proc && s->rec.port == port) return true;
+    return false;
+}
+
+/* Round-robin through the range from after the last port given out, so that a port whose
+ * instance just died is not handed out again at once (browsers may still hold it). */
+static int pick_port(cd_supervisor *sup) {
+    const cd_hub_config *cfg = sup->c.cfg;
+    int span = cfg->port_max - cfg->port_min + 1;
+    if (sup->next_port < cfg->port_min || sup->next_port > cfg->port_max) sup->next_port = cfg->port_min;
+    for (int i = 0; i < span; i++) {
+        int port = cfg->port_min + (sup->next_port - cfg->port_min + i) % span;
+        if (port_taken_by_slot(sup, port) || !port_is_free(cfg->instance_listen, port)) continue;
+        sup->next_port = port + 1;
+        return port;
+    }
+    return 0;
+}
+
+/* A link name -> target inside the instance directory, unless something is there already. */
+static int ensure_link(const char *dir, const char *name, const char *target, char *err, size_t errlen) {
+    char *path = cd_path_join(dir, name);
+    if (!path) return -1;
+    struct stat st;
+    int rc = 0;
+    if (lstat(path, &st) != 0 && symlink(target, path) != 0) {
+        snprintf(err, errlen, "cannot link %s to %s: %s", path, target, strerror(errno));
+        rc = -1;
+    }
+    free(path);
+    return rc;
+}
+
+static int prepare_dir(slot *s, char *err, size_t errlen) {
+    const cd_hub_config *cfg = s->sup->c.cfg;
+    char rel[64];
+    snprintf(rel, sizeof rel, "u%lld/p%lld", (long long)s->rec.user_id, (long long)s->rec.project_id);
+    char *dir = cd_path_join(cfg->instance_base_dir, rel);
+    if (!dir) return -1;
+    snprintf(s->rec.base_dir, sizeof s->rec.base_dir, "%s", dir);
+    int rc = 0;
+    const char *dirs[] = {dir, cfg->custom_nodes_dir, cfg->models_dir, cfg->log_dir};
+    for (size_t i = 0; i < 4 && rc == 0; i++) {
+        if (cd_path_mkdirs(dirs[i], 0755) < 0) {
+            snprintf(err, errlen, "cannot create %s: %s", dirs[i], strerror(errno));
+            rc = -1;
+        }
+    }
+    if (rc == 0) rc = ensure_link(dir, "custom_nodes", cfg->custom_nodes_dir, err, errlen);
+    if (rc == 0) rc = ensure_link(dir, "models", cfg->models_dir, err, errlen);
+    free(dir);
+    return rc;
+}
+
+static void start_failed(slot *s, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void start_failed(slot *s, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->rec.reason, sizeof s->rec.reason, fmt, ap);
+    va_end(ap);
+    snprintf(s->rec.status, sizeof s->rec.status, "%s", status == 503 ? "stopped" : "failed");
+    s->ph = PH_IDLE;
+    s->wanted = false;
+    audit(s, "instance_failed", "%s", s->rec.reason);
+    cd_warn("hub: cannot start the instance of project %lld: %s", (long long)s->rec.project_id, s->rec.reason);
+    save(s);
+    notify_waiters(s, status, s->rec.reason, false);
+}
+
+static int instance_cap(const cd_hub_config *cfg) {
+    int span = cfg->port_max - cfg->port_min + 1;
+    return cfg->max_instances > 0 && cfg->max_instances < span ? cfg->max_instances : span;
+}
+
+static void begin_start(slot *s) {
+    cd_supervisor *sup = s->sup;
+    const cd_hub_config *cfg = sup->c.cfg;
+    uv_timer_stop(&s->timer);
+    int cap = instance_cap(cfg);
+    if (cd_supervisor_running(sup) >= cap) {
+        start_failed(s, 503, "the hub already runs its maximum of %d instances; stop one first", cap);
+        return;
+    }
+    int port = pick_port(sup);
+    if (!port) {
+        start_failed(s, 503, "no free port in COMFYUI_PORT_RANGE %d-%d", cfg->port_min, cfg->port_max);
+        return;
+    }
+    char err[512] = "";
+    s->rec.port = port;
+    snprintf(s->rec.host, sizeof s->rec.host, "%s", sup->c.launcher->ops->name);
+    snprintf(s->rec.address, sizeof s->rec.address, "%s", cfg->instance_listen);
+    if (prepare_dir(s, err, sizeof err) < 0) {
+        start_failed(s, 500, "%s", err[0] ? err : "out of memory");
+        return;
+    }
+    snprintf(s->rec.log_path, sizeof s->rec.log_path, "%s/comfy_u%lld_p%lld_%d.log", cfg->log_dir,
+             (long long)s->rec.user_id, (long long)s->rec.project_id, port);
+    cd_hub_command_vars vars = {.listen = cfg->instance_listen, .base_dir = s->rec.base_dir, .user = s->owner_name,
+                                .port = port, .project = s->rec.project_id};
+    char **argv = cd_hub_config_command_argv(cfg, &vars, err, sizeof err);
+    if (!argv) {
+        start_failed(s, 500, "%s", err[0] ? err : "out of memory");
+        return;
+    }
+    cd_launch_spec spec = {.argv = argv, .cwd = cfg->repo_path, .log_path = s->rec.log_path};
+    int rc = sup->c.launcher->ops->spawn(sup->c.launcher, &spec, on_process_exit, s, &s->proc, err, sizeof err);
+    cd_hub_argv_free(argv);
+    if (rc < 0) {
+        s->proc = NULL;
+        start_failed(s, 500, "%s", err);
+        return;
+    }
+    int64_t now = now_ms();
+    s->epoch++;
+    s->polls = 0;
+    s->ph = PH_STARTING;
+    s->rec.pid = cd_proc_pid(s->proc);
+    s->rec.started_at = now;
+    s->rec.last_activity_at = now;
+    s->start_deadline = now + (int64_t)cfg->startup_timeout_s * 1000;
+    set_status(s, "starting", "%s", "");
+    save(s);
+    audit(s, "instance_start", "port %d pid %d", port, s->rec.pid);
+    cd_info("hub: starting the instance of project %lld on port %d (pid %d)", (long long)s->rec.project_id, port,
+            s->rec.pid);
+    start_poll_later(s);
+}
+
+/* ---- stopping ---- */
+
+static void on_grace_over(uv_timer_t *t) {
+    slot *s = t->data;
+    if (s->ph == PH_STOPPING && s->proc) {
+        cd_warn("hub: instance of project %lld did not stop in time: SIGKILL", (long long)s->rec.project_id);
+        s->sup->c.launcher->ops->kill(s->proc, SIGKILL);
+    }
+}
+
+static void begin_stop(slot *s, const char *reason) {
+    snprintf(s->stop_reason, sizeof s->stop_reason, "%s", reason);
+    if (!s->proc) {
+        s->ph = PH_IDLE;
+        return;
+    }
+    if (s->ph == PH_STOPPING) return;
+    s->ph = PH_STOPPING;
+    s->epoch++;
+    uv_timer_stop(&s->timer);
+    /* A start-up failure is not worth the grace period: nobody is using it. */
+    unsigned grace = s->fail_reason[0] ? 0 : (unsigned)s->sup->c.cfg->stop_grace_s * 1000;
+    if (s->sup->c.launcher->ops->kill(s->proc, grace ? SIGTERM : SIGKILL) < 0) {
+        cd_warn("hub: cannot signal pid %d of project %lld", s->rec.pid, (long long)s->rec.project_id);
+    }
+    uv_timer_start(&s->timer, on_grace_over, grace, 0);
+}
+
+/* ---- the public operations ---- */
+
+void cd_supervisor_open(cd_supervisor *sup, const cd_store_project *p, const cd_store_user *owner, cd_sup_open_cb cb,
+                        void *user) {
+    if (sup->shutting_down) {
+        cb(503, "the hub is stopping", NULL, false, user);
+        return;
+    }
+    slot *s = get_slot(sup, p->id);
+    if (!s || add_waiter(s, cb, user) < 0) {
+        cb(500, "out of memory", NULL, false, user);
+        return;
+    }
+    snprintf(s->owner_name, sizeof s->owner_name, "%s", owner->name);
+    s->wanted = true;
+    s->rec.last_activity_at = now_ms();
+    /* The record belongs to the project's owner (the seed's second check): a record left by
+     * another owner (a project handed over) is not reused. */
+    bool other_owner = s->rec.user_id != owner->id;
+    s->rec.user_id = owner->id;
+    switch (s->ph) {
+    case PH_CHECKING:
+    case PH_STARTING:
+        return; /* the start or check under way answers this open too */
+    case PH_STOPPING:
+        s->restart_after_stop = true;
+        return;
+    case PH_RUNNING:
+        if (other_owner) {
+            s->restart_after_stop = true;
+            begin_stop(s, "owner changed; replaced");
+        } else {
+            check_health(s);
+        }
+        return;
+    case PH_IDLE:
+        if (s->rec.crash_count > sup->c.cfg->max_restarts || !strcmp(s->rec.status, "failed")) s->rec.crash_count = 0;
+        begin_start(s);
+        return;
+    }
+}
+
+void cd_supervisor_cancel(cd_supervisor *sup, void *user) {
+    for (slot *s = sup->slots; s; s = s->next) {
+        for (waiter **w = &s->waiters; *w;) {
+            if ((*w)->user == user) {
+                waiter *gone = *w;
+                *w = gone->next;
+                free(gone);
+            } else {
+                w = &(*w)->next;
+            }
+        }
+    }
+}
+
+void cd_supervisor_stop(cd_supervisor *sup, int64_t project_id, const char *reason, cd_sup_done_cb cb, void *user) {
+    slot *s = find_slot(sup, project_id);
+    if (!s) {
+        if (cb) cb(user);
+        return;
+    }
+    s->wanted = false;
+    s->restart_after_stop = false;
+    notify_waiters(s, 503, "the instance was stopped while it started", false);
+    if (!s->proc) {
+        uv_timer_stop(&s->timer); /* a restart that was waiting */
+        if (strcmp(s->rec.status, "stopped") != 0 || s->rec.pid) {
+            s->rec.pid = 0;
+            set_status(s, "stopped", "%s", reason);
+            save(s);
+        }
+        if (cb) cb(user);
+        return;
+    }
+    if (cb) {
+        stopper *st = calloc(1, sizeof *st);
+        if (st) {
+            st->cb = cb;
+            st->user = user;
+            st->next = s->stoppers;
+            s->stoppers = st;
+        } else {
+            cb(user);
+        }
+    }
+    begin_stop(s, reason);
+}
+
+void cd_supervisor_touch(cd_supervisor *sup, int64_t project_id) {
+    slot *s = find_slot(sup, project_id);
+    if (s) s->rec.last_activity_at = now_ms();
+}
+
+/* ---- housekeeping: heartbeats, idle stops, log rotation ---- */
+
+/* copytruncate: the instance appends to its log through an O_APPEND descriptor the hub cannot
+ * reopen for it, so the file is copied aside and truncated in place. */
+static void rotate_log(const char *path, int keep) {
+    char from[1100], to[1100];
+    for (int i = keep - 1; i >= 1; i--) {
+        snprintf(from, sizeof from, "%s.%d", path, i);
+        snprintf(to, sizeof to, "%s.%d", path, i + 1);
+        rename(from, to);
+    }
+    snprintf(to, sizeof to, "%s.1", path);
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (in >= 0 && out >= 0) {
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(in, buf, sizeof buf)) > 0)
+            if (write(out, buf, (size_t)n) != n) break;
+        if (truncate(path, 0) < 0) cd_warn("hub: cannot truncate %s: %s", path, strerror(errno));
+    }
+    if (in >= 0) close(in);
+    if (out >= 0) close(out);
+}
+
+static void housekeep(slot *s, int64_t now) {
+    const cd_hub_config *cfg = s->sup->c.cfg;
+    if (s->ph != PH_RUNNING) return;
+    struct stat st;
+    if (s->rec.log_path[0] && stat(s->rec.log_path, &st) == 0 && st.st_size > cfg->log_max_bytes)
+        rotate_log(s->rec.log_path, cfg->log_keep);
+    if (s->beat_in_flight) return;
+    if (cfg->idle_stop_s > 0 && now - s->rec.last_activity_at >= (int64_t)cfg->idle_stop_s * 1000)
+        send_probe(s, PROBE_IDLE);
+    else if (now >= s->next_beat)
+        send_probe(s, PROBE_BEAT);
+}
+
+static void on_tick(uv_timer_t *t) {
+    cd_supervisor *sup = t->data;
+    int64_t now = now_ms();
+    for (slot *s = sup->slots; s; s = s->next) housekeep(s, now);
+}
+
+/* ---- adoption at start ---- */
+
+static void adopt_one(cd_supervisor *sup, const cd_store_instance *rec) {
+    bool had_process = rec->pid > 0 && (!strcmp(rec->status, "starting") || !strcmp(rec->status, "online") ||
+                                        !strcmp(rec->status, "offline"));
+    if (!had_process) return;
+    slot *s = get_slot(sup, rec->project_id);
+    if (!s) return;
+    cd_store_user owner;
+    if (sup->c.store->ops->user_get(sup->c.store, rec->user_id, &owner) == 0)
+        snprintf(s->owner_name, sizeof s->owner_name, "%s", owner.name);
+    cd_launcher *l = sup->c.launcher;
+    if (strcmp(rec->host, l->ops->name) != 0 || !l->ops->is_instance(l, rec->pid, rec->port) ||
+        l->ops->adopt(l, rec->pid, on_process_exit, s, &s->proc) < 0) {
+        s->proc = NULL;
+        s->rec.pid = 0;
+        set_status(s, "stopped", "%s", "not running when the hub started");
+        save(s);
+        return;
+    }
+    /* Ours and alive: ask it whether it is healthy; a bad answer replaces it. */
+    s->wanted = true;
+    s->epoch++;
+    s->rec.last_activity_at = now_ms();
+    audit(s, "instance_adopt", "port %d pid %d", rec->port, rec->pid);
+    cd_info("hub: adopting the instance of project %lld (port %d, pid %d)", (long long)rec->project_id, rec->port,
+            rec->pid);
+    check_health(s);
+}
+
+int cd_supervisor_new(const cd_supervisor_config *c, cd_supervisor **out, char *err, size_t errlen) {
+    cd_supervisor *sup = calloc(1, sizeof *sup);
+    if (!sup) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    sup->c = *c;
+    sup->next_port = c->cfg->port_min;
+    uv_timer_init(c->loop, &sup->tick);
+    sup->tick.data = sup;
+    sup->handles_open = 1;
+    uv_timer_start(&sup->tick, on_tick, 1000, 1000);
+    cd_store_instance *list = NULL;
+    size_t n = 0;
+    if (c->store->ops->instance_list(c->store, &list, &n) < 0) {
+        snprintf(err, errlen, "cannot read the instances: %s", cd_store_error(c->store));
+        *out = sup;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) adopt_one(sup, &list[i]);
+    free(list);
+    *out = sup;
+    return 0;
+}
+
+/* ---- shutdown ---- */
+
+static void tick_closed(uv_handle_t *h) {
+    cd_supervisor *sup = h->data;
+    sup->handles_open--;
+    shutdown_progress(sup);
+}
+
+/* Called after anything that may have been the last thing shutdown waited for. Once no process
+ * runs and no probe is out, the handles are closed; once they are closed, the caller hears. */
+static void shutdown_progress(cd_supervisor *sup) {
+    if (!sup->shutting_down) return;
+    if (cd_supervisor_running(sup) > 0 || sup->inflight > 0) return;
+    if (sup->handles_open > 0) {
+        if (!uv_is_closing((uv_handle_t *)&sup->tick)) {
+            uv_close((uv_handle_t *)&sup->tick, tick_closed);
+            for (slot *s = sup->slots; s; s = s->next) uv_close((uv_handle_t *)&s->timer, timer_closed);
+            sup->slots = NULL; /* freed as their timers close */
+        }
+        return;
+    }
+    cd_sup_done_cb cb = sup->shutdown_cb;
+    sup->shutdown_cb = NULL;
+    if (cb) cb(sup->shutdown_user);
+}
+
+void cd_supervisor_shutdown(cd_supervisor *sup, cd_sup_done_cb cb, void *user) {
+    sup->shutting_down = true;
+    sup->shutdown_cb = cb;
+    sup->shutdown_user = user;
+    uv_timer_stop(&sup->tick);
+    for (slot *s = sup->slots; s; s = s->next) {
+        notify_waiters(s, 503, "the hub is stopping", false);
+        s->wanted = false;
+        s->restart_after_stop = false;
+        if (s->proc) begin_stop(s, "the hub stopped");
+        else uv_timer_stop(&s->timer);
+    }
+    shutdown_progress(sup);
+}
+
+void cd_supervisor_free(cd_supervisor *sup) { free(sup); }

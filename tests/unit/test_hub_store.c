@@ -1,0 +1,654 @@
+/* The hub's SQLite store (hub/store.h) on a real file per test: migrations and reopening, every
+ * operation with its NOT_FOUND and CONFLICT cases, the cascades, audit paging and WAL mode. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hub/store.h"
+
+typedef struct {
+    char dir[64];
+    char path[96];
+    cd_store *st;
+} fixture;
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void open_store(fixture *f) {
+    char err[256] = "";
+    int r = cd_store_sqlite_open(f->path, &f->st, err, sizeof err);
+    if (r) fail_msg("open %s: %s", f->path, err);
+    assert_non_null(f->st);
+    assert_string_equal(f->st->ops->name, "sqlite");
+}
+
+static void reopen_store(fixture *f) {
+    cd_store_close(f->st);
+    f->st = NULL;
+    open_store(f);
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/cd-hubstore-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/hub.db", f->dir);
+    open_store(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    cd_store_close(f->st);
+    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        unlink(p);
+    }
+    assert_int_equal(rmdir(f->dir), 0); /* nothing else was left behind */
+    free(f);
+    return 0;
+}
+
+/* A second connection, as another process would see the file. */
+static sqlite3 *raw_open(const fixture *f) {
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL), SQLITE_OK);
+    return db;
+}
+
+static void raw_exec(sqlite3 *db, const char *sql) {
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg);
+}
+
+static int64_t raw_int(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+static int64_t add_user(cd_store *st, const char *name, cd_role role) {
+    cd_store_user u = {0};
+    snprintf(u.name, sizeof u.name, "%s", name);
+    snprintf(u.password_hash, sizeof u.password_hash, "$argon2id$v=19$%s", name);
+    u.role = role;
+    assert_int_equal(st->ops->user_create(st, &u), 0);
+    assert_true(u.id > 0);
+    return u.id;
+}
+
+static int64_t add_project(cd_store *st, int64_t owner, const char *name) {
+    cd_store_project p = {.owner_id = owner};
+    snprintf(p.name, sizeof p.name, "%s", name);
+    assert_int_equal(st->ops->project_create(st, &p), 0);
+    assert_true(p.id > 0);
+    return p.id;
+}
+
+static void add_token(cd_store *st, const char *hash, int64_t user, cd_token_kind kind, int64_t expires) {
+    cd_store_token t = {.user_id = user, .kind = kind, .created_at = 10, .expires_at = expires};
+    snprintf(t.hash, sizeof t.hash, "%s", hash);
+    snprintf(t.name, sizeof t.name, "name of %s", hash);
+    assert_int_equal(st->ops->token_create(st, &t), 0);
+}
+
+static cd_store_instance make_instance(int64_t project, int64_t user, int n) {
+    cd_store_instance i;
+    memset(&i, 0, sizeof i);
+    i.project_id = project;
+    i.user_id = user;
+    snprintf(i.host, sizeof i.host, "host%d", n);
+    snprintf(i.address, sizeof i.address, "127.0.0.%d", n);
+    i.port = 8000 + n;
+    i.pid = 4000 + n;
+    snprintf(i.status, sizeof i.status, "%s", n % 2 ? "online" : "crashed");
+    snprintf(i.reason, sizeof i.reason, "reason %d", n);
+    snprintf(i.base_dir, sizeof i.base_dir, "/srv/comfyd/projects/%d", n);
+    snprintf(i.log_path, sizeof i.log_path, "/srv/comfyd/logs/%d.log", n);
+    i.started_at = 1700000000000 + n;
+    i.last_seen_at = 1700000001000 + n;
+    i.last_activity_at = 1700000002000 + n;
+    i.crash_count = n;
+    return i;
+}
+
+static void assert_instance_equal(const cd_store_instance *a, const cd_store_instance *b) {
+    assert_int_equal(a->id, b->id);
+    assert_int_equal(a->project_id, b->project_id);
+    assert_int_equal(a->user_id, b->user_id);
+    assert_string_equal(a->host, b->host);
+    assert_string_equal(a->address, b->address);
+    assert_int_equal(a->port, b->port);
+    assert_int_equal(a->pid, b->pid);
+    assert_string_equal(a->status, b->status);
+    assert_string_equal(a->reason, b->reason);
+    assert_string_equal(a->base_dir, b->base_dir);
+    assert_string_equal(a->log_path, b->log_path);
+    assert_int_equal(a->started_at, b->started_at);
+    assert_int_equal(a->last_seen_at, b->last_seen_at);
+    assert_int_equal(a->last_activity_at, b->last_activity_at);
+    assert_int_equal(a->crash_count, b->crash_count);
+}
+
+static void test_migrations_and_reopen(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    assert_true(cd_store_sqlite_schema_version() >= 1);
+    sqlite3 *db = raw_open(f);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), cd_store_sqlite_schema_version());
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('users',"
+                                 " 'tokens', 'projects', 'instances', 'login_failures', 'audit')"),
+                     6);
+    sqlite3_close(db);
+
+    int64_t uid = add_user(st, "ann", CD_ROLE_TEACHER);
+    int64_t pid = add_project(st, uid, "Landscapes");
+    cd_store_instance in = make_instance(pid, uid, 1);
+    assert_int_equal(st->ops->instance_put(st, &in), 0);
+    reopen_store(f);
+    st = f->st;
+
+    cd_store_user u;
+    assert_int_equal(st->ops->user_get(st, uid, &u), 0);
+    assert_string_equal(u.name, "ann");
+    assert_int_equal(u.role, CD_ROLE_TEACHER);
+    cd_store_project p;
+    assert_int_equal(st->ops->project_get(st, pid, &p), 0);
+    assert_string_equal(p.name, "Landscapes");
+    cd_store_instance got;
+    assert_int_equal(st->ops->instance_by_project(st, pid, &got), 0);
+    assert_instance_equal(&got, &in);
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), cd_store_sqlite_schema_version());
+    sqlite3_close(db);
+}
+
+static void test_newer_version_refused(void **state) {
+    fixture *f = *state;
+    cd_store_close(f->st);
+    f->st = NULL;
+    sqlite3 *db = raw_open(f);
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", cd_store_sqlite_schema_version() + 1);
+    raw_exec(db, sql);
+    sqlite3_close(db);
+
+    char err[256] = "", want[256];
+    cd_store dummy = {0};
+    cd_store *st = &dummy; /* must be reset to NULL */
+    assert_int_equal(cd_store_sqlite_open(f->path, &st, err, sizeof err), CD_STORE_ERROR);
+    assert_null(st);
+    snprintf(want, sizeof want, "store schema version %d is newer than this comfyd knows (%d)",
+             cd_store_sqlite_schema_version() + 1, cd_store_sqlite_schema_version());
+    assert_string_equal(err, want);
+    db = raw_open(f); /* left as it was */
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), cd_store_sqlite_schema_version() + 1);
+    sqlite3_close(db);
+}
+
+static void test_open_error(void **state) {
+    (void)state;
+    char err[256] = "";
+    cd_store *st = NULL;
+    assert_int_equal(cd_store_sqlite_open("/nonexistent-dir-cd/hub.db", &st, err, sizeof err), CD_STORE_ERROR);
+    assert_null(st);
+    assert_non_null(strstr(err, "/nonexistent-dir-cd/hub.db"));
+}
+
+static void test_users(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t n = -1;
+    assert_int_equal(st->ops->user_count(st, &n), 0);
+    assert_int_equal(n, 0);
+
+    int64_t before = wall_ms();
+    cd_store_user a = {.role = CD_ROLE_ADMIN};
+    snprintf(a.name, sizeof a.name, "alice");
+    snprintf(a.password_hash, sizeof a.password_hash, "$argon2id$hash-a");
+    assert_int_equal(st->ops->user_create(st, &a), 0);
+    assert_true(a.id > 0);
+    assert_true(a.created_at >= before && a.created_at <= wall_ms());
+    assert_string_equal(cd_store_error(st), "");
+
+    cd_store_user dup = {.role = CD_ROLE_STUDENT};
+    snprintf(dup.name, sizeof dup.name, "alice");
+    assert_int_equal(st->ops->user_create(st, &dup), CD_STORE_CONFLICT);
+    assert_string_not_equal(cd_store_error(st), "");
+    int64_t b_id = add_user(st, "Alice", CD_ROLE_STUDENT); /* names are case-sensitive */
+    assert_true(b_id > a.id);
+    assert_string_equal(cd_store_error(st), "");
+
+    cd_store_user u;
+    assert_int_equal(st->ops->user_get(st, a.id, &u), 0);
+    assert_int_equal(u.id, a.id);
+    assert_string_equal(u.name, "alice");
+    assert_string_equal(u.password_hash, "$argon2id$hash-a");
+    assert_int_equal(u.role, CD_ROLE_ADMIN);
+    assert_false(u.disabled);
+    assert_int_equal(u.created_at, a.created_at);
+    assert_int_equal(st->ops->user_by_name(st, "Alice", &u), 0);
+    assert_int_equal(u.id, b_id);
+    assert_int_equal(u.role, CD_ROLE_STUDENT);
+    assert_int_equal(st->ops->user_by_name(st, "ALICE", &u), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->user_get(st, 9999, &u), CD_STORE_NOT_FOUND);
+
+    cd_store_user upd = a;
+    snprintf(upd.name, sizeof upd.name, "alice2");
+    snprintf(upd.password_hash, sizeof upd.password_hash, "$argon2id$hash-new");
+    upd.role = CD_ROLE_TEACHER;
+    upd.disabled = true;
+    upd.created_at = 5; /* not updated */
+    assert_int_equal(st->ops->user_update(st, &upd), 0);
+    assert_int_equal(st->ops->user_get(st, a.id, &u), 0);
+    assert_string_equal(u.name, "alice2");
+    assert_string_equal(u.password_hash, "$argon2id$hash-new");
+    assert_int_equal(u.role, CD_ROLE_TEACHER);
+    assert_true(u.disabled);
+    assert_int_equal(u.created_at, a.created_at);
+    snprintf(upd.name, sizeof upd.name, "Alice");
+    assert_int_equal(st->ops->user_update(st, &upd), CD_STORE_CONFLICT);
+    upd.id = 9999;
+    snprintf(upd.name, sizeof upd.name, "ghost");
+    assert_int_equal(st->ops->user_update(st, &upd), CD_STORE_NOT_FOUND);
+    assert_string_not_equal(cd_store_error(st), "");
+
+    cd_store_user *list = NULL;
+    size_t len = 0;
+    assert_int_equal(st->ops->user_list(st, &list, &len), 0);
+    assert_int_equal(len, 2);
+    assert_int_equal(list[0].id, a.id);
+    assert_string_equal(list[0].name, "alice2");
+    assert_int_equal(list[1].id, b_id);
+    assert_string_equal(list[1].name, "Alice");
+    free(list);
+    assert_int_equal(st->ops->user_count(st, &n), 0);
+    assert_int_equal(n, 2);
+
+    assert_int_equal(st->ops->user_delete(st, a.id), 0);
+    assert_int_equal(st->ops->user_delete(st, a.id), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->user_get(st, a.id, &u), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->user_delete(st, b_id), 0);
+    assert_int_equal(st->ops->user_list(st, &list, &len), 0);
+    assert_int_equal(len, 0);
+    assert_null(list);
+    /* Ids are not reused after a delete. */
+    assert_true(add_user(st, "carol", CD_ROLE_STUDENT) > b_id);
+}
+
+/* A field filled to the brim without a terminator is stored whole, and a longer value in the file
+ * is cut to fit when read: neither overflows (ASan watches). */
+static void test_strings_truncated(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    cd_store_user u = {.role = CD_ROLE_STUDENT};
+    memset(u.name, 'n', sizeof u.name);
+    memset(u.password_hash, 'h', sizeof u.password_hash);
+    assert_int_equal(st->ops->user_create(st, &u), 0);
+    sqlite3 *db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT length(name) FROM users"), sizeof u.name);
+    raw_exec(db, "UPDATE users SET password_hash = printf('%.300c', 'x')");
+    sqlite3_close(db);
+    cd_store_user got;
+    assert_int_equal(st->ops->user_get(st, u.id, &got), 0);
+    assert_int_equal(strlen(got.name), sizeof got.name - 1);
+    assert_int_equal(strlen(got.password_hash), sizeof got.password_hash - 1);
+    assert_int_equal(got.password_hash[0], 'x');
+}
+
+static void test_tokens(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t ann = add_user(st, "ann", CD_ROLE_STUDENT);
+    int64_t bob = add_user(st, "bob", CD_ROLE_STUDENT);
+    add_token(st, "s1", ann, CD_TOKEN_SESSION, 1000);
+    add_token(st, "s2", ann, CD_TOKEN_SESSION, 5000);
+    add_token(st, "a1", ann, CD_TOKEN_API, 0);
+    add_token(st, "b1", bob, CD_TOKEN_SESSION, 0);
+
+    cd_store_token t;
+    assert_int_equal(st->ops->token_get(st, "s1", 999, &t), 0);
+    assert_string_equal(t.hash, "s1");
+    assert_int_equal(t.user_id, ann);
+    assert_int_equal(t.kind, CD_TOKEN_SESSION);
+    assert_string_equal(t.name, "name of s1");
+    assert_int_equal(t.created_at, 10);
+    assert_int_equal(t.expires_at, 1000);
+    assert_int_equal(st->ops->token_get(st, "s1", 1000, &t), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->token_get(st, "a1", INT64_MAX, &t), 0);
+    assert_int_equal(t.kind, CD_TOKEN_API);
+    assert_int_equal(t.expires_at, 0);
+    assert_int_equal(st->ops->token_get(st, "nope", 0, &t), CD_STORE_NOT_FOUND);
+
+    cd_store_token dup = {.user_id = bob, .kind = CD_TOKEN_API};
+    snprintf(dup.hash, sizeof dup.hash, "s1");
+    assert_int_equal(st->ops->token_create(st, &dup), CD_STORE_CONFLICT);
+    cd_store_token orphan = {.user_id = 9999, .kind = CD_TOKEN_API};
+    snprintf(orphan.hash, sizeof orphan.hash, "orphan");
+    assert_int_equal(st->ops->token_create(st, &orphan), CD_STORE_NOT_FOUND);
+    orphan.user_id = bob; /* created_at 0: stamped with the time */
+    int64_t before = wall_ms();
+    assert_int_equal(st->ops->token_create(st, &orphan), 0);
+    assert_int_equal(st->ops->token_get(st, "orphan", 0, &t), 0);
+    assert_true(t.created_at >= before && t.created_at <= wall_ms());
+
+    assert_int_equal(st->ops->token_delete(st, "a1"), 0);
+    assert_int_equal(st->ops->token_delete(st, "a1"), CD_STORE_NOT_FOUND);
+    add_token(st, "a2", ann, CD_TOKEN_API, 0);
+
+    /* Sessions of ann only: her API token and bob's session stay. */
+    assert_int_equal(st->ops->token_delete_user(st, ann, CD_TOKEN_SESSION), 0);
+    assert_int_equal(st->ops->token_get(st, "s2", 0, &t), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->token_get(st, "a2", 0, &t), 0);
+    assert_int_equal(st->ops->token_get(st, "b1", 0, &t), 0);
+    assert_int_equal(st->ops->token_delete_user(st, ann, CD_TOKEN_SESSION), 0); /* nothing left: fine */
+
+    add_token(st, "old", bob, CD_TOKEN_SESSION, 2000);
+    add_token(st, "edge", bob, CD_TOKEN_SESSION, 3000);
+    add_token(st, "new", bob, CD_TOKEN_SESSION, 3001);
+    assert_int_equal(st->ops->token_prune(st, 3000), 0);
+    sqlite3 *db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM tokens WHERE hash IN ('old', 'edge')"), 0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM tokens"), 4); /* a2, b1, orphan, new */
+    sqlite3_close(db);
+    assert_int_equal(st->ops->token_get(st, "new", 3000, &t), 0);
+}
+
+static void test_projects(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t ann = add_user(st, "ann", CD_ROLE_TEACHER);
+    int64_t bob = add_user(st, "bob", CD_ROLE_STUDENT);
+
+    int64_t before = wall_ms();
+    cd_store_project p1 = {.owner_id = ann};
+    snprintf(p1.name, sizeof p1.name, "Portraits");
+    assert_int_equal(st->ops->project_create(st, &p1), 0);
+    assert_true(p1.id > 0);
+    assert_true(p1.created_at >= before && p1.created_at <= wall_ms());
+    assert_int_equal(p1.updated_at, p1.created_at);
+    cd_store_project p2 = {.owner_id = bob, .created_at = 111, .updated_at = 222};
+    snprintf(p2.name, sizeof p2.name, "Bob's");
+    assert_int_equal(st->ops->project_create(st, &p2), 0);
+    int64_t p3 = add_project(st, ann, "Landscapes");
+    cd_store_project orphan = {.owner_id = 9999};
+    assert_int_equal(st->ops->project_create(st, &orphan), CD_STORE_NOT_FOUND);
+
+    cd_store_project p;
+    assert_int_equal(st->ops->project_get(st, p2.id, &p), 0);
+    assert_int_equal(p.id, p2.id);
+    assert_int_equal(p.owner_id, bob);
+    assert_string_equal(p.name, "Bob's");
+    assert_int_equal(p.created_at, 111);
+    assert_int_equal(p.updated_at, 222);
+    assert_int_equal(st->ops->project_get(st, 9999, &p), CD_STORE_NOT_FOUND);
+
+    cd_store_project *list = NULL;
+    size_t n = 0;
+    assert_int_equal(st->ops->project_list(st, ann, &list, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(list[0].id, p1.id);
+    assert_string_equal(list[0].name, "Portraits");
+    assert_int_equal(list[1].id, p3);
+    free(list);
+    assert_int_equal(st->ops->project_list(st, 0, &list, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(list[0].id, p1.id);
+    assert_int_equal(list[1].id, p2.id);
+    assert_int_equal(list[2].id, p3);
+    free(list);
+    assert_int_equal(st->ops->project_list(st, 9999, &list, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(list);
+
+    cd_store_project upd = p2;
+    snprintf(upd.name, sizeof upd.name, "Renamed");
+    upd.updated_at = 333;
+    upd.owner_id = ann;   /* not updated */
+    upd.created_at = 999; /* not updated */
+    assert_int_equal(st->ops->project_update(st, &upd), 0);
+    assert_int_equal(st->ops->project_get(st, p2.id, &p), 0);
+    assert_string_equal(p.name, "Renamed");
+    assert_int_equal(p.updated_at, 333);
+    assert_int_equal(p.owner_id, bob);
+    assert_int_equal(p.created_at, 111);
+    upd.id = 9999;
+    assert_int_equal(st->ops->project_update(st, &upd), CD_STORE_NOT_FOUND);
+
+    assert_int_equal(st->ops->project_delete(st, p2.id), 0);
+    assert_int_equal(st->ops->project_get(st, p2.id, &p), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->project_delete(st, p2.id), CD_STORE_NOT_FOUND);
+}
+
+static void test_instances(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t ann = add_user(st, "ann", CD_ROLE_TEACHER);
+    int64_t pa = add_project(st, ann, "a");
+    int64_t pb = add_project(st, ann, "b");
+
+    cd_store_instance i1 = make_instance(pa, ann, 1);
+    assert_int_equal(st->ops->instance_put(st, &i1), 0);
+    assert_true(i1.id > 0);
+    cd_store_instance got;
+    assert_int_equal(st->ops->instance_get(st, i1.id, &got), 0);
+    assert_instance_equal(&got, &i1);
+
+    /* Replaced in place: same id whatever the caller had in it, every field new. */
+    cd_store_instance again = make_instance(pa, 0, 2);
+    again.id = 12345;
+    again.port = 0;
+    again.pid = 0;
+    again.reason[0] = '\0';
+    assert_int_equal(st->ops->instance_put(st, &again), 0);
+    assert_int_equal(again.id, i1.id);
+    assert_int_equal(st->ops->instance_by_project(st, pa, &got), 0);
+    assert_instance_equal(&got, &again);
+    assert_string_equal(got.status, "crashed");
+    assert_int_equal(got.user_id, 0);
+
+    cd_store_instance i2 = make_instance(pb, ann, 3);
+    assert_int_equal(st->ops->instance_put(st, &i2), 0);
+    assert_true(i2.id > i1.id);
+    cd_store_instance *list = NULL;
+    size_t n = 0;
+    assert_int_equal(st->ops->instance_list(st, &list, &n), 0);
+    assert_int_equal(n, 2);
+    assert_instance_equal(&list[0], &again);
+    assert_instance_equal(&list[1], &i2);
+    free(list);
+
+    assert_int_equal(st->ops->instance_get(st, 9999, &got), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->instance_by_project(st, 9999, &got), CD_STORE_NOT_FOUND);
+    cd_store_instance orphan = make_instance(9999, ann, 4);
+    assert_int_equal(st->ops->instance_put(st, &orphan), CD_STORE_NOT_FOUND);
+}
+
+static void test_cascades(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t ann = add_user(st, "ann", CD_ROLE_STUDENT);
+    int64_t bob = add_user(st, "bob", CD_ROLE_STUDENT);
+    int64_t pa1 = add_project(st, ann, "a1");
+    int64_t pa2 = add_project(st, ann, "a2");
+    int64_t pb1 = add_project(st, bob, "b1");
+    int64_t pb2 = add_project(st, bob, "b2");
+    cd_store_instance ins[] = {make_instance(pa1, ann, 1), make_instance(pa2, ann, 2),
+                               make_instance(pb1, bob, 3), make_instance(pb2, bob, 4)};
+    for (size_t i = 0; i < 4; i++) assert_int_equal(st->ops->instance_put(st, &ins[i]), 0);
+    add_token(st, "ta", ann, CD_TOKEN_SESSION, 0);
+    add_token(st, "ta2", ann, CD_TOKEN_API, 0);
+    add_token(st, "tb", bob, CD_TOKEN_SESSION, 0);
+
+    assert_int_equal(st->ops->user_delete(st, ann), 0);
+    cd_store_token t;
+    assert_int_equal(st->ops->token_get(st, "ta", 0, &t), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->token_get(st, "ta2", 0, &t), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->token_get(st, "tb", 0, &t), 0);
+    cd_store_project p;
+    assert_int_equal(st->ops->project_get(st, pa1, &p), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->project_get(st, pa2, &p), CD_STORE_NOT_FOUND);
+    cd_store_instance got;
+    assert_int_equal(st->ops->instance_get(st, ins[0].id, &got), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->instance_by_project(st, pa2, &got), CD_STORE_NOT_FOUND);
+
+    assert_int_equal(st->ops->project_delete(st, pb1), 0);
+    assert_int_equal(st->ops->instance_get(st, ins[2].id, &got), CD_STORE_NOT_FOUND);
+    cd_store_instance *list = NULL;
+    size_t n = 0;
+    assert_int_equal(st->ops->instance_list(st, &list, &n), 0);
+    assert_int_equal(n, 1);
+    assert_instance_equal(&list[0], &ins[3]);
+    free(list);
+    cd_store_project *projects = NULL;
+    assert_int_equal(st->ops->project_list(st, 0, &projects, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(projects[0].id, pb2);
+    free(projects);
+}
+
+static void test_login_failures(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int count = -1;
+    int64_t last = -1;
+    assert_int_equal(st->ops->login_failures_get(st, "nobody", &count, &last), 0);
+    assert_int_equal(count, 0);
+    assert_int_equal(last, 0);
+    assert_string_equal(cd_store_error(st), "");
+
+    assert_int_equal(st->ops->login_failures_set(st, "ann", 3, 1234), 0);
+    assert_int_equal(st->ops->login_failures_get(st, "ann", &count, &last), 0);
+    assert_int_equal(count, 3);
+    assert_int_equal(last, 1234);
+    assert_int_equal(st->ops->login_failures_set(st, "ann", 4, 5678), 0);
+    assert_int_equal(st->ops->login_failures_set(st, "Ann", 1, 1), 0);
+    assert_int_equal(st->ops->login_failures_get(st, "ann", &count, &last), 0);
+    assert_int_equal(count, 4);
+    assert_int_equal(last, 5678);
+
+    assert_int_equal(st->ops->login_failures_clear(st, "ann"), 0);
+    assert_int_equal(st->ops->login_failures_get(st, "ann", &count, &last), 0);
+    assert_int_equal(count, 0);
+    assert_int_equal(last, 0);
+    assert_int_equal(st->ops->login_failures_get(st, "Ann", &count, &last), 0);
+    assert_int_equal(count, 1);
+    assert_int_equal(st->ops->login_failures_clear(st, "never-seen"), 0);
+}
+
+static void test_audit(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    cd_store_audit *list = NULL;
+    size_t n = 7;
+    assert_int_equal(st->ops->audit_list(st, 0, 10, &list, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(list);
+
+    int64_t ids[25];
+    int64_t before = wall_ms();
+    for (int i = 0; i < 25; i++) {
+        cd_store_audit a = {.at = i % 2 ? 1000 + i : 0, .user_id = i};
+        snprintf(a.username, sizeof a.username, "user%d", i);
+        snprintf(a.action, sizeof a.action, "%s", i ? "open" : "login_failed");
+        snprintf(a.target, sizeof a.target, "project %d", i);
+        snprintf(a.detail, sizeof a.detail, "detail %d", i);
+        snprintf(a.ip, sizeof a.ip, "10.0.0.%d", i);
+        assert_int_equal(st->ops->audit_add(st, &a), 0);
+        assert_true(i == 0 || a.id > ids[i - 1]);
+        if (i % 2 == 0) assert_true(a.at >= before && a.at <= wall_ms());
+        else assert_int_equal(a.at, 1000 + i);
+        ids[i] = a.id;
+    }
+
+    assert_int_equal(st->ops->audit_list(st, 0, 10, &list, &n), 0);
+    assert_int_equal(n, 10);
+    for (size_t k = 0; k < n; k++) assert_int_equal(list[k].id, ids[24 - k]);
+    assert_int_equal(list[0].user_id, 24);
+    assert_string_equal(list[0].username, "user24");
+    assert_string_equal(list[0].action, "open");
+    assert_string_equal(list[0].target, "project 24");
+    assert_string_equal(list[0].detail, "detail 24");
+    assert_string_equal(list[0].ip, "10.0.0.24");
+    assert_int_equal(list[1].at, 1023);
+    int64_t next = list[n - 1].id;
+    free(list);
+
+    assert_int_equal(st->ops->audit_list(st, next, 10, &list, &n), 0);
+    assert_int_equal(n, 10);
+    for (size_t k = 0; k < n; k++) assert_int_equal(list[k].id, ids[14 - k]);
+    next = list[n - 1].id;
+    free(list);
+
+    assert_int_equal(st->ops->audit_list(st, next, 10, &list, &n), 0);
+    assert_int_equal(n, 5);
+    for (size_t k = 0; k < n; k++) assert_int_equal(list[k].id, ids[4 - k]);
+    assert_string_equal(list[4].action, "login_failed");
+    assert_int_equal(list[4].user_id, 0);
+    free(list);
+
+    assert_int_equal(st->ops->audit_list(st, ids[0], 10, &list, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(list);
+    assert_int_equal(st->ops->audit_list(st, 0, 0, &list, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(st->ops->audit_list(st, 0, 1000, &list, &n), 0);
+    assert_int_equal(n, 25);
+    free(list);
+}
+
+static void test_wal_mode(void **state) {
+    fixture *f = *state;
+    add_user(f->st, "ann", CD_ROLE_STUDENT); /* a write, so that the log exists */
+    sqlite3 *db = raw_open(f);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
+    sqlite3_finalize(q);
+    /* The other connection sees the committed row while the store still has the file open. */
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM users WHERE name = 'ann'"), 1);
+    sqlite3_close(db);
+    char wal[128];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    assert_int_equal(access(wal, F_OK), 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        T(test_migrations_and_reopen),
+        T(test_newer_version_refused),
+        cmocka_unit_test(test_open_error),
+        T(test_users),
+        T(test_strings_truncated),
+        T(test_tokens),
+        T(test_projects),
+        T(test_instances),
+        T(test_cascades),
+        T(test_login_failures),
+        T(test_audit),
+        T(test_wal_mode),
+    };
+    return cmocka_run_group_tests_name("hub_store", tests, NULL, NULL);
+}
