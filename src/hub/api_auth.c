@@ -41,9 +41,12 @@ static void login_free(uv_handle_t *h) {
     free(l);
 }
 
-static void login_done(login *l) {
+/* The request is answered (or gone) by now: only the timer is left to close. */
+static void login_done(login *l) { uv_close((uv_handle_t *)&l->delay, login_free); }
+
+/* Before answering: an answer frees the request, so the abort hook must go first. */
+static void login_detach(login *l) {
     if (l->req) cd_http_req_on_abort(l->req, NULL, NULL);
-    uv_close((uv_handle_t *)&l->delay, login_free);
 }
 
 static void login_aborted(cd_http_req *req, void *arg) { ((login *)arg)->req = NULL; }
@@ -89,6 +92,7 @@ static void login_succeeded(login *l) {
 
 static void on_verified(bool ok, void *arg) {
     login *l = arg;
+    login_detach(l);
     if (ok && l->found && !l->user.disabled) login_succeeded(l);
     else login_failed(l, !l->found ? "no such user" : !ok ? "wrong password" : "account disabled");
     login_done(l);
@@ -98,6 +102,7 @@ static void on_delay_over(uv_timer_t *t) {
     login *l = t->data;
     const char *hash = l->found ? l->user.password_hash : no_user_hash;
     if (cd_auth_verify_password(l->hub->loop, hash, l->password, on_verified, l) < 0) {
+        login_detach(l);
         if (l->req) cd_hub_error(l->req, 500, "internal", "out of memory");
         login_done(l);
     }

@@ -301,12 +301,12 @@ static char *tail_lines(const char *path, long lines, size_t max_bytes) {
     long newlines = 0;
     char block[8192];
     /* a trailing newline ends the last line; it does not start another */
-    while (from > 0 && newlines <= lines && (size_t)(end - from) < max_bytes) {
+    while (from > 0 && newlines < lines && (size_t)(end - from) < max_bytes) {
         size_t n = from > (off_t)sizeof block ? sizeof block : (size_t)from;
         from -= (off_t)n;
         if (pread(fd, block, n, from) != (ssize_t)n) break;
         for (size_t i = n; i-- > 0;) {
-            if (block[i] == '\n' && from + (off_t)i != end - 1 && ++newlines > lines) {
+            if (block[i] == '\n' && from + (off_t)i != end - 1 && ++newlines >= lines) {
                 from += (off_t)i + 1;
                 break;
             }
