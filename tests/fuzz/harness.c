@@ -43,10 +43,10 @@ static void start_once(void) {
     h.port = cd_instance_port(&h.inst);
 }
 
-static void send_all(int fd, const void *data, size_t len) {
+static void send_all(uv_loop_t *loop, int fd, const void *data, size_t len) {
     const char *p = data;
     while (len > 0) {
-        uv_run(&h.loop, UV_RUN_NOWAIT);
+        uv_run(loop, UV_RUN_NOWAIT);
         struct pollfd pf = {.fd = fd, .events = POLLOUT};
         if (poll(&pf, 1, 1) <= 0) continue;
         ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -58,8 +58,12 @@ static void send_all(int fd, const void *data, size_t len) {
 
 void fuzz_exchange(const char *prefix, const uint8_t *data, size_t size) {
     start_once();
+    fuzz_exchange_with(&h.loop, h.port, prefix, data, size);
+}
+
+void fuzz_exchange_with(uv_loop_t *loop, int port, const char *prefix, const uint8_t *data, size_t size) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h.port)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
     if (rc != 0 && errno == EINTR) { /* libFuzzer's timer signal: the connect goes on */
@@ -73,17 +77,15 @@ void fuzz_exchange(const char *prefix, const uint8_t *data, size_t size) {
     }
     if (rc != 0) {
         perror("fuzz harness: connect");
-        fprintf(stderr, "fuzz harness: server has %zu connection(s)\n",
-                cd_http_server_connection_count(h.inst.http));
         abort();
     }
-    if (prefix) send_all(fd, prefix, strlen(prefix));
-    send_all(fd, data, size);
+    if (prefix) send_all(loop, fd, prefix, strlen(prefix));
+    send_all(loop, fd, data, size);
     shutdown(fd, SHUT_WR);
     /* Read until the server closes; every server must close a half-closed connection within
      * its header timeout (1 s here), so a hang is a bug the fuzzer reports as a timeout. */
     for (;;) {
-        uv_run(&h.loop, UV_RUN_NOWAIT);
+        uv_run(loop, UV_RUN_NOWAIT);
         struct pollfd pf = {.fd = fd, .events = POLLIN};
         if (poll(&pf, 1, 1) > 0) {
             char buf[65536];
@@ -96,5 +98,5 @@ void fuzz_exchange(const char *prefix, const uint8_t *data, size_t size) {
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(fd);
-    uv_run(&h.loop, UV_RUN_NOWAIT);
+    uv_run(loop, UV_RUN_NOWAIT);
 }

@@ -10,5 +10,8 @@
 /* Sends prefix (may be NULL) then data, half-closes, and reads until the server hangs up,
  * running the server's loop meanwhile. */
 void fuzz_exchange(const char *prefix, const uint8_t *data, size_t size);
+/* The same against any server on this loop and port (the hub's fuzz target starts its own). */
+#include <uv.h>
+void fuzz_exchange_with(uv_loop_t *loop, int port, const char *prefix, const uint8_t *data, size_t size);
 
 #endif
