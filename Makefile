@@ -6,7 +6,7 @@ SETUP_STAMP := $(BUILD)/.setup-done
 PORT ?= 8188
 DATA ?= $(CURDIR)/data
 
-.PHONY: all setup build release run test unit integration fuzz bench clean
+.PHONY: all setup build release run serve test unit integration fuzz bench clean
 
 all: build
 
@@ -25,8 +25,14 @@ release: $(SETUP_STAMP)
 	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DCOMFYD_TESTS=OFF >/dev/null
 	cmake --build $(BUILD)/release -j$(JOBS)
 
+# The hub, on its embedded SQLite store in $(DATA); the first start creates the account 'admin'
+# (password from COMFYD_ADMIN_PASSWORD, else generated and printed once).
 run: release
-	$(BUILD)/release/comfyd serve --listen 127.0.0.1 --port $(PORT) --base-directory $(DATA)
+	$(BUILD)/release/comfyd hub --listen 127.0.0.1 --port $(PORT) --data-dir $(DATA)
+
+# One workflow server on its own, without the hub.
+serve: release
+	$(BUILD)/release/comfyd serve --listen 127.0.0.1 --port $(PORT) --base-directory $(DATA)/serve
 
 test: build
 	bash scripts/test-all.sh
