@@ -82,6 +82,13 @@ static void begin_stop(slot *s, const char *reason);
 static void check_health(slot *s);
 static void shutdown_progress(cd_supervisor *sup);
 
+/* Copies as much of src as fits (reasons are cut, never overflow). */
+static void copy_cut(char *dst, size_t n, const char *src) {
+    size_t len = strnlen(src, n - 1);
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -372,7 +379,7 @@ static void log_last_line(const char *path, char *out, size_t n) {
     buf[got] = '\0';
     while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r' || buf[got - 1] == ' ')) buf[--got] = '\0';
     char *line = strrchr(buf, '\n');
-    snprintf(out, n, "%s", line ? line + 1 : buf);
+    copy_cut(out, n, line ? line + 1 : buf);
 }
 
 static void on_restart_timer(uv_timer_t *t) {
@@ -629,7 +636,7 @@ static void on_grace_over(uv_timer_t *t) {
 }
 
 static void begin_stop(slot *s, const char *reason) {
-    snprintf(s->stop_reason, sizeof s->stop_reason, "%s", reason);
+    copy_cut(s->stop_reason, sizeof s->stop_reason, reason);
     if (!s->proc) {
         s->ph = PH_IDLE;
         return;
