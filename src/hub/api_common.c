@@ -68,16 +68,18 @@ static bool same_netloc(const char *netloc, const char *host) {
 /* A request that rides on the session cookie must come from the hub's own pages: a browser
  * sends Origin with cross-site POSTs, and SameSite=Lax already keeps the cookie off most of
  * them; this catches the rest (same-site but other-origin pages). */
-static bool cross_origin(cd_http_req *req) {
+static bool cross_origin(cd_http_req *req, bool any_method) {
     const char *origin = cd_http_req_header(req, "Origin");
     const char *host = cd_http_req_header(req, "Host");
-    if (!origin || !strcmp(cd_http_req_method(req), "GET") || !strcmp(cd_http_req_method(req), "HEAD")) return false;
+    if (!origin) return false;
+    if (!any_method && (!strcmp(cd_http_req_method(req), "GET") || !strcmp(cd_http_req_method(req), "HEAD")))
+        return false;
     const char *netloc = strstr(origin, "://");
     netloc = netloc ? netloc + 3 : origin;
     return !host || !same_netloc(netloc, host);
 }
 
-int cd_hub_authenticate(cd_hub *hub, cd_http_req *req, cd_hub_caller *out) {
+int cd_hub_identify(cd_hub *hub, cd_http_req *req, bool origin_any_method, cd_hub_caller *out) {
     memset(out, 0, sizeof *out);
     char secret[256];
     const char *auth = cd_http_req_header(req, "Authorization");
@@ -94,15 +96,18 @@ int cd_hub_authenticate(cd_hub *hub, cd_http_req *req, cd_hub_caller *out) {
         have = true;
         out->by_cookie = true;
     }
-    if (!have || cd_hub_session_user(hub, secret, out) < 0) {
-        cd_hub_error(req, 401, "unauthorized", "log in first (POST /api/login, or an API token as 'Authorization: Bearer …')");
-        return -1;
-    }
-    if (out->by_cookie && cross_origin(req)) {
-        cd_hub_error(req, 403, "forbidden", "a request from another origin may not use this session");
-        return -1;
-    }
+    if (!have || cd_hub_session_user(hub, secret, out) < 0) return -1;
+    if (out->by_cookie && cross_origin(req, origin_any_method)) return -2;
     return 0;
+}
+
+int cd_hub_authenticate(cd_hub *hub, cd_http_req *req, cd_hub_caller *out) {
+    int rc = cd_hub_identify(hub, req, false, out);
+    if (rc == -1)
+        cd_hub_error(req, 401, "unauthorized", "log in first (POST /api/login, or an API token as 'Authorization: Bearer …')");
+    else if (rc == -2)
+        cd_hub_error(req, 403, "forbidden", "a request from another origin may not use this session");
+    return rc < 0 ? -1 : 0;
 }
 
 int cd_hub_require_role(cd_hub *hub, cd_http_req *req, cd_role role, cd_hub_caller *out) {

@@ -72,6 +72,16 @@ static const setting settings[] = {
      "after SIGTERM, how long an instance has before SIGKILL"},
     {"COMFYUI_MAX_RESTARTS", NULL, T_INT, OFF(max_restarts), "5", 0, 1000,
      "crashes in a row after which an instance is no longer restarted"},
+    {"COMFYD_PROXY_MAX_BODY_BYTES", NULL, T_I64, OFF(proxy_max_body_bytes), "104857600", 0, (long long)1 << 50,
+     "largest request body through /comfyui/... (uploads aside)"},
+    {"COMFYD_PROXY_MAX_UPLOAD_BYTES", NULL, T_I64, OFF(proxy_max_upload_bytes), "1073741824", 0, (long long)1 << 50,
+     "largest body sent to an instance's /upload/... routes"},
+    {"COMFYD_PROXY_TIMEOUT_SECONDS", NULL, T_INT, OFF(proxy_timeout_s), "300", 1, 86400,
+     "an instance silent this long while an answer is due gets 504"},
+    {"COMFYD_PROXY_WS_PING_SECONDS", NULL, T_INT, OFF(proxy_ws_ping_s), "30", 0, 86400,
+     "pings to browsers on proxied WebSockets (0: none)"},
+    {"COMFYD_PROXY_AUTOSTART", NULL, T_INT, OFF(proxy_autostart), "0", 0, 1,
+     "1: a request to a stopped project's /comfyui/... starts its instance (else 503)"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 

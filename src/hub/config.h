@@ -35,6 +35,9 @@ typedef struct {
     int stop_grace_s, max_restarts;
     int64_t log_max_bytes;
     int log_keep;
+    /* the proxy /comfyui/{user}/{project}/ */
+    int64_t proxy_max_body_bytes, proxy_max_upload_bytes;
+    int proxy_timeout_s, proxy_ws_ping_s, proxy_autostart;
 } cd_hub_config;
 
 /* Parses argv[first..] over the defaults, the config file and the environment. Returns 0, 1

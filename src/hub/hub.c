@@ -15,6 +15,8 @@
 #include "base/path.h"
 #include "comfyd_version.h"
 #include "hub/events.h"
+#include "hub/proxy.h"
+#include "hub/web.h"
 #include "hub/launcher.h"
 #include "hub/supervisor.h"
 
@@ -33,10 +35,32 @@ static const char index_page[] =
     "<code>POST /api/login</code>, list projects with <code>GET /api/projects</code>, open one with "
     "<code>POST /api/projects/{id}/open_comfy</code>. The README lists every route.</p></body></html>";
 
+const cd_hub_web_file *cd_hub_web_find(const char *name) {
+    for (const cd_hub_web_file *f = cd_hub_web_files; f->name; f++)
+        if (!strcmp(f->name, name)) return f;
+    return NULL;
+}
+
+static void handle_login_page(cd_http_req *req, void *ctx) {
+    const cd_hub_web_file *f = cd_hub_web_find("login.html");
+    if (!f) {
+        cd_hub_error(req, 404, "not_found", "no login page in this build");
+        return;
+    }
+    cd_http_add_header(req, "Cache-Control", "no-cache");
+    cd_http_respond(req, 200, "text/html; charset=utf-8", f->data, f->len);
+}
+
+static bool head_hook(cd_http_req *req, void *ctx) { return cd_hub_proxy_wants(req); }
+
 static void handle_request(cd_http_req *req, void *ctx) {
     cd_hub *hub = ctx;
     cd_route_match m;
     const char *path = cd_http_req_path(req);
+    if (cd_hub_proxy_wants(req)) {
+        cd_hub_proxy_handle(hub->proxy, req);
+        return;
+    }
     cd_route_result r = cd_router_match(hub->router, cd_http_req_method(req), path, &m);
     if (r == CD_ROUTE_FOUND) {
         for (size_t i = 0; i < m.nparams; i++) cd_http_req_set_param(req, m.names[i], m.values[i]);
@@ -54,6 +78,7 @@ static void handle_request(cd_http_req *req, void *ctx) {
 }
 
 static void response_hook(cd_http_req *req, int status, void *ctx) {
+    if (cd_hub_proxy_wants(req)) return; /* an instance's answers pass as they are */
     cd_http_add_header(req, "X-Content-Type-Options", "nosniff");
     if (!strncmp(cd_http_req_path(req), "/api/", 5) && !cd_http_has_header(req, "Cache-Control"))
         cd_http_add_header(req, "Cache-Control", "no-store");
@@ -104,6 +129,7 @@ void cd_hub_stop(cd_hub *hub) {
     cd_info("hub: stopping");
     close_signals(hub);
     cd_hub_events_close_all(hub->events);
+    if (hub->proxy) cd_hub_proxy_close_all(hub->proxy);
     if (hub->http) cd_http_server_stop(hub->http, on_http_stopped, hub);
     else hub->http_stopped = true;
     if (hub->sup) cd_supervisor_shutdown(hub->sup, on_sup_stopped, hub);
@@ -152,12 +178,15 @@ static int start_http(cd_hub *hub, char *err, size_t errlen) {
     limits.max_body_bytes = (uint64_t)hub->cfg->max_body_bytes;
     hub->router = cd_router_new();
     hub->events = cd_hub_events_new(hub);
-    if (!hub->router || !hub->events) {
+    hub->proxy = cd_hub_proxy_new(hub);
+    if (!hub->router || !hub->events || !hub->proxy) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     if (cd_http_server_new(hub->loop, &limits, handle_request, hub, &hub->http, err, errlen) < 0) return -1;
     cd_http_server_set_response_hook(hub->http, response_hook, hub);
+    cd_http_server_set_head_hook(hub->http, head_hook, hub);
+    cd_router_add(hub->router, "GET", "/login", handle_login_page, hub);
     cd_hub_api_auth_register(hub);
     cd_hub_api_users_register(hub);
     cd_hub_api_projects_register(hub);
@@ -186,10 +215,12 @@ int cd_hub_start(cd_hub *hub, const cd_hub_config *cfg, uv_loop_t *loop, char *e
 void cd_hub_destroy(cd_hub *hub) {
     if (!hub->started) return;
     cd_hub_stop(hub);
-    while (!hub->stopped || !cd_hub_events_empty(hub->events)) uv_run(hub->loop, UV_RUN_ONCE);
+    while (!hub->stopped || !cd_hub_events_empty(hub->events) || !cd_hub_proxy_idle(hub->proxy))
+        uv_run(hub->loop, UV_RUN_ONCE);
     close_signals(hub);
     if (hub->sup) cd_supervisor_free(hub->sup);
     cd_hub_events_free(hub->events);
+    cd_hub_proxy_free(hub->proxy);
     cd_http_server_free(hub->http);
     cd_router_free(hub->router);
     cd_store_close(hub->store);

@@ -16,6 +16,7 @@
 
 typedef struct cd_supervisor cd_supervisor;
 typedef struct cd_hub_events cd_hub_events;
+typedef struct cd_hub_proxy cd_hub_proxy;
 
 typedef struct cd_hub {
     uv_loop_t *loop;
@@ -25,6 +26,7 @@ typedef struct cd_hub {
     cd_router *router;
     cd_supervisor *sup;
     cd_hub_events *events;
+    cd_hub_proxy *proxy;
     cd_launcher launcher; /* local child processes */
     uv_signal_t sigint, sigterm;
     bool started, signals_open, stopping, stopped;
@@ -55,6 +57,10 @@ void cd_hub_error(cd_http_req *req, int status, const char *type, const char *fm
 /* Answers with a JSON value (consumed). */
 void cd_hub_json(cd_http_req *req, int status, json_t *value);
 
+/* Finds the caller without answering: 0, -1 when there are no valid credentials, -2 for a
+ * session cookie sent from another origin (for writes; for every method with
+ * origin_any_method, as the proxy wants for WebSocket upgrades). */
+int cd_hub_identify(cd_hub *hub, cd_http_req *req, bool origin_any_method, cd_hub_caller *out);
 /* Finds the caller from the session cookie or the Bearer token. Returns 0, or answers 401 (or
  * 403 for a cross-site request riding on the cookie) and returns -1. */
 int cd_hub_authenticate(cd_hub *hub, cd_http_req *req, cd_hub_caller *out);

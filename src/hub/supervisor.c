@@ -742,6 +742,14 @@ void cd_supervisor_stop(cd_supervisor *sup, int64_t project_id, const char *reas
     begin_stop(s, reason);
 }
 
+int cd_supervisor_target(cd_supervisor *sup, int64_t project_id, char *host, size_t hostlen, int *port) {
+    slot *s = find_slot(sup, project_id);
+    if (!s || !s->proc || (s->ph != PH_RUNNING && s->ph != PH_CHECKING)) return -1;
+    snprintf(host, hostlen, "%s", s->rec.address);
+    *port = s->rec.port;
+    return 0;
+}
+
 void cd_supervisor_touch(cd_supervisor *sup, int64_t project_id) {
     slot *s = find_slot(sup, project_id);
     if (s) s->rec.last_activity_at = now_ms();

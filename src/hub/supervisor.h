@@ -60,6 +60,10 @@ void cd_supervisor_cancel(cd_supervisor *s, void *user);
 typedef void (*cd_sup_done_cb)(void *user);
 void cd_supervisor_stop(cd_supervisor *s, int64_t project_id, const char *reason, cd_sup_done_cb cb, void *user);
 
+/* Where the project's instance answers, when it has a process that passed its start (online,
+ * or offline but running): 0 with host and port, else -1. */
+int cd_supervisor_target(cd_supervisor *s, int64_t project_id, char *host, size_t hostlen, int *port);
+
 /* The project's instance was used (a request through the hub): it is not idle. */
 void cd_supervisor_touch(cd_supervisor *s, int64_t project_id);
 /* Instances whose process runs (starting, online or offline). */

@@ -39,6 +39,10 @@ struct cd_http_req {
     bool started, ended, chunked;
     cd_http_req_cb on_abort, on_drain;
     void *abort_arg, *drain_arg;
+    /* a streamed body (see cd_http_server_set_head_hook) */
+    bool streaming, body_paused, body_complete;
+    cd_http_body_cb on_body;
+    void *body_arg;
 };
 
 struct conn {
@@ -55,6 +59,8 @@ struct conn {
     uv_shutdown_t shutdown_req;
     int parse_error; /* status to answer when a parser callback refused the request */
     bool between_requests; /* the parser waits for a new request line */
+    bool head_dispatch;    /* a streamed request's head is complete: call the handler */
+    bool body_end_pending; /* a streamed request's body is complete: tell the handler */
     /* header parsing */
     cd_buf field, value;
     bool in_value;
@@ -72,6 +78,8 @@ struct cd_http_server {
     void *ctx;
     cd_http_response_hook_fn hook;
     void *hook_ctx;
+    cd_http_head_hook_fn head_hook;
+    void *head_hook_ctx;
     uv_tcp_t *listeners[16];
     size_t nlisteners, listeners_open;
     int port;
@@ -241,6 +249,32 @@ void cd_http_on_drain(cd_http_req *r, cd_http_req_cb cb, void *arg) {
 }
 
 size_t cd_http_queued(const cd_http_req *r) { return r->c->write_queued; }
+
+bool cd_http_req_streaming(const cd_http_req *r) { return r->streaming; }
+bool cd_http_req_body_complete(const cd_http_req *r) { return r->body_complete; }
+
+void cd_http_req_on_body(cd_http_req *r, cd_http_body_cb cb, void *arg) {
+    r->on_body = cb;
+    r->body_arg = arg;
+}
+
+void cd_http_req_pause_body(cd_http_req *r, bool pause) {
+    conn *c = r->c;
+    if (!r->streaming || r->body_paused == pause) return;
+    r->body_paused = pause;
+    if (pause) {
+        /* Waiting on the handler is not the client's slowness: no body deadline meanwhile. */
+        c->deadline = 0;
+        conn_arm_timer(c);
+        if (c->in_feed) http_parser_pause(&c->parser, 1); /* stop inside this buffer */
+        return;
+    }
+    if (c->state == CONN_BODY) {
+        c->deadline = uv_now(c->srv->loop) + c->srv->limits.body_timeout_ms;
+        conn_arm_timer(c);
+    }
+    if (!c->in_feed) conn_feed(c);
+}
 
 /* ---- connection lifetime ---- */
 
@@ -482,6 +516,8 @@ static void write_head(cd_http_req *r, int status, const char *content_type, int
 static void finish_request(cd_http_req *r) {
     conn *c = r->c;
     r->ended = true;
+    /* Answered before its streamed body was all read: the rest cannot be skipped safely. */
+    if (r->streaming && !r->body_complete) c->close_after = true;
     if (c->req == r) c->req = NULL;
     req_free(r);
     if (c->handles_closing) return;
@@ -643,6 +679,16 @@ static int on_headers_complete(http_parser *p) {
     r->head_only = p->method == HTTP_HEAD;
     r->upgrade = p->upgrade;
     c->keep_alive = http_should_keep_alive(p);
+    if (!r->upgrade && c->srv->head_hook && c->srv->head_hook(r, c->srv->head_hook_ctx)) {
+        /* Streamed: the handler gets the request now and enforces its own body limit. */
+        r->streaming = true;
+        const char *expect = cd_http_req_header(r, "Expect");
+        if (expect && strcasecmp(expect, "100-continue") == 0) conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        conn_set_state(c, CONN_BODY);
+        c->head_dispatch = true;
+        http_parser_pause(p, 1);
+        return 0;
+    }
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->srv->limits.max_body_bytes) {
         c->parse_error = 413;
         return -1;
@@ -660,6 +706,14 @@ static int on_headers_complete(http_parser *p) {
 
 static int on_body(http_parser *p, const char *at, size_t len) {
     conn *c = p->data;
+    cd_http_req *r = c->req;
+    if (r->streaming) {
+        c->deadline = uv_now(c->srv->loop) + c->srv->limits.body_timeout_ms;
+        if (r->on_body) r->on_body(r, at, len, r->body_arg);
+        /* the handler may have paused (or answered): stop after this piece */
+        if (c->req != r || r->body_paused) http_parser_pause(p, 1);
+        return 0;
+    }
     if (c->req->body.len + len > c->srv->limits.max_body_bytes) {
         c->parse_error = 413;
         return -1;
@@ -671,6 +725,10 @@ static int on_body(http_parser *p, const char *at, size_t len) {
 static int on_message_complete(http_parser *p) {
     conn *c = p->data;
     c->between_requests = true;
+    if (c->req->streaming) {
+        c->req->body_complete = true;
+        c->body_end_pending = true;
+    }
     if (!c->req->body.data) cd_buf_append(&c->req->body, "", 0);
     c->state = CONN_HANDLING;
     c->deadline = 0;
@@ -704,6 +762,22 @@ static void dispatch(conn *c) {
     c->srv->handler(r, c->srv->ctx);
 }
 
+/* The parser stopped inside a streamed request: its head is complete (call the handler), its
+ * body is complete (tell the handler), or the handler paused the body (resume parsing later). */
+static void feed_streamed(conn *c) {
+    cd_http_req *r = c->req;
+    if (c->head_dispatch) {
+        c->head_dispatch = false;
+        http_parser_pause(&c->parser, 0);
+        dispatch(c);
+    } else if (c->body_end_pending) {
+        c->body_end_pending = false;
+        if (r->on_body) r->on_body(r, NULL, 0, r->body_arg);
+    } else if (!(c->state == CONN_HANDLING)) {
+        http_parser_pause(&c->parser, 0);
+    }
+}
+
 /* http_parser, as Debian builds it, is lenient about the request line: it takes
  * "GET /x" (HTTP/0.9) and "GET /x HTTX/1.1". Before a new request is parsed, its line must read
  * "METHOD SP TARGET SP HTTP/1.0|1.1". Returns 1 when it does, 0 when more bytes are needed, and
@@ -734,6 +808,8 @@ static int check_request_line(conn *c) {
     return 1;
 }
 
+static bool body_paused(const conn *c) { return c->req && c->req->streaming && c->req->body_paused; }
+
 /* Parses as much of c->pending as the connection's state allows, dispatching each complete
  * request, and decides whether to keep reading from the socket. */
 static void conn_feed(conn *c) {
@@ -741,7 +817,8 @@ static void conn_feed(conn *c) {
     c->in_feed = true;
     const cd_http_limits *l = &c->srv->limits;
     while (!c->handles_closing && !c->detached && c->state != CONN_HANDLING && c->state != CONN_CLOSING &&
-           c->pending.len > 0 && c->write_queued <= l->write_high_water) {
+           (c->pending.len > 0 || c->head_dispatch || c->body_end_pending) && !body_paused(c) &&
+           (c->write_queued <= l->write_high_water || (c->req && c->req->streaming))) {
         if (c->between_requests) {
             int line = check_request_line(c);
             if (line == 0) {
@@ -760,6 +837,11 @@ static void conn_feed(conn *c) {
         enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
         if (err == HPE_PAUSED) {
             cd_buf_consume(&c->pending, n);
+            if (!c->req) continue; /* a streamed request was answered while its body arrived */
+            if (c->req->streaming) {
+                feed_streamed(c);
+                continue;
+            }
             dispatch(c);
             continue;
         }
@@ -774,8 +856,8 @@ static void conn_feed(conn *c) {
     }
     c->in_feed = false;
     if (c->handles_closing || c->detached) return;
-    bool want_read = c->state != CONN_HANDLING && c->state != CONN_CLOSING && !c->close_after &&
-                     c->write_queued <= l->write_high_water;
+    bool want_read = c->state != CONN_HANDLING && c->state != CONN_CLOSING && !c->close_after && !body_paused(c) &&
+                     (c->write_queued <= l->write_high_water || (c->req && c->req->streaming));
     if (want_read && !c->reading) {
         conn_start_reading(c);
     } else if (!want_read && c->reading) {
@@ -899,6 +981,11 @@ int cd_http_server_new(uv_loop_t *loop, const cd_http_limits *limits, cd_http_ha
 void cd_http_server_set_response_hook(cd_http_server *srv, cd_http_response_hook_fn hook, void *ctx) {
     srv->hook = hook;
     srv->hook_ctx = ctx;
+}
+
+void cd_http_server_set_head_hook(cd_http_server *srv, cd_http_head_hook_fn hook, void *ctx) {
+    srv->head_hook = hook;
+    srv->head_hook_ctx = ctx;
 }
 
 int cd_http_server_listen(cd_http_server *srv, const char *host, int port, char *err, size_t errlen) {

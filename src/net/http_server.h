@@ -51,10 +51,17 @@ typedef void (*cd_http_handler_fn)(cd_http_req *req, void *ctx);
 typedef void (*cd_http_response_hook_fn)(cd_http_req *req, int status, void *ctx);
 typedef void (*cd_http_stopped_fn)(void *arg);
 
+/* Called when a request's head has arrived, before its body (never for upgrades). Returning
+ * true streams that request: the handler is called at once, the body arrives through
+ * cd_http_req_on_body in pieces as it comes, and the server's max_body_bytes does not apply (the
+ * handler enforces its own limit). The hook must not answer the request. */
+typedef bool (*cd_http_head_hook_fn)(cd_http_req *req, void *ctx);
+
 /* Creates a server on loop. Returns 0 or a negative error with a message in err. */
 int cd_http_server_new(uv_loop_t *loop, const cd_http_limits *limits, cd_http_handler_fn handler,
                        void *ctx, cd_http_server **out, char *err, size_t errlen);
 void cd_http_server_set_response_hook(cd_http_server *srv, cd_http_response_hook_fn hook, void *ctx);
+void cd_http_server_set_head_hook(cd_http_server *srv, cd_http_head_hook_fn hook, void *ctx);
 /* Binds host:port (an IPv4 or IPv6 literal) and listens. IPv6 sockets are v6-only so that
  * "0.0.0.0" and "::" can both be bound. port 0 picks a free port; cd_http_server_port() tells
  * which. Returns 0 or a negative error with a message. */
@@ -91,6 +98,17 @@ const char *cd_http_req_param(const cd_http_req *req, const char *name);
 typedef void (*cd_http_req_cb)(cd_http_req *req, void *arg);
 /* `cb` runs if the connection closes before the response ended; the request is freed after. */
 void cd_http_req_on_abort(cd_http_req *req, cd_http_req_cb cb, void *arg);
+
+/* ---- a streamed body (see cd_http_head_hook_fn) ---- */
+/* Each piece of the body as it arrives; data NULL and len 0 once it is complete. The handler
+ * sets this (or pauses) before its call returns. A response that ends before the body is
+ * complete closes the connection after it. */
+typedef void (*cd_http_body_cb)(cd_http_req *req, const char *data, size_t len, void *arg);
+void cd_http_req_on_body(cd_http_req *req, cd_http_body_cb cb, void *arg);
+/* Paused, no more of the body is read from the client (back-pressure toward a slow reader). */
+void cd_http_req_pause_body(cd_http_req *req, bool pause);
+bool cd_http_req_streaming(const cd_http_req *req);
+bool cd_http_req_body_complete(const cd_http_req *req);
 
 /* ---- the response ---- */
 /* Adds a response header. Values containing CR or LF are refused (returns -1). */
