@@ -46,10 +46,10 @@ export class ApiClient {
     this.cookie = cookie;
   }
   headers(extra = {}) {
-    const h = { ...extra };
+    const h = {};
     if (this.token) h.authorization = `Bearer ${this.token}`;
     if (this.cookie) h.cookie = this.cookie;
-    return h;
+    return { ...h, ...extra }; // a test's own headers win
   }
   async request(method, urlPath, body, extraHeaders = {}) {
     const init = { method, headers: this.headers(extraHeaders), redirect: 'manual' };
