@@ -176,31 +176,21 @@ test('test_dynamic_cycle_error: a cycle made by an expansion fails the generator
   assert.ok(error, 'an execution_error');
   assert.ok('prompt_id' in error);
   assert.equal(error.node_id, '3');
+  // str(DependencyCycleError), without the newline a node's own exception gets
+  assert.equal(error.exception_message, 'Dependency cycle detected');
+  assert.equal(error.exception_type, 'graph.DependencyCycleError');
 });
 
-test('combo inputs refuse values not in their list, in both declaration forms', T, async () => {
-  // the newer form, ["COMBO", {"options": [...]}]: ImageFlip's flip_method
-  const flip = (flip_method) => ({ 1: stub('BLACK'), 2: { class_type: 'ImageFlip', inputs: { image: ['1', 0], flip_method } }, 3: save('2', 'flip') });
-  const bad = await queue(flip('diagonal'));
-  assert.equal(bad.status, 400, JSON.stringify(bad.json));
-  assert.equal(bad.json.error.type, 'prompt_outputs_failed_validation');
-  assert.deepEqual(bad.json.node_errors['2'].errors, [{
-    type: 'value_not_in_list', message: 'Value not in list',
-    details: "flip_method: 'diagonal' not in ['x-axis: vertically', 'y-axis: horizontally']",
-    extra_info: {
-      input_name: 'flip_method',
-      input_config: ['COMBO', { multiselect: false, options: ['x-axis: vertically', 'y-axis: horizontally'] }],
-      received_value: 'diagonal',
-    },
-  }]);
-  assert.equal(bad.json.node_errors['2'].class_type, 'ImageFlip');
-  const good = await run(flip('y-axis: horizontally'));
-  assert.equal(good.error, undefined, JSON.stringify(good.error));
-  // the legacy form, the list as the type: the testing pack's StubImage content
-  const legacy = await queue({ 1: stub('PURPLE'), 2: save('1', 'purple') });
-  assert.equal(legacy.status, 400, JSON.stringify(legacy.json));
-  const [e] = legacy.json.node_errors['1'].errors;
-  assert.equal(e.type, 'value_not_in_list');
-  assert.match(e.details, /^content: 'PURPLE' not in \[/);
-  assert.ok(Array.isArray(e.extra_info.input_config[0]), 'the option list is the declared type');
+test('execution_error: exception_message is ComfyUI\'s "{exception}\\n{tips}" (no tips here)', T, async () => {
+  const { error, history } = await run({
+    1: stub('BLACK'),
+    2: { class_type: 'TestSyncError', inputs: { value: ['1', 0] } },
+    3: save('2', 'sync_error'),
+  });
+  assert.ok(error, 'an execution_error');
+  assert.equal(error.node_id, '2');
+  assert.equal(error.exception_type, 'RuntimeError');
+  assert.equal(error.exception_message, 'Intentional sync execution error for testing\n');
+  const stored = history.status.messages.find(([type]) => type === 'execution_error')[1];
+  assert.equal(stored.exception_message, error.exception_message, 'history keeps the same text');
 });
