@@ -194,3 +194,49 @@ test('execution_error: exception_message is ComfyUI\'s "{exception}\\n{tips}" (n
   const stored = history.status.messages.find(([type]) => type === 'execution_error')[1];
   assert.equal(stored.exception_message, error.exception_message, 'history keeps the same text');
 });
+
+// A cycle in the submitted prompt. ComfyUI 0.8 answers 400 prompt_outputs_failed_validation with
+// empty node_errors; comfyd names the cycle (README, "Known differences").
+test('a static cycle is refused with 400 dependency_cycle naming its path', T, async () => {
+  const r = await queue({
+    1: stub('BLACK'),
+    2: { class_type: 'TestVariadicAverage', inputs: { input1: ['3', 0] } },
+    3: { class_type: 'TestVariadicAverage', inputs: { input1: ['2', 0] } },
+    4: save('2', 'static_cycle'),
+  });
+  assert.equal(r.status, 400, JSON.stringify(r.json));
+  assert.equal(r.json.error.type, 'dependency_cycle');
+  for (const id of ['2', '3']) {
+    const [e] = r.json.node_errors[id].errors;
+    assert.equal(e.type, 'dependency_cycle');
+    assert.equal(e.details, '2 (TestVariadicAverage) -> 3 (TestVariadicAverage) -> 2 (TestVariadicAverage)');
+    assert.deepEqual(e.extra_info.cycle_nodes, ['2', '3']);
+  }
+});
+
+test('combo inputs refuse values not in their list, in both declaration forms', T, async () => {
+  // the newer form, ["COMBO", {"options": [...]}]: ImageFlip's flip_method
+  const flip = (flip_method) => ({ 1: stub('BLACK'), 2: { class_type: 'ImageFlip', inputs: { image: ['1', 0], flip_method } }, 3: save('2', 'flip') });
+  const bad = await queue(flip('diagonal'));
+  assert.equal(bad.status, 400, JSON.stringify(bad.json));
+  assert.equal(bad.json.error.type, 'prompt_outputs_failed_validation');
+  assert.deepEqual(bad.json.node_errors['2'].errors, [{
+    type: 'value_not_in_list', message: 'Value not in list',
+    details: "flip_method: 'diagonal' not in ['x-axis: vertically', 'y-axis: horizontally']",
+    extra_info: {
+      input_name: 'flip_method',
+      input_config: ['COMBO', { multiselect: false, options: ['x-axis: vertically', 'y-axis: horizontally'] }],
+      received_value: 'diagonal',
+    },
+  }]);
+  assert.equal(bad.json.node_errors['2'].class_type, 'ImageFlip');
+  const good = await run(flip('y-axis: horizontally'));
+  assert.equal(good.error, undefined, JSON.stringify(good.error));
+  // the legacy form, the list as the type: the testing pack's StubImage content
+  const legacy = await queue({ 1: stub('PURPLE'), 2: save('1', 'purple') });
+  assert.equal(legacy.status, 400, JSON.stringify(legacy.json));
+  const [e] = legacy.json.node_errors['1'].errors;
+  assert.equal(e.type, 'value_not_in_list');
+  assert.match(e.details, /^content: 'PURPLE' not in \[/);
+  assert.ok(Array.isArray(e.extra_info.input_config[0]), 'the option list is the declared type');
+});
