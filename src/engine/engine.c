@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "base/json.h"
 #include "base/log.h"
@@ -267,6 +268,10 @@ static int submit(cd_engine *e, json_t *body, bool hit, json_t **reply, bool *re
     it->extra_data = json_is_object(extra) ? json_deep_copy(extra) : json_object();
     json_t *client = json_object_get(body, "client_id");
     if (client) json_object_set(it->extra_data, "client_id", client);
+    /* ComfyUI 0.8 stamps every accepted prompt (milliseconds): the jobs API sorts by it. */
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    json_object_set_new(it->extra_data, "create_time", json_integer((json_int_t)tv.tv_sec * 1000 + tv.tv_usec / 1000));
     if (hit) {
         it->outputs = json_copy(e->memo.outputs);
     } else {
