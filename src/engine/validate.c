@@ -675,6 +675,13 @@ static int py_to_double(const json_t *v, double *out, sb *ex) {
     }
 }
 
+json_t *cd_validate_py_int_text(const char *text, size_t len) {
+    sb ex = {CD_BUF_INIT, false};
+    json_t *v = parse_py_int(text, len, &ex);
+    sb_free(&ex);
+    return v;
+}
+
 int cd_validate_py_float(const json_t *v, double *out) {
     sb ex = {CD_BUF_INIT, false};
     int rc = py_to_double(v, out, &ex);

@@ -2,8 +2,8 @@
 // against comfyd with the testing pack (tests/conformance/testing_pack), so CI covers them
 // without Python, torch or a ComfyUI checkout: lazy inputs, the for loop (expansions that clone
 // the loop body through DYNPROMPT), custom validation answered with 400, and a cycle created by
-// an expansion; combo values checked in both declaration forms. tests/conformance/README.md runs
-// the whole suite.
+// an expansion; combo values checked in both declaration forms; the jobs API checks of ComfyUI
+// 0.8's suite (jobs.test.mjs goes further). tests/conformance/README.md runs the whole suite.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -239,4 +239,33 @@ test('combo inputs refuse values not in their list, in both declaration forms', 
   assert.equal(e.type, 'value_not_in_list');
   assert.match(e.details, /^content: 'PURPLE' not in \[/);
   assert.ok(Array.isArray(e.extra_info.input_config[0]), 'the option list is the declared type');
+});
+
+// test_jobs_api_* and test_get_job_* of ComfyUI 0.8's test_execution.py, as the suite checks them.
+test('test_jobs_api_*: job structure, preview, pagination, sorting, status filter, by id, 404', T, async () => {
+  const ids = [];
+  for (let i = 0; i < 5; i++) { // _create_history_item
+    const { history } = await run({ 1: stub('BLACK', 32), 2: save('1', 'offset_test') });
+    ids.push(history.prompt[1]);
+  }
+  const jobs = async (q) => (await fetch(`http://127.0.0.1:${srv.port}/api/jobs${q}`)).json();
+  const [job] = (await jobs('?status=completed&limit=1')).jobs;
+  for (const k of ['id', 'status', 'create_time', 'outputs_count', 'preview_output']) assert.ok(k in job, k);
+  for (const k of ['filename', 'nodeId', 'mediaType']) assert.ok(k in job.preview_output, k);
+  const first = (await jobs('?limit=2&offset=0')).jobs.map((j) => j.id);
+  const second = (await jobs('?limit=2&offset=2')).jobs.map((j) => j.id);
+  assert.ok(first.length === 2 && second.length === 2 && first.every((id) => !second.includes(id)));
+  const desc = (await jobs('?sort_order=desc')).jobs.map((j) => j.create_time);
+  const asc = (await jobs('?sort_order=asc')).jobs.map((j) => j.create_time);
+  assert.deepEqual(desc, [...desc].sort((a, b) => b - a));
+  assert.deepEqual(asc, [...asc].sort((a, b) => a - b));
+  const completed = (await jobs('?status=completed')).jobs;
+  assert.ok(completed.length > 0 && completed.every((j) => j.status === 'completed'));
+  assert.ok((await jobs('?status=pending')).jobs.every((j) => j.status === 'pending'));
+  const byId = await fetch(`http://127.0.0.1:${srv.port}/api/jobs/${ids[0]}`);
+  assert.equal(byId.status, 200);
+  const one = await byId.json();
+  assert.equal(one.id, ids[0]);
+  assert.ok('outputs' in one);
+  assert.equal((await fetch(`http://127.0.0.1:${srv.port}/api/jobs/nonexistent-job-id`)).status, 404);
 });
