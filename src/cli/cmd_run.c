@@ -242,10 +242,13 @@ int cd_cmd_run(int argc, char **argv) {
         } else if (res.interrupted) {
             fprintf(stderr, "interrupted\n");
         } else if (res.error) {
-            fprintf(stderr, "error in node %s (%s): %s: %s\n", json_string_value(json_object_get(res.error, "node_id")),
+            /* exception_message ends with ComfyUI's newline: printed without it */
+            const char *msg = json_string_value(json_object_get(res.error, "exception_message"));
+            size_t len = msg ? strlen(msg) : 0;
+            while (len && msg[len - 1] == '\n') len--;
+            fprintf(stderr, "error in node %s (%s): %s: %.*s\n", json_string_value(json_object_get(res.error, "node_id")),
                     json_string_value(json_object_get(res.error, "node_type")),
-                    json_string_value(json_object_get(res.error, "exception_type")),
-                    json_string_value(json_object_get(res.error, "exception_message")));
+                    json_string_value(json_object_get(res.error, "exception_type")), (int)len, msg ? msg : "");
         }
         cd_exec_result_clear(&res);
     }

@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "base/json.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "engine/history.h"
+#include "engine/jobs.h"
 #include "engine/queue.h"
 #include "engine/validate.h"
 
@@ -267,6 +269,10 @@ static int submit(cd_engine *e, json_t *body, bool hit, json_t **reply, bool *re
     it->extra_data = json_is_object(extra) ? json_deep_copy(extra) : json_object();
     json_t *client = json_object_get(body, "client_id");
     if (client) json_object_set(it->extra_data, "client_id", client);
+    /* ComfyUI 0.8 stamps every accepted prompt (milliseconds): the jobs API sorts by it. */
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    json_object_set_new(it->extra_data, "create_time", json_integer((json_int_t)tv.tv_sec * 1000 + tv.tv_usec / 1000));
     if (hit) {
         it->outputs = json_copy(e->memo.outputs);
     } else {
@@ -348,3 +354,60 @@ json_t *cd_engine_history(cd_engine *e, long max_items, long offset) { return cd
 json_t *cd_engine_history_get(cd_engine *e, const char *id) { return cd_history_get(e->history, id); }
 void cd_engine_history_delete(cd_engine *e, const char *id) { cd_history_delete(e->history, id); }
 void cd_engine_history_clear(cd_engine *e) { cd_history_clear(e->history); }
+
+/* ---- jobs ---- */
+
+/* Appends the jobs of one /queue list (running or pending) to out. */
+static int queue_jobs(json_t *out, const json_t *items, const char *status) {
+    size_t i;
+    json_t *item;
+    json_array_foreach(items, i, item) {
+        json_t *job = cd_job_from_queue_item(item, status);
+        if (!job || json_array_append_new(out, job) < 0) return -1;
+    }
+    return 0;
+}
+
+json_t *cd_engine_jobs(cd_engine *e, const cd_jobs_query *q) {
+    /* gathered as ComfyUI does: running, pending (queue order), then the history */
+    json_t *all = json_array();
+    json_t *snap = q->statuses & (CD_JOB_PENDING | CD_JOB_IN_PROGRESS) ? cd_queue_snapshot(e->queue) : NULL;
+    int rc = all ? 0 : -1;
+    if (!rc && (q->statuses & CD_JOB_IN_PROGRESS))
+        rc = queue_jobs(all, json_object_get(snap, "queue_running"), "in_progress");
+    if (!rc && (q->statuses & CD_JOB_PENDING)) rc = queue_jobs(all, json_object_get(snap, "queue_pending"), "pending");
+    json_decref(snap);
+    if (!rc && (q->statuses & (CD_JOB_COMPLETED | CD_JOB_FAILED))) {
+        json_t *done = cd_history_jobs(e->history, q->statuses);
+        rc = done ? json_array_extend(all, done) : -1;
+        json_decref(done);
+    }
+    json_t *page = rc ? NULL : cd_jobs_page(all, q);
+    json_decref(all);
+    return page;
+}
+
+json_t *cd_engine_job(cd_engine *e, const char *prompt_id) {
+    json_t *found = cd_history_get(e->history, prompt_id);
+    json_t *entry = json_object_get(found, prompt_id);
+    json_t *job = entry ? cd_job_from_history(prompt_id, entry, true) : NULL;
+    json_decref(found);
+    if (job || entry) return job;
+    json_t *snap = cd_queue_snapshot(e->queue);
+    static const struct {
+        const char *list, *status;
+    } lists[] = {{"queue_running", "in_progress"}, {"queue_pending", "pending"}};
+    for (size_t k = 0; k < 2 && !job; k++) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(json_object_get(snap, lists[k].list), i, item) {
+            const char *id = json_string_value(json_array_get(item, 1));
+            if (id && !strcmp(id, prompt_id)) {
+                job = cd_job_from_queue_item(item, lists[k].status);
+                break;
+            }
+        }
+    }
+    json_decref(snap);
+    return job;
+}

@@ -9,6 +9,7 @@
 
 #include "engine/cache.h"
 #include "engine/executor.h"
+#include "engine/jobs.h"
 #include "engine/registry.h"
 
 typedef struct cd_engine cd_engine;
@@ -50,6 +51,13 @@ json_t *cd_engine_history(cd_engine *e, long max_items, long offset);
 json_t *cd_engine_history_get(cd_engine *e, const char *prompt_id);
 void cd_engine_history_delete(cd_engine *e, const char *prompt_id);
 void cd_engine_history_clear(cd_engine *e);
+
+/* GET /api/jobs: the running, pending and finished prompts as jobs, filtered, sorted and
+ * paginated by q (engine/jobs.h). New reference; NULL when out of memory. */
+json_t *cd_engine_jobs(cd_engine *e, const cd_jobs_query *q);
+/* GET /api/jobs/{id}: the prompt's job, with outputs and workflow when it is finished. New
+ * reference; NULL when no prompt has that id (or memory ran out). */
+json_t *cd_engine_job(cd_engine *e, const char *prompt_id);
 
 const cd_registry *cd_engine_registry(const cd_engine *e);
 

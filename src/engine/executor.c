@@ -842,7 +842,9 @@ static json_t *executed_json(const run_ctx *r) {
     return ids;
 }
 
-static void fail_node(run_ctx *r, nstate *s, const char *type, const char *message, const input_lists *il) {
+/* Reports execution_error for node s with exception_message as given and stops the prompt. */
+static void report_failure(run_ctx *r, nstate *s, const char *type, const char *exception_message,
+                           const input_lists *il) {
     r->failed = true;
     const char *real = cd_prompt_real_id(r->prompt, s->node);
     cd_prompt_node *realn = cd_prompt_get(r->prompt, real);
@@ -851,11 +853,20 @@ static void fail_node(run_ctx *r, nstate *s, const char *type, const char *messa
         if (r->all[i]->entry && !r->all[i]->node->ephemeral) json_array_append_new(outs, json_string(r->all[i]->node->id));
     json_t *data = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:[], s:o, s:o, s:I}", "prompt_id", r->prompt_id,
                              "node_id", real, "node_type", realn ? realn->class_type : s->node->class_type, "executed",
-                             executed_json(r), "exception_message", message ? message : "", "exception_type", type,
+                             executed_json(r), "exception_message", exception_message, "exception_type", type,
                              "traceback", "current_inputs", il ? format_inputs(il) : json_array(), "current_outputs",
                              outs, "timestamp", (json_int_t)now_ms());
     r->error = json_incref(data);
     add_message(r, "execution_error", data, false);
+}
+
+/* A node raised: ComfyUI's exception_message is "{exception}\n{tips}", its tips (about running
+ * out of GPU memory) never apply here, so the text ends with the newline alone. */
+static void fail_node(run_ctx *r, nstate *s, const char *type, const char *message, const input_lists *il) {
+    char *text = NULL;
+    if (asprintf(&text, "%s\n", message ? message : "") < 0) text = NULL;
+    report_failure(r, s, type, text ? text : "\n", il);
+    free(text);
 }
 
 /* Merges per-call outputs into one list per slot (OUTPUT_IS_LIST slots concatenate). */
@@ -1351,7 +1362,8 @@ static void run_pending(run_ctx *r, cd_exec_result *res) {
             for (size_t i = 0; i < r->n_all && !blame; i++)
                 if (r->all[i]->pending && !r->all[i]->done) blame = r->all[i];
             if (!blame) break;
-            fail_node(r, blame, "graph.DependencyCycleError", "Dependency cycle detected", NULL);
+            /* ComfyUI reports this one as str(ex), without the newline of a node's failure */
+            report_failure(r, blame, "graph.DependencyCycleError", "Dependency cycle detected", NULL);
             break;
         }
         node_result nr = run_node(r, s);

@@ -13,6 +13,7 @@
 
 #include "base/json.h"
 #include "base/log.h"
+#include "engine/jobs.h"
 
 /* One entry. Until the writer has stored it, it is the JSON tree the executor made; from then
  * on, the text that went into SQLite, which readers parse. A finished 5,000-node prompt is a
@@ -38,15 +39,22 @@ typedef struct item {
     char *text;    /* with GRAPH_MARK in the graph's place when graph is set */
     size_t len;
     graph_text *graph;
+    /* The entry's job for /api/jobs (engine/jobs.h), never changed once set: made when the
+     * entry is added, read back from its column, or, for an entry stored before there was one,
+     * made when first listed (and then stored). Small, so listing the jobs of a long history
+     * parses no entries. */
+    json_t *job;
     int refs; /* the list's, and a queued write's */
 } item;
 
 /* A change to write to SQLite. */
 typedef struct op {
-    enum { OP_PUT, OP_DELETE, OP_CLEAR } kind;
+    enum { OP_PUT, OP_DELETE, OP_CLEAR, OP_JOB } kind;
     char *id;
     json_t *entry; /* OP_PUT: a reference; entries are not changed once added */
-    item *it;      /* OP_PUT: the entry's item (a reference), to turn into text once stored */
+    item *it;      /* OP_PUT: the entry's item (a reference), to turn into text once stored;
+                    * OP_JOB: the item whose job is stored */
+    json_t *job;   /* OP_PUT, OP_JOB: the item's job when queued (a reference), or NULL */
     item *dead;    /* writer: the item, when the op held its last reference (freed unlocked) */
     struct op *next;
 } op;
@@ -110,6 +118,19 @@ static void sql_delete(cd_history *h, const char *id) {
     sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
     sqlite3_step(st);
     sqlite3_finalize(st);
+}
+
+/* Stores the job of an entry stored before jobs were (OP_JOB). */
+static void sql_set_job(cd_history *h, const char *id, const json_t *job) {
+    char *text = job ? cd_json_dumps_compact(job, 0) : NULL;
+    sqlite3_stmt *st;
+    if (text && sqlite3_prepare_v2(h->db, "UPDATE history SET job = ? WHERE prompt_id = ?", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    free(text);
 }
 
 /* Lock held: drops a reference; returns g when that was the last one, for the caller to free
@@ -188,21 +209,25 @@ static char *splice_graph(const char *text, size_t len, const graph_text *graph)
 
 /* Stores the entry; returns its text (the caller's, GRAPH_MARK and *graph as entry_text
  * gives them) when it was stored, else NULL. */
-static char *sql_put(cd_history *h, const char *id, const json_t *entry, graph_text **graph) {
+static char *sql_put(cd_history *h, const char *id, const json_t *entry, const json_t *job, graph_text **graph) {
     char *text = entry_text(h, entry, graph);
     char *whole = text ? splice_graph(text, strlen(text), *graph) : NULL;
+    char *job_text = job ? cd_json_dumps_compact(job, 0) : NULL; /* none: made again when listed */
     sqlite3_stmt *st;
     bool stored = false;
-    if (whole && sqlite3_prepare_v2(h->db, "INSERT OR REPLACE INTO history (prompt_id, entry) VALUES (?, ?)", -1, &st,
-                                    NULL) == SQLITE_OK) {
+    if (whole && sqlite3_prepare_v2(h->db, "INSERT OR REPLACE INTO history (prompt_id, entry, job) VALUES (?, ?, ?)",
+                                    -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, whole, -1, SQLITE_STATIC);
+        if (job_text) sqlite3_bind_text(st, 3, job_text, -1, SQLITE_STATIC);
+        else sqlite3_bind_null(st, 3);
         stored = sqlite3_step(st) == SQLITE_DONE;
         if (!stored) cd_warn("history: cannot store %s: %s", id, sqlite3_errmsg(h->db));
         sqlite3_finalize(st);
     } else {
         cd_warn("history: cannot store %s", id);
     }
+    free(job_text);
     free(whole);
     if (stored) return text;
     free(text);
@@ -226,6 +251,7 @@ static void item_free(item *it) {
     if (!it) return;
     free(it->id);
     json_decref(it->entry);
+    json_decref(it->job);
     free(it->text);
     free(it->graph);
     free(it);
@@ -247,6 +273,7 @@ static json_t *item_entry(const item *it) {
 static void op_free(op *o) {
     free(o->id);
     json_decref(o->entry);
+    json_decref(o->job);
     item_unref(o->it); /* lock held, or the writer gone: refs are counted under it */
     free(o);
 }
@@ -263,6 +290,7 @@ static void enqueue(cd_history *h, int kind, const char *id, item *it) {
     o->kind = kind;
     if (it) {
         o->entry = json_incref(it->entry);
+        o->job = json_incref(it->job);
         o->it = it;
         it->refs++;
     }
@@ -300,7 +328,7 @@ static void *writer_main(void *arg) {
         for (op *o = list; o; o = o->next) {
             if (o->kind == OP_PUT) {
                 graph_text *graph = NULL;
-                char *text = sql_put(h, o->id, o->entry, &graph);
+                char *text = sql_put(h, o->id, o->entry, o->job, &graph);
                 pthread_mutex_lock(&h->lock);
                 if (text && o->it->entry) { /* from now on the entry is its text */
                     o->it->text = text;
@@ -315,6 +343,8 @@ static void *writer_main(void *arg) {
                 pthread_mutex_unlock(&h->lock);
                 free(dead);
                 free(text);
+            } else if (o->kind == OP_JOB) {
+                sql_set_job(h, o->id, o->job);
             } else if (o->kind == OP_DELETE) {
                 sql_delete(h, o->id);
             } else {
@@ -406,14 +436,26 @@ cd_history *cd_history_open(const char *db_path, size_t max_items, char *err, si
     db_exec(h, "PRAGMA journal_mode=WAL");
     db_exec(h, "PRAGMA synchronous=NORMAL");
     db_exec(h, "CREATE TABLE IF NOT EXISTS history (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-               "prompt_id TEXT UNIQUE NOT NULL, entry TEXT NOT NULL)");
+               "prompt_id TEXT UNIQUE NOT NULL, entry TEXT NOT NULL, job TEXT)");
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(h->db, "SELECT prompt_id, entry FROM history ORDER BY seq", -1, &st, NULL) == SQLITE_OK) {
-        /* Kept as the stored text, parsed when read: starting up does not parse them all. */
+    /* A database from before the jobs API has no job column: added, NULL in its rows. */
+    if (sqlite3_prepare_v2(h->db, "SELECT job FROM history LIMIT 0", -1, &st, NULL) == SQLITE_OK) sqlite3_finalize(st);
+    else db_exec(h, "ALTER TABLE history ADD COLUMN job TEXT");
+    if (sqlite3_prepare_v2(h->db, "SELECT prompt_id, entry, job FROM history ORDER BY seq", -1, &st, NULL) == SQLITE_OK) {
+        /* Kept as the stored text, parsed when read: starting up does not parse them all.
+         * Their jobs are small and parsed now. */
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *id = (const char *)sqlite3_column_text(st, 0);
             const char *text = (const char *)sqlite3_column_text(st, 1);
-            if (id && text) append(h, id, NULL, text, (size_t)sqlite3_column_bytes(st, 1));
+            const char *job = (const char *)sqlite3_column_text(st, 2);
+            item *it = id && text ? append(h, id, NULL, text, (size_t)sqlite3_column_bytes(st, 1)) : NULL;
+            if (it && job) {
+                it->job = cd_json_parse(job, (size_t)sqlite3_column_bytes(st, 2), 0, NULL);
+                if (!json_is_object(it->job)) {
+                    json_decref(it->job);
+                    it->job = NULL; /* made again from the entry */
+                }
+            }
         }
         sqlite3_finalize(st);
     }
@@ -477,6 +519,7 @@ bool cd_history_collect(cd_history *h) {
 }
 
 void cd_history_add(cd_history *h, const char *prompt_id, json_t *entry) {
+    json_t *job = cd_job_from_history(prompt_id, entry, false); /* NULL (no memory): made when listed */
     pthread_mutex_lock(&h->lock);
     ssize_t old = find(h, prompt_id);
     if (old >= 0) drop_at(h, (size_t)old);
@@ -486,9 +529,15 @@ void cd_history_add(cd_history *h, const char *prompt_id, json_t *entry) {
         drop_at(h, 0);
     }
     item *it = append(h, prompt_id, entry, NULL, 0);
-    if (it) enqueue(h, OP_PUT, prompt_id, it);
-    else cd_warn("history: out of memory; prompt %s is not recorded", prompt_id);
+    if (it) {
+        it->job = job;
+        job = NULL;
+        enqueue(h, OP_PUT, prompt_id, it);
+    } else {
+        cd_warn("history: out of memory; prompt %s is not recorded", prompt_id);
+    }
     pthread_mutex_unlock(&h->lock);
+    json_decref(job);
 }
 
 json_t *cd_history_list(cd_history *h, long max_items, long offset) {
@@ -503,6 +552,31 @@ json_t *cd_history_list(cd_history *h, long max_items, long offset) {
         json_t *entry = item_entry(h->items[i]);
         if (entry) json_object_set_new(out, h->items[i]->id, entry);
         taken++;
+    }
+    pthread_mutex_unlock(&h->lock);
+    return out;
+}
+
+json_t *cd_history_jobs(cd_history *h, unsigned statuses) {
+    json_t *out = json_array();
+    if (!out) return NULL;
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->n; i++) {
+        item *it = h->items[i];
+        if (!it->job) {
+            /* stored before jobs were: made from the whole entry once, then kept and stored */
+            json_t *entry = item_entry(it);
+            it->job = entry ? cd_job_from_history(it->id, entry, false) : NULL;
+            json_decref(entry);
+            if (it->job) enqueue(h, OP_JOB, it->id, it);
+        }
+        if (!it->job) continue; /* an entry that does not parse is no job, as it is no history */
+        if (!(cd_job_status_bit(json_string_value(json_object_get(it->job, "status"))) & statuses)) continue;
+        if (json_array_append(out, it->job) < 0) {
+            json_decref(out);
+            out = NULL;
+            break;
+        }
     }
     pthread_mutex_unlock(&h->lock);
     return out;

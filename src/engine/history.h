@@ -23,6 +23,10 @@ bool cd_history_collect(cd_history *h);
 void cd_history_sync(cd_history *h);
 /* GET /history semantics: max_items < 0 and offset < 0 mean absent (§3.8). New reference. */
 json_t *cd_history_list(cd_history *h, long max_items, long offset);
+/* The jobs (engine/jobs.h, as listed: no outputs) of the entries whose status is among
+ * `statuses` (CD_JOB_* bits), oldest first. The array is new; its jobs are shared and never
+ * change. NULL when out of memory. */
+json_t *cd_history_jobs(cd_history *h, unsigned statuses);
 /* {prompt_id: entry} or {} (new reference). */
 json_t *cd_history_get(cd_history *h, const char *prompt_id);
 void cd_history_delete(cd_history *h, const char *prompt_id);

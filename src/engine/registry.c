@@ -109,6 +109,7 @@ static int parse_input(cd_input_def *in, const char *name, json_t *decl, cd_inpu
     } else if (json_is_array(first)) {
         in->type = "COMBO";
         in->combo = first;
+        in->choices = first;
     } else {
         snprintf(err, errlen, "input '%s': the type must be a string or a list of options", name);
         return -1;
@@ -119,6 +120,12 @@ static int parse_input(cd_input_def *in, const char *name, json_t *decl, cd_inpu
         return -1;
     }
     in->options = opts;
+    if (!in->combo && !strcmp(in->type, "COMBO") && opts) {
+        /* V3's form (and V1 nodes that copy it): the list is an option. Anything but a list
+         * there reads as none, as ComfyUI's `val not in options` would refuse every value. */
+        json_t *listed = json_object_get(opts, "options");
+        if (json_is_array(listed)) in->choices = listed;
+    }
     in->lazy = opts && json_is_true(json_object_get(opts, "lazy"));
     in->raw_link = opts && json_is_true(json_object_get(opts, "rawLink"));
     if (section == CD_INPUT_HIDDEN && json_is_string(first))
@@ -419,6 +426,32 @@ json_t *cd_registry_object_info(const cd_registry *reg, const json_t *dynamic) {
     return all;
 }
 
+bool cd_input_is_combo(const cd_input_def *in) { return in->combo || (in->type && !strcmp(in->type, "COMBO")); }
+
+/* The combo_options callback's list for one input (new reference), or NULL when the type has
+ * no callback or it keeps the declared list. */
+static json_t *dynamic_choices(const cd_node_type *t, const cd_input_def *in, const void *call_env) {
+    if (!t->def->combo_options) return NULL;
+    cd_node_call call;
+    cd_call_init(&call, t, call_env, "", 0);
+    char *text = t->def->combo_options(&call, in->name);
+    cd_call_clear(&call);
+    json_t *options = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (json_is_array(options)) return options;
+    json_decref(options);
+    return NULL;
+}
+
+json_t *cd_node_type_combo_choices(const cd_node_type *t, const cd_input_def *in, const void *call_env, bool *live) {
+    if (live) *live = false;
+    if (!cd_input_is_combo(in)) return NULL;
+    json_t *options = dynamic_choices(t, in, call_env);
+    if (live) *live = options != NULL;
+    if (options) return options;
+    return in->choices ? json_incref(in->choices) : json_array();
+}
+
 json_t *cd_registry_dynamic_combos(const cd_registry *reg, const void *call_env) {
     json_t *all = json_object();
     for (size_t i = 0; i < reg->n; i++) {
@@ -426,16 +459,9 @@ json_t *cd_registry_dynamic_combos(const cd_registry *reg, const void *call_env)
         if (!t->def->combo_options) continue;
         json_t *lists = json_object();
         for (size_t k = 0; k < t->n_inputs; k++) {
-            /* only inputs declared as combos: a list of options, or V3's "COMBO" */
-            if (!t->inputs[k].combo && strcmp(t->inputs[k].type, "COMBO")) continue;
-            cd_node_call call;
-            cd_call_init(&call, t, call_env, "", 0);
-            char *text = t->def->combo_options(&call, t->inputs[k].name);
-            cd_call_clear(&call);
-            json_t *options = text ? json_loads(text, 0, NULL) : NULL;
-            free(text);
-            if (json_is_array(options)) json_object_set_new(lists, t->inputs[k].name, options);
-            else json_decref(options);
+            if (!cd_input_is_combo(&t->inputs[k])) continue;
+            json_t *options = dynamic_choices(t, &t->inputs[k], call_env);
+            if (options) json_object_set_new(lists, t->inputs[k].name, options);
         }
         if (json_object_size(lists)) json_object_set_new(all, t->def->name, lists);
         else json_decref(lists);

@@ -17,6 +17,10 @@ typedef struct {
     json_t *config;          /* the declaration as given, e.g. ["INT", {"min": 0}] (borrowed) */
     json_t *options;         /* its options object, or NULL (borrowed) */
     json_t *combo;           /* legacy combo's option array, or NULL (borrowed) */
+    /* The options a combo accepts as declared, in either form: the legacy list, or the
+     * "options" list of ["COMBO", {"options": [...]}] (borrowed). NULL for a "COMBO" that
+     * declares none, which ComfyUI treats as an empty list, and for inputs that are no combo. */
+    json_t *choices;
     cd_input_section section;
     bool lazy, raw_link;
     /* Hidden inputs the engine fills: "PROMPT", "DYNPROMPT", "EXTRA_PNGINFO", "UNIQUE_ID",
@@ -66,6 +70,15 @@ json_t *cd_node_type_info(const cd_node_type *t, const json_t *dynamic);
 /* Asks every type with a combo_options callback for its current lists: {class: {input:
  * [options]}} (new reference; {} when there are none). env gives the directories. */
 json_t *cd_registry_dynamic_combos(const cd_registry *reg, const void *call_env);
+
+/* Is this input a combo, in the legacy form (a list) or declared as "COMBO"? */
+bool cd_input_is_combo(const cd_input_def *in);
+/* The options combo input `in` of type t accepts now, as ComfyUI's validation reads them from
+ * INPUT_TYPES at that moment: the combo_options callback's list when the type has one and it
+ * answers, else the declared list ([] when a "COMBO" declares none). New reference; NULL when
+ * `in` is no combo or memory ran out. env as for cd_registry_dynamic_combos. *live (may be
+ * NULL) tells whether the list came from the callback. */
+json_t *cd_node_type_combo_choices(const cd_node_type *t, const cd_input_def *in, const void *call_env, bool *live);
 
 const cd_input_def *cd_node_type_input(const cd_node_type *t, const char *name);
 bool cd_node_type_is_output(const cd_node_type *t);

@@ -675,6 +675,13 @@ static int py_to_double(const json_t *v, double *out, sb *ex) {
     }
 }
 
+json_t *cd_validate_py_int_text(const char *text, size_t len) {
+    sb ex = {CD_BUF_INIT, false};
+    json_t *v = parse_py_int(text, len, &ex);
+    sb_free(&ex);
+    return v;
+}
+
 int cd_validate_py_float(const json_t *v, double *out) {
     sb ex = {CD_BUF_INIT, false};
     int rc = py_to_double(v, out, &ex);
@@ -776,6 +783,22 @@ static json_t *input_config(vctx *c, const cd_input_def *in) {
     json_t *a = chk(c, json_array());
     apush(c, a, in->combo ? json_deep_copy(in->combo) : json_string(in->type));
     apush(c, a, in->options ? json_deep_copy(in->options) : json_object());
+    return a;
+}
+
+/* input_config of a combo whose options the node listed when asked (`live`, or NULL for the
+ * declared ones): the declaration as INPUT_TYPES would give it then, in either form. */
+static json_t *combo_config(vctx *c, const cd_input_def *in, const json_t *live) {
+    if (!live) return input_config(c, in);
+    json_t *a = chk(c, json_array());
+    json_t *opts = in->options ? json_deep_copy(in->options) : json_object();
+    if (in->combo) {
+        apush(c, a, json_deep_copy(live));
+    } else {
+        apush(c, a, json_string(in->type));
+        if (opts && json_object_set_new(opts, "options", json_deep_copy(live)) < 0) c->oom = true;
+    }
+    apush(c, a, chk(c, opts));
     return a;
 }
 
@@ -1132,27 +1155,33 @@ static int step_constant(vctx *c, frame *f, const cd_input_def *in, json_t *val)
             json_decref(received);
             return -1;
         }
-        if (in->combo) {
-            bool found = false;
-            for (size_t i = 0; i < json_array_size(in->combo) && !found; i++)
-                found = py_eq(cur, json_array_get(in->combo, i), 0);
+        if (cd_input_is_combo(in)) {
+            /* Both declaration forms, and the options as the node lists them now (ComfyUI
+             * reads INPUT_TYPES at validation time). */
+            bool live = false;
+            json_t *choices = chk(c, cd_node_type_combo_choices(t, in, cd_registry_call_env(c->reg), &live));
+            bool found = !choices; /* out of memory: reported through c->oom */
+            for (size_t i = 0; i < json_array_size(choices) && !found; i++)
+                found = py_eq(cur, json_array_get(choices, i), 0);
             if (!found) {
-                size_t n = json_array_size(in->combo);
+                size_t n = json_array_size(choices);
                 sb det = {CD_BUF_INIT, false};
                 sb_printf(&det, "%s: '", in->name);
                 py_str(&det, cur);
                 sb_str(&det, "' not in ");
                 if (n > 20) sb_printf(&det, "(list of length %zu)", n);
-                else py_repr(&det, in->combo, 0);
+                else py_repr(&det, choices, 0);
                 json_t *extra = chk(c, json_object());
                 oset(c, extra, "input_name", json_string(in->name));
-                oset(c, extra, "input_config", n > 20 ? json_null() : input_config(c, in));
+                oset(c, extra, "input_config", n > 20 ? json_null() : combo_config(c, in, live ? choices : NULL));
                 oset(c, extra, "received_value", json_deep_copy(cur));
                 frame_error(c, f, error_new(c, "value_not_in_list", "Value not in list", str_of(c, &det), extra));
+                json_decref(choices);
                 json_decref(cur);
                 json_decref(received);
                 return -1;
             }
+            json_decref(choices);
         }
     }
     const json_t *big = find_bigint(cur, 0);

@@ -52,4 +52,9 @@ char *cd_validate_py_str(const json_t *v);
  * float() would fail. */
 int cd_validate_py_float(const json_t *v, double *out);
 
+/* Python's int() of a text (surrounding whitespace, a sign, underscores between digits): a JSON
+ * integer, or a big integer (base/json.h) beyond 64 bits. NULL when int() would raise (or memory
+ * ran out). */
+json_t *cd_validate_py_int_text(const char *text, size_t len);
+
 #endif

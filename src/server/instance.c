@@ -334,6 +334,7 @@ int cd_instance_start(cd_instance *inst, const cd_serve_options *opts, uv_loop_t
     if (load_nodes(inst, err, errlen) < 0 || start_engine(inst, err, errlen) < 0) return -1;
     cd_routes_system_register(inst);
     cd_routes_prompt_register(inst);
+    cd_routes_jobs_register(inst);
     cd_routes_userdata_register(inst);
     cd_routes_projects_register(inst);
     cd_routes_files_register(inst);

@@ -77,6 +77,7 @@ int cd_instance_queue_remaining(const cd_instance *inst);
 void cd_routes_system_register(cd_instance *inst);
 void cd_routes_frontend_register(cd_instance *inst);
 void cd_routes_prompt_register(cd_instance *inst);
+void cd_routes_jobs_register(cd_instance *inst);
 void cd_routes_userdata_register(cd_instance *inst);
 void cd_routes_projects_register(cd_instance *inst);
 void cd_routes_files_register(cd_instance *inst);

@@ -29,7 +29,8 @@ static void handle_system_stats(cd_http_req *req, void *ctx) {
     json_t *argv = json_array();
     for (int i = 0; i < inst->opts->argc; i++) json_array_append_new(argv, json_string(inst->opts->argv[i]));
     /* The fields a Python ComfyUI fills from its runtime say what comfyd is instead: clients
-     * show them, none computes with them. */
+     * show them, none computes with them. comfyui_version is the ComfyUI API comfyd follows
+     * (clients and node packs compare it); comfyd_version, our own field, is this program's. */
     json_t *system = json_pack("{s:s, s:I, s:I, s:s, s:n, s:n, s:n, s:s, s:s, s:b, s:o, s:s}", "os", "posix",
                                "ram_total", (json_int_t)total, "ram_free", (json_int_t)avail, "comfyui_version",
                                COMFYD_COMFYUI_API_VERSION, "required_frontend_version", "installed_templates_version",

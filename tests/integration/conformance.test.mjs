@@ -2,7 +2,8 @@
 // against comfyd with the testing pack (tests/conformance/testing_pack), so CI covers them
 // without Python, torch or a ComfyUI checkout: lazy inputs, the for loop (expansions that clone
 // the loop body through DYNPROMPT), custom validation answered with 400, and a cycle created by
-// an expansion. tests/conformance/README.md runs the whole suite.
+// an expansion; combo values checked in both declaration forms; the jobs API checks of ComfyUI
+// 0.8's suite (jobs.test.mjs goes further). tests/conformance/README.md runs the whole suite.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -175,4 +176,96 @@ test('test_dynamic_cycle_error: a cycle made by an expansion fails the generator
   assert.ok(error, 'an execution_error');
   assert.ok('prompt_id' in error);
   assert.equal(error.node_id, '3');
+  // str(DependencyCycleError), without the newline a node's own exception gets
+  assert.equal(error.exception_message, 'Dependency cycle detected');
+  assert.equal(error.exception_type, 'graph.DependencyCycleError');
+});
+
+test('execution_error: exception_message is ComfyUI\'s "{exception}\\n{tips}" (no tips here)', T, async () => {
+  const { error, history } = await run({
+    1: stub('BLACK'),
+    2: { class_type: 'TestSyncError', inputs: { value: ['1', 0] } },
+    3: save('2', 'sync_error'),
+  });
+  assert.ok(error, 'an execution_error');
+  assert.equal(error.node_id, '2');
+  assert.equal(error.exception_type, 'RuntimeError');
+  assert.equal(error.exception_message, 'Intentional sync execution error for testing\n');
+  const stored = history.status.messages.find(([type]) => type === 'execution_error')[1];
+  assert.equal(stored.exception_message, error.exception_message, 'history keeps the same text');
+});
+
+// A cycle in the submitted prompt. ComfyUI 0.8 answers 400 prompt_outputs_failed_validation with
+// empty node_errors; comfyd names the cycle (README, "Known differences").
+test('a static cycle is refused with 400 dependency_cycle naming its path', T, async () => {
+  const r = await queue({
+    1: stub('BLACK'),
+    2: { class_type: 'TestVariadicAverage', inputs: { input1: ['3', 0] } },
+    3: { class_type: 'TestVariadicAverage', inputs: { input1: ['2', 0] } },
+    4: save('2', 'static_cycle'),
+  });
+  assert.equal(r.status, 400, JSON.stringify(r.json));
+  assert.equal(r.json.error.type, 'dependency_cycle');
+  for (const id of ['2', '3']) {
+    const [e] = r.json.node_errors[id].errors;
+    assert.equal(e.type, 'dependency_cycle');
+    assert.equal(e.details, '2 (TestVariadicAverage) -> 3 (TestVariadicAverage) -> 2 (TestVariadicAverage)');
+    assert.deepEqual(e.extra_info.cycle_nodes, ['2', '3']);
+  }
+});
+
+test('combo inputs refuse values not in their list, in both declaration forms', T, async () => {
+  // the newer form, ["COMBO", {"options": [...]}]: ImageFlip's flip_method
+  const flip = (flip_method) => ({ 1: stub('BLACK'), 2: { class_type: 'ImageFlip', inputs: { image: ['1', 0], flip_method } }, 3: save('2', 'flip') });
+  const bad = await queue(flip('diagonal'));
+  assert.equal(bad.status, 400, JSON.stringify(bad.json));
+  assert.equal(bad.json.error.type, 'prompt_outputs_failed_validation');
+  assert.deepEqual(bad.json.node_errors['2'].errors, [{
+    type: 'value_not_in_list', message: 'Value not in list',
+    details: "flip_method: 'diagonal' not in ['x-axis: vertically', 'y-axis: horizontally']",
+    extra_info: {
+      input_name: 'flip_method',
+      input_config: ['COMBO', { multiselect: false, options: ['x-axis: vertically', 'y-axis: horizontally'] }],
+      received_value: 'diagonal',
+    },
+  }]);
+  assert.equal(bad.json.node_errors['2'].class_type, 'ImageFlip');
+  const good = await run(flip('y-axis: horizontally'));
+  assert.equal(good.error, undefined, JSON.stringify(good.error));
+  // the legacy form, the list as the type: the testing pack's StubImage content
+  const legacy = await queue({ 1: stub('PURPLE'), 2: save('1', 'purple') });
+  assert.equal(legacy.status, 400, JSON.stringify(legacy.json));
+  const [e] = legacy.json.node_errors['1'].errors;
+  assert.equal(e.type, 'value_not_in_list');
+  assert.match(e.details, /^content: 'PURPLE' not in \[/);
+  assert.ok(Array.isArray(e.extra_info.input_config[0]), 'the option list is the declared type');
+});
+
+// test_jobs_api_* and test_get_job_* of ComfyUI 0.8's test_execution.py, as the suite checks them.
+test('test_jobs_api_*: job structure, preview, pagination, sorting, status filter, by id, 404', T, async () => {
+  const ids = [];
+  for (let i = 0; i < 5; i++) { // _create_history_item
+    const { history } = await run({ 1: stub('BLACK', 32), 2: save('1', 'offset_test') });
+    ids.push(history.prompt[1]);
+  }
+  const jobs = async (q) => (await fetch(`http://127.0.0.1:${srv.port}/api/jobs${q}`)).json();
+  const [job] = (await jobs('?status=completed&limit=1')).jobs;
+  for (const k of ['id', 'status', 'create_time', 'outputs_count', 'preview_output']) assert.ok(k in job, k);
+  for (const k of ['filename', 'nodeId', 'mediaType']) assert.ok(k in job.preview_output, k);
+  const first = (await jobs('?limit=2&offset=0')).jobs.map((j) => j.id);
+  const second = (await jobs('?limit=2&offset=2')).jobs.map((j) => j.id);
+  assert.ok(first.length === 2 && second.length === 2 && first.every((id) => !second.includes(id)));
+  const desc = (await jobs('?sort_order=desc')).jobs.map((j) => j.create_time);
+  const asc = (await jobs('?sort_order=asc')).jobs.map((j) => j.create_time);
+  assert.deepEqual(desc, [...desc].sort((a, b) => b - a));
+  assert.deepEqual(asc, [...asc].sort((a, b) => a - b));
+  const completed = (await jobs('?status=completed')).jobs;
+  assert.ok(completed.length > 0 && completed.every((j) => j.status === 'completed'));
+  assert.ok((await jobs('?status=pending')).jobs.every((j) => j.status === 'pending'));
+  const byId = await fetch(`http://127.0.0.1:${srv.port}/api/jobs/${ids[0]}`);
+  assert.equal(byId.status, 200);
+  const one = await byId.json();
+  assert.equal(one.id, ids[0]);
+  assert.ok('outputs' in one);
+  assert.equal((await fetch(`http://127.0.0.1:${srv.port}/api/jobs/nonexistent-job-id`)).status, 404);
 });

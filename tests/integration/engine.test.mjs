@@ -111,7 +111,10 @@ test('a prompt runs: reply, event order, history, only what outputs need', T, as
     assert.equal(entry.status.completed, true);
     assert.deepEqual(entry.outputs, { '4': { text: ['5'] }, '5': { text: ['5'] } });
     assert.equal(entry.prompt[1], r.json.prompt_id);
-    assert.deepEqual(entry.prompt[3], { client_id: 'c1' });
+    // ComfyUI 0.8 stamps extra_data with create_time (ms), after client_id
+    assert.deepEqual(Object.keys(entry.prompt[3]), ['client_id', 'create_time']);
+    assert.equal(entry.prompt[3].client_id, 'c1');
+    assert.ok(Number.isInteger(entry.prompt[3].create_time) && Math.abs(entry.prompt[3].create_time - Date.now()) < 60000);
     assert.deepEqual([...entry.prompt[4]].sort(), ['4', '5']);
     assert.deepEqual(entry.status.messages.map((m) => m[0]), ['execution_start', 'execution_cached', 'execution_success']);
     assert.deepEqual(entry.meta['4'], { node_id: '4', display_node: '4', parent_node: null, real_node_id: '4' });

@@ -1,7 +1,8 @@
 // The informational routes (§3.12–3.15), GET /, 404 and 405, at both `/x` and `/api/x`.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './lib/server.mjs';
+import { execFileSync } from 'node:child_process';
+import { startServer, COMFYD_BIN } from './lib/server.mjs';
 import { request, getJson } from './lib/http.mjs';
 import { pyDumps } from './lib/pyjson.mjs';
 
@@ -27,8 +28,12 @@ function assertSystemStats(json, expectedArgv) {
     assert.ok(Number.isInteger(system[k]) && system[k] > 0, `${k} must be a positive integer, got ${system[k]}`);
   }
   assert.ok(system.ram_free <= system.ram_total, `ram_free ${system.ram_free} > ram_total ${system.ram_total}`);
-  assert.equal(typeof system.comfyui_version, 'string');
-  assert.match(system.comfyui_version, /^\d+\.\d+\.\d+/);
+  // comfyui_version: the ComfyUI release whose API comfyd follows (0.8.x); comfyd's own version
+  // beside it, both as `comfyd --version` prints them.
+  const [, ours, api] = execFileSync(COMFYD_BIN, ['--version'], { encoding: 'utf8' }).match(/^comfyd (\S+) \(ComfyUI API (\S+)\)/);
+  assert.match(system.comfyui_version, /^0\.8\.\d+$/);
+  assert.equal(system.comfyui_version, api);
+  assert.equal(system.comfyd_version, ours);
   // The other keys of the snapshot's system dict, with their types.
   for (const k of ['required_frontend_version', 'installed_templates_version', 'required_templates_version']) {
     assert.ok(k in system, `system.${k} missing`);

@@ -406,7 +406,7 @@ static void failure_reports_and_stops(void **state) {
     assert_string_equal(json_string_value(json_object_get(err, "node_id")), "2");
     assert_string_equal(json_string_value(json_object_get(err, "node_type")), "TestFail");
     assert_string_equal(json_string_value(json_object_get(err, "exception_type")), "ValueError");
-    assert_string_equal(json_string_value(json_object_get(err, "exception_message")), "boom 42");
+    assert_string_equal(json_string_value(json_object_get(err, "exception_message")), "boom 42\n"); /* ComfyUI's "{ex}\n{tips}" */
     assert_int_equal(json_integer_value(json_array_get(json_object_get(json_object_get(err, "current_inputs"), "value"), 0)), 1);
     char order[256];
     executing_order(f, order, sizeof order);

@@ -1,6 +1,8 @@
 /* engine/history: entries in completion order, capped, persisted in SQLite, and read back the
- * same whether an entry is still the executor's tree or already its stored text. */
+ * same whether an entry is still the executor's tree or already its stored text; each entry's
+ * job (engine/jobs.h) kept beside it, also for a database written before there were jobs. */
 #include <setjmp.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
@@ -11,6 +13,7 @@
 
 #include "base/json.h"
 #include "engine/history.h"
+#include "engine/jobs.h"
 
 typedef struct {
     char dir[64];
@@ -177,12 +180,109 @@ static void repeated_graphs_read_back_whole(void **state) {
     json_decref(first);
 }
 
+/* cd_history_jobs(h, statuses) as "id:status,..." */
+static void expect_jobs(cd_history *h, unsigned statuses, const char *want) {
+    json_t *jobs = cd_history_jobs(h, statuses);
+    assert_non_null(jobs);
+    char got[512] = "";
+    size_t i;
+    json_t *job;
+    json_array_foreach(jobs, i, job) {
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s:%s", i ? "," : "",
+                 json_string_value(json_object_get(job, "id")), json_string_value(json_object_get(job, "status")));
+        json_t *whole = cd_history_get(h, json_string_value(json_object_get(job, "id")));
+        json_t *made = cd_job_from_history(json_string_value(json_object_get(job, "id")),
+                                           json_object_get(whole, json_string_value(json_object_get(job, "id"))), false);
+        assert_true(json_equal(job, made)); /* the same as made from the entry now */
+        json_decref(made);
+        json_decref(whole);
+    }
+    if (strcmp(got, want)) print_error("jobs: got %s, expected %s\n", got, want);
+    assert_string_equal(got, want);
+    json_decref(jobs);
+}
+
+static json_t *failed_entry(int i) {
+    json_t *e = entry(i);
+    json_object_set_new(json_object_get(e, "status"), "status_str", json_string("error"));
+    return e;
+}
+
+static void jobs_are_kept_with_their_entries(void **state) {
+    fixture *f = *state;
+    char err[256] = "";
+    cd_history *h = cd_history_open(f->db, 3, err, sizeof err);
+    cd_history_add(h, id_of(1), entry(1));
+    cd_history_add(h, id_of(2), failed_entry(2));
+    expect_jobs(h, CD_JOB_ALL, "prompt-1:completed,prompt-2:failed"); /* maybe before the writer */
+    cd_history_add(h, id_of(3), entry(3));
+    cd_history_add(h, id_of(4), entry(4));
+    cd_history_sync(h);
+    cd_history_collect(h);
+    expect_jobs(h, CD_JOB_ALL, "prompt-1:completed,prompt-2:failed,prompt-3:completed,prompt-4:completed");
+    expect_jobs(h, CD_JOB_FAILED, "prompt-2:failed");
+    expect_jobs(h, CD_JOB_PENDING | CD_JOB_IN_PROGRESS, "");
+    cd_history_add(h, id_of(5), entry(5)); /* over the cap: the oldest goes, and its job */
+    cd_history_delete(h, id_of(3));
+    expect_jobs(h, CD_JOB_COMPLETED | CD_JOB_FAILED, "prompt-2:failed,prompt-4:completed,prompt-5:completed");
+    cd_history_close(h);
+    h = cd_history_open(f->db, 3, err, sizeof err); /* read back from their column */
+    expect_jobs(h, CD_JOB_ALL, "prompt-2:failed,prompt-4:completed,prompt-5:completed");
+    cd_history_close(h);
+}
+
+/* A database from before the jobs API (no job column): its entries get their jobs when first
+ * listed, and those are stored. */
+static void a_database_without_jobs_gets_them(void **state) {
+    fixture *f = *state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE history (seq INTEGER PRIMARY KEY AUTOINCREMENT, prompt_id TEXT UNIQUE "
+                                  "NOT NULL, entry TEXT NOT NULL)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    for (int i = 1; i <= 2; i++) {
+        json_t *e = i == 1 ? entry(i) : failed_entry(i);
+        char *text = cd_json_dumps_compact(e, 0);
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO history (prompt_id, entry) VALUES (?, ?)", -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(st, 1, id_of(i), -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_finalize(st);
+        free(text);
+        json_decref(e);
+    }
+    sqlite3_close(db);
+
+    char err[256] = "";
+    cd_history *h = cd_history_open(f->db, 10, err, sizeof err);
+    assert_non_null(h);
+    expect_jobs(h, CD_JOB_ALL, "prompt-1:completed,prompt-2:failed");
+    cd_history_sync(h);
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM history WHERE job IS NOT NULL", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    cd_history_close(h);
+    h = cd_history_open(f->db, 10, err, sizeof err);
+    expect_jobs(h, CD_JOB_ALL, "prompt-1:completed,prompt-2:failed");
+    cd_history_close(h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(reads_are_the_same_as_tree_and_as_text, setup, teardown),
         cmocka_unit_test_setup_teardown(order_cap_delete_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(replacing_an_id_keeps_one_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(repeated_graphs_read_back_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(jobs_are_kept_with_their_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_database_without_jobs_gets_them, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,6 +71,12 @@ static int validate_list(cd_node_call *c) {
     return CD_OK;
 }
 
+/* combo_options: the list a node gives when asked replaces the declared one. */
+static char *live_choices(cd_node_call *c, const char *input) {
+    (void)c;
+    return strcmp(input, "choice") ? NULL : strdup("[\"live1\", \"live2\"]");
+}
+
 static const cd_output_def o_int[] = {{"INT", NULL, 0, NULL, NULL}};
 static const cd_output_def o_float[] = {{"FLOAT", NULL, 0, NULL, NULL}};
 static const cd_output_def o_string[] = {{"STRING", NULL, 0, NULL, NULL}};
@@ -97,6 +103,17 @@ static const cd_node_def defs[] = {
         "\"c10\", \"c11\", \"c12\", \"c13\", \"c14\", \"c15\", \"c16\", \"c17\", \"c18\", \"c19\", \"c20\", \"c21\", "
         "\"c22\", \"c23\", \"c24\"]]}}",
         o_string, 1, 0),
+    DEF("VComboV3", "{\"required\": {\"choice\": [\"COMBO\", {\"multiselect\": false, \"options\": [\"x\", \"y\", 2]}]}}",
+        o_string, 1, 0),
+    DEF("VComboV3Empty", "{\"required\": {\"choice\": [\"COMBO\", {\"tooltip\": \"no options\"}]}}", o_string, 1, 0),
+    DEF("VComboV3Big",
+        "{\"required\": {\"choice\": [\"COMBO\", {\"options\": [\"c0\", \"c1\", \"c2\", \"c3\", \"c4\", \"c5\", \"c6\", "
+        "\"c7\", \"c8\", \"c9\", \"c10\", \"c11\", \"c12\", \"c13\", \"c14\", \"c15\", \"c16\", \"c17\", \"c18\", "
+        "\"c19\", \"c20\"]}]}}",
+        o_string, 1, 0),
+    DEF("VComboV3Live", "{\"required\": {\"choice\": [\"COMBO\", {\"options\": [\"declared\"]}]}}", o_string, 1, 0,
+        .combo_options = live_choices),
+    DEF("VComboLive", "{\"required\": {\"choice\": [[\"declared\"]]}}", o_string, 1, 0, .combo_options = live_choices),
     DEF("VAny", "{\"required\": {\"value\": [\"*\"]}}", o_any, 1, 0),
     DEF("VImageMask", "{\"required\": {\"image\": [\"IMAGE,MASK\"]}}", o_image, 1, 0),
     DEF("VImage", "{}", o_image, 1, 0),
@@ -610,6 +627,7 @@ static void min_and_max(void **state) {
     one_input("VFloat", "value", "true", "1.0", NULL);
 }
 
+/* The legacy form: the input's type is the list of options. */
 static void value_not_in_list(void **state) {
     (void)state;
     const char *combo_config = "[[`a`, `b`, 1], {}]";
@@ -639,6 +657,53 @@ static void value_not_in_list(void **state) {
               "of length 25)`, `extra_info`: {`input_name`: `choice`, `input_config`: null, `received_value`: "
               "`zz`}}");
     one_input("VBigCombo", "choice", "`c24`", "`c24`", NULL);
+}
+
+/* The newer form, ["COMBO", {"options": [...]}] (V3 nodes, ImageFlip's flip_method): checked
+ * as the legacy form, with the declaration as input_config; a "COMBO" without options refuses
+ * everything, as ComfyUI's `val not in extra_info.get("options", [])` does. */
+static void value_not_in_list_combo_type(void **state) {
+    (void)state;
+    one_input("VComboV3", "choice", "`z`", NULL,
+              "{`type`: `value_not_in_list`, `message`: `Value not in list`, `details`: `choice: 'z' not in ['x', "
+              "'y', 2]`, `extra_info`: {`input_name`: `choice`, `input_config`: [`COMBO`, {`multiselect`: false, "
+              "`options`: [`x`, `y`, 2]}], `received_value`: `z`}}");
+    one_input("VComboV3", "choice", "`2`", NULL,
+              "{`type`: `value_not_in_list`, `message`: `Value not in list`, `details`: `choice: '2' not in ['x', "
+              "'y', 2]`, `extra_info`: {`input_name`: `choice`, `input_config`: [`COMBO`, {`multiselect`: false, "
+              "`options`: [`x`, `y`, 2]}], `received_value`: `2`}}");
+    one_input("VComboV3", "choice", "`x`", "`x`", NULL);
+    one_input("VComboV3", "choice", "2.0", "2.0", NULL);
+    one_input("VComboV3", "choice", "{`__value__`: `y`}", "`y`", NULL);
+    one_input("VComboV3Empty", "choice", "`x`", NULL,
+              "{`type`: `value_not_in_list`, `message`: `Value not in list`, `details`: `choice: 'x' not in []`, "
+              "`extra_info`: {`input_name`: `choice`, `input_config`: [`COMBO`, {`tooltip`: `no options`}], "
+              "`received_value`: `x`}}");
+    one_input("VComboV3Big", "choice", "`zz`", NULL,
+              "{`type`: `value_not_in_list`, `message`: `Value not in list`, `details`: `choice: 'zz' not in (list "
+              "of length 21)`, `extra_info`: {`input_name`: `choice`, `input_config`: null, `received_value`: "
+              "`zz`}}");
+    one_input("VComboV3Big", "choice", "`c20`", "`c20`", NULL);
+    /* A link into such a combo is not a constant: no list check (and a list-typed output fits). */
+    expect("{`1`: {`class_type`: `VOut`, `inputs`: {`value`: [`2`, 0]}}, `2`: {`class_type`: `VComboV3`, "
+           "`inputs`: {`choice`: [`3`, 0]}}, `3`: {`class_type`: `VComboOut`, `inputs`: {}}}",
+           NULL, NULL, NULL, "[`1`]", NULL);
+}
+
+/* A node that lists its options when asked (combo_options, as LoadImage's files): validation
+ * reads that list, in both forms, and reports it as the input's config. */
+static void value_not_in_list_live_options(void **state) {
+    (void)state;
+    one_input("VComboV3Live", "choice", "`live2`", "`live2`", NULL);
+    one_input("VComboV3Live", "choice", "`declared`", NULL,
+              "{`type`: `value_not_in_list`, `message`: `Value not in list`, `details`: `choice: 'declared' not in "
+              "['live1', 'live2']`, `extra_info`: {`input_name`: `choice`, `input_config`: [`COMBO`, {`options`: "
+              "[`live1`, `live2`]}], `received_value`: `declared`}}");
+    one_input("VComboLive", "choice", "`live1`", "`live1`", NULL);
+    one_input("VComboLive", "choice", "`declared`", NULL,
+              "{`type`: `value_not_in_list`, `message`: `Value not in list`, `details`: `choice: 'declared' not in "
+              "['live1', 'live2']`, `extra_info`: {`input_name`: `choice`, `input_config`: [[`live1`, `live2`], {}], "
+              "`received_value`: `declared`}}");
 }
 
 /* Integers beyond 64 bits, as Python reads them from JSON: ComfyUI's range and combo errors with
@@ -1082,6 +1147,8 @@ int main(void) {
         cmocka_unit_test(min_and_max),
         cmocka_unit_test(big_integers),
         cmocka_unit_test(value_not_in_list),
+        cmocka_unit_test(value_not_in_list_combo_type),
+        cmocka_unit_test(value_not_in_list_live_options),
         cmocka_unit_test(custom_validation),
         cmocka_unit_test(cycles),
         cmocka_unit_test(partial_validity),
