@@ -48,9 +48,21 @@ void cd_queue_free(cd_queue *q) {
     free(q);
 }
 
+/* What GET /queue shows of a prompt's extra_data: the Comfy.org credentials a client sent stay
+ * out of it, as in ComfyUI 0.8 (anyone who can read the queue could otherwise take them). */
+static json_t *public_extra_data(json_t *extra) {
+    if (!json_object_get(extra, "auth_token_comfy_org") && !json_object_get(extra, "api_key_comfy_org"))
+        return json_incref(extra);
+    json_t *copy = json_copy(extra);
+    json_object_del(copy, "auth_token_comfy_org");
+    json_object_del(copy, "api_key_comfy_org");
+    return copy;
+}
+
 json_t *cd_queue_item_json(const cd_queue_item *it) {
     json_t *num = it->number_is_float ? json_real(it->number) : json_integer((json_int_t)it->number);
-    return json_pack("[o, s, O, O, O]", num, it->prompt_id, it->prompt, it->extra_data, it->outputs);
+    return json_pack("[o, s, O, o, O]", num, it->prompt_id, it->prompt, public_extra_data(it->extra_data),
+                     it->outputs);
 }
 
 static bool less(const cd_queue_item *a, const cd_queue_item *b) {

@@ -393,3 +393,25 @@ test('a client reconnecting during its prompt is told which node runs', T, async
     await srv.stop();
   }
 });
+
+test("GET /queue leaves out the Comfy.org credentials a client sent in extra_data, as ComfyUI 0.8", T, async () => {
+  const srv = await startServer();
+  try {
+    const c = api(srv);
+    const chain = { '0': { class_type: 'PrimitiveInt', inputs: { value: 0 } } };
+    for (let i = 1; i < 30000; i++) chain[String(i)] = { class_type: 'IntAdd', inputs: { a: [String(i - 1), 0], b: 1 } };
+    chain.out = { class_type: 'PreviewAny', inputs: { source: ['29999', 0] } };
+    await c.post('/prompt', { prompt: chain });
+    const r = await c.post('/prompt', { prompt: simple, extra_data: { auth_token_comfy_org: 'secret-1', api_key_comfy_org: 'secret-2', keep: 1 } });
+    assert.equal(r.status, 200);
+    const q = (await c.get('/queue')).json;
+    const mine = [...q.queue_running, ...q.queue_pending].find((item) => item[1] === r.json.prompt_id);
+    assert.ok(mine, 'the second prompt waits in the queue');
+    assert.equal(mine[3].keep, 1);
+    assert.equal(mine[3].auth_token_comfy_org, undefined);
+    assert.equal(mine[3].api_key_comfy_org, undefined);
+    assert.ok(!JSON.stringify(q).includes('secret-'));
+  } finally {
+    await srv.stop();
+  }
+});

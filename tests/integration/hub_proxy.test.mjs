@@ -184,6 +184,13 @@ describe('hub proxy with real instances', () => {
       const got = Buffer.from(await down.arrayBuffer());
       assert.equal(got.length, size);
       assert.equal(crypto.createHash('sha256').update(got).digest('hex'), sha);
+      // ETag and If-None-Match pass through
+      const etag = down.headers.get('etag');
+      assert.ok(etag, 'the instance sent an ETag');
+      const again = await fetch(`${hub.base}${base}/view?filename=${encodeURIComponent(name)}&type=input`, {
+        headers: { authorization: `Bearer ${token}`, 'if-none-match': etag },
+      });
+      assert.equal(again.status, 304);
       // a range passes through too
       const part = await fetch(`${hub.base}${base}/view?filename=${encodeURIComponent(name)}&type=input`, {
         headers: { authorization: `Bearer ${token}`, range: 'bytes=100-199' },
@@ -284,7 +291,8 @@ describe('hub proxy: what passes, with a stand-in instance', () => {
   before(async () => {
     hub = await startHub({
       env: {
-        COMFYUI_COMMAND: `${process.execPath} ${ECHO} --listen {listen} --port {port}`,
+        COMFYUI_COMMAND: `${process.execPath} ${ECHO} --listen {listen} --port {port} --log-requests`,
+        COMFYUI_LOG_MAX_BYTES: '4096',
         COMFYD_PROXY_AUTOSTART: '1',
         COMFYD_PROXY_MAX_BODY_BYTES: '100000',
       },
@@ -375,6 +383,17 @@ describe('hub proxy: what passes, with a stand-in instance', () => {
     const fd = fs.readdirSync(`/proc/${hub.pid}/fd`).length;
     assert.ok(fd < 200, `the hub holds ${fd} descriptors`);
     assert.ok(inst.port);
+  });
+
+  test('the instance log is rotated past COMFYUI_LOG_MAX_BYTES', async () => {
+    const inst = (await alice.get(`/api/projects/${project.id}`)).body.instance;
+    for (let i = 0; i < 60; i++) await hub.client({ token }).get(`${base}/log-${i}`);
+    const rotated = path.join(hub.dataDir, 'logs', `comfy_u${inst.user_id}_p${project.id}_${inst.port}.log.1`);
+    await waitFor(() => fs.existsSync(rotated), 5000, 'a rotated log');
+    assert.ok(fs.statSync(rotated).size > 4096);
+    assert.match(fs.readFileSync(rotated, 'utf8'), /GET \/log-/);
+    const tail = await alice.get(`/api/instances/${inst.id}/log?tail=5`);
+    assert.equal(tail.status, 200);
   });
 
   test('pipelined and raw requests through the proxy', async () => {

@@ -1,5 +1,5 @@
 // A stand-in instance for the hub's proxy tests, started by the hub through COMFYUI_COMMAND
-// (`node echo-instance.mjs --listen {listen} --port {port}`): it answers /system_stats as an
+// (`node echo-instance.mjs --listen {listen} --port {port} [--log-requests]`): it answers /system_stats as an
 // instance does, and every other request with what it received (method, raw target, headers,
 // body size and SHA-256), so that the tests see exactly what the hub forwarded.
 //   /chunked?n=N   answers N pieces of 1 KiB, chunked, with a pause between them
@@ -11,7 +11,10 @@ const arg = (name, def) => { const i = process.argv.indexOf(name); return i > 0 
 const host = arg('--listen', '127.0.0.1');
 const port = Number(arg('--port', '0'));
 
+const logRequests = process.argv.includes('--log-requests');
+
 const server = http.createServer((req, res) => {
+  if (logRequests) console.log(`${new Date().toISOString()} ${req.method} ${req.url} ${'x'.repeat(100)}`);
   if (req.url === '/system_stats') {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ system: { os: 'echo' }, devices: [] }));
