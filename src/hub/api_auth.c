@@ -146,6 +146,7 @@ static void handle_logout(cd_http_req *req, void *ctx) {
     cd_hub_caller c;
     if (cd_hub_authenticate(hub, req, &c) < 0) return;
     hub->store->ops->token_delete(hub->store, c.token_hash);
+    cd_hub_forget_lookups(hub);
     cd_hub_audit(hub, req, &c.user, "logout", c.user.name, "%s", c.by_cookie ? "session" : "API token revoked");
     if (c.by_cookie) set_session_cookie(req, "", 0);
     cd_hub_json(req, 200, json_pack("{s:b}", "ok", 1));

@@ -126,6 +126,7 @@ static void handle_update(cd_http_req *req, void *ctx) {
         return;
     }
     p.updated_at = cd_hub_now_ms();
+    cd_hub_forget_lookups(hub);
     if (hub->store->ops->project_update(hub->store, &p) < 0) {
         cd_hub_error(req, 500, "store_error", "%s", cd_store_error(hub->store));
         return;
@@ -156,6 +157,7 @@ static void on_stopped(void *arg) {
     int rc = 0;
     if (op->deleting) {
         rc = hub->store->ops->project_delete(hub->store, op->project.id);
+        cd_hub_forget_lookups(hub);
         if (rc == 0) cd_hub_audit(hub, op->req, &op->caller.user, "project_delete", target, "%s", op->project.name);
     }
     if (op->req) {

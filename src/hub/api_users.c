@@ -61,6 +61,7 @@ static void finish_write(user_write *w) {
     cd_hub *hub = w->hub;
     cd_store *st = hub->store;
     int rc = w->creating ? st->ops->user_create(st, &w->user) : st->ops->user_update(st, &w->user);
+    cd_hub_forget_lookups(hub);
     if (rc == 0 && (w->password_changed || w->disabled_now) && !w->creating) {
         st->ops->token_delete_user(st, w->user.id, CD_TOKEN_SESSION);
         st->ops->token_delete_user(st, w->user.id, CD_TOKEN_API);
@@ -226,6 +227,7 @@ static void delete_aborted(cd_http_req *req, void *arg) { ((user_delete *)arg)->
 static void delete_finish(user_delete *d) {
     cd_hub *hub = d->hub;
     int rc = hub->store->ops->user_delete(hub->store, d->user.id);
+    cd_hub_forget_lookups(hub);
     char target[80];
     snprintf(target, sizeof target, "user %lld", (long long)d->user.id);
     if (rc == 0) cd_hub_audit(hub, d->req, &d->caller.user, "user_delete", target, "%s", d->user.name);

@@ -15,10 +15,16 @@
 #include "base/path.h"
 #include "comfyd_version.h"
 #include "hub/events.h"
+#include "hub/lookup_cache.h"
 #include "hub/proxy.h"
 #include "hub/web.h"
 #include "hub/launcher.h"
 #include "hub/supervisor.h"
+
+void cd_hub_forget_lookups(cd_hub *hub) {
+    cd_lookup_cache_clear(hub->credentials);
+    cd_lookup_cache_clear(hub->routes);
+}
 
 int64_t cd_hub_now_ms(void) {
     struct timespec ts;
@@ -179,7 +185,9 @@ static int start_http(cd_hub *hub, char *err, size_t errlen) {
     hub->router = cd_router_new();
     hub->events = cd_hub_events_new(hub);
     hub->proxy = cd_hub_proxy_new(hub);
-    if (!hub->router || !hub->events || !hub->proxy) {
+    hub->credentials = cd_lookup_cache_new(1024, sizeof(cd_store_user), 2000);
+    hub->routes = cd_lookup_cache_new(1024, sizeof(cd_store_project) + sizeof(cd_store_user), 2000);
+    if (!hub->router || !hub->events || !hub->proxy || !hub->credentials || !hub->routes) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -221,6 +229,8 @@ void cd_hub_destroy(cd_hub *hub) {
     if (hub->sup) cd_supervisor_free(hub->sup);
     cd_hub_events_free(hub->events);
     cd_hub_proxy_free(hub->proxy);
+    cd_lookup_cache_free(hub->credentials);
+    cd_lookup_cache_free(hub->routes);
     cd_http_server_free(hub->http);
     cd_router_free(hub->router);
     cd_store_close(hub->store);

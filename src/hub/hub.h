@@ -17,6 +17,7 @@
 typedef struct cd_supervisor cd_supervisor;
 typedef struct cd_hub_events cd_hub_events;
 typedef struct cd_hub_proxy cd_hub_proxy;
+typedef struct cd_lookup_cache cd_lookup_cache;
 
 typedef struct cd_hub {
     uv_loop_t *loop;
@@ -27,6 +28,8 @@ typedef struct cd_hub {
     cd_supervisor *sup;
     cd_hub_events *events;
     cd_hub_proxy *proxy;
+    /* recent look-ups of the hot path (lookup_cache.h): tokens to users, proxy paths to projects */
+    cd_lookup_cache *credentials, *routes;
     cd_launcher launcher; /* local child processes */
     uv_signal_t sigint, sigterm;
     bool started, signals_open, stopping, stopped;
@@ -90,6 +93,9 @@ void cd_hub_api_auth_register(cd_hub *hub);
 void cd_hub_api_users_register(cd_hub *hub);
 void cd_hub_api_projects_register(cd_hub *hub);
 void cd_hub_api_audit_register(cd_hub *hub);
+
+/* After any change to users, tokens or projects: the cached look-ups may no longer hold. */
+void cd_hub_forget_lookups(cd_hub *hub);
 
 /* The admin account, created on first start. */
 int cd_hub_ensure_admin(cd_hub *hub, char *err, size_t errlen);

@@ -8,6 +8,7 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+#include "hub/lookup_cache.h"
 #include "hub/session.h"
 #include "hub/supervisor.h"
 #include "net/upstream.h"
@@ -148,6 +149,13 @@ static void strip_session_cookie(const char *value, cd_buf *out) {
     }
 }
 
+static void add_line(cd_buf *h, const char *name, const char *value) {
+    cd_buf_append_str(h, name);
+    cd_buf_append(h, ": ", 2);
+    cd_buf_append_str(h, value);
+    cd_buf_append(h, "\r\n", 2);
+}
+
 static void build_head(cd_http_req *req, const route *r, bool websocket, bool chunked, cd_buf *h) {
     cd_buf_printf(h, "%s %s HTTP/1.1\r\n", cd_http_req_method(req), r->rest);
     const char *forwarded_for = NULL;
@@ -160,7 +168,7 @@ static void build_head(cd_http_req *req, const route *r, bool websocket, bool ch
         }
         if (!strcasecmp(name, "X-Forwarded-Prefix")) continue;
         if (websocket && (!strcasecmp(name, "Upgrade") || !strcasecmp(name, "Connection"))) {
-            cd_buf_printf(h, "%s: %s\r\n", name, value);
+            add_line(h, name, value);
             continue;
         }
         if (hop_by_hop(name)) continue;
@@ -168,11 +176,11 @@ static void build_head(cd_http_req *req, const route *r, bool websocket, bool ch
         if (!strcasecmp(name, "Cookie")) {
             cd_buf rest = CD_BUF_INIT;
             strip_session_cookie(value, &rest);
-            if (rest.len) cd_buf_printf(h, "Cookie: %s\r\n", rest.data);
+            if (rest.len) add_line(h, "Cookie", rest.data);
             cd_buf_free(&rest);
             continue;
         }
-        cd_buf_printf(h, "%s: %s\r\n", name, value);
+        add_line(h, name, value);
     }
     const char *peer = cd_http_req_peer(req);
     size_t ip_len = strrchr(peer, ':') ? (size_t)(strrchr(peer, ':') - peer) : strlen(peer);
@@ -221,6 +229,8 @@ static void on_up_head(cd_upstream_req *u, int status, size_t n, char *const *na
             cd_http_add_header(pr->req, name, value);
         }
     }
+    /* the head waits for the first piece of the body: one write for both */
+    cd_http_cork(pr->req, true);
     cd_http_start(pr->req, status, ctype, chunked ? -1 : length);
 }
 
@@ -233,6 +243,7 @@ static void on_up_body(cd_upstream_req *u, const char *data, size_t len, void *u
     pxreq *pr = user;
     if (!pr->req) return;
     cd_http_write(pr->req, data, len);
+    cd_http_cork(pr->req, false);
     if (cd_http_queued(pr->req) > HIGH_WATER) {
         cd_upstream_pause(u, true);
         cd_http_on_drain(pr->req, on_client_drain, pr);
@@ -436,6 +447,28 @@ static void on_autostarted(int status, const char *message, const cd_store_insta
     forward(pr);
 }
 
+/* The project of the path and its owner, who must be the user the path names. */
+static int find_project(cd_hub *hub, pxreq *pr) {
+    struct {
+        cd_store_project project;
+        cd_store_user owner;
+    } found;
+    char key[128];
+    snprintf(key, sizeof key, "%s/%lld", pr->r.user, (long long)pr->r.project_id);
+    int64_t now = cd_hub_now_ms();
+    if (!cd_lookup_cache_get(hub->routes, key, now, &found)) {
+        cd_store *st = hub->store;
+        if (st->ops->user_by_name(st, pr->r.user, &found.owner) != 0 ||
+            st->ops->project_get(st, pr->r.project_id, &found.project) != 0 ||
+            found.project.owner_id != found.owner.id)
+            return -1;
+        cd_lookup_cache_put(hub->routes, key, now, &found);
+    }
+    pr->project = found.project;
+    pr->owner = found.owner;
+    return 0;
+}
+
 /* Checks who asks for what. Returns 0, or answers and returns -1. */
 static int admit(cd_hub_proxy *px, cd_http_req *req, pxreq *pr) {
     cd_hub *hub = px->hub;
@@ -457,9 +490,7 @@ static int admit(cd_hub_proxy *px, cd_http_req *req, pxreq *pr) {
         cd_hub_error(req, 403, "forbidden", "a request from another origin may not use this session");
         return -1;
     }
-    cd_store *st = hub->store;
-    if (st->ops->user_by_name(st, pr->r.user, &pr->owner) != 0 ||
-        st->ops->project_get(st, pr->r.project_id, &pr->project) != 0 || pr->project.owner_id != pr->owner.id) {
+    if (find_project(hub, pr) < 0) {
         cd_hub_error(req, 404, "not_found", "no project %lld of user '%s'", (long long)pr->r.project_id, pr->r.user);
         return -1;
     }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "hub/auth.h"
+#include "hub/lookup_cache.h"
 
 int cd_hub_session_create(cd_hub *hub, int64_t user_id, cd_token_kind kind, const char *name, int64_t expires_at,
                           char *out, size_t outlen) {
@@ -21,7 +22,10 @@ int cd_hub_session_create(cd_hub *hub, int64_t user_id, cd_token_kind kind, cons
 int cd_hub_session_user(cd_hub *hub, const char *secret, cd_hub_caller *out) {
     cd_store_token t;
     cd_auth_secret_hash(secret, out->token_hash);
-    if (hub->store->ops->token_get(hub->store, out->token_hash, cd_hub_now_ms(), &t) != 0) return -1;
+    int64_t now = cd_hub_now_ms();
+    if (cd_lookup_cache_get(hub->credentials, out->token_hash, now, &out->user)) return 0;
+    if (hub->store->ops->token_get(hub->store, out->token_hash, now, &t) != 0) return -1;
     if (hub->store->ops->user_get(hub->store, t.user_id, &out->user) != 0 || out->user.disabled) return -1;
+    cd_lookup_cache_put(hub->credentials, out->token_hash, now, &out->user);
     return 0;
 }

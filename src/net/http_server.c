@@ -53,9 +53,12 @@ struct conn {
     conn_state state;
     cd_http_req *req;
     cd_buf pending; /* received, not yet parsed */
+    cd_buf corked;  /* written while corked (cd_http_cork): leaves in one write */
+    bool cork;
     size_t write_queued;
     int refs; /* the conn itself, its two handles while open, and each write in flight */
     bool reading, in_feed, keep_alive, close_after, detached, handles_closing, lingering;
+    bool peer_eof; /* the client half-closed: answer what it sent, then close */
     uv_shutdown_t shutdown_req;
     int parse_error; /* status to answer when a parser callback refused the request */
     bool between_requests; /* the parser waits for a new request line */
@@ -281,6 +284,7 @@ void cd_http_req_pause_body(cd_http_req *r, bool pause) {
 static void conn_unref(conn *c) {
     if (--c->refs > 0) return;
     cd_buf_free(&c->pending);
+    cd_buf_free(&c->corked);
     cd_buf_free(&c->field);
     cd_buf_free(&c->value);
     free(c);
@@ -402,6 +406,23 @@ static void on_write_done(uv_write_t *w, int status) {
 /* Queues len bytes (copied). */
 static void conn_write(conn *c, const void *data, size_t len) {
     if (c->handles_closing || c->detached || len == 0) return;
+    if (c->cork) {
+        if (cd_buf_append(&c->corked, data, len) < 0) conn_close(c);
+        return;
+    }
+    if (c->write_queued == 0) {
+        /* Written at once when the socket takes it: a uv_write that completes still costs an
+         * epoll_ctl when libuv stops watching for writability afterwards. */
+        uv_buf_t now = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)c->tcp, &now, 1);
+        if (n == (int)len) return;
+        if (n > 0) {
+            data = (const char *)data + n;
+            len -= (size_t)n;
+        }
+        /* An error is left to uv_write to report, in its callback: closing here, inside the
+         * caller's write, would free what the caller is still using. */
+    }
     write_req *wr = malloc(sizeof *wr + len);
     if (!wr) {
         conn_close(c);
@@ -473,7 +494,13 @@ static const char *http_date(cd_http_server *srv) {
 
 int cd_http_add_header(cd_http_req *r, const char *name, const char *value) {
     if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return -1;
-    return cd_buf_printf(&r->resp_headers, "%s: %s\r\n", name, value);
+    /* appended piece by piece: a proxy adds every header of every answer, printf is slower */
+    size_t nl = strlen(name), vl = strlen(value);
+    if (cd_buf_reserve(&r->resp_headers, nl + vl + 4) < 0) return -1;
+    cd_buf_append(&r->resp_headers, name, nl);
+    cd_buf_append(&r->resp_headers, ": ", 2);
+    cd_buf_append(&r->resp_headers, value, vl);
+    return cd_buf_append(&r->resp_headers, "\r\n", 2);
 }
 
 bool cd_http_has_header(const cd_http_req *r, const char *name) {
@@ -512,9 +539,22 @@ static void write_head(cd_http_req *r, int status, const char *content_type, int
     cd_buf_free(&h);
 }
 
+void cd_http_cork(cd_http_req *r, bool on) {
+    conn *c = r->c;
+    if (on) {
+        c->cork = true;
+        return;
+    }
+    if (!c->cork) return;
+    c->cork = false;
+    if (c->corked.len) conn_write(c, c->corked.data, c->corked.len);
+    cd_buf_reset(&c->corked);
+}
+
 /* The response is complete: free the request and carry on with the connection. */
 static void finish_request(cd_http_req *r) {
     conn *c = r->c;
+    cd_http_cork(r, false);
     r->ended = true;
     /* Answered before its streamed body was all read: the rest cannot be skipped safely. */
     if (r->streaming && !r->body_complete) c->close_after = true;
@@ -808,6 +848,8 @@ static int check_request_line(conn *c) {
     return 1;
 }
 
+#define READ_AHEAD (64u * 1024)
+
 static bool body_paused(const conn *c) { return c->req && c->req->streaming && c->req->body_paused; }
 
 /* Parses as much of c->pending as the connection's state allows, dispatching each complete
@@ -856,8 +898,17 @@ static void conn_feed(conn *c) {
     }
     c->in_feed = false;
     if (c->handles_closing || c->detached) return;
-    bool want_read = c->state != CONN_HANDLING && c->state != CONN_CLOSING && !c->close_after && !body_paused(c) &&
-                     (c->write_queued <= l->write_high_water || (c->req && c->req->streaming));
+    if (c->peer_eof && c->state != CONN_HANDLING && c->state != CONN_CLOSING) {
+        /* nothing more will come: what is left is an incomplete request, if anything */
+        if (c->write_queued > 0 || c->req) c->close_after = true;
+        if (!c->req) conn_linger(c);
+        return;
+    }
+    /* Reading goes on while a request is handled (a stop and a start cost two epoll_ctl calls per
+     * request), but only a little ahead: pipelined requests wait in `pending`, bounded. */
+    bool want_read = c->state != CONN_CLOSING && !c->close_after && !c->peer_eof && !body_paused(c) &&
+                     (c->write_queued <= l->write_high_water || (c->req && c->req->streaming)) &&
+                     (c->state != CONN_HANDLING || c->pending.len < READ_AHEAD);
     if (want_read && !c->reading) {
         conn_start_reading(c);
     } else if (!want_read && c->reading) {
@@ -876,6 +927,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn *c = s->data;
     if (!c) return;
+    if (nread == UV_EOF && c->state == CONN_HANDLING && !c->lingering) {
+        /* a half-close after a request: it still gets its answer (and those before it) */
+        c->peer_eof = true;
+        uv_read_stop(s);
+        c->reading = false;
+        return;
+    }
     if (nread < 0) {
         conn_close(c);
         return;

@@ -122,6 +122,9 @@ void cd_http_respond_text(cd_http_req *req, int status, const char *text);
 void cd_http_start(cd_http_req *req, int status, const char *content_type, int64_t length);
 void cd_http_write(cd_http_req *req, const void *data, size_t len);
 void cd_http_end(cd_http_req *req);
+/* Corked, what the response writes gathers until it is uncorked (or ends), then leaves in one
+ * write: a proxied head and the first piece of its body in one packet. */
+void cd_http_cork(cd_http_req *req, bool on);
 /* Bytes accepted by cd_http_write but not yet taken by the kernel. */
 size_t cd_http_queued(const cd_http_req *req);
 /* `cb` runs once, when the queued bytes fall below the high-water mark. */

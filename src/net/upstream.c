@@ -21,7 +21,7 @@ typedef struct uconn {
     cd_upstream_req *req; /* NULL while idle */
     uint64_t idle_since;
     size_t writes_pending;
-    bool closing;
+    bool closing, reading;
     struct uconn *prev, *next; /* the idle list */
 } uconn;
 
@@ -33,6 +33,7 @@ struct cd_upstream_pool {
     uv_timer_t prune;
     size_t live; /* requests and connections not yet freed */
     bool freeing;
+    char slab[65536]; /* one read at a time on the loop: every read lands here */
 };
 
 struct cd_upstream_req {
@@ -104,16 +105,23 @@ static void conn_close(uconn *c) {
     uv_close((uv_handle_t *)c->tcp, on_conn_closed);
 }
 
-static void on_idle_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-    uconn *c = s->data;
-    free(buf->base);
-    /* An idle connection has nothing to say: EOF, an error or stray bytes all end it. */
-    if (n != 0) conn_close(c);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    uconn *c = h->data;
+    *buf = uv_buf_init(c->pool->slab, sizeof c->pool->slab);
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    buf->base = malloc(65536);
-    buf->len = buf->base ? 65536 : 0;
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* A connection keeps reading while it lives, idle or not: stopping and starting for every
+ * exchange would cost two epoll_ctl calls each. An idle one that says anything (EOF, an error,
+ * stray bytes) is closed. */
+static void conn_read(uconn *c, bool on) {
+    if (c->closing || c->reading == on) return;
+    if (on) c->reading = uv_read_start((uv_stream_t *)c->tcp, alloc_cb, on_read) == 0;
+    else {
+        uv_read_stop((uv_stream_t *)c->tcp);
+        c->reading = false;
+    }
 }
 
 static void conn_to_pool(uconn *c) {
@@ -128,14 +136,13 @@ static void conn_to_pool(uconn *c) {
     if (p->idle) p->idle->prev = c;
     p->idle = c;
     p->nidle++;
-    uv_read_start((uv_stream_t *)c->tcp, alloc_cb, on_idle_read);
+    conn_read(c, true);
 }
 
 static uconn *pool_take(cd_upstream_pool *p, const char *host, int port) {
     for (uconn *c = p->idle; c; c = c->next) {
         if (c->port == port && !strcmp(c->host, host)) {
             idle_unlink(c);
-            uv_read_stop((uv_stream_t *)c->tcp);
             return c;
         }
     }
@@ -171,6 +178,17 @@ static void on_write(uv_write_t *w, int status) {
 
 static void conn_send(uconn *c, cd_upstream_req *u, const void *data, size_t len) {
     if (!len || c->closing) return;
+    if (c->writes_pending == 0) {
+        /* at once when the socket takes it (see conn_write in http_server.c for why) */
+        uv_buf_t now = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)c->tcp, &now, 1);
+        if (n == (int)len) return;
+        if (n > 0) {
+            data = (const char *)data + n;
+            len -= (size_t)n;
+        }
+        /* an error is reported by uv_write's callback, not from within the caller's write */
+    }
     uwrite *wr = malloc(sizeof *wr + len);
     if (!wr) {
         req_fail(u, 502, "out of memory");
@@ -216,7 +234,6 @@ static void req_release(cd_upstream_req *u, bool reusable) {
     uconn *c = u->conn;
     u->conn = NULL;
     if (c) {
-        uv_read_stop((uv_stream_t *)c->tcp);
         if (reusable && c->writes_pending == 0) conn_to_pool(c);
         else conn_close(c);
     }
@@ -342,7 +359,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     uconn *c = s->data;
     cd_upstream_req *u = c->req;
     if (!u || u->done) {
-        free(buf->base);
+        if (n != 0 && !u) conn_close(c); /* idle: see conn_read */
         return;
     }
     if (n > 0) {
@@ -351,7 +368,6 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
         feed(u, buf->base, (size_t)n);
     } else if (n < 0) {
         if (u->reused && !u->any_response && !u->has_body) {
-            free(buf->base);
             retry(u);
             return;
         }
@@ -363,11 +379,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
                                           : "the instance closed the connection without answering");
         }
     }
-    free(buf->base);
 }
 
 static void start_reading(cd_upstream_req *u) {
-    if (u->conn && !u->paused) uv_read_start((uv_stream_t *)u->conn->tcp, alloc_cb, on_read);
+    if (u->conn && !u->paused) conn_read(u->conn, true);
 }
 
 /* ---- starting ---- */
@@ -386,8 +401,8 @@ static void begin_exchange(cd_upstream_req *u, uconn *c) {
     u->parser.data = u;
     conn_send(c, u, u->head, u->head_len);
     if (u->early.len) {
+        u->queued -= u->early.len; /* counted when it was buffered; conn_send counts what waits */
         conn_send(c, u, u->early.data, u->early.len);
-        u->queued -= u->early.len; /* counted once, when it was buffered */
         cd_buf_reset(&u->early);
     }
     if (u->done) return;
@@ -506,7 +521,7 @@ void cd_upstream_pause(cd_upstream_req *u, bool pause) {
     u->paused = pause;
     if (!u->conn) return;
     if (pause) {
-        uv_read_stop((uv_stream_t *)u->conn->tcp);
+        conn_read(u->conn, false);
         uv_timer_stop(&u->timer); /* our client's slowness is not the instance's */
     } else {
         start_reading(u);
