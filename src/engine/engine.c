@@ -259,6 +259,17 @@ static int submit(cd_engine *e, json_t *body, bool hit, json_t **reply, bool *re
         free(prompt_id);
         return 400;
     }
+    if (json_is_true(json_object_get(body, "validate_only"))) {
+        /* comfyd's own field: the answer a submission would get, and nothing queued (the hub
+         * validates a prompt this way before it holds it in its admission queue). */
+        json_t *num = is_float ? json_real(number) : json_integer((json_int_t)number);
+        *reply = json_pack("{s:s, s:o, s:O, s:b}", "prompt_id", prompt_id, "number", num, "node_errors",
+                           v.node_errors, "validate_only", 1);
+        cd_validation_clear(&v);
+        json_decref(copy);
+        free(prompt_id);
+        return 200;
+    }
     if (remember) *remember = !hit && v.repeatable;
     cd_queue_item *it = calloc(1, sizeof *it);
     json_t *extra = json_object_get(body, "extra_data");

@@ -415,3 +415,27 @@ test("GET /queue leaves out the Comfy.org credentials a client sent in extra_dat
     await srv.stop();
   }
 });
+
+test('POST /prompt with validate_only: ComfyUI\'s answer for the prompt, and nothing queued or run', T, async () => {
+  const srv = await startServer();
+  try {
+    const c = api(srv);
+    const ok = await c.post('/prompt', { prompt: simple, validate_only: true, prompt_id: 'dry-1' });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(ok.json.prompt_id, 'dry-1');
+    assert.deepEqual(ok.json.node_errors, {});
+    assert.equal(ok.json.validate_only, true);
+    const bad = await c.post('/prompt', { prompt: { 1: { class_type: 'NoSuchNode', inputs: {} } }, validate_only: true });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.type, 'invalid_prompt');
+    const q = (await c.get('/queue')).json;
+    assert.deepEqual([q.queue_running.length, q.queue_pending.length], [0, 0]);
+    await sleep(200);
+    assert.deepEqual((await c.get('/history')).json, {}, 'nothing ran');
+    // the same prompt without the flag is queued and runs
+    const real = await c.post('/prompt', { prompt: simple, prompt_id: 'dry-1' });
+    assert.equal(real.status, 200);
+  } finally {
+    await srv.stop();
+  }
+});
