@@ -1,5 +1,6 @@
 /* comfyd hub: the platform (src/hub/). */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "base/log.h"
 #include "cli/commands.h"
@@ -15,6 +16,8 @@ int cd_cmd_hub(int argc, char **argv) {
         cd_hub_config_free(&cfg);
         return rc < 0 ? 2 : 0;
     }
+    /* Instances inherit the environment and run custom nodes: the password stays with the hub. */
+    unsetenv("COMFYD_ADMIN_PASSWORD");
     cd_log_setup(cfg.log_level, false);
     int code = cd_hub_run(&cfg);
     cd_hub_config_free(&cfg);

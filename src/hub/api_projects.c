@@ -214,6 +214,13 @@ typedef struct {
     cd_hub *hub;
     cd_http_req *req;
     cd_store_project project;
+    bool no_wait;      /* ?wait=0: answer 202 at once unless the supervisor answered already */
+    bool handler_done; /* handle_open answered: a later result has nobody to go to */
+    bool sync;         /* no_wait, and the result came before handle_open returned */
+    int status;
+    char message[512];
+    cd_store_instance inst;
+    bool reused;
 } open_op;
 
 static void open_aborted(cd_http_req *req, void *arg) {
@@ -222,8 +229,28 @@ static void open_aborted(cd_http_req *req, void *arg) {
     free(op);
 }
 
+static void answer_open(open_op *op, int status, const char *message, const cd_store_instance *inst, bool reused);
+
 static void on_opened(int status, const char *message, const cd_store_instance *inst, bool reused, void *user) {
     open_op *op = user;
+    if (op->no_wait) {
+        if (op->handler_done) { /* answered 202 already */
+            free(op);
+            return;
+        }
+        /* still inside handle_open: it answers with this */
+        op->sync = true;
+        op->status = status;
+        snprintf(op->message, sizeof op->message, "%s", message ? message : "");
+        if (inst) op->inst = *inst;
+        op->reused = reused;
+        return;
+    }
+    answer_open(op, status, message, inst, reused);
+    free(op);
+}
+
+static void answer_open(open_op *op, int status, const char *message, const cd_store_instance *inst, bool reused) {
     cd_http_req *req = op->req;
     cd_http_req_on_abort(req, NULL, NULL);
     if (status != 0) {
@@ -236,7 +263,6 @@ static void on_opened(int status, const char *message, const cd_store_instance *
         json_object_set_new(j, "status", json_string(inst->status));
         cd_hub_json(req, 200, j);
     }
-    free(op);
 }
 
 static void handle_open(cd_http_req *req, void *ctx) {
@@ -260,17 +286,20 @@ static void handle_open(cd_http_req *req, void *ctx) {
         cd_hub_error(req, 500, "internal", "out of memory");
         return;
     }
-    *op = (open_op){hub, req, p};
+    *op = (open_op){.hub = hub, .req = req, .project = p, .no_wait = no_wait};
     cd_http_req_on_abort(req, open_aborted, op);
     cd_supervisor_open(hub->sup, &p, &owner, on_opened, op);
-    if (no_wait && !cd_http_req_responded(req)) {
-        /* The start goes on; the caller follows it on /api/events or GET /api/projects/{id}. */
-        cd_supervisor_cancel(hub->sup, op);
-        cd_http_req_on_abort(req, NULL, NULL);
+    if (!no_wait) return; /* on_opened answers, now or later */
+    op->handler_done = true;
+    if (op->sync) { /* the supervisor answered at once (a refusal, or nothing to wait for) */
+        answer_open(op, op->status, op->message, op->status == 0 ? &op->inst : NULL, op->reused);
         free(op);
-        json_t *j = cd_hub_project_json(hub, &p);
-        cd_hub_json(req, 202, j);
+        return;
     }
+    /* The start goes on; the caller follows it on /api/events or GET /api/projects/{id}. op
+     * stays with the supervisor, which frees it through on_opened. */
+    cd_http_req_on_abort(req, NULL, NULL);
+    cd_hub_json(req, 202, cd_hub_project_json(hub, &p));
 }
 
 /* ---- instances and their logs ---- */

@@ -49,7 +49,16 @@ static void send_json(cd_ws *ws, json_t *msg) {
 static void handle_events(cd_http_req *req, void *ctx) {
     cd_hub *hub = ctx;
     cd_hub_caller caller;
-    if (cd_hub_authenticate(hub, req, &caller) < 0) return;
+    /* a WebSocket is a GET: its Origin is checked too, or another site's page could listen */
+    int who = cd_hub_identify(hub, req, true, &caller);
+    if (who == -1) {
+        cd_hub_error(req, 401, "unauthorized", "log in first");
+        return;
+    }
+    if (who == -2) {
+        cd_hub_error(req, 403, "forbidden", "a request from another origin may not use this session");
+        return;
+    }
     subscriber *s = calloc(1, sizeof *s);
     if (!s) {
         cd_hub_error(req, 500, "internal", "out of memory");

@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/path.h"
 #include "comfyd_version.h"
+#include "hub/admission.h"
 #include "hub/events.h"
 #include "hub/lookup_cache.h"
 #include "hub/proxy.h"
@@ -136,6 +137,7 @@ void cd_hub_stop(cd_hub *hub) {
     close_signals(hub);
     cd_hub_events_close_all(hub->events);
     if (hub->proxy) cd_hub_proxy_close_all(hub->proxy);
+    cd_admission_stop(hub->admission);
     if (hub->http) cd_http_server_stop(hub->http, on_http_stopped, hub);
     else hub->http_stopped = true;
     if (hub->sup) cd_supervisor_shutdown(hub->sup, on_sup_stopped, hub);
@@ -200,6 +202,7 @@ static int start_http(cd_hub *hub, char *err, size_t errlen) {
     cd_hub_api_projects_register(hub);
     cd_hub_api_audit_register(hub);
     cd_hub_events_register(hub);
+    cd_admission_register(hub);
     return 0;
 }
 
@@ -212,6 +215,7 @@ int cd_hub_start(cd_hub *hub, const cd_hub_config *cfg, uv_loop_t *loop, char *e
     if (cd_hub_ensure_admin(hub, err, errlen) < 0) return -1;
     if (start_http(hub, err, errlen) < 0) return -1;
     if (start_supervisor(hub, err, errlen) < 0) return -1;
+    if (!(hub->admission = cd_admission_new(hub, err, errlen))) return -1;
     if (cd_http_server_listen(hub->http, cfg->listen, cfg->port, err, errlen) < 0) return -1;
     uv_signal_init(loop, &hub->sigint);
     uv_signal_init(loop, &hub->sigterm);
@@ -223,12 +227,14 @@ int cd_hub_start(cd_hub *hub, const cd_hub_config *cfg, uv_loop_t *loop, char *e
 void cd_hub_destroy(cd_hub *hub) {
     if (!hub->started) return;
     cd_hub_stop(hub);
-    while (!hub->stopped || !cd_hub_events_empty(hub->events) || !cd_hub_proxy_idle(hub->proxy))
+    while (!hub->stopped || !cd_hub_events_empty(hub->events) || !cd_hub_proxy_idle(hub->proxy) ||
+           !cd_admission_idle(hub->admission))
         uv_run(hub->loop, UV_RUN_ONCE);
     close_signals(hub);
     if (hub->sup) cd_supervisor_free(hub->sup);
     cd_hub_events_free(hub->events);
     cd_hub_proxy_free(hub->proxy);
+    cd_admission_free(hub->admission);
     cd_lookup_cache_free(hub->credentials);
     cd_lookup_cache_free(hub->routes);
     cd_http_server_free(hub->http);

@@ -8,9 +8,12 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/str.h"
+#include "hub/admission.h"
 #include "hub/lookup_cache.h"
 #include "hub/session.h"
 #include "hub/supervisor.h"
+#include "net/http_client.h"
 #include "net/upstream.h"
 #include "net/ws_tunnel.h"
 
@@ -20,6 +23,7 @@
 typedef struct tunnel_ref {
     cd_hub_proxy *px;
     cd_ws_tunnel *t;
+    int64_t user_id, project_id; /* who it is for (the caller), which project */
     struct tunnel_ref *prev, *next;
 } tunnel_ref;
 
@@ -46,8 +50,12 @@ typedef struct {
     route r;
     cd_store_project project;
     cd_store_user owner;
+    cd_hub_caller caller;
     uint64_t body_bytes, body_limit;
     bool chunked, waiting_start;
+    /* a request the hub answers itself with the admission queue (POST /prompt, /queue) */
+    enum { PLAIN, HELD_PROMPT, HELD_QUEUE_POST } special;
+    cd_buf collected;
 } pxreq;
 
 cd_hub_proxy *cd_hub_proxy_new(cd_hub *hub) {
@@ -91,8 +99,23 @@ static int parse_route(const char *target, route *r) {
 }
 
 /* An instance's node-pack and model management: admins only (ComfyUI-Manager's routes, under
- * /api and /v2 too, and comfyd's restart). */
-static bool is_manager_route(const char *rest) {
+ * /api and /v2 too, and comfyd's restart). The check is on the decoded path, as a server that
+ * routes on decoded paths (aiohttp) sees it; a path it cannot decode counts as one. */
+static bool is_manager_path(const char *rest);
+
+static bool is_manager_route(const char *raw) {
+    size_t len = strcspn(raw, "?");
+    char *path = cd_str_percent_decode(raw, len, false);
+    if (!path) return true;
+    /* "a//b", "/./" and "/../" could be folded into a manager path by the instance */
+    bool odd = strstr(path, "//") || strstr(path, "/./") || strstr(path, "/../") || cd_str_ends_with_ci(path, "/..") ||
+               cd_str_ends_with_ci(path, "/.");
+    bool manager = odd || is_manager_path(path);
+    free(path);
+    return manager;
+}
+
+static bool is_manager_path(const char *rest) {
     if (!strncmp(rest, "/api/", 5)) rest += 4;
     if (!strncmp(rest, "/v2/", 4)) rest += 3;
     static const char *const prefixes[] = {"/manager/", "/customnode/", "/snapshot/", "/externalmodel/",
@@ -199,7 +222,9 @@ static void build_head(cd_http_req *req, const route *r, bool websocket, bool ch
 /* ---- plain requests ---- */
 
 static void pxreq_maybe_free(pxreq *pr) {
-    if (!pr->req && !pr->up && !pr->waiting_start) free(pr);
+    if (pr->req || pr->up || pr->waiting_start) return;
+    cd_buf_free(&pr->collected);
+    free(pr);
 }
 
 static void answered(pxreq *pr) {
@@ -219,6 +244,8 @@ static void on_up_head(cd_upstream_req *u, int status, size_t n, char *const *na
         if (!strcasecmp(name, "Content-Type")) ctype = value;
         else if (!strcasecmp(name, "Content-Length")) length = strtoll(value, NULL, 10);
         else if (!strcasecmp(name, "Transfer-Encoding")) chunked = true;
+        else if (!strcasecmp(name, "Set-Cookie") && !strncasecmp(value, CD_HUB_SESSION_COOKIE "=", strlen(CD_HUB_SESSION_COOKIE) + 1))
+            continue; /* an instance may not set (or fix) the hub's own session */
         else if (!strcasecmp(name, "Location") && value[0] == '/' && value[1] != '/') {
             /* the instance thinks it is at the root: keep its redirects inside the prefix */
             cd_buf loc = CD_BUF_INIT;
@@ -284,8 +311,29 @@ static void on_up_writable(cd_upstream_req *u, void *user) {
     if (pr->req) cd_http_req_pause_body(pr->req, false);
 }
 
+static void held_request(pxreq *pr);
+
 static void on_client_body(cd_http_req *req, const char *data, size_t len, void *arg) {
     pxreq *pr = arg;
+    if (pr->special != PLAIN) {
+        if (!data) {
+            held_request(pr);
+            return;
+        }
+        if (pr->body_limit && pr->collected.len + len > pr->body_limit) {
+            answered(pr);
+            cd_hub_error(req, 413, "too_large", "the request body is larger than %llu bytes",
+                         (unsigned long long)pr->body_limit);
+            pxreq_maybe_free(pr);
+            return;
+        }
+        if (cd_buf_append(&pr->collected, data, len) < 0) {
+            answered(pr);
+            cd_hub_error(req, 500, "internal", "out of memory");
+            pxreq_maybe_free(pr);
+        }
+        return;
+    }
     if (!pr->up) return;
     if (!data) {
         if (pr->chunked) cd_upstream_write(pr->up, "0\r\n\r\n", 5);
@@ -297,8 +345,12 @@ static void on_client_body(cd_http_req *req, const char *data, size_t len, void 
         cd_upstream_cancel(pr->up);
         pr->up = NULL;
         answered(pr);
-        cd_hub_error(req, 413, "too_large", "the request body is larger than %llu bytes",
-                     (unsigned long long)pr->body_limit);
+        cd_http_req_on_body(req, NULL, NULL);
+        cd_http_on_drain(req, NULL, NULL);
+        if (cd_http_req_responded(req)) cd_http_abort(req); /* the instance's answer began: cut it */
+        else
+            cd_hub_error(req, 413, "too_large", "the request body is larger than %llu bytes",
+                         (unsigned long long)pr->body_limit);
         pxreq_maybe_free(pr);
         return;
     }
@@ -358,6 +410,102 @@ static void forward_http(pxreq *pr, const char *host, int port) {
     cd_http_req_pause_body(req, false);
 }
 
+/* ---- what the admission queue answers ---- */
+
+/* The path after the project without its query: "/prompt" or "/api/prompt" is route "prompt". */
+static bool is_route(const route *r, const char *name) {
+    const char *p = r->rest;
+    if (!strncmp(p, "/api/", 5)) p += 4;
+    size_t n = strlen(name);
+    return p[0] == '/' && !strncmp(p + 1, name, n) && (p[1 + n] == '\0' || p[1 + n] == '?');
+}
+
+typedef struct {
+    pxreq *pr;
+    json_t *cancel; /* POST /queue: the body, forwarded after the hub's own prompts were cancelled */
+} queue_op;
+
+static void on_queue_answer(const char *error, const cd_http_client_response *res, void *user) {
+    pxreq *pr = user;
+    pr->waiting_start = false; /* the flag that keeps pr alive while a fetch is out */
+    if (!pr->req) {
+        pxreq_maybe_free(pr);
+        return;
+    }
+    cd_http_req *req = pr->req;
+    answered(pr);
+    if (error) {
+        cd_hub_error(req, 502, "bad_gateway", "%s", error);
+    } else if (pr->special == HELD_QUEUE_POST || res->status != 200) {
+        cd_http_respond(req, res->status, res->body.len ? "application/json; charset=utf-8" : NULL,
+                        res->body.data ? res->body.data : "", res->body.len);
+    } else {
+        /* the instance's queue, then what the hub holds for this user and project */
+        json_t *q = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);
+        json_t *pending = json_object_get(q, "queue_pending");
+        if (json_is_array(pending))
+            json_array_extend(pending, cd_admission_pending_items(pr->px->hub->admission, pr->caller.user.id,
+                                                                  pr->project.id));
+        if (q) cd_hub_json(req, 200, q);
+        else cd_hub_error(req, 502, "bad_gateway", "the instance's queue is not JSON");
+    }
+    pxreq_maybe_free(pr);
+}
+
+/* GET /queue (merged) and POST /queue (the hub's prompts cancelled, the rest forwarded). */
+static void queue_request(pxreq *pr, const char *host, int port, const char *method, const char *body,
+                          size_t len) {
+    char target[64];
+    snprintf(target, sizeof target, "/queue");
+    cd_http_client_request r = {.method = method, .host = host, .port = port, .target = target,
+                                .headers = "Content-Type: application/json\r\n", .body = body, .body_len = len,
+                                .timeout_ms = (unsigned)pr->px->hub->cfg->proxy_timeout_s * 1000};
+    pr->waiting_start = true;
+    if (cd_http_fetch(pr->px->hub->loop, &r, on_queue_answer, pr) < 0) on_queue_answer("cannot connect", NULL, pr);
+}
+
+static void held_request(pxreq *pr) {
+    cd_hub *hub = pr->px->hub;
+    cd_http_req *req = pr->req;
+    if (pr->special == HELD_PROMPT) {
+        answered(pr);
+        cd_admission_submit(hub->admission, req, &pr->caller, &pr->project, &pr->owner, pr->collected.data ? pr->collected.data : "",
+                            pr->collected.len);
+        pxreq_maybe_free(pr);
+        return;
+    }
+    /* POST /queue: {delete: [ids]} and {clear: true} reach the hub's held prompts first */
+    json_t *body = pr->collected.len ? json_loadb(pr->collected.data, pr->collected.len, 0, NULL) : NULL;
+    if (json_is_object(body))
+        cd_admission_cancel(hub->admission, &pr->caller, pr->project.id, json_object_get(body, "delete"),
+                            json_is_true(json_object_get(body, "clear")));
+    json_decref(body);
+    char host[65];
+    int port;
+    if (cd_supervisor_target(hub->sup, pr->project.id, host, sizeof host, &port) < 0) {
+        answered(pr);
+        cd_http_respond(req, 200, NULL, NULL, 0); /* nothing else holds its prompts */
+        pxreq_maybe_free(pr);
+        return;
+    }
+    queue_request(pr, host, port, "POST", pr->collected.data ? pr->collected.data : "", pr->collected.len);
+}
+
+/* Whether the admission queue answers this request; it then has it. */
+static bool take_held(pxreq *pr, const char *host, int port) {
+    if (!cd_admission_enabled(pr->px->hub->admission)) return false;
+    const char *m = cd_http_req_method(pr->req);
+    if (!strcmp(m, "POST") && is_route(&pr->r, "prompt")) pr->special = HELD_PROMPT;
+    else if (!strcmp(m, "POST") && is_route(&pr->r, "queue")) pr->special = HELD_QUEUE_POST;
+    else if (!strcmp(m, "GET") && is_route(&pr->r, "queue")) {
+        queue_request(pr, host, port, "GET", NULL, 0);
+        return true;
+    } else return false;
+    cd_http_req_on_body(pr->req, on_client_body, pr);
+    cd_http_req_pause_body(pr->req, false);
+    return true;
+}
+
 /* ---- WebSockets ---- */
 
 static void on_tunnel_closed(cd_ws_tunnel *t, const char *why, void *user) {
@@ -368,6 +516,13 @@ static void on_tunnel_closed(cd_ws_tunnel *t, const char *why, void *user) {
     if (ref->next) ref->next->prev = ref->prev;
     px->ntunnels--;
     free(ref);
+}
+
+/* A (re)connected page hears at once where its held prompts stand. */
+static void on_tunnel_opened(cd_ws_tunnel *t, void *user) {
+    tunnel_ref *ref = user;
+    ref->t = t;
+    cd_admission_announce(ref->px->hub->admission, ref->user_id);
 }
 
 static void forward_ws(pxreq *pr, const char *host, int port) {
@@ -381,6 +536,8 @@ static void forward_ws(pxreq *pr, const char *host, int port) {
         return;
     }
     ref->px = px;
+    ref->user_id = pr->caller.user.id;
+    ref->project_id = pr->project.id;
     cd_buf head = CD_BUF_INIT;
     build_head(req, &pr->r, true, false, &head);
     cd_ws_tunnel_options o = {
@@ -390,6 +547,7 @@ static void forward_ws(pxreq *pr, const char *host, int port) {
         .head_len = head.len,
         .ping_interval_ms = (unsigned)px->hub->cfg->proxy_ws_ping_s * 1000,
         .gone_reason = "the ComfyUI instance stopped",
+        .opened = on_tunnel_opened,
     };
     ref->next = px->tunnels;
     if (px->tunnels) px->tunnels->prev = ref;
@@ -427,7 +585,7 @@ static void forward(pxreq *pr) {
     }
     cd_supervisor_touch(hub->sup, pr->project.id);
     if (cd_http_req_is_upgrade(pr->req)) forward_ws(pr, host, port);
-    else forward_http(pr, host, port);
+    else if (!take_held(pr, host, port)) forward_http(pr, host, port);
 }
 
 static void on_autostarted(int status, const char *message, const cd_store_instance *inst, bool reused, void *user) {
@@ -494,6 +652,7 @@ static int admit(cd_hub_proxy *px, cd_http_req *req, pxreq *pr) {
         cd_hub_error(req, 404, "not_found", "no project %lld of user '%s'", (long long)pr->r.project_id, pr->r.user);
         return -1;
     }
+    pr->caller = caller;
     if (!cd_hub_may_reach(&caller, &pr->project)) {
         cd_hub_error(req, 403, "forbidden", "project %lld is not yours", (long long)pr->project.id);
         return -1;
@@ -563,6 +722,12 @@ void cd_hub_proxy_close_all(cd_hub_proxy *px) {
         cd_ws_tunnel_close(ref->t, 1001, "the hub is stopping");
     }
     cd_upstream_pool_close_idle(px->pool);
+}
+
+void cd_hub_proxy_notify(cd_hub_proxy *px, int64_t user_id, int64_t project_id, const char *text) {
+    for (tunnel_ref *ref = px->tunnels; ref; ref = ref->next)
+        if (ref->t && ref->user_id == user_id && ref->project_id == project_id)
+            cd_ws_tunnel_send_text(ref->t, text, strlen(text));
 }
 
 bool cd_hub_proxy_idle(const cd_hub_proxy *px) { return !px || px->ntunnels == 0; }

@@ -81,6 +81,20 @@ typedef struct {
     char ip[65];
 } cd_store_audit;
 
+/* A prompt held by the admission queue (part 3): from its acceptance until it ended. States:
+ * queued (waiting for a slot), dispatching (being sent to its instance: on a restart, the
+ * instance is asked whether it has it), running, done, failed, cancelled. */
+typedef struct {
+    int64_t seq; /* arrival order */
+    char prompt_id[129];
+    int64_t user_id, project_id;
+    int priority; /* 1: goes first (teachers, front: true) */
+    char state[16];
+    char client_id[129];
+    int64_t created_at, dispatched_at, finished_at;
+    char reason[512];
+} cd_store_prompt;
+
 typedef struct cd_store cd_store;
 
 /* The backend's table. Lists return a malloc'd array (caller frees) and its length. */
@@ -130,6 +144,18 @@ typedef struct {
     int (*audit_add)(cd_store *st, cd_store_audit *a); /* sets a->id */
     /* Newest first: at most limit entries with id < before_id (before_id 0: from the newest). */
     int (*audit_list)(cd_store *st, int64_t before_id, size_t limit, cd_store_audit **out, size_t *n);
+
+    /* The admission queue. add sets p->seq (CONFLICT: that prompt_id is taken); body is the JSON
+     * text the instance gets. */
+    int (*prompt_add)(cd_store *st, cd_store_prompt *p, const char *body);
+    int (*prompt_get)(cd_store *st, const char *prompt_id, cd_store_prompt *out);
+    /* The body (malloc'd, caller frees). */
+    int (*prompt_body)(cd_store *st, const char *prompt_id, char **body);
+    /* Queued, dispatching and running prompts, by seq. */
+    int (*prompt_list_active)(cd_store *st, cd_store_prompt **out, size_t *n);
+    /* Moves a prompt to state with a reason at time at (dispatched_at for dispatching/running,
+     * finished_at for done/failed/cancelled). */
+    int (*prompt_set_state)(cd_store *st, const char *prompt_id, const char *state, const char *reason, int64_t at);
 } cd_store_ops;
 
 struct cd_store {

@@ -74,6 +74,22 @@ static const char *const migrations[] = {
     "  target TEXT NOT NULL,"
     "  detail TEXT NOT NULL,"
     "  ip TEXT NOT NULL);",
+    /* 2: the admission queue. Finished prompts stay (history of who ran what, and a prompt_id
+     * is never reused); the partial index keeps the active ones quick to find. */
+    "CREATE TABLE prompts ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  prompt_id TEXT NOT NULL UNIQUE,"
+    "  user_id INTEGER NOT NULL,"
+    "  project_id INTEGER NOT NULL,"
+    "  priority INTEGER NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  dispatched_at INTEGER NOT NULL DEFAULT 0,"
+    "  finished_at INTEGER NOT NULL DEFAULT 0,"
+    "  reason TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX prompts_active ON prompts(seq) WHERE state IN ('queued', 'dispatching', 'running');",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -84,6 +100,7 @@ enum {
     INSTANCE_PUT, INSTANCE_GET, INSTANCE_BY_PROJECT, INSTANCE_LIST,
     FAILURES_GET, FAILURES_SET, FAILURES_CLEAR,
     AUDIT_ADD, AUDIT_LIST,
+    PROMPT_ADD, PROMPT_GET, PROMPT_BODY, PROMPT_ACTIVE, PROMPT_STATE,
     N_STMT
 };
 
@@ -94,6 +111,8 @@ enum {
     "id, project_id, user_id, host, address, port, pid, status, reason, base_dir, log_path, " \
     "started_at, last_seen_at, last_activity_at, crash_count"
 #define AUDIT_COLS "id, at, user_id, username, action, target, detail, ip"
+#define PROMPT_COLS \
+    "seq, prompt_id, user_id, project_id, priority, state, client_id, created_at, dispatched_at, finished_at, reason"
 
 /* Inserts say RETURNING id rather than reading last_insert_rowid, which the upsert does not set
  * when it updates; one way for all of them. */
@@ -139,6 +158,18 @@ static const char *const stmt_sql[N_STMT] = {
     [AUDIT_ADD] = "INSERT INTO audit (at, user_id, username, action, target, detail, ip)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
     [AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    [PROMPT_ADD] = "INSERT INTO prompts (prompt_id, user_id, project_id, priority, state, client_id, body, created_at)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+    [PROMPT_GET] = "SELECT " PROMPT_COLS " FROM prompts WHERE prompt_id = ?1",
+    [PROMPT_BODY] = "SELECT body FROM prompts WHERE prompt_id = ?1",
+    [PROMPT_ACTIVE] = "SELECT " PROMPT_COLS " FROM prompts WHERE state IN ('queued', 'dispatching', 'running')"
+                      " ORDER BY seq",
+    [PROMPT_STATE] = "UPDATE prompts SET state = ?2, reason = ?3,"
+                     " dispatched_at = CASE WHEN ?2 = 'queued' THEN 0"
+                     " WHEN ?2 IN ('dispatching', 'running') AND dispatched_at = 0"
+                     " THEN ?4 ELSE dispatched_at END,"
+                     " finished_at = CASE WHEN ?2 IN ('done', 'failed', 'cancelled') THEN ?4 ELSE finished_at END"
+                     " WHERE prompt_id = ?1",
 };
 
 typedef struct {
@@ -682,6 +713,79 @@ static int sq_audit_list(cd_store *st, int64_t before_id, size_t limit, cd_store
     return r;
 }
 
+/* ---- The admission queue ---- */
+
+static void read_prompt(sqlite3_stmt *q, void *out) {
+    cd_store_prompt *p = out;
+    memset(p, 0, sizeof *p);
+    p->seq = sqlite3_column_int64(q, 0);
+    COL_TEXT(q, 1, p->prompt_id);
+    p->user_id = sqlite3_column_int64(q, 2);
+    p->project_id = sqlite3_column_int64(q, 3);
+    p->priority = sqlite3_column_int(q, 4);
+    COL_TEXT(q, 5, p->state);
+    COL_TEXT(q, 6, p->client_id);
+    p->created_at = sqlite3_column_int64(q, 7);
+    p->dispatched_at = sqlite3_column_int64(q, 8);
+    p->finished_at = sqlite3_column_int64(q, 9);
+    COL_TEXT(q, 10, p->reason);
+}
+
+static int sq_prompt_add(cd_store *st, cd_store_prompt *p, const char *body) {
+    sqlite3_stmt *q = use(S(st), PROMPT_ADD);
+    if (!p->created_at) p->created_at = now_ms();
+    BIND_ARRAY(q, 1, p->prompt_id);
+    sqlite3_bind_int64(q, 2, p->user_id);
+    sqlite3_bind_int64(q, 3, p->project_id);
+    sqlite3_bind_int(q, 4, p->priority);
+    BIND_ARRAY(q, 5, p->state);
+    BIND_ARRAY(q, 6, p->client_id);
+    bind_str(q, 7, body);
+    sqlite3_bind_int64(q, 8, p->created_at);
+    return insert(S(st), q, &p->seq);
+}
+
+static int sq_prompt_get(cd_store *st, const char *prompt_id, cd_store_prompt *out) {
+    sqlite3_stmt *q = use(S(st), PROMPT_GET);
+    bind_str(q, 1, prompt_id);
+    return one_row(S(st), q, read_prompt, out);
+}
+
+static void read_body(sqlite3_stmt *q, void *out) {
+    const char *text = (const char *)sqlite3_column_text(q, 0);
+    *(char **)out = strdup(text ? text : "");
+}
+
+static int sq_prompt_body(cd_store *st, const char *prompt_id, char **body) {
+    sqlite3_stmt *q = use(S(st), PROMPT_BODY);
+    bind_str(q, 1, prompt_id);
+    *body = NULL;
+    int r = one_row(S(st), q, read_body, body);
+    if (r == 0 && !*body) {
+        snprintf(S(st)->err, sizeof S(st)->err, "out of memory");
+        return CD_STORE_ERROR;
+    }
+    return r;
+}
+
+static int sq_prompt_list_active(cd_store *st, cd_store_prompt **out, size_t *n) {
+    sqlite3_stmt *q = use(S(st), PROMPT_ACTIVE);
+    void *arr;
+    int r = rows(S(st), q, read_prompt, sizeof **out, &arr, n);
+    *out = arr;
+    return r;
+}
+
+static int sq_prompt_set_state(cd_store *st, const char *prompt_id, const char *state, const char *reason,
+                               int64_t at) {
+    sqlite3_stmt *q = use(S(st), PROMPT_STATE);
+    bind_str(q, 1, prompt_id);
+    bind_str(q, 2, state);
+    bind_str(q, 3, reason ? reason : "");
+    sqlite3_bind_int64(q, 4, at ? at : now_ms());
+    return run(S(st), q, true);
+}
+
 /* ---- The table ---- */
 
 static void sq_close(cd_store *st) {
@@ -725,6 +829,11 @@ static const cd_store_ops sqlite_ops = {
     .login_failures_clear = sq_login_failures_clear,
     .audit_add = sq_audit_add,
     .audit_list = sq_audit_list,
+    .prompt_add = sq_prompt_add,
+    .prompt_get = sq_prompt_get,
+    .prompt_body = sq_prompt_body,
+    .prompt_list_active = sq_prompt_list_active,
+    .prompt_set_state = sq_prompt_set_state,
 };
 
 int cd_store_sqlite_schema_version(void) {

@@ -40,7 +40,7 @@ struct cd_http_req {
     cd_http_req_cb on_abort, on_drain;
     void *abort_arg, *drain_arg;
     /* a streamed body (see cd_http_server_set_head_hook) */
-    bool streaming, body_paused, body_complete;
+    bool streaming, body_paused, body_complete, expect_continue;
     cd_http_body_cb on_body;
     void *body_arg;
 };
@@ -107,6 +107,7 @@ typedef struct {
 } write_req;
 
 static void conn_feed(conn *c);
+static void conn_write(conn *c, const void *data, size_t len);
 static void conn_close(conn *c);
 static void conn_arm_timer(conn *c);
 static void server_maybe_stopped(cd_http_server *srv);
@@ -271,6 +272,10 @@ void cd_http_req_pause_body(cd_http_req *r, bool pause) {
         conn_arm_timer(c);
         if (c->in_feed) http_parser_pause(&c->parser, 1); /* stop inside this buffer */
         return;
+    }
+    if (r->expect_continue && !r->started) {
+        r->expect_continue = false;
+        conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     }
     if (c->state == CONN_BODY) {
         c->deadline = uv_now(c->srv->loop) + c->srv->limits.body_timeout_ms;
@@ -722,8 +727,12 @@ static int on_headers_complete(http_parser *p) {
     if (!r->upgrade && c->srv->head_hook && c->srv->head_hook(r, c->srv->head_hook_ctx)) {
         /* Streamed: the handler gets the request now and enforces its own body limit. */
         r->streaming = true;
+        /* without framing there is no body: answering it then keeps the connection */
+        if (!(p->flags & F_CHUNKED) && (!(p->flags & F_CONTENTLENGTH) || p->content_length == 0))
+            r->body_complete = true;
+        /* 100 Continue only once the handler wants the body (after its access checks) */
         const char *expect = cd_http_req_header(r, "Expect");
-        if (expect && strcasecmp(expect, "100-continue") == 0) conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        r->expect_continue = expect && strcasecmp(expect, "100-continue") == 0 && !r->body_complete;
         conn_set_state(c, CONN_BODY);
         c->head_dispatch = true;
         http_parser_pause(p, 1);
@@ -747,6 +756,7 @@ static int on_headers_complete(http_parser *p) {
 static int on_body(http_parser *p, const char *at, size_t len) {
     conn *c = p->data;
     cd_http_req *r = c->req;
+    if (!r) return 0; /* answered and gone: the rest is dropped (the connection closes after) */
     if (r->streaming) {
         c->deadline = uv_now(c->srv->loop) + c->srv->limits.body_timeout_ms;
         if (r->on_body) r->on_body(r, at, len, r->body_arg);
@@ -765,6 +775,7 @@ static int on_body(http_parser *p, const char *at, size_t len) {
 static int on_message_complete(http_parser *p) {
     conn *c = p->data;
     c->between_requests = true;
+    if (!c->req) return 0; /* a streamed request without a body, answered at its head: done */
     if (c->req->streaming) {
         c->req->body_complete = true;
         c->body_end_pending = true;
@@ -887,6 +898,13 @@ static void conn_feed(conn *c) {
             dispatch(c);
             continue;
         }
+        if (err != HPE_OK && c->req && c->req->streaming && !c->head_dispatch) {
+            /* a broken body of a request its handler already has: the handler hears of it through
+             * its abort callback (an answer from here would free the request under it) */
+            cd_debug("http: %s: malformed streamed body (%s), closing", c->peer, http_errno_name(err));
+            conn_close(c);
+            break;
+        }
         if (err != HPE_OK || (c->parser.upgrade && c->state != CONN_HANDLING)) {
             int status = c->parse_error ? c->parse_error : err == HPE_HEADER_OVERFLOW ? 431 : 400;
             cd_debug("http: %s: bad request (%s), answering %d", c->peer, http_errno_name(err), status);
@@ -897,7 +915,7 @@ static void conn_feed(conn *c) {
         cd_buf_consume(&c->pending, n);
     }
     c->in_feed = false;
-    if (c->handles_closing || c->detached) return;
+    if (c->handles_closing || c->detached || c->lingering) return;
     if (c->peer_eof && c->state != CONN_HANDLING && c->state != CONN_CLOSING) {
         /* nothing more will come: what is left is an incomplete request, if anything */
         if (c->write_queued > 0 || c->req) c->close_after = true;

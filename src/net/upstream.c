@@ -47,6 +47,8 @@ struct cd_upstream_req {
     int port;
     unsigned connect_timeout_ms, idle_timeout_ms;
     bool head_request, has_body, body_ended, reused, any_response, head_seen, done, in_parser, paused;
+    bool connecting;      /* cd_tcp_connect cannot be cancelled: u lives until its callback */
+    char fail_message[200]; /* a failure found inside the caller's own call, reported on the next turn */
     cd_buf early; /* body written before the connection was ready */
     size_t queued;
     bool above_high;
@@ -160,6 +162,8 @@ static void on_prune(uv_timer_t *t) {
 
 /* ---- writing ---- */
 
+static void arm_idle(cd_upstream_req *u);
+
 static void on_write(uv_write_t *w, int status) {
     uwrite *wr = (uwrite *)w;
     uconn *c = wr->c;
@@ -167,6 +171,7 @@ static void on_write(uv_write_t *w, int status) {
     cd_upstream_req *u = c->req;
     if (u) {
         u->queued -= wr->len;
+        if (status == 0) arm_idle(u); /* sending the body is progress: not a silent instance */
         if (status < 0 && !u->done) conn_broken(u, "the connection to the instance broke while sending");
         else if (u->above_high && u->queued < LOW_WATER) {
             u->above_high = false;
@@ -176,12 +181,26 @@ static void on_write(uv_write_t *w, int status) {
     free(wr);
 }
 
+static void on_fail_timer(uv_timer_t *t) {
+    cd_upstream_req *u = t->data;
+    req_fail(u, 502, u->fail_message);
+}
+
+/* A failure inside the caller's own call (a write): reported on the next turn, so that the
+ * caller never finds its state freed under it. */
+static void fail_later(cd_upstream_req *u, const char *message) {
+    if (u->done || u->fail_message[0]) return;
+    snprintf(u->fail_message, sizeof u->fail_message, "%s", message);
+    uv_timer_start(&u->timer, on_fail_timer, 0, 0);
+}
+
 static void conn_send(uconn *c, cd_upstream_req *u, const void *data, size_t len) {
     if (!len || c->closing) return;
     if (c->writes_pending == 0) {
         /* at once when the socket takes it (see conn_write in http_server.c for why) */
         uv_buf_t now = uv_buf_init((char *)data, (unsigned)len);
         int n = uv_try_write((uv_stream_t *)c->tcp, &now, 1);
+        if (n > 0) arm_idle(u);
         if (n == (int)len) return;
         if (n > 0) {
             data = (const char *)data + n;
@@ -191,7 +210,7 @@ static void conn_send(uconn *c, cd_upstream_req *u, const void *data, size_t len
     }
     uwrite *wr = malloc(sizeof *wr + len);
     if (!wr) {
-        req_fail(u, 502, "out of memory");
+        fail_later(u, "out of memory");
         return;
     }
     memcpy(wr->data, data, len);
@@ -200,7 +219,7 @@ static void conn_send(uconn *c, cd_upstream_req *u, const void *data, size_t len
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)len);
     if (uv_write(&wr->w, (uv_stream_t *)c->tcp, &b, 1, on_write) < 0) {
         free(wr);
-        req_fail(u, 502, "cannot write to the instance");
+        fail_later(u, "cannot write to the instance");
         return;
     }
     c->writes_pending++;
@@ -238,7 +257,7 @@ static void req_release(cd_upstream_req *u, bool reusable) {
         else conn_close(c);
     }
     uv_timer_stop(&u->timer);
-    uv_close((uv_handle_t *)&u->timer, on_req_timer_closed);
+    if (!u->connecting) uv_close((uv_handle_t *)&u->timer, on_req_timer_closed);
 }
 
 static void req_fail(cd_upstream_req *u, int status, const char *message) {
@@ -405,13 +424,24 @@ static void begin_exchange(cd_upstream_req *u, uconn *c) {
         conn_send(c, u, u->early.data, u->early.len);
         cd_buf_reset(&u->early);
     }
-    if (u->done) return;
+    if (u->done || u->fail_message[0]) return;
     uv_timer_start(&u->timer, on_timeout, u->idle_timeout_ms, u->idle_timeout_ms);
     start_reading(u);
+    if (u->above_high && u->queued < LOW_WATER) {
+        /* the early bytes left at once: no write callback will say so */
+        u->above_high = false;
+        if (u->cbs.on_writable) u->cbs.on_writable(u, u->user);
+    }
 }
 
 static void on_connected(uv_tcp_t *tcp, int status, const char *error, void *user) {
     cd_upstream_req *u = user;
+    u->connecting = false;
+    if (u->done) { /* cancelled or failed while connecting: only now may u go */
+        if (tcp) uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
+        uv_close((uv_handle_t *)&u->timer, on_req_timer_closed);
+        return;
+    }
     if (!tcp) {
         char msg[300];
         snprintf(msg, sizeof msg, "cannot connect to the instance: %s", error ? error : uv_strerror(status));
@@ -433,17 +463,15 @@ static void on_connected(uv_tcp_t *tcp, int status, const char *error, void *use
     c->port = u->port;
     u->pool->live++;
     uv_tcp_nodelay(tcp, 1);
-    if (u->done) { /* cancelled while connecting */
-        conn_close(c);
-        return;
-    }
     begin_exchange(u, c);
 }
 
 static void connect_new(cd_upstream_req *u) {
     u->reused = false;
+    u->connecting = true;
     int rc = cd_tcp_connect(u->pool->loop, u->host, u->port, u->connect_timeout_ms, on_connected, u);
     if (rc < 0) {
+        u->connecting = false;
         char msg[200];
         snprintf(msg, sizeof msg, "cannot connect to the instance: %s", uv_strerror(rc));
         req_fail(u, 502, msg);

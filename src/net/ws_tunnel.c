@@ -39,6 +39,7 @@ struct cd_ws_tunnel {
     unsigned ping_ms;
     char gone_reason[120];
     cd_ws_tunnel_closed_cb closed;
+    void (*opened)(cd_ws_tunnel *t, void *user);
     void *user;
     int handles;
     char why[160];
@@ -280,6 +281,7 @@ static void open_tunnel(cd_ws_tunnel *t, const char *head, size_t head_len, cons
     if (t->ping_ms) uv_timer_start(&t->timer, on_ping_timer, t->ping_ms, t->ping_ms);
     start_read(&t->client);
     start_read(&t->up);
+    if (t->opened) t->opened(t, t->user);
 }
 
 static void handshake_data(cd_ws_tunnel *t, const char *data, size_t len) {
@@ -313,9 +315,22 @@ static void on_handshake_timeout(uv_timer_t *timer) {
     tunnel_end(t, "upgrade timed out");
 }
 
+/* The pending connect holds one of t's handle counts (t cannot go before this callback); a
+ * connected socket takes it over. */
 static void on_connected(uv_tcp_t *tcp, int status, const char *error, void *user) {
     cd_ws_tunnel *t = user;
+    if (t->state == T_CLOSING) { /* ended while connecting */
+        if (tcp) {
+            t->up.tcp = tcp;
+            side_close(&t->up);
+        } else {
+            t->handles--;
+            maybe_free(t);
+        }
+        return;
+    }
     if (!tcp) {
+        t->handles--;
         char text[300];
         snprintf(text, sizeof text, "cannot connect to the instance: %s", error ? error : uv_strerror(status));
         refuse(t, 502, text);
@@ -323,11 +338,6 @@ static void on_connected(uv_tcp_t *tcp, int status, const char *error, void *use
         return;
     }
     t->up.tcp = tcp;
-    t->handles++;
-    if (t->state == T_CLOSING) {
-        side_close(&t->up);
-        return;
-    }
     t->state = T_HANDSHAKE;
     side_write(&t->up, t->head_copy, t->out_head_len);
     uv_timer_start(&t->timer, on_handshake_timeout, HANDSHAKE_MS, 0);
@@ -355,6 +365,7 @@ cd_ws_tunnel *cd_ws_tunnel_start(cd_http_req *req, const cd_ws_tunnel_options *o
     t->req = req;
     t->client.t = t->up.t = t;
     t->closed = closed;
+    t->opened = o->opened;
     t->user = user;
     t->ping_ms = o->ping_interval_ms;
     snprintf(t->gone_reason, sizeof t->gone_reason, "%s", o->gone_reason ? o->gone_reason : "going away");
@@ -362,8 +373,10 @@ cd_ws_tunnel *cd_ws_tunnel_start(cd_http_req *req, const cd_ws_tunnel_options *o
     t->timer.data = t;
     t->handles = 1;
     cd_http_req_on_abort(req, on_client_abort, t);
+    t->handles++; /* the connect's */
     int rc = cd_tcp_connect(t->loop, o->host, o->port, 5000, on_connected, t);
     if (rc < 0) {
+        t->handles--;
         char text[200];
         snprintf(text, sizeof text, "cannot connect to the instance: %s", uv_strerror(rc));
         refuse(t, 502, text);
@@ -374,24 +387,42 @@ cd_ws_tunnel *cd_ws_tunnel_start(cd_http_req *req, const cd_ws_tunnel_options *o
 
 /* ---- the end ---- */
 
+static void close_timer(cd_ws_tunnel *t) {
+    uv_timer_stop(&t->timer);
+    if (!uv_is_closing((uv_handle_t *)&t->timer)) uv_close((uv_handle_t *)&t->timer, on_handle_closed);
+}
+
 static void on_client_shutdown(uv_shutdown_t *sr, int status) {
     cd_ws_tunnel *t = sr->data;
     side_close(&t->client);
-    maybe_free(t);
+    close_timer(t);
+}
+
+/* A client that does not take our close frame in time is cut: nothing may wait on it forever. */
+static void on_close_deadline(uv_timer_t *timer) {
+    cd_ws_tunnel *t = timer->data;
+    side_close(&t->client);
+    close_timer(t);
 }
 
 /* Our close frame is written: let it leave, then close the client's side. */
 static void finish_closing(cd_ws_tunnel *t) {
     t->state = T_CLOSING;
-    uv_timer_stop(&t->timer);
     side_close(&t->up);
-    if (!uv_is_closing((uv_handle_t *)&t->timer)) uv_close((uv_handle_t *)&t->timer, on_handle_closed);
+    uv_timer_stop(&t->timer);
+    if (!t->client.tcp) {
+        close_timer(t);
+        return;
+    }
+    if (!uv_is_closing((uv_handle_t *)&t->timer)) uv_timer_start(&t->timer, on_close_deadline, 5000, 0);
     if (t->client.tcp) {
         if (t->client.reading) uv_read_stop((uv_stream_t *)t->client.tcp);
         t->client.reading = false;
         t->client.shutdown.data = t;
-        if (uv_shutdown(&t->client.shutdown, (uv_stream_t *)t->client.tcp, on_client_shutdown) != 0)
+        if (uv_shutdown(&t->client.shutdown, (uv_stream_t *)t->client.tcp, on_client_shutdown) != 0) {
             side_close(&t->client);
+            close_timer(t);
+        }
     }
 }
 

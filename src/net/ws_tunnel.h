@@ -31,6 +31,8 @@ typedef struct {
     size_t head_len;
     unsigned ping_interval_ms; /* 0: no pings */
     const char *gone_reason;   /* the close reason when the upstream goes away without one */
+    /* Runs once the tunnel is open (the upstream said 101), with the closed callback's user. */
+    void (*opened)(cd_ws_tunnel *t, void *user);
 } cd_ws_tunnel_options;
 
 /* Starts; answers req itself when the upstream cannot be reached or refuses (502 or its

@@ -230,6 +230,9 @@ describe('hub: projects and their instances', () => {
     const p = (await alice.post('/api/projects', { name: 'crashy' })).body;
     const first = (await alice.post(`/api/projects/${p.id}/open_comfy`)).body.instance;
     trackInstancePid(first.pid);
+    const foreign = new WebSocket(`ws://${HOST}:${hub.port}/api/events`, { headers: { cookie: alice.cookie, origin: 'http://evil.example' } });
+    const refused = await new Promise((r) => { foreign.once('unexpected-response', (req, res) => r(res.statusCode)); foreign.once('open', () => r('open')); });
+    assert.equal(refused, 403, 'another origin cannot listen with the session');
     const events = new WebSocket(`ws://${HOST}:${hub.port}/api/events`, { headers: { cookie: alice.cookie } });
     const seen = [];
     events.on('message', (m) => seen.push(JSON.parse(m.toString())));

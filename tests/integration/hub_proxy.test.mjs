@@ -105,6 +105,10 @@ describe('hub proxy with real instances', () => {
       assert.match(r.body.error.message, /admins/);
     }
     assert.equal((await admin.get(`${base}/manager/version`)).status, 200);
+    // encoded or folded paths that an instance would route to the manager count as such
+    for (const p of ['/%6Danager/version', '/api//manager/version', '/x/../manager/version', '/customnode%2Fgetlist']) {
+      assert.equal((await alice.get(`${base}${p}`)).status, 403, p);
+    }
   });
 
   test('@saintno/comfyui-sdk with a Bearer token runs a workflow with progress and previews, and downloads the image', async () => {
@@ -394,6 +398,18 @@ describe('hub proxy: what passes, with a stand-in instance', () => {
     assert.match(fs.readFileSync(rotated, 'utf8'), /GET \/log-/);
     const tail = await alice.get(`/api/instances/${inst.id}/log?tail=5`);
     assert.equal(tail.status, 200);
+  });
+
+  test('an instance cannot set the hub\'s session cookie; a broken chunked body leaves the hub healthy', async () => {
+    const r = await fetch(`${hub.base}${base}/setcookie`, { headers: { authorization: `Bearer ${token}` } });
+    const cookies = r.headers.getSetCookie();
+    assert.deepEqual(cookies, ['theme=dark; Path=/']);
+    const sock = net.connect(hub.port, HOST);
+    await new Promise((res) => sock.once('connect', res));
+    sock.write(`POST ${base}/prompt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n`);
+    await new Promise((res) => { sock.on('close', res); sock.on('error', res); setTimeout(res, 3000); });
+    sock.destroy();
+    assert.equal((await hub.client({ token }).get(`${base}/after-broken`)).status, 200);
   });
 
   test('pipelined and raw requests through the proxy', async () => {

@@ -44,6 +44,7 @@ const server = http.createServer((req, res) => {
     res.setHeader('content-type', 'application/json');
     res.setHeader('x-echo', 'yes');
     if (url.pathname === '/redirect') res.setHeader('location', '/elsewhere');
+    if (url.pathname === '/setcookie') res.setHeader('set-cookie', ['comfyd_session=stolen; Path=/', 'theme=dark; Path=/']);
     res.statusCode = url.pathname === '/redirect' ? 302 : 200;
     res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, size, sha256: hash.digest('hex') }));
   });

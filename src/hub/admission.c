@@ -1,0 +1,802 @@
+#include "hub/admission.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/str.h"
+#include "engine/validate.h"
+#include "hub/proxy.h"
+#include "hub/supervisor.h"
+#include "net/http_client.h"
+
+#define TICK_MS 250
+#define LOST_AFTER 3 /* ticks a dispatched prompt may be in neither the queue nor the history */
+
+/* A prompt the hub holds (queued, dispatching or running): the store's row and what only a
+ * running hub knows. */
+typedef struct held {
+    cd_store_prompt p;
+    int misses;          /* ticks seen in neither the instance's queue nor its history */
+    bool interrupt_sent; /* past the time limit */
+    bool checking;       /* a look-up of this prompt is under way */
+    int last_position;   /* last announced to its user's WebSockets */
+    struct held *next;   /* by seq */
+} held;
+
+struct cd_admission {
+    cd_hub *hub;
+    held *all;
+    int running; /* dispatching + running */
+    int64_t last_served_user;
+    uv_timer_t tick;
+    bool tick_open, stopping;
+    int inflight; /* fetches under way */
+};
+
+static int64_t now_ms(void) { return cd_hub_now_ms(); }
+
+static bool is_active_running(const held *h) {
+    return !strcmp(h->p.state, "running") || !strcmp(h->p.state, "dispatching");
+}
+
+static int user_running(cd_admission *a, int64_t user_id) {
+    int n = 0;
+    for (held *h = a->all; h; h = h->next) n += h->p.user_id == user_id && is_active_running(h);
+    return n;
+}
+
+static int user_waiting(cd_admission *a, int64_t user_id) {
+    int n = 0;
+    for (held *h = a->all; h; h = h->next) n += h->p.user_id == user_id && !strcmp(h->p.state, "queued");
+    return n;
+}
+
+static held *find(cd_admission *a, const char *prompt_id) {
+    for (held *h = a->all; h; h = h->next)
+        if (!strcmp(h->p.prompt_id, prompt_id)) return h;
+    return NULL;
+}
+
+static void unlink_held(cd_admission *a, held *x) {
+    for (held **pp = &a->all; *pp; pp = &(*pp)->next)
+        if (*pp == x) {
+            *pp = x->next;
+            return;
+        }
+}
+
+/* ---- the order ---- */
+
+/* Whether h may be dispatched now as far as its user's running limit goes. */
+static bool user_may_run(cd_admission *a, const held *h, const int *extra_running) {
+    int limit = a->hub->cfg->max_running_per_user;
+    return limit <= 0 || user_running(a, h->p.user_id) + (extra_running ? *extra_running : 0) < limit;
+}
+
+/* The queued prompts in the order they would be dispatched, from now: the priority ones by
+ * arrival, then one per user in turn, starting after the user served last. Returns a malloc'd
+ * array of n pointers. */
+static held **dispatch_order(cd_admission *a, size_t *n) {
+    size_t count = 0;
+    for (held *h = a->all; h; h = h->next) count += !strcmp(h->p.state, "queued");
+    *n = count;
+    held **out = calloc(count ? count : 1, sizeof *out), **pending = calloc(count ? count : 1, sizeof *pending);
+    if (!out || !pending) {
+        free(out);
+        free(pending);
+        *n = 0;
+        return NULL;
+    }
+    size_t k = 0, np = 0;
+    for (held *h = a->all; h; h = h->next)
+        if (!strcmp(h->p.state, "queued")) {
+            if (h->p.priority) out[k++] = h;
+            else pending[np++] = h; /* by seq */
+        }
+    /* round-robin: users by id, the one after the last served first */
+    int64_t cursor = a->last_served_user;
+    while (np > 0) {
+        /* the smallest user id above cursor among the pending, else the smallest */
+        int64_t next = -1, smallest = -1;
+        for (size_t i = 0; i < np; i++) {
+            int64_t u = pending[i]->p.user_id;
+            if (smallest < 0 || u < smallest) smallest = u;
+            if (u > cursor && (next < 0 || u < next)) next = u;
+        }
+        int64_t user = next >= 0 ? next : smallest;
+        for (size_t i = 0; i < np; i++) {
+            if (pending[i]->p.user_id != user) continue;
+            out[k++] = pending[i]; /* that user's oldest */
+            memmove(pending + i, pending + i + 1, (np - i - 1) * sizeof *pending);
+            np--;
+            break;
+        }
+        cursor = user;
+    }
+    free(pending);
+    return out;
+}
+
+/* ---- telling users where they stand ---- */
+
+static void announce_positions(cd_admission *a, int64_t only_user, bool force) {
+    size_t n;
+    held **order = dispatch_order(a, &n);
+    if (!order) return;
+    for (size_t i = 0; i < n; i++) {
+        held *h = order[i];
+        int position = (int)i + 1;
+        if ((only_user && h->p.user_id != only_user) || (!force && h->last_position == position)) continue;
+        h->last_position = position;
+        json_t *msg = json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:i}}", "type", "comfyd.queue", "data", "prompt_id",
+                                h->p.prompt_id, "position", position, "ahead", position - 1, "max_concurrent",
+                                a->hub->cfg->max_concurrent, "processing_count", a->running);
+        char *text = msg ? cd_json_dumps_compact(msg, 0) : NULL;
+        json_decref(msg);
+        if (text) cd_hub_proxy_notify(a->hub->proxy, h->p.user_id, h->p.project_id, text);
+        free(text);
+    }
+    free(order);
+}
+
+void cd_admission_announce(cd_admission *a, int64_t user_id) {
+    if (a && cd_admission_enabled(a)) announce_positions(a, user_id, true);
+}
+
+/* ---- state changes ---- */
+
+static void set_state(cd_admission *a, held *h, const char *state, const char *reason) {
+    bool was_running = is_active_running(h);
+    int64_t now = now_ms();
+    snprintf(h->p.state, sizeof h->p.state, "%s", state);
+    snprintf(h->p.reason, sizeof h->p.reason, "%s", reason ? reason : "");
+    /* as the store keeps them: the first dispatch, the end */
+    if (is_active_running(h) && !h->p.dispatched_at) h->p.dispatched_at = now;
+    if (!strcmp(state, "queued")) h->p.dispatched_at = 0;
+    if (!strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled")) h->p.finished_at = now;
+    cd_store *st = a->hub->store;
+    if (st->ops->prompt_set_state(st, h->p.prompt_id, state, h->p.reason, now) < 0)
+        cd_error("hub: cannot store prompt %s as %s: %s", h->p.prompt_id, state, cd_store_error(st));
+    bool now_running = is_active_running(h);
+    a->running += (int)now_running - (int)was_running;
+}
+
+static void finish(cd_admission *a, held *h, const char *state, const char *reason) {
+    set_state(a, h, state, reason);
+    if (strcmp(state, "done") != 0) cd_info("hub: prompt %s %s: %s", h->p.prompt_id, state, reason ? reason : "");
+    unlink_held(a, h);
+    free(h);
+}
+
+static void pump(cd_admission *a);
+
+/* ---- dispatching ---- */
+
+typedef struct {
+    cd_admission *a;
+    char prompt_id[129];
+} fetch_ctx;
+
+static fetch_ctx *fetch_ctx_new(cd_admission *a, const char *prompt_id) {
+    fetch_ctx *f = calloc(1, sizeof *f);
+    if (!f) return NULL;
+    f->a = a;
+    snprintf(f->prompt_id, sizeof f->prompt_id, "%s", prompt_id);
+    a->inflight++;
+    return f;
+}
+
+/* The ComfyUI error the instance answered, as the reason of a failed prompt. */
+static void error_reason(const cd_http_client_response *res, char *out, size_t n) {
+    json_t *j = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    snprintf(out, n, "the instance refused it (%d): %s", res->status, msg ? msg : "no reason given");
+    json_decref(j);
+}
+
+static void on_dispatched(const char *error, const cd_http_client_response *res, void *user) {
+    fetch_ctx *f = user;
+    cd_admission *a = f->a;
+    a->inflight--;
+    held *h = find(a, f->prompt_id);
+    free(f);
+    if (!h || strcmp(h->p.state, "dispatching") != 0) return;
+    if (!error && res->status == 200) {
+        set_state(a, h, "running", "");
+    } else if (!error) {
+        char reason[400];
+        error_reason(res, reason, sizeof reason);
+        finish(a, h, "failed", reason);
+    } else {
+        /* the request may or may not have arrived: the next tick asks the instance */
+        cd_warn("hub: sending prompt %s: %s; asking its instance", h->p.prompt_id, error);
+    }
+    pump(a);
+}
+
+/* The stored body with our prompt_id in it (the client's was kept as it was). */
+static char *dispatch_body(cd_admission *a, const held *h) {
+    char *text = NULL;
+    cd_store *st = a->hub->store;
+    if (st->ops->prompt_body(st, h->p.prompt_id, &text) < 0) return NULL;
+    return text;
+}
+
+static void dispatch(cd_admission *a, held *h) {
+    char host[65];
+    int port;
+    if (cd_supervisor_target(a->hub->sup, h->p.project_id, host, sizeof host, &port) < 0) {
+        finish(a, h, "failed", "its instance is not running");
+        return;
+    }
+    char *body = dispatch_body(a, h);
+    fetch_ctx *f = body ? fetch_ctx_new(a, h->p.prompt_id) : NULL;
+    if (!f) {
+        free(body);
+        finish(a, h, "failed", "out of memory");
+        return;
+    }
+    set_state(a, h, "dispatching", "");
+    a->last_served_user = h->p.priority ? a->last_served_user : h->p.user_id;
+    cd_supervisor_touch(a->hub->sup, h->p.project_id);
+    cd_http_client_request r = {
+        .method = "POST",
+        .host = host,
+        .port = port,
+        .target = "/prompt",
+        .headers = "Content-Type: application/json\r\n",
+        .body = body,
+        .body_len = strlen(body),
+        .timeout_ms = 60000,
+    };
+    if (cd_http_fetch(a->hub->loop, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
+    free(body);
+}
+
+static void pump(cd_admission *a) {
+    if (a->stopping) return;
+    bool changed = false;
+    while (a->running < a->hub->cfg->max_concurrent) {
+        size_t n;
+        held **order = dispatch_order(a, &n);
+        held *pick = NULL;
+        for (size_t i = 0; order && i < n && !pick; i++)
+            if (user_may_run(a, order[i], NULL)) pick = order[i];
+        free(order);
+        if (!pick) break;
+        dispatch(a, pick);
+        changed = true;
+    }
+    if (changed) announce_positions(a, 0, false);
+}
+
+/* ---- watching what runs ---- */
+
+static void on_history(const char *error, const cd_http_client_response *res, void *user) {
+    fetch_ctx *f = user;
+    cd_admission *a = f->a;
+    a->inflight--;
+    held *h = find(a, f->prompt_id);
+    free(f);
+    if (!h) return;
+    h->checking = false;
+    if (error || res->status != 200) return; /* the instance is down or busy: next tick */
+    json_t *j = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);
+    json_t *entry = json_object_get(j, h->p.prompt_id);
+    if (entry) {
+        json_t *status = json_object_get(entry, "status");
+        const char *s = json_string_value(json_object_get(status, "status_str"));
+        bool ok = s && !strcmp(s, "success");
+        bool interrupted = false;
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(status, "messages"), i, m) {
+            const char *kind = json_string_value(json_array_get(m, 0));
+            if (kind && !strcmp(kind, "execution_interrupted")) interrupted = true;
+        }
+        finish(a, h, ok ? "done" : "failed",
+               ok ? "" : h->interrupt_sent ? "it ran past COMFY_PROMPT_TIMEOUT_SECONDS and was interrupted"
+                  : interrupted             ? "interrupted"
+                                            : "it failed in its instance (see its history)");
+        pump(a);
+    } else if (++h->misses >= LOST_AFTER) {
+        if (!strcmp(h->p.state, "dispatching")) {
+            /* it never reached the instance: safe to send again */
+            set_state(a, h, "queued", "");
+            h->misses = 0;
+        } else {
+            finish(a, h, "failed", "its instance no longer knows it (restarted?)");
+        }
+        pump(a);
+    }
+    json_decref(j);
+}
+
+static void check_history(cd_admission *a, held *h, const char *host, int port) {
+    char target[200];
+    snprintf(target, sizeof target, "/history/%s", h->p.prompt_id);
+    fetch_ctx *f = fetch_ctx_new(a, h->p.prompt_id);
+    if (!f) return;
+    h->checking = true;
+    cd_http_client_request r = {.host = host, .port = port, .target = target, .timeout_ms = 5000};
+    if (cd_http_fetch(a->hub->loop, &r, on_history, f) < 0) on_history("cannot connect", NULL, f);
+}
+
+typedef struct {
+    cd_admission *a;
+    int64_t project_id;
+    char host[65];
+    int port;
+} queue_ctx;
+
+/* The prompt ids an instance holds (running or pending). */
+static bool queue_has(json_t *q, const char *prompt_id) {
+    const char *lists[] = {"queue_running", "queue_pending"};
+    for (int l = 0; l < 2; l++) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(json_object_get(q, lists[l]), i, item) {
+            const char *id = json_string_value(json_array_get(item, 1));
+            if (id && !strcmp(id, prompt_id)) return true;
+        }
+    }
+    return false;
+}
+
+static void on_queue(const char *error, const cd_http_client_response *res, void *user) {
+    queue_ctx *qc = user;
+    cd_admission *a = qc->a;
+    a->inflight--;
+    json_t *q = !error && res->status == 200 ? json_loadb(res->body.data, res->body.len, 0, NULL) : NULL;
+    for (held *h = a->all, *next; q && h; h = next) {
+        next = h->next;
+        if (h->p.project_id != qc->project_id || !is_active_running(h) || h->checking) continue;
+        if (queue_has(q, h->p.prompt_id)) {
+            h->misses = 0;
+            if (!strcmp(h->p.state, "dispatching")) set_state(a, h, "running", "");
+        } else {
+            check_history(a, h, qc->host, qc->port);
+        }
+    }
+    json_decref(q);
+    free(qc);
+}
+
+static void interrupt_overdue(cd_admission *a, held *h, const char *host, int port, int64_t now) {
+    int64_t limit = (int64_t)a->hub->cfg->prompt_timeout_s * 1000;
+    if (h->interrupt_sent || strcmp(h->p.state, "running") != 0 || now - h->p.dispatched_at < limit) return;
+    h->interrupt_sent = true;
+    char body[200];
+    snprintf(body, sizeof body, "{\"prompt_id\": \"%s\"}", h->p.prompt_id);
+    fetch_ctx *f = fetch_ctx_new(a, h->p.prompt_id);
+    if (!f) return;
+    cd_http_client_request r = {.method = "POST", .host = host, .port = port, .target = "/interrupt",
+                                .body = body, .body_len = strlen(body), .timeout_ms = 5000};
+    cd_warn("hub: prompt %s ran past %d s: interrupting it", h->p.prompt_id, a->hub->cfg->prompt_timeout_s);
+    if (cd_http_fetch(a->hub->loop, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
+}
+
+static void on_tick(uv_timer_t *t) {
+    cd_admission *a = t->data;
+    int64_t now = now_ms();
+    /* one /queue per project that has prompts out, then /history for those it no longer holds */
+    int64_t seen[64];
+    size_t nseen = 0;
+    for (held *h = a->all, *next; h; h = next) {
+        next = h->next;
+        if (!is_active_running(h)) continue;
+        char host[65];
+        int port;
+        if (cd_supervisor_target(a->hub->sup, h->p.project_id, host, sizeof host, &port) < 0) {
+            cd_store_instance rec;
+            char reason[600] = "its instance stopped";
+            if (a->hub->store->ops->instance_by_project(a->hub->store, h->p.project_id, &rec) == 0 && rec.reason[0])
+                snprintf(reason, sizeof reason, "its instance stopped: %s", rec.reason);
+            finish(a, h, "failed", reason);
+            continue;
+        }
+        interrupt_overdue(a, h, host, port, now);
+        bool done = false;
+        for (size_t i = 0; i < nseen && !done; i++) done = seen[i] == h->p.project_id;
+        if (done || nseen == 64) continue;
+        seen[nseen++] = h->p.project_id;
+        queue_ctx *qc = calloc(1, sizeof *qc);
+        if (!qc) continue;
+        *qc = (queue_ctx){a, h->p.project_id, "", port};
+        snprintf(qc->host, sizeof qc->host, "%s", host);
+        a->inflight++;
+        cd_http_client_request r = {.host = host, .port = port, .target = "/queue", .timeout_ms = 5000};
+        if (cd_http_fetch(a->hub->loop, &r, on_queue, qc) < 0) on_queue("cannot connect", NULL, qc);
+    }
+    pump(a);
+}
+
+/* ---- submitting ---- */
+
+static void prompt_error(cd_http_req *req, int status, const char *type, const char *message) {
+    cd_hub_json(req, status,
+                json_pack("{s:{s:s, s:s, s:s, s:{}}, s:{}}", "error", "type", type, "message", message, "details",
+                          "", "extra_info", "node_errors"));
+}
+
+typedef struct {
+    cd_admission *a;
+    cd_http_req *req; /* NULL once the client went away (the prompt is still held) */
+    cd_store_prompt p;
+    char *body;
+} submit_ctx;
+
+static void submit_aborted(cd_http_req *req, void *arg) { ((submit_ctx *)arg)->req = NULL; }
+
+static void submit_free(submit_ctx *s) {
+    if (s->req) cd_http_req_on_abort(s->req, NULL, NULL);
+    free(s->body);
+    free(s);
+}
+
+/* Validated (or not validatable): into the store and the queue, and the answer. */
+static void hold(submit_ctx *s) {
+    cd_admission *a = s->a;
+    cd_store *st = a->hub->store;
+    snprintf(s->p.state, sizeof s->p.state, "queued");
+    int rc = st->ops->prompt_add(st, &s->p, s->body);
+    cd_http_req *req = s->req;
+    if (req) cd_http_req_on_abort(req, NULL, NULL);
+    s->req = NULL;
+    if (rc == CD_STORE_CONFLICT) {
+        if (req) prompt_error(req, 400, "invalid_prompt", "a prompt with this prompt_id was already submitted");
+        submit_free(s);
+        return;
+    }
+    held *h = rc == 0 ? calloc(1, sizeof *h) : NULL;
+    if (!h) {
+        if (req) prompt_error(req, 500, "internal_error", rc == 0 ? "out of memory" : cd_store_error(st));
+        submit_free(s);
+        return;
+    }
+    h->p = s->p;
+    held **tail = &a->all;
+    while (*tail) tail = &(*tail)->next;
+    *tail = h;
+    if (req)
+        cd_hub_json(req, 200, json_pack("{s:s, s:I, s:{}}", "prompt_id", h->p.prompt_id, "number", (json_int_t)h->p.seq,
+                                        "node_errors"));
+    submit_free(s);
+    pump(a);
+    announce_positions(a, h->p.user_id, false);
+}
+
+static void on_validated(const char *error, const cd_http_client_response *res, void *user) {
+    submit_ctx *s = user;
+    s->a->inflight--;
+    if (!s->req) { /* the client went away before it was accepted: nothing was promised */
+        submit_free(s);
+        return;
+    }
+    if (error) {
+        cd_http_req *req = s->req;
+        cd_http_req_on_abort(req, NULL, NULL);
+        s->req = NULL;
+        char msg[300];
+        snprintf(msg, sizeof msg, "the instance did not answer the validation: %s", error);
+        prompt_error(req, 502, "instance_unavailable", msg);
+        submit_free(s);
+        return;
+    }
+    json_t *j = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);
+    bool validated = json_is_true(json_object_get(j, "validate_only"));
+    json_decref(j);
+    if (res->status != 200 || !validated) {
+        /* 400: ComfyUI's validation errors, passed as they are. A 200 without validate_only
+         * cannot happen: the kind of instance was checked first. */
+        cd_http_req *req = s->req;
+        cd_http_req_on_abort(req, NULL, NULL);
+        s->req = NULL;
+        cd_http_respond(req, res->status == 200 ? 500 : res->status, "application/json; charset=utf-8",
+                        res->body.data ? res->body.data : "", res->body.len);
+        submit_free(s);
+        return;
+    }
+    hold(s);
+}
+
+/* Only comfyd serve knows validate_only: anything else would run the prompt at once. */
+static void on_kind(const char *error, const cd_http_client_response *res, void *user) {
+    submit_ctx *s = user;
+    json_t *j = !error && res->status == 200 ? json_loadb(res->body.data, res->body.len, 0, NULL) : NULL;
+    bool comfyd = json_is_string(json_object_get(json_object_get(j, "system"), "comfyd_version"));
+    json_decref(j);
+    if (!comfyd || !s->req) {
+        s->a->inflight--;
+        if (!s->req) submit_free(s);
+        else hold(s); /* errors of the graph surface when it runs */
+        return;
+    }
+    char host[65];
+    int port;
+    if (cd_supervisor_target(s->a->hub->sup, s->p.project_id, host, sizeof host, &port) < 0) {
+        on_validated("the instance stopped", NULL, s);
+        return;
+    }
+    json_t *body = cd_json_parse(s->body, strlen(s->body), 0, NULL);
+    json_object_set_new(body, "validate_only", json_true());
+    char *text = body ? cd_json_dumps_compact(body, 0) : NULL;
+    json_decref(body);
+    cd_http_client_request r = {.method = "POST", .host = host, .port = port, .target = "/prompt",
+                                .headers = "Content-Type: application/json\r\n", .body = text,
+                                .body_len = text ? strlen(text) : 0, .timeout_ms = 60000};
+    if (!text || cd_http_fetch(s->a->hub->loop, &r, on_validated, s) < 0) on_validated("cannot connect", NULL, s);
+    free(text);
+}
+
+void cd_admission_submit(cd_admission *a, cd_http_req *req, const cd_hub_caller *caller, const cd_store_project *p,
+                         const cd_store_user *owner, const char *body, size_t len) {
+    json_t *j = len ? cd_json_parse(body, len, 0, NULL) : NULL;
+    if (!json_is_object(j)) {
+        json_decref(j);
+        prompt_error(req, 400, "invalid_json", "The request body is not valid JSON");
+        return;
+    }
+    if (!json_is_object(json_object_get(j, "prompt"))) {
+        json_decref(j);
+        prompt_error(req, 400, "no_prompt", "No prompt provided");
+        return;
+    }
+    if (user_waiting(a, caller->user.id) >= a->hub->cfg->max_waiting_per_user) {
+        json_decref(j);
+        char msg[200];
+        snprintf(msg, sizeof msg, "you have %d prompts waiting already; wait for some to run",
+                 a->hub->cfg->max_waiting_per_user);
+        prompt_error(req, 429, "too_many_prompts", msg);
+        return;
+    }
+    char host[65];
+    int port;
+    if (cd_supervisor_target(a->hub->sup, p->id, host, sizeof host, &port) < 0) {
+        json_decref(j);
+        prompt_error(req, 503, "instance_not_running", "the project's instance is not running: open it first");
+        return;
+    }
+    submit_ctx *s = calloc(1, sizeof *s);
+    if (!s) {
+        json_decref(j);
+        prompt_error(req, 500, "internal_error", "out of memory");
+        return;
+    }
+    s->a = a;
+    s->req = req;
+    json_t *pid = json_object_get(j, "prompt_id");
+    char *given = pid ? cd_validate_py_str(pid) : NULL;
+    if (given && *given) snprintf(s->p.prompt_id, sizeof s->p.prompt_id, "%s", given);
+    else cd_str_uuid4(s->p.prompt_id);
+    free(given);
+    json_object_set_new(j, "prompt_id", json_string(s->p.prompt_id));
+    json_object_del(j, "validate_only");
+    bool elevated = caller->user.role >= CD_ROLE_TEACHER;
+    s->p.priority = elevated; /* teachers' prompts go first; front: true is theirs only */
+    if (!elevated) json_object_del(j, "front");
+    const char *client = json_string_value(json_object_get(j, "client_id"));
+    snprintf(s->p.client_id, sizeof s->p.client_id, "%s", client ? client : "");
+    s->p.user_id = caller->user.id;
+    s->p.project_id = p->id;
+    (void)owner;
+    s->body = cd_json_dumps_compact(j, 0);
+    json_decref(j);
+    if (!s->body) {
+        free(s);
+        prompt_error(req, 500, "internal_error", "out of memory");
+        return;
+    }
+    cd_http_req_on_abort(req, submit_aborted, s);
+    a->inflight++;
+    cd_http_client_request r = {.host = host, .port = port, .target = "/system_stats", .timeout_ms = 10000};
+    if (cd_http_fetch(a->hub->loop, &r, on_kind, s) < 0) on_kind("cannot connect", NULL, s);
+}
+
+/* ---- what users see ---- */
+
+json_t *cd_admission_pending_items(cd_admission *a, int64_t user_id, int64_t project_id) {
+    json_t *arr = json_array();
+    size_t n;
+    held **order = dispatch_order(a, &n);
+    for (size_t i = 0; order && i < n; i++) {
+        held *h = order[i];
+        if (h->p.user_id != user_id || h->p.project_id != project_id) continue;
+        char *text = NULL;
+        a->hub->store->ops->prompt_body(a->hub->store, h->p.prompt_id, &text);
+        json_t *body = text ? json_loads(text, 0, NULL) : NULL;
+        free(text);
+        json_t *extra = json_deep_copy(json_object_get(body, "extra_data"));
+        if (!extra) extra = json_object();
+        if (h->p.client_id[0]) json_object_set_new(extra, "client_id", json_string(h->p.client_id));
+        /* [number, prompt_id, prompt, extra_data, outputs], numbered after what the instance has */
+        json_array_append_new(arr, json_pack("[I, s, O, o, []]", (json_int_t)h->p.seq, h->p.prompt_id,
+                                             json_object_get(body, "prompt"), extra));
+        json_decref(body);
+    }
+    free(order);
+    return arr;
+}
+
+int cd_admission_cancel(cd_admission *a, const cd_hub_caller *c, int64_t project_id, json_t *ids, bool clear) {
+    int n = 0;
+    for (held *h = a->all, *next; h; h = next) {
+        next = h->next;
+        if (h->p.project_id != project_id || strcmp(h->p.state, "queued") != 0) continue;
+        if (h->p.user_id != c->user.id && c->user.role < CD_ROLE_TEACHER) continue;
+        bool match = clear;
+        size_t i;
+        json_t *id;
+        json_array_foreach(ids, i, id) match = match || (json_is_string(id) && !strcmp(json_string_value(id), h->p.prompt_id));
+        if (!match) continue;
+        char reason[100];
+        snprintf(reason, sizeof reason, "cancelled by %s", c->user.name);
+        if (h->p.user_id != c->user.id) {
+            char target[160];
+            snprintf(target, sizeof target, "prompt %s", h->p.prompt_id);
+            cd_hub_audit(a->hub, NULL, &c->user, "prompt_cancel", target, "of user %lld", (long long)h->p.user_id);
+        }
+        finish(a, h, "cancelled", reason);
+        n++;
+    }
+    if (n) announce_positions(a, 0, false);
+    return n;
+}
+
+/* GET /api/queue/status */
+static void handle_status(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    if (cd_hub_authenticate(hub, req, &c) < 0) return;
+    cd_admission *a = hub->admission;
+    size_t n;
+    held **order = dispatch_order(a, &n);
+    free(order);
+    int max = hub->cfg->max_concurrent;
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i}", "queue_length", (int)n, "processing_count", a->running,
+                          "max_concurrent", max, "available_slots", max > a->running ? max - a->running : 0);
+    if (c.user.role >= CD_ROLE_TEACHER) {
+        json_t *users = json_object();
+        for (held *h = a->all; h; h = h->next) {
+            char key[32];
+            snprintf(key, sizeof key, "%lld", (long long)h->p.user_id);
+            json_t *u = json_object_get(users, key);
+            if (!u) {
+                cd_store_user su;
+                bool known = hub->store->ops->user_get(hub->store, h->p.user_id, &su) == 0;
+                u = json_pack("{s:s, s:i, s:i}", "name", known ? su.name : "", "waiting", 0, "running", 0);
+                json_object_set_new(users, key, u);
+            }
+            const char *field = is_active_running(h) ? "running" : "waiting";
+            json_object_set_new(u, field, json_integer(json_integer_value(json_object_get(u, field)) + 1));
+        }
+        json_object_set_new(j, "users", users);
+    }
+    cd_hub_json(req, 200, j);
+}
+
+/* GET /api/queue/tasks/{prompt_id} */
+static void handle_task(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    if (cd_hub_authenticate(hub, req, &c) < 0) return;
+    const char *id = cd_http_req_param(req, "prompt_id");
+    cd_store_prompt p;
+    if (!id || hub->store->ops->prompt_get(hub->store, id, &p) != 0) {
+        cd_hub_error(req, 404, "not_found", "no prompt '%s'", id ? id : "");
+        return;
+    }
+    if (p.user_id != c.user.id && c.user.role < CD_ROLE_TEACHER) {
+        cd_hub_error(req, 403, "forbidden", "prompt '%s' is not yours", id);
+        return;
+    }
+    int position = 0;
+    size_t n;
+    held **order = dispatch_order(hub->admission, &n);
+    for (size_t i = 0; order && i < n; i++)
+        if (!strcmp(order[i]->p.prompt_id, id)) position = (int)i + 1;
+    free(order);
+    held *h = find(hub->admission, id);
+    const char *state = h ? h->p.state : p.state;
+    cd_hub_json(req, 200,
+                json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:I, s:I, s:I, s:s}", "prompt_id", p.prompt_id, "state", state,
+                          "user_id", (json_int_t)p.user_id, "project_id", (json_int_t)p.project_id, "position",
+                          position, "ahead", position ? position - 1 : 0, "created_at", (json_int_t)p.created_at,
+                          "dispatched_at", (json_int_t)(h ? h->p.dispatched_at : p.dispatched_at), "finished_at",
+                          (json_int_t)p.finished_at, "reason", h ? h->p.reason : p.reason));
+}
+
+/* DELETE /api/queue/tasks/{prompt_id}: cancel a waiting prompt (its owner, teachers, admins). */
+static void handle_task_cancel(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    if (cd_hub_authenticate(hub, req, &c) < 0) return;
+    const char *id = cd_http_req_param(req, "prompt_id");
+    held *h = id ? find(hub->admission, id) : NULL;
+    if (!h) {
+        cd_hub_error(req, 404, "not_found", "no waiting or running prompt '%s'", id ? id : "");
+        return;
+    }
+    if (h->p.user_id != c.user.id && c.user.role < CD_ROLE_TEACHER) {
+        cd_hub_error(req, 403, "forbidden", "prompt '%s' is not yours", id);
+        return;
+    }
+    if (strcmp(h->p.state, "queued") != 0) {
+        cd_hub_error(req, 409, "running", "prompt '%s' runs already: interrupt it through its instance", id);
+        return;
+    }
+    json_t *ids = json_pack("[s]", id);
+    cd_admission_cancel(hub->admission, &c, h->p.project_id, ids, false);
+    json_decref(ids);
+    cd_hub_json(req, 200, json_pack("{s:s, s:s}", "prompt_id", id, "state", "cancelled"));
+}
+
+void cd_admission_register(cd_hub *hub) {
+    cd_router_add(hub->router, "GET", "/api/queue/status", handle_status, hub);
+    cd_router_add(hub->router, "GET", "/api/queue/tasks/{prompt_id}", handle_task, hub);
+    cd_router_add(hub->router, "DELETE", "/api/queue/tasks/{prompt_id}", handle_task_cancel, hub);
+}
+
+/* ---- life ---- */
+
+cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
+    cd_admission *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->hub = hub;
+    cd_store_prompt *list = NULL;
+    size_t n = 0;
+    if (hub->store->ops->prompt_list_active(hub->store, &list, &n) < 0) {
+        snprintf(err, errlen, "cannot read the admission queue: %s", cd_store_error(hub->store));
+        free(a);
+        return NULL;
+    }
+    held **tail = &a->all;
+    for (size_t i = 0; i < n; i++) {
+        held *h = calloc(1, sizeof *h);
+        if (!h) break;
+        h->p = list[i];
+        a->running += is_active_running(h);
+        *tail = h;
+        tail = &h->next;
+    }
+    free(list);
+    if (n) cd_info("hub: %zu prompt(s) in the admission queue (%d sent to instances)", n, a->running);
+    uv_timer_init(hub->loop, &a->tick);
+    a->tick.data = a;
+    a->tick_open = true;
+    /* the first tick waits for the adopted instances to answer their health check */
+    if (hub->cfg->max_concurrent > 0) uv_timer_start(&a->tick, on_tick, 1000, TICK_MS);
+    return a;
+}
+
+bool cd_admission_enabled(const cd_admission *a) { return a && a->hub->cfg->max_concurrent > 0; }
+
+static void tick_closed(uv_handle_t *h) {
+    cd_admission *a = h->data;
+    a->tick_open = false;
+}
+
+void cd_admission_stop(cd_admission *a) {
+    if (!a || a->stopping) return;
+    a->stopping = true;
+    uv_timer_stop(&a->tick);
+    uv_close((uv_handle_t *)&a->tick, tick_closed);
+}
+
+bool cd_admission_idle(const cd_admission *a) { return !a || (!a->tick_open && a->inflight == 0); }
+
+void cd_admission_free(cd_admission *a) {
+    if (!a) return;
+    while (a->all) {
+        held *h = a->all;
+        a->all = h->next;
+        free(h);
+    }
+    free(a);
+}

@@ -1,0 +1,246 @@
+// comfyd hub, part 3: the admission queue in front of POST /prompt, with real `comfyd serve`
+// instances. Concurrency is checked from the instances' own WebSocket events, not the hub's
+// counters.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { Client } from '@stable-canvas/comfyui-client';
+import { HOST, sleep } from './lib/server.mjs';
+import { startHub, waitFor, trackInstancePid } from './lib/hub.mjs';
+
+const T = { timeout: 120000 };
+
+/** A chain of n nodes: slow enough to overlap, different per seed (the cache cannot skip it). */
+function chain(n, seed) {
+  const p = { 0: { class_type: 'PrimitiveInt', inputs: { value: seed } } };
+  for (let i = 1; i < n; i++) p[i] = { class_type: 'IntAdd', inputs: { a: [String(i - 1), 0], b: 1 } };
+  p.out = { class_type: 'PreviewAny', inputs: { source: [String(n - 1), 0] } };
+  return p;
+}
+
+/** Every message an instance sends to clientId, with the time it arrived. */
+function listenDirect(port, clientId) {
+  const ws = new WebSocket(`ws://${HOST}:${port}/ws?clientId=${clientId}`);
+  const events = [];
+  ws.on('message', (d, bin) => { if (!bin) events.push({ at: Date.now(), ...JSON.parse(d.toString()) }); });
+  return new Promise((r) => ws.once('open', () => r({ ws, events })));
+}
+
+/** Intervals [start, end] of each prompt from an instance's events. */
+function runs(events) {
+  const out = new Map();
+  for (const e of events) {
+    const id = e.data?.prompt_id;
+    if (!id) continue;
+    if (e.type === 'execution_start') out.set(id, { ...(out.get(id) || {}), start: e.at, starts: (out.get(id)?.starts || 0) + 1 });
+    if (['execution_success', 'execution_error', 'execution_interrupted'].includes(e.type))
+      out.set(id, { ...(out.get(id) || {}), end: e.at });
+  }
+  return out;
+}
+
+function maxOverlap(intervals) {
+  const points = [];
+  for (const { start, end } of intervals) { points.push([start, 1]); points.push([end, -1]); }
+  points.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let cur = 0, max = 0;
+  for (const [, d] of points) { cur += d; max = Math.max(max, cur); }
+  return max;
+}
+
+describe('the admission queue', () => {
+  let hub, admin;
+  const users = [];
+  before(async () => {
+    hub = await startHub({ env: { COMFY_MAX_CONCURRENT: '2', COMFY_MAX_WAITING_PER_USER: '8' } });
+    admin = await hub.login('admin', hub.adminPassword);
+    for (const name of ['ann', 'ben', 'cat', 'dan']) {
+      const { user, client } = await hub.addUser(admin, name);
+      const project = (await client.post('/api/projects', { name: `${name}'s` })).body;
+      const inst = (await client.post(`/api/projects/${project.id}/open_comfy`)).body.instance;
+      trackInstancePid(inst.pid);
+      users.push({ name, user, client, project, inst, base: `/comfyui/${name}/${project.id}` });
+    }
+  });
+  after(async () => { await hub?.stop(); });
+
+  test('at most COMFY_MAX_CONCURRENT run across instances, served round-robin, all complete', T, async () => {
+    const listeners = await Promise.all(users.map((u) => listenDirect(u.inst.port, `q-${u.name}`)));
+    const submitted = [];
+    let seed = 1000;
+    const submit = async (u, n = 3000) => {
+      const r = await u.client.post(`${u.base}/prompt`, { prompt: chain(n, seed++), client_id: `q-${u.name}` });
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(r.body.node_errors, {});
+      submitted.push({ user: u.name, id: r.body.prompt_id });
+      return r.body.prompt_id;
+    };
+    // dan's two long prompts take both slots while the others line up: ann with five first,
+    // then ben with two and cat with one. ann must not hold everyone up.
+    const [ann, ben, cat, dan] = users;
+    await submit(dan, 40000);
+    await submit(dan, 40000);
+    for (let i = 0; i < 5; i++) await submit(ann);
+    const benFirst = await submit(ben);
+    await submit(cat);
+    await submit(ben);
+    // a waiting prompt knows where it stands
+    const task = await users[1].client.get(`/api/queue/tasks/${benFirst}`);
+    assert.equal(task.status, 200);
+    assert.ok(['queued', 'dispatching', 'running', 'done'].includes(task.body.state), task.text);
+    assert.equal(task.body.prompt_id, benFirst);
+    const status = await admin.get('/api/queue/status');
+    assert.equal(status.body.max_concurrent, 2);
+    assert.ok(status.body.processing_count <= 2);
+    assert.ok(status.body.users, 'admins see per-user counts');
+    assert.equal((await users[0].client.get('/api/queue/status')).body.users, undefined);
+    // all complete
+    await waitFor(async () => {
+      const states = await Promise.all(submitted.map(async (s) => (await admin.get(`/api/queue/tasks/${s.id}`)).body.state));
+      return states.every((s) => s === 'done');
+    }, 90000, 'every prompt done');
+    await sleep(200);
+    const all = new Map();
+    listeners.forEach((l, i) => { for (const [id, r] of runs(l.events)) all.set(id, { ...r, user: users[i].name }); l.ws.close(); });
+    for (const s of submitted) {
+      const r = all.get(s.id);
+      assert.ok(r && r.start && r.end, `prompt ${s.id} of ${s.user} ran`);
+      assert.equal(r.starts, 1, `prompt ${s.id} ran once`);
+    }
+    assert.ok(maxOverlap([...all.values()]) <= 2, `at most 2 at once, saw ${maxOverlap([...all.values()])}`);
+    // fairness: one prompt per user in turn, so ben's and cat's first ones started before ann's
+    // third, though ann queued all five before them
+    const startOf = (id) => all.get(id).start;
+    const annStarts = submitted.filter((s) => s.user === 'ann').map((s) => startOf(s.id));
+    for (const name of ['ben', 'cat']) {
+      const first = submitted.find((s) => s.user === name);
+      assert.ok(startOf(first.id) < annStarts[2], `${name}'s first prompt started before ann's third`);
+    }
+  });
+
+  test('positions on the proxied WebSocket, cancel of a held prompt, the merged queue', T, async () => {
+    const [ann, ben] = users;
+    const ws = new WebSocket(`ws://${HOST}:${hub.port}${ann.base}/ws?clientId=pos`, { headers: { cookie: ann.client.cookie } });
+    const messages = [];
+    ws.on('message', (d, bin) => { if (!bin) messages.push(JSON.parse(d.toString())); });
+    await new Promise((r) => ws.once('open', r));
+    // ben fills both slots, ann's prompts wait
+    let seed = 5000;
+    for (let i = 0; i < 2; i++) await ben.client.post(`${ben.base}/prompt`, { prompt: chain(40000, seed++) });
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push((await ann.client.post(`${ann.base}/prompt`, { prompt: chain(3000, seed++), client_id: 'pos' })).body.prompt_id);
+    const pos = await waitFor(() => messages.find((m) => m.type === 'comfyd.queue' && m.data.prompt_id === ids[2]), 10000, 'a position');
+    assert.ok(pos.data.position >= 1);
+    assert.equal(pos.data.ahead, pos.data.position - 1);
+    assert.equal(pos.data.max_concurrent, 2);
+    // GET …/queue lists ann's held prompts after what the instance holds
+    const q = await ann.client.get(`${ann.base}/queue`);
+    assert.equal(q.status, 200);
+    const pendingIds = q.body.queue_pending.map((item) => item[1]);
+    assert.ok(pendingIds.includes(ids[2]), 'the held prompt is in queue_pending');
+    // ben cannot cancel ann's prompt; ann can
+    const refused = await ben.client.request('DELETE', `/api/queue/tasks/${ids[2]}`);
+    assert.equal(refused.status, 403);
+    const del = await ann.client.post(`${ann.base}/queue`, { delete: [ids[2]] });
+    assert.equal(del.status, 200);
+    assert.equal((await ann.client.get(`/api/queue/tasks/${ids[2]}`)).body.state, 'cancelled');
+    await waitFor(async () => (await ann.client.get(`/api/queue/tasks/${ids[1]}`)).body.state === 'done', 60000, 'the others run');
+    const h = await ann.client.get(`${ann.base}/history/${ids[2]}`);
+    assert.deepEqual(h.body, {}, 'the cancelled prompt never ran');
+    ws.close();
+  });
+
+  test('bad prompts: ComfyUI\'s 400 before queueing, 429 past the waiting limit', T, async () => {
+    const [ann] = users;
+    const bad = await ann.client.post(`${ann.base}/prompt`, { prompt: { 1: { class_type: 'NoSuchNode', inputs: {} } } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.type, 'invalid_prompt');
+    assert.equal((await ann.client.request('POST', `${ann.base}/prompt`, '{"prompt": ')).status, 400);
+    assert.equal((await ann.client.post(`${ann.base}/prompt`, { nothing: 1 })).body.error.type, 'no_prompt');
+    // fill the slots with ben's, then ann's waiting ones up to her limit of 8
+    let seed = 9000;
+    for (let i = 0; i < 2; i++) await users[1].client.post(`${users[1].base}/prompt`, { prompt: chain(8000, seed++) });
+    const codes = [];
+    for (let i = 0; i < 10; i++) codes.push((await ann.client.post(`${ann.base}/prompt`, { prompt: chain(50, seed++) })).status);
+    assert.ok(codes.includes(429), `statuses ${codes}`);
+    const tooMany = await ann.client.post(`${ann.base}/prompt`, { prompt: chain(50, seed++) });
+    assert.equal(tooMany.status, 429);
+    assert.equal(tooMany.body.error.type, 'too_many_prompts');
+    await ann.client.post(`${ann.base}/queue`, { clear: true });
+  });
+
+  test('@stable-canvas/comfyui-client sees its prompt complete through the queue', T, async () => {
+    const [, , cat] = users;
+    const token = (await cat.client.post('/api/tokens', {})).body.token;
+    const auth = { authorization: `Bearer ${token}` };
+    class HubWebSocket extends WebSocket {
+      constructor(url) {
+        const u = new URL(url);
+        u.pathname = `${cat.base}${u.pathname}`;
+        super(u.toString(), { headers: auth });
+      }
+    }
+    const client = new Client({
+      api_host: `${HOST}:${hub.port}`, api_base: cat.base, clientId: 'sc-queued', WebSocket: HubWebSocket,
+      fetch: (url, init = {}) => fetch(url, { ...init, headers: { ...(init.headers || {}), ...auth } }),
+    });
+    client.connect();
+    try {
+      await waitFor(() => client.socket?.readyState === WebSocket.OPEN, 5000, 'the client WebSocket');
+      const prompt = chain(20, 424242);
+      const { prompt_id } = await client.enqueue(prompt, {});
+      assert.ok(prompt_id);
+      const outputs = await waitFor(() => client.getPromptOutputs(prompt_id).catch(() => null), 30000, 'history');
+      assert.deepEqual(outputs.out, { text: [String(424242 + 19)] });
+    } finally {
+      client.close();
+    }
+  });
+
+  test('a killed instance fails its running prompt with a reason and frees the slot', T, async () => {
+    const [, , , dan] = users;
+    const r = await dan.client.post(`${dan.base}/prompt`, { prompt: chain(60000, 31337) });
+    const id = r.body.prompt_id;
+    await waitFor(async () => (await dan.client.get(`/api/queue/tasks/${id}`)).body.state === 'running', 20000, 'running');
+    process.kill(dan.inst.pid, 'SIGKILL');
+    const t = await waitFor(async () => {
+      const b = (await dan.client.get(`/api/queue/tasks/${id}`)).body;
+      return b.state === 'failed' ? b : null;
+    }, 10000, 'failed');
+    assert.match(t.reason, /instance stopped/);
+    await waitFor(async () => (await admin.get('/api/queue/status')).body.processing_count === 0, 20000, 'the slot freed');
+  });
+});
+
+describe('the admission queue across a hub crash', () => {
+  test('kill -9 of the hub mid-queue: every prompt completes exactly once', T, async () => {
+    const first = await startHub({ env: { COMFY_MAX_CONCURRENT: '1' } });
+    const admin = await first.login('admin', first.adminPassword);
+    const { client } = await first.addUser(admin, 'eve');
+    const project = (await client.post('/api/projects', { name: 'durable' })).body;
+    const inst = (await client.post(`/api/projects/${project.id}/open_comfy`)).body.instance;
+    trackInstancePid(inst.pid);
+    const listener = await listenDirect(inst.port, 'crash');
+    const base = `/comfyui/eve/${project.id}`;
+    const ids = [];
+    for (let i = 0; i < 6; i++) ids.push((await client.post(`${base}/prompt`, { prompt: chain(5000, 7000 + i), client_id: 'crash' })).body.prompt_id);
+    await waitFor(() => listener.events.some((e) => e.type === 'execution_success'), 30000, 'one done');
+    await first.kill9();
+    const second = await startHub({ dataDir: first.dataDir, portRange: first.portRange, env: { COMFY_MAX_CONCURRENT: '1' } });
+    try {
+      const again = second.client({ cookie: client.cookie });
+      await waitFor(async () => {
+        const states = await Promise.all(ids.map(async (id) => (await again.get(`/api/queue/tasks/${id}`)).body.state));
+        return states.every((s) => s === 'done');
+      }, 90000, 'all done after the restart');
+      await sleep(300);
+      const r = runs(listener.events);
+      for (const id of ids) assert.equal(r.get(id)?.starts, 1, `prompt ${id} ran exactly once`);
+      assert.ok(maxOverlap([...r.values()].filter((x) => x.end)) <= 1);
+      listener.ws.close();
+      await second.stop();
+    } finally {
+      if (second.child.exitCode === null) second.child.kill('SIGKILL');
+    }
+  });
+});
