@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "engine/validate.h"
+#include "hub/metrics.h"
 #include "hub/proxy.h"
 #include "hub/supervisor.h"
 #include "net/http_client.h"
@@ -157,6 +158,10 @@ static void set_state(cd_admission *a, held *h, const char *state, const char *r
     if (is_active_running(h) && !h->p.dispatched_at) h->p.dispatched_at = now;
     if (!strcmp(state, "queued")) h->p.dispatched_at = 0;
     if (!strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled")) h->p.finished_at = now;
+    if (!strcmp(state, "dispatching") && h->p.created_at)
+        cd_hub_metrics_dispatch_wait(a->hub->metrics, (double)(now - h->p.created_at) / 1000.0);
+    if (h->p.finished_at == now && h->p.dispatched_at && strcmp(state, "cancelled") != 0)
+        cd_hub_metrics_prompt_duration(a->hub->metrics, (double)(now - h->p.dispatched_at) / 1000.0);
     cd_store *st = a->hub->store;
     if (st->ops->prompt_set_state(st, h->p.prompt_id, state, h->p.reason, now) < 0)
         cd_error("hub: cannot store prompt %s as %s: %s", h->p.prompt_id, state, cd_store_error(st));
@@ -644,6 +649,24 @@ int cd_admission_cancel(cd_admission *a, const cd_hub_caller *c, int64_t project
     }
     if (n) announce_positions(a, 0, false);
     return n;
+}
+
+json_t *cd_admission_stats_get(cd_admission *a, cd_admission_stats *out) {
+    json_t *users = json_object();
+    out->waiting = out->running = 0;
+    for (held *h = a->all; h; h = h->next) {
+        if (is_active_running(h)) {
+            out->running++;
+            continue;
+        }
+        out->waiting++;
+        cd_store_user su;
+        char name[80];
+        if (a->hub->store->ops->user_get(a->hub->store, h->p.user_id, &su) == 0) snprintf(name, sizeof name, "%s", su.name);
+        else snprintf(name, sizeof name, "user %lld", (long long)h->p.user_id);
+        json_object_set_new(users, name, json_integer(json_integer_value(json_object_get(users, name)) + 1));
+    }
+    return users;
 }
 
 /* GET /api/queue/status */

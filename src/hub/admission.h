@@ -38,6 +38,12 @@ int cd_admission_cancel(cd_admission *a, const cd_hub_caller *c, int64_t project
 /* Held prompts a user's WebSocket should hear about now (a new connection). */
 void cd_admission_announce(cd_admission *a, int64_t user_id);
 
+/* Figures for /metrics; returns {user name: waiting} (caller decrefs). */
+typedef struct {
+    int waiting, running;
+} cd_admission_stats;
+json_t *cd_admission_stats_get(cd_admission *a, cd_admission_stats *out);
+
 void cd_admission_register(cd_hub *hub);
 /* Stops dispatching; cd_admission_idle tells when nothing of it is under way any more. */
 void cd_admission_stop(cd_admission *a);

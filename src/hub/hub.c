@@ -17,6 +17,7 @@
 #include "hub/admission.h"
 #include "hub/events.h"
 #include "hub/lookup_cache.h"
+#include "hub/metrics.h"
 #include "hub/proxy.h"
 #include "hub/web.h"
 #include "hub/launcher.h"
@@ -85,7 +86,11 @@ static void handle_request(cd_http_req *req, void *ctx) {
 }
 
 static void response_hook(cd_http_req *req, int status, void *ctx) {
-    if (cd_hub_proxy_wants(req)) return; /* an instance's answers pass as they are */
+    cd_hub *hub = ctx;
+    if (cd_hub_proxy_wants(req)) { /* an instance's answers pass as they are */
+        cd_hub_metrics_proxy_status(hub->metrics, status);
+        return;
+    }
     cd_http_add_header(req, "X-Content-Type-Options", "nosniff");
     if (!strncmp(cd_http_req_path(req), "/api/", 5) && !cd_http_has_header(req, "Cache-Control"))
         cd_http_add_header(req, "Cache-Control", "no-store");
@@ -187,9 +192,10 @@ static int start_http(cd_hub *hub, char *err, size_t errlen) {
     hub->router = cd_router_new();
     hub->events = cd_hub_events_new(hub);
     hub->proxy = cd_hub_proxy_new(hub);
+    hub->metrics = cd_hub_metrics_new();
     hub->credentials = cd_lookup_cache_new(1024, sizeof(cd_store_user), 2000);
     hub->routes = cd_lookup_cache_new(1024, sizeof(cd_store_project) + sizeof(cd_store_user), 2000);
-    if (!hub->router || !hub->events || !hub->proxy || !hub->credentials || !hub->routes) {
+    if (!hub->router || !hub->events || !hub->proxy || !hub->credentials || !hub->routes || !hub->metrics) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -203,6 +209,7 @@ static int start_http(cd_hub *hub, char *err, size_t errlen) {
     cd_hub_api_audit_register(hub);
     cd_hub_events_register(hub);
     cd_admission_register(hub);
+    cd_hub_metrics_register(hub);
     return 0;
 }
 
@@ -235,6 +242,7 @@ void cd_hub_destroy(cd_hub *hub) {
     cd_hub_events_free(hub->events);
     cd_hub_proxy_free(hub->proxy);
     cd_admission_free(hub->admission);
+    cd_hub_metrics_free(hub->metrics);
     cd_lookup_cache_free(hub->credentials);
     cd_lookup_cache_free(hub->routes);
     cd_http_server_free(hub->http);

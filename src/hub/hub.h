@@ -19,6 +19,7 @@ typedef struct cd_hub_events cd_hub_events;
 typedef struct cd_hub_proxy cd_hub_proxy;
 typedef struct cd_lookup_cache cd_lookup_cache;
 typedef struct cd_admission cd_admission;
+typedef struct cd_hub_metrics cd_hub_metrics;
 
 typedef struct cd_hub {
     uv_loop_t *loop;
@@ -30,6 +31,7 @@ typedef struct cd_hub {
     cd_hub_events *events;
     cd_hub_proxy *proxy;
     cd_admission *admission;
+    cd_hub_metrics *metrics;
     /* recent look-ups of the hot path (lookup_cache.h): tokens to users, proxy paths to projects */
     cd_lookup_cache *credentials, *routes;
     cd_launcher launcher; /* local child processes */

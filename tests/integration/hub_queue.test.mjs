@@ -78,12 +78,19 @@ describe('the admission queue', () => {
     // dan's two long prompts take both slots while the others line up: ann with five first,
     // then ben with two and cat with one. ann must not hold everyone up.
     const [ann, ben, cat, dan] = users;
-    await submit(dan, 40000);
-    await submit(dan, 40000);
+    await submit(dan, 80000);
+    await submit(dan, 80000);
     for (let i = 0; i < 5; i++) await submit(ann);
     const benFirst = await submit(ben);
     await submit(cat);
     await submit(ben);
+    // while dan's run: the waiting ones stand in turn order, ben's and cat's first before ann's third
+    const position = async (id) => (await admin.get(`/api/queue/tasks/${id}`)).body.position;
+    const annIds = submitted.filter((s) => s.user === 'ann').map((s) => s.id);
+    const catFirst = submitted.find((s) => s.user === 'cat').id;
+    const [pb, pc, pa3] = [await position(benFirst), await position(catFirst), await position(annIds[2])];
+    assert.ok(pb > 0 && pc > 0 && pa3 > 0, `all waiting: ${pb} ${pc} ${pa3}`);
+    assert.ok(pb < pa3 && pc < pa3, `positions ben ${pb}, cat ${pc}, ann's third ${pa3}`);
     // a waiting prompt knows where it stands
     const task = await users[1].client.get(`/api/queue/tasks/${benFirst}`);
     assert.equal(task.status, 200);
@@ -108,6 +115,17 @@ describe('the admission queue', () => {
       assert.equal(r.starts, 1, `prompt ${s.id} ran once`);
     }
     assert.ok(maxOverlap([...all.values()]) <= 2, `at most 2 at once, saw ${maxOverlap([...all.values()])}`);
+    // the figures an operator scrapes
+    const metrics = await admin.get('/metrics');
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /^comfyd_queue_max_concurrent 2$/m);
+    assert.match(metrics.text, /^comfyd_queue_running \d+$/m);
+    const waits = Number(/^comfyd_dispatch_wait_seconds_count (\d+)$/m.exec(metrics.text)?.[1]);
+    assert.ok(waits >= submitted.length, `dispatch waits counted: ${waits}`);
+    assert.ok(Number(/^comfyd_prompt_duration_seconds_count (\d+)$/m.exec(metrics.text)?.[1]) >= submitted.length);
+    assert.match(metrics.text, /^comfyd_instances\{status="online"\} 4$/m);
+    assert.ok(Number(/^comfyd_proxy_responses_total\{code="2xx"\} (\d+)$/m.exec(metrics.text)?.[1]) > 0);
+    assert.equal((await users[0].client.get('/metrics')).status, 403);
     // fairness: one prompt per user in turn, so ben's and cat's first ones started before ann's
     // third, though ann queued all five before them
     const startOf = (id) => all.get(id).start;
