@@ -124,6 +124,7 @@ static held **dispatch_order(cd_admission *a, size_t *n) {
 /* ---- telling users where they stand ---- */
 
 static void announce_positions(cd_admission *a, int64_t only_user, bool force) {
+    cd_hub_proxy_refresh_status(a->hub->proxy);
     size_t n;
     held **order = dispatch_order(a, &n);
     if (!order) return;
@@ -141,6 +142,13 @@ static void announce_positions(cd_admission *a, int64_t only_user, bool force) {
         free(text);
     }
     free(order);
+}
+
+int cd_admission_held_count(cd_admission *a, int64_t user_id, int64_t project_id) {
+    int n = 0;
+    for (held *h = a ? a->all : NULL; h; h = h->next)
+        n += h->p.user_id == user_id && h->p.project_id == project_id && !strcmp(h->p.state, "queued");
+    return n;
 }
 
 void cd_admission_announce(cd_admission *a, int64_t user_id) {

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "base/buf.h"
+#include "base/json.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "hub/admission.h"
@@ -24,6 +25,8 @@ typedef struct tunnel_ref {
     cd_hub_proxy *px;
     cd_ws_tunnel *t;
     int64_t user_id, project_id; /* who it is for (the caller), which project */
+    int instance_remaining;      /* the instance's own queue_remaining, from its last status (-1: none yet) */
+    int held_shown;              /* the hub's held prompts last added to it */
     struct tunnel_ref *prev, *next;
 } tunnel_ref;
 
@@ -443,9 +446,11 @@ static void on_queue_answer(const char *error, const cd_http_client_response *re
         /* the instance's queue, then what the hub holds for this user and project */
         json_t *q = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);
         json_t *pending = json_object_get(q, "queue_pending");
-        if (json_is_array(pending))
-            json_array_extend(pending, cd_admission_pending_items(pr->px->hub->admission, pr->caller.user.id,
-                                                                  pr->project.id));
+        if (json_is_array(pending)) {
+            json_t *held = cd_admission_pending_items(pr->px->hub->admission, pr->caller.user.id, pr->project.id);
+            json_array_extend(pending, held);
+            json_decref(held);
+        }
         if (q) cd_hub_json(req, 200, q);
         else cd_hub_error(req, 502, "bad_gateway", "the instance's queue is not JSON");
     }
@@ -518,6 +523,42 @@ static void on_tunnel_closed(cd_ws_tunnel *t, const char *why, void *user) {
     free(ref);
 }
 
+/* The stock ComfyUI frontend shows the queue_remaining of the instance's status messages: the
+ * hub adds the prompts it holds for this user and project, so the number is true. */
+static char *status_filter(void *user, const char *text, size_t len, size_t *out_len) {
+    tunnel_ref *ref = user;
+    if (len > 4096 || !memmem(text, len, "\"status\"", 8)) return NULL;
+    json_t *j = json_loadb(text, len, 0, NULL);
+    json_t *exec = json_object_get(json_object_get(json_object_get(j, "data"), "status"), "exec_info");
+    json_t *rem = json_object_get(exec, "queue_remaining");
+    const char *type = json_string_value(json_object_get(j, "type"));
+    char *out = NULL;
+    if (type && !strcmp(type, "status") && json_is_integer(rem)) {
+        ref->instance_remaining = (int)json_integer_value(rem);
+        ref->held_shown = cd_admission_held_count(ref->px->hub->admission, ref->user_id, ref->project_id);
+        if (ref->held_shown > 0) {
+            json_object_set_new(exec, "queue_remaining", json_integer(ref->instance_remaining + ref->held_shown));
+            out = cd_json_dumps_compact(j, 0);
+            if (out) *out_len = strlen(out);
+        }
+    }
+    json_decref(j);
+    return out;
+}
+
+void cd_hub_proxy_refresh_status(cd_hub_proxy *px) {
+    for (tunnel_ref *ref = px->tunnels; ref; ref = ref->next) {
+        if (!ref->t || ref->instance_remaining < 0) continue;
+        int held = cd_admission_held_count(px->hub->admission, ref->user_id, ref->project_id);
+        if (held == ref->held_shown) continue;
+        ref->held_shown = held;
+        char msg[160];
+        snprintf(msg, sizeof msg, "{\"type\": \"status\", \"data\": {\"status\": {\"exec_info\": {\"queue_remaining\": %d}}}}",
+                 ref->instance_remaining + held);
+        cd_ws_tunnel_send_text(ref->t, msg, strlen(msg));
+    }
+}
+
 /* A (re)connected page hears at once where its held prompts stand. */
 static void on_tunnel_opened(cd_ws_tunnel *t, void *user) {
     tunnel_ref *ref = user;
@@ -538,6 +579,7 @@ static void forward_ws(pxreq *pr, const char *host, int port) {
     ref->px = px;
     ref->user_id = pr->caller.user.id;
     ref->project_id = pr->project.id;
+    ref->instance_remaining = -1;
     cd_buf head = CD_BUF_INIT;
     build_head(req, &pr->r, true, false, &head);
     cd_ws_tunnel_options o = {
@@ -548,6 +590,7 @@ static void forward_ws(pxreq *pr, const char *host, int port) {
         .ping_interval_ms = (unsigned)px->hub->cfg->proxy_ws_ping_s * 1000,
         .gone_reason = "the ComfyUI instance stopped",
         .opened = on_tunnel_opened,
+        .text_filter = cd_admission_enabled(px->hub->admission) ? status_filter : NULL,
     };
     ref->next = px->tunnels;
     if (px->tunnels) px->tunnels->prev = ref;

@@ -22,6 +22,8 @@ bool cd_hub_proxy_wants(const cd_http_req *req);
 void cd_hub_proxy_handle(cd_hub_proxy *px, cd_http_req *req);
 /* Closes the tunnels (the hub is stopping); cd_hub_proxy_idle tells when they are gone. */
 void cd_hub_proxy_close_all(cd_hub_proxy *px);
+/* The held prompts changed: proxied pages get a status message with the true queue_remaining. */
+void cd_hub_proxy_refresh_status(cd_hub_proxy *px);
 /* Sends a text message to the proxied WebSockets a user has open on a project. */
 void cd_hub_proxy_notify(cd_hub_proxy *px, int64_t user_id, int64_t project_id, const char *text);
 bool cd_hub_proxy_idle(const cd_hub_proxy *px);

@@ -33,7 +33,9 @@ struct cd_ws_tunnel {
     uint8_t fh[14];
     size_t fh_len;
     uint64_t payload_left;
-    bool saw_close;
+    bool saw_close, collecting;
+    cd_buf frame; /* a text frame held for the filter */
+    char *(*filter)(void *user, const char *text, size_t len, size_t *out_len);
     cd_buf inject; /* our frames for the client, waiting for a boundary */
     bool close_after_inject;
     unsigned ping_ms;
@@ -66,6 +68,7 @@ static void maybe_free(cd_ws_tunnel *t) {
     if (cb) cb(t, t->why, t->user);
     cd_buf_free(&t->head_in);
     cd_buf_free(&t->inject);
+    cd_buf_free(&t->frame);
     free(t->head_copy);
     free(t);
 }
@@ -140,7 +143,7 @@ static void frame_append(cd_buf *b, uint8_t opcode, const void *payload, size_t 
     cd_buf_append(b, payload, len);
 }
 
-static bool at_boundary(const cd_ws_tunnel *t) { return t->fh_len == 0 && t->payload_left == 0; }
+static bool at_boundary(const cd_ws_tunnel *t) { return t->fh_len == 0 && t->payload_left == 0 && !t->collecting; }
 
 static void finish_closing(cd_ws_tunnel *t);
 
@@ -151,14 +154,32 @@ static void flush_inject(cd_ws_tunnel *t) {
     if (t->close_after_inject) finish_closing(t);
 }
 
-/* Follows the upstream's frames through data, so that we know where one ends. */
-static void track_frames(cd_ws_tunnel *t, const uint8_t *p, size_t n) {
+/* A small whole text frame held back, given to the filter (which may rewrite it), sent on. */
+static void emit_text(cd_ws_tunnel *t, cd_buf *out) {
+    size_t nl = 0;
+    char *repl = t->filter(t->user, t->frame.data ? t->frame.data : "", t->frame.len, &nl);
+    if (repl) frame_append(out, 0x1, repl, nl);
+    else frame_append(out, 0x1, t->frame.data ? t->frame.data : "", t->frame.len);
+    free(repl);
+    cd_buf_reset(&t->frame);
+}
+
+/* Relays the upstream's bytes to the client frame by frame, so that we know where one ends:
+ * payloads pass as they come; headers are held until whole; a small unfragmented text frame is
+ * held whole when there is a filter. What goes out of one read leaves in one write. */
+static void relay_up(cd_ws_tunnel *t, const uint8_t *p, size_t n) {
+    cd_buf out = CD_BUF_INIT;
     while (n > 0) {
         if (t->payload_left > 0) {
             size_t take = t->payload_left < n ? (size_t)t->payload_left : n;
+            cd_buf_append(t->collecting ? &t->frame : &out, p, take);
             t->payload_left -= take;
             p += take;
             n -= take;
+            if (t->payload_left == 0 && t->collecting) {
+                t->collecting = false;
+                emit_text(t, &out);
+            }
             continue;
         }
         t->fh[t->fh_len++] = *p++;
@@ -171,10 +192,20 @@ static void track_frames(cd_ws_tunnel *t, const uint8_t *p, size_t n) {
         if (len7 == 126) len = ((uint64_t)t->fh[2] << 8) | t->fh[3];
         else if (len7 == 127)
             for (int i = 0; i < 8; i++) len = (len << 8) | t->fh[2 + i];
-        if ((t->fh[0] & 0x0f) == 0x8) t->saw_close = true;
+        int opcode = t->fh[0] & 0x0f;
+        if (opcode == 0x8) t->saw_close = true;
+        bool whole_text = opcode == 0x1 && (t->fh[0] & 0x80) && !(t->fh[1] & 0x80) && len <= 65536;
+        if (t->filter && whole_text) {
+            t->collecting = len > 0;
+            if (!len) emit_text(t, &out);
+        } else {
+            cd_buf_append(&out, t->fh, t->fh_len);
+        }
         t->payload_left = len;
         t->fh_len = 0;
     }
+    if (out.len) side_write(&t->client, out.data, out.len);
+    cd_buf_free(&out);
 }
 
 static void on_ping_timer(uv_timer_t *timer) {
@@ -229,9 +260,12 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
         handshake_data(t, buf->base, (size_t)n);
     } else if (t->state == T_OPEN) {
         side *other = from_up ? &t->client : &t->up;
-        if (from_up) track_frames(t, (const uint8_t *)buf->base, (size_t)n);
-        side_write(other, buf->base, (size_t)n);
-        if (from_up) flush_inject(t);
+        if (from_up) {
+            relay_up(t, (const uint8_t *)buf->base, (size_t)n);
+            flush_inject(t);
+        } else {
+            side_write(other, buf->base, (size_t)n);
+        }
         /* back-pressure: stop reading this side while the other has not taken its bytes */
         if (other->queued > HIGH_WATER && s->tcp && s->reading) {
             uv_read_stop(stream);
@@ -271,10 +305,7 @@ static void open_tunnel(cd_ws_tunnel *t, const char *head, size_t head_len, cons
     t->handles++;
     t->state = T_OPEN;
     side_write(&t->client, head, head_len);
-    if (rest_len) {
-        track_frames(t, (const uint8_t *)rest, rest_len);
-        side_write(&t->client, rest, rest_len);
-    }
+    if (rest_len) relay_up(t, (const uint8_t *)rest, rest_len);
     if (leftover.len) side_write(&t->up, leftover.data, leftover.len);
     cd_buf_free(&leftover);
     uv_timer_stop(&t->timer);
@@ -366,6 +397,7 @@ cd_ws_tunnel *cd_ws_tunnel_start(cd_http_req *req, const cd_ws_tunnel_options *o
     t->client.t = t->up.t = t;
     t->closed = closed;
     t->opened = o->opened;
+    t->filter = o->text_filter;
     t->user = user;
     t->ping_ms = o->ping_interval_ms;
     snprintf(t->gone_reason, sizeof t->gone_reason, "%s", o->gone_reason ? o->gone_reason : "going away");

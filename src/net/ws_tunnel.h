@@ -33,6 +33,9 @@ typedef struct {
     const char *gone_reason;   /* the close reason when the upstream goes away without one */
     /* Runs once the tunnel is open (the upstream said 101), with the closed callback's user. */
     void (*opened)(cd_ws_tunnel *t, void *user);
+    /* Optional: sees each small (<= 64 KiB) unfragmented text message of the upstream before the
+     * client does, and returns a replacement (malloc'd, *out_len set) or NULL to pass it on. */
+    char *(*text_filter)(void *user, const char *text, size_t len, size_t *out_len);
 } cd_ws_tunnel_options;
 
 /* Starts; answers req itself when the upstream cannot be reached or refuses (502 or its

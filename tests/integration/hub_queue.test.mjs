@@ -3,9 +3,11 @@
 // counters.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import WebSocket from 'ws';
 import { Client } from '@stable-canvas/comfyui-client';
-import { HOST, sleep } from './lib/server.mjs';
+import { HOST, sleep, COMFYD_BIN } from './lib/server.mjs';
 import { startHub, waitFor, trackInstancePid } from './lib/hub.mjs';
 
 const T = { timeout: 120000 };
@@ -16,6 +18,23 @@ function chain(n, seed) {
   for (let i = 1; i < n; i++) p[i] = { class_type: 'IntAdd', inputs: { a: [String(i - 1), 0], b: 1 } };
   p.out = { class_type: 'PreviewAny', inputs: { source: [String(n - 1), 0] } };
   return p;
+}
+
+/** A prompt that takes `seconds` (ComfyUI's testing pack's TestSleep), different per seed. */
+function sleeper(seconds, seed) {
+  return {
+    1: { class_type: 'PrimitiveInt', inputs: { value: seed } },
+    2: { class_type: 'TestSleep', inputs: { value: ['1', 0], seconds } },
+    3: { class_type: 'PreviewAny', inputs: { source: ['2', 0] } },
+  };
+}
+
+/** The testing pack, in the shared custom_nodes every instance of the hub links to. */
+function installTestingPack(dataDir) {
+  const pack = path.join(path.dirname(COMFYD_BIN), 'tests', 'conformance', 'testing_pack', 'testing_pack.so');
+  const dir = path.join(dataDir, 'shared', 'custom_nodes', 'testing-pack');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(pack, path.join(dir, 'testing_pack.so'));
 }
 
 /** Every message an instance sends to clientId, with the time it arrived. */
@@ -53,6 +72,7 @@ describe('the admission queue', () => {
   const users = [];
   before(async () => {
     hub = await startHub({ env: { COMFY_MAX_CONCURRENT: '2', COMFY_MAX_WAITING_PER_USER: '8' } });
+    installTestingPack(hub.dataDir);
     admin = await hub.login('admin', hub.adminPassword);
     for (const name of ['ann', 'ben', 'cat', 'dan']) {
       const { user, client } = await hub.addUser(admin, name);
@@ -68,8 +88,8 @@ describe('the admission queue', () => {
     const listeners = await Promise.all(users.map((u) => listenDirect(u.inst.port, `q-${u.name}`)));
     const submitted = [];
     let seed = 1000;
-    const submit = async (u, n = 3000) => {
-      const r = await u.client.post(`${u.base}/prompt`, { prompt: chain(n, seed++), client_id: `q-${u.name}` });
+    const submit = async (u, seconds = 0.3) => {
+      const r = await u.client.post(`${u.base}/prompt`, { prompt: sleeper(seconds, seed++), client_id: `q-${u.name}` });
       assert.equal(r.status, 200, r.text);
       assert.deepEqual(r.body.node_errors, {});
       submitted.push({ user: u.name, id: r.body.prompt_id });
@@ -78,8 +98,8 @@ describe('the admission queue', () => {
     // dan's two long prompts take both slots while the others line up: ann with five first,
     // then ben with two and cat with one. ann must not hold everyone up.
     const [ann, ben, cat, dan] = users;
-    await submit(dan, 80000);
-    await submit(dan, 80000);
+    await submit(dan, 3);
+    await submit(dan, 3);
     for (let i = 0; i < 5; i++) await submit(ann);
     const benFirst = await submit(ben);
     await submit(cat);
@@ -144,10 +164,13 @@ describe('the admission queue', () => {
     await new Promise((r) => ws.once('open', r));
     // ben fills both slots, ann's prompts wait
     let seed = 5000;
-    for (let i = 0; i < 2; i++) await ben.client.post(`${ben.base}/prompt`, { prompt: chain(40000, seed++) });
+    for (let i = 0; i < 2; i++) await ben.client.post(`${ben.base}/prompt`, { prompt: sleeper(3, seed++) });
     const ids = [];
-    for (let i = 0; i < 3; i++) ids.push((await ann.client.post(`${ann.base}/prompt`, { prompt: chain(3000, seed++), client_id: 'pos' })).body.prompt_id);
+    for (let i = 0; i < 3; i++) ids.push((await ann.client.post(`${ann.base}/prompt`, { prompt: sleeper(0.2, seed++), client_id: 'pos' })).body.prompt_id);
     const pos = await waitFor(() => messages.find((m) => m.type === 'comfyd.queue' && m.data.prompt_id === ids[2]), 10000, 'a position');
+    // the stock frontend's number: status messages count what the hub holds too
+    await waitFor(() => messages.some((m) => m.type === 'status' && m.data.status.exec_info.queue_remaining >= 3), 10000,
+      'a status counting the held prompts');
     assert.ok(pos.data.position >= 1);
     assert.equal(pos.data.ahead, pos.data.position - 1);
     assert.equal(pos.data.max_concurrent, 2);
@@ -177,7 +200,7 @@ describe('the admission queue', () => {
     assert.equal((await ann.client.post(`${ann.base}/prompt`, { nothing: 1 })).body.error.type, 'no_prompt');
     // fill the slots with ben's, then ann's waiting ones up to her limit of 8
     let seed = 9000;
-    for (let i = 0; i < 2; i++) await users[1].client.post(`${users[1].base}/prompt`, { prompt: chain(8000, seed++) });
+    for (let i = 0; i < 2; i++) await users[1].client.post(`${users[1].base}/prompt`, { prompt: sleeper(2, seed++) });
     const codes = [];
     for (let i = 0; i < 10; i++) codes.push((await ann.client.post(`${ann.base}/prompt`, { prompt: chain(50, seed++) })).status);
     assert.ok(codes.includes(429), `statuses ${codes}`);
@@ -217,7 +240,7 @@ describe('the admission queue', () => {
 
   test('a killed instance fails its running prompt with a reason and frees the slot', T, async () => {
     const [, , , dan] = users;
-    const r = await dan.client.post(`${dan.base}/prompt`, { prompt: chain(60000, 31337) });
+    const r = await dan.client.post(`${dan.base}/prompt`, { prompt: sleeper(60, 31337) });
     const id = r.body.prompt_id;
     await waitFor(async () => (await dan.client.get(`/api/queue/tasks/${id}`)).body.state === 'running', 20000, 'running');
     process.kill(dan.inst.pid, 'SIGKILL');
@@ -233,6 +256,7 @@ describe('the admission queue', () => {
 describe('the admission queue across a hub crash', () => {
   test('kill -9 of the hub mid-queue: every prompt completes exactly once', T, async () => {
     const first = await startHub({ env: { COMFY_MAX_CONCURRENT: '1' } });
+    installTestingPack(first.dataDir);
     const admin = await first.login('admin', first.adminPassword);
     const { client } = await first.addUser(admin, 'eve');
     const project = (await client.post('/api/projects', { name: 'durable' })).body;
@@ -241,7 +265,7 @@ describe('the admission queue across a hub crash', () => {
     const listener = await listenDirect(inst.port, 'crash');
     const base = `/comfyui/eve/${project.id}`;
     const ids = [];
-    for (let i = 0; i < 6; i++) ids.push((await client.post(`${base}/prompt`, { prompt: chain(5000, 7000 + i), client_id: 'crash' })).body.prompt_id);
+    for (let i = 0; i < 6; i++) ids.push((await client.post(`${base}/prompt`, { prompt: sleeper(0.5, 7000 + i), client_id: 'crash' })).body.prompt_id);
     await waitFor(() => listener.events.some((e) => e.type === 'execution_success'), 30000, 'one done');
     await first.kill9();
     const second = await startHub({ dataDir: first.dataDir, portRange: first.portRange, env: { COMFY_MAX_CONCURRENT: '1' } });
