@@ -286,3 +286,39 @@ describe('the admission queue across a hub crash', () => {
     }
   });
 });
+
+describe('the admission queue: priorities and limits', () => {
+  test("teachers' prompts go first; a prompt past COMFY_PROMPT_TIMEOUT_SECONDS is interrupted", T, async () => {
+    const hub = await startHub({ env: { COMFY_MAX_CONCURRENT: '1', COMFY_PROMPT_TIMEOUT_SECONDS: '2' } });
+    try {
+      installTestingPack(hub.dataDir);
+      const admin = await hub.login('admin', hub.adminPassword);
+      const { client: sam } = await hub.addUser(admin, 'sam');
+      const { client: tia } = await hub.addUser(admin, 'tia', 'teacher');
+      const project = (await sam.post('/api/projects', { name: 'class' })).body;
+      trackInstancePid((await sam.post(`/api/projects/${project.id}/open_comfy`)).body.instance.pid);
+      const base = `/comfyui/sam/${project.id}`;
+      const long = (await sam.post(`${base}/prompt`, { prompt: sleeper(30, 1) })).body.prompt_id;
+      const s1 = (await sam.post(`${base}/prompt`, { prompt: sleeper(0.1, 2) })).body.prompt_id;
+      const s2 = (await sam.post(`${base}/prompt`, { prompt: sleeper(0.1, 3) })).body.prompt_id;
+      // a student's front: true is ignored; the teacher's prompt goes before sam's waiting ones
+      const s3 = (await sam.post(`${base}/prompt`, { prompt: sleeper(0.1, 4), front: true })).body.prompt_id;
+      const t1 = (await tia.post(`${base}/prompt`, { prompt: sleeper(0.1, 5) })).body.prompt_id;
+      const pos = async (id) => (await admin.get(`/api/queue/tasks/${id}`)).body.position;
+      assert.equal(await pos(t1), 1, "the teacher's prompt is next");
+      assert.ok((await pos(s1)) < (await pos(s3)), "the student's front: true does not jump the queue");
+      // the long one is interrupted after 2 s, and the rest run
+      const failed = await waitFor(async () => {
+        const b = (await admin.get(`/api/queue/tasks/${long}`)).body;
+        return b.state === 'failed' ? b : null;
+      }, 20000, 'the interrupt');
+      assert.match(failed.reason, /COMFY_PROMPT_TIMEOUT_SECONDS/);
+      await waitFor(async () => {
+        const states = await Promise.all([s1, s2, s3, t1].map(async (id) => (await admin.get(`/api/queue/tasks/${id}`)).body.state));
+        return states.every((s) => s === 'done');
+      }, 20000, 'the others done');
+    } finally {
+      await hub.stop();
+    }
+  });
+});
