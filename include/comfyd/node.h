@@ -16,10 +16,16 @@
  *    inputs (cd_call_need_input), report progress and see interrupts (cd_call_progress), and
  *    expand into a subgraph (cd_call_graph_* and link values as outputs).
  *
+ *  - An async node (execute_async, ABI 3) starts its work and returns at once; the work goes on
+ *    elsewhere (a thread of the pack, a timer, a remote service) and ends with cd_call_finish.
+ *    Several async nodes of a prompt are in flight together, as ComfyUI's async nodes are,
+ *    while every other node still runs one at a time.
+ *
  * Ownership: functions that take a `cd_value *` named `v` "consume" it (the caller's reference
  * moves to the callee); functions returning `const cd_value *` lend a reference valid for the
  * duration of the callback. Every string passed in is copied unless stated otherwise. All
- * callbacks run on the executor thread, one node at a time.
+ * callbacks run on the executor thread, one node at a time; only the work of an async node
+ * goes on elsewhere (see execute_async for what it may call from there).
  */
 #ifndef COMFYD_NODE_H
 #define COMFYD_NODE_H
@@ -31,14 +37,20 @@
 extern "C" {
 #endif
 
-/* Bumped when a change breaks packs built against an older header. A pack states the version
- * it was built for in each cd_node_def; comfyd refuses definitions from another version. */
-#define CD_NODE_ABI_VERSION 2
+/* Bumped when the header changes what a pack sees. A pack states the version it was built for
+ * in each cd_node_def. comfyd takes definitions from CD_NODE_ABI_MIN_VERSION up to its own
+ * version: a newer version only adds fields at the end of cd_node_def, and comfyd reads only the
+ * fields the definition's version has (the rest count as NULL/0). A change that breaks older
+ * packs raises CD_NODE_ABI_MIN_VERSION too. Others are refused.
+ *   2: tensors, combo_options.  3: execute_async and cd_call_finish (async nodes). */
+#define CD_NODE_ABI_VERSION 3
+#define CD_NODE_ABI_MIN_VERSION 2
 
 /* Return codes of callbacks and of the cd_call_* functions that can fail. */
 #define CD_OK 0
 #define CD_ERROR (-1)       /* the node failed; cd_call_fail() said why */
 #define CD_INTERRUPTED (-2) /* the user interrupted the prompt; return it as it is */
+#define CD_PENDING 1        /* execute_async: the work goes on; cd_call_finish will end it */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Values                                                                                      */
@@ -204,6 +216,22 @@ typedef struct cd_node_def {
      * (malloc'd; comfyd frees it), or NULL to keep the declared list. Called for /object_info
      * with a call that has no inputs; cd_call_directory() works. Optional. (ABI 2) */
     char *(*combo_options)(cd_node_call *call, const char *input);
+    /* (ABI 3) An async node: ComfyUI's `async def` FUNCTION. Called on the executor thread, like
+     * execute, once per call; it starts the work and returns CD_PENDING, after which the work
+     * (on a thread of the pack's own, a timer, ...) ends the call with cd_call_finish, exactly
+     * once. It may also return CD_OK, CD_ERROR or CD_INTERRUPTED at once, as execute does, and
+     * then never calls cd_call_finish. While calls are pending the executor runs other nodes,
+     * other async nodes included, and waits for these only when nothing else can run.
+     * From another thread, until cd_call_finish, the work may use the call with: the
+     * cd_call_input readers (inputs stay valid), cd_call_set_output, cd_call_ui, cd_call_fail,
+     * cd_call_progress, cd_call_interrupted, cd_call_send_text, cd_call_send_preview,
+     * cd_call_directory, cd_call_user and cd_call_unique_id; the rest only on the executor
+     * thread, inside execute_async. One call is never used by two threads at a time. When the
+     * prompt fails or is interrupted, cd_call_interrupted turns true for every pending call: end
+     * it soon with CD_INTERRUPTED (the prompt's end waits for it). Outputs that are links
+     * (expansion) work as they do for execute. Set it instead of, or besides, execute (then
+     * execute is not used). Optional. */
+    int (*execute_async)(cd_node_call *call);
 } cd_node_def;
 
 /* Registers a node type. def and everything it points to must stay valid while comfyd runs
@@ -246,6 +274,11 @@ int cd_call_ui(cd_node_call *call, const char *key, cd_value *v);
 /* Records why the node failed. exception_type NULL means "RuntimeError". Returns CD_ERROR. */
 int cd_call_fail(cd_node_call *call, const char *exception_type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Ends a call whose execute_async returned CD_PENDING, from any thread, with what execute would
+ * have returned: CD_OK (outputs set), CD_ERROR (after cd_call_fail) or CD_INTERRUPTED. The
+ * call belongs to comfyd again as soon as this is called. (ABI 3) */
+void cd_call_finish(cd_node_call *call, int rc);
 
 /* check_lazy_status: asks for a lazy input to be evaluated. */
 int cd_call_need_input(cd_node_call *call, const char *name);

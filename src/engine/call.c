@@ -175,6 +175,10 @@ int cd_call_interrupted(const cd_node_call *call) {
     return call->env && call->env->interrupted && call->env->interrupted(call->env->ctx);
 }
 
+void cd_call_finish(cd_node_call *call, int rc) {
+    if (call && call->env && call->env->finish) call->env->finish(call->env->ctx, call, rc);
+}
+
 int cd_call_progress(cd_node_call *call, double value, double max) {
     if (cd_call_interrupted(call)) return CD_INTERRUPTED;
     if (call->env && call->env->progress) call->env->progress(call->env->ctx, call->node_id, value, max);

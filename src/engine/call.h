@@ -28,6 +28,8 @@ typedef struct {
     const cd_registry *registry;    /* for expansions */
     const cd_prompt *dynprompt;     /* DYNPROMPT: the running prompt, expansions included; or NULL */
     bool no_metadata;               /* --disable-metadata */
+    /* cd_call_finish of an async call (any thread); NULL where no call can be pending. */
+    void (*finish)(void *ctx, cd_node_call *call, int rc);
 } cd_call_env;
 
 #define CD_CALL_SMALL_INPUTS 8
@@ -58,6 +60,7 @@ struct cd_node_call {
     char *returned_id; /* storage for cd_call_graph_add's answer */
     cd_value **lent;   /* link values lent by cd_call_prompt_node_input_value, freed at clear */
     size_t n_lent;
+    void *async; /* the executor's record of an async call in flight (see cd_call_env.finish) */
     /* Most calls have a few inputs and outputs: they live here, and a call made for every node
      * of a large prompt allocates nothing. names/values/input_types point here until they
      * outgrow it (so a call must not be copied once initialised). */

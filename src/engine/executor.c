@@ -2,11 +2,13 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "base/arena.h"
 #include "base/json.h"
@@ -43,6 +45,9 @@ struct cd_executor {
      * in the queue needs that done first. At most MAX_KEPT_RUNS wait. */
     struct run_ctx *finished[MAX_KEPT_RUNS];
     size_t n_finished;
+    /* Async nodes: the threads that end their calls hand over through these (see async_job). */
+    pthread_mutex_t amu;
+    pthread_cond_t acond;
 };
 
 static void forget_last(cd_executor *ex) {
@@ -72,6 +77,9 @@ struct nstate {
     json_t *exp_ui;
     size_t exp_calls;
     bool expanding;
+    /* an async node whose calls started and whose results are not taken yet: its job is in
+     * the run's jobs (a flag, not a pointer, so that the state stays as small as it was) */
+    bool in_flight;
     size_t order; /* insertion order into the execution list */
 };
 
@@ -86,7 +94,7 @@ typedef struct run_ctx {
     nstate **all;   /* every state, in the order made */
     size_t n_all, cap_all;
     nstate **ready; /* sorted by order */
-    size_t n_ready, cap_ready, n_ready_outputs;
+    size_t n_ready, cap_ready, n_ready_first;
     size_t n_pending;
     size_t order_counter;
     const char *prompt_id;
@@ -108,6 +116,15 @@ typedef struct run_ctx {
     cd_buf held;
     cd_buf msg; /* the per-node messages are written here; the sink copies them */
     cd_sig_builder sig; /* the key being made (sign_node) */
+    /* Async nodes (see async_job). jobs and n_jobs are the executor thread's; done and events
+     * are filled by the threads that end async calls, under ex->amu. */
+    struct async_job **jobs;
+    size_t n_jobs, cap_jobs;
+    struct async_job *done;
+    struct async_event *events, **events_tail;
+    atomic_int cancel; /* the prompt ended: pending async calls see an interrupt */
+    pthread_t thread;  /* the executor thread */
+    cd_call_env aenv;  /* the environment of async calls */
 } run_ctx;
 
 /* ---- events ---- */
@@ -268,8 +285,8 @@ static void env_make_texts(void *ctx) {
     r->prompt->json_text = cd_json_dumps_compact(r->prompt_json, 0);
     json_t *pnginfo = json_object_get(r->extra_data, "extra_pnginfo");
     r->extra_pnginfo = pnginfo ? cd_json_dumps_compact(pnginfo, JSON_ENCODE_ANY) : NULL;
-    r->env.prompt_json = r->prompt->json_text;
-    r->env.extra_pnginfo_json = r->extra_pnginfo;
+    r->env.prompt_json = r->aenv.prompt_json = r->prompt->json_text;
+    r->env.extra_pnginfo_json = r->aenv.extra_pnginfo_json = r->extra_pnginfo;
 }
 
 static int env_interrupted(void *ctx) {
@@ -526,6 +543,7 @@ static void ensure_signed(run_ctx *r, nstate *root) {
 /* ---- the execution list ---- */
 
 static bool is_output(const nstate *s);
+static bool first_rank(const nstate *s);
 
 static void make_ready(run_ctx *r, nstate *s) {
     if (s->ready || s->done) return;
@@ -547,7 +565,7 @@ static void make_ready(run_ctx *r, nstate *s) {
     memmove(&r->ready[lo + 1], &r->ready[lo], (r->n_ready - lo) * sizeof *r->ready);
     r->ready[lo] = s;
     r->n_ready++;
-    if (is_output(s)) r->n_ready_outputs++;
+    if (first_rank(s)) r->n_ready_first++;
     s->ready = true;
 }
 
@@ -585,7 +603,7 @@ static void link_block(run_ctx *r, nstate *src, nstate *dst) {
                 r->n_ready--;
                 break;
             }
-        if (is_output(dst)) r->n_ready_outputs--;
+        if (first_rank(dst)) r->n_ready_first--;
         dst->ready = false;
     }
 }
@@ -651,6 +669,10 @@ static void add_strong_link(run_ctx *r, nstate *src, nstate *dst) {
 }
 
 static bool is_output(const nstate *s) { return s->node->type && cd_node_type_is_output(s->node->type); }
+static bool is_async(const nstate *s) { return s->node->type && s->node->type->def->execute_async; }
+/* ux_friendly_pick_node's first choice: an output node, or an async one (started early, it
+ * runs while the others do). n_ready_first counts these. */
+static bool first_rank(const nstate *s) { return is_output(s) || is_async(s); }
 
 static bool blocks_output(const nstate *s, int depth) {
     for (size_t i = 0; i < s->n_dep; i++) {
@@ -660,22 +682,22 @@ static bool blocks_output(const nstate *s, int depth) {
     return false;
 }
 
-/* stage_node_execution's preference: an output node, then a node feeding an output, then one
- * two steps away, then the earliest added. */
+/* stage_node_execution's preference: an output or async node, then a node feeding an output,
+ * then one two steps away, then the earliest added. */
 static nstate *pick_ready(run_ctx *r) {
     if (r->n_ready == 0) return NULL;
     /* The list is in insertion order, so the first node of the best rank wins. */
     size_t best = 0;
     bool found = false;
-    for (size_t i = 0; r->n_ready_outputs && i < r->n_ready && !found; i++)
-        if (is_output(r->ready[i])) best = i, found = true;
+    for (size_t i = 0; r->n_ready_first && i < r->n_ready && !found; i++)
+        if (first_rank(r->ready[i])) best = i, found = true;
     for (int depth = 1; depth <= 2 && !found; depth++)
         for (size_t i = 0; i < r->n_ready && !found; i++)
             if (blocks_output(r->ready[i], depth)) best = i, found = true;
     nstate *s = r->ready[best];
     memmove(&r->ready[best], &r->ready[best + 1], (r->n_ready - best - 1) * sizeof *r->ready);
     r->n_ready--;
-    if (is_output(s)) r->n_ready_outputs--;
+    if (first_rank(s)) r->n_ready_first--;
     s->ready = false;
     return s;
 }
@@ -979,6 +1001,397 @@ static void finish_expansion(run_ctx *r, nstate *s) {
     free_exp(s);
 }
 
+/* A call that an execution blocker stops: a blocker with a message is reported to the client
+ * (without failing the prompt); the outputs become silent blockers. */
+static void report_blocked(run_ctx *r, nstate *s, const cd_value *blocker) {
+    const char *msg = cd_value_blocker_message(blocker);
+    if (!msg) return;
+    cd_prompt_node *n = s->node;
+    json_t *data = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:[], s:[], s:[], s:I}", "prompt_id", r->prompt_id,
+                             "node_id", n->id, "node_type", n->class_type, "executed", executed_json(r),
+                             "exception_message", "", "exception_type", "ExecutionBlocked", "traceback",
+                             "current_inputs", "current_outputs", "timestamp", (json_int_t)now_ms());
+    char text[1100];
+    snprintf(text, sizeof text, "Execution Blocked: %s", msg);
+    json_object_set_new(data, "exception_message", json_string(text));
+    emit(r, "execution_error", data, r->client_id);
+}
+
+/* ---- async nodes ----
+ *
+ * An async node (execute_async) starts each of its calls on the executor thread and gets
+ * CD_PENDING back; the calls end on other threads with cd_call_finish. Like ComfyUI's
+ * pending_async_nodes and ExecutionList.add_external_block: the node keeps an extra block
+ * while its calls run, so it is not ready and the executor runs other nodes (other async nodes
+ * included) meanwhile; when the last call ends the block goes and the node is picked again,
+ * this time to take its results (async_conclude), with no second `executing`. With nothing
+ * ready the executor waits for a call to end. The threads of the calls touch only their calls,
+ * their job's counter and the run's done list and event queue, under ex->amu; progress, text
+ * and previews they send are queued and sent by the executor thread, in order. When the prompt
+ * ends (failed, interrupted) with calls still running, `cancel` makes them see an interrupt,
+ * and the run waits for each to end before it frees anything. */
+
+#define RC_BLOCKED 100 /* the call's inputs hold a blocker: not run */
+#define RC_NOT_RUN 101 /* not started: an earlier call of the node failed at once */
+
+typedef struct async_job {
+    nstate *s;
+    cd_node_call *calls; /* n_calls, `made` of them initialised */
+    int *rc;             /* each call's result: CD_PENDING until cd_call_finish, under ex->amu */
+    size_t n_calls, made;
+    size_t waiting; /* under ex->amu: calls not ended, plus one while the executor starts them */
+    input_lists il; /* the inputs the calls read, kept until the node ends */
+    struct async_job *next_done;
+} async_job;
+
+typedef struct async_event {
+    struct async_event *next;
+    enum { AE_PROGRESS, AE_TEXT, AE_PREVIEW } kind;
+    double value, max;
+    const char *node_id, *mime; /* into data */
+    const char *payload;        /* into data: the text or the image bytes */
+    size_t len;
+    char data[];
+} async_event;
+
+static bool on_executor(const run_ctx *r) { return pthread_equal(pthread_self(), r->thread) != 0; }
+
+static void queue_event(run_ctx *r, int kind, const char *node_id, const char *mime, const void *payload, size_t len,
+                        double value, double max) {
+    size_t idlen = strlen(node_id), mlen = mime ? strlen(mime) : 0;
+    async_event *e = malloc(sizeof *e + idlen + 1 + mlen + 1 + len + 1);
+    if (!e) return; /* an event lost, the node goes on */
+    e->next = NULL;
+    e->kind = kind;
+    e->value = value;
+    e->max = max;
+    char *p = e->data;
+    memcpy(p, node_id, idlen + 1);
+    e->node_id = p;
+    p += idlen + 1;
+    if (mime) memcpy(p, mime, mlen);
+    p[mlen] = '\0';
+    e->mime = p;
+    p += mlen + 1;
+    if (len) memcpy(p, payload, len);
+    p[len] = '\0';
+    e->payload = p;
+    e->len = len;
+    pthread_mutex_lock(&r->ex->amu);
+    *r->events_tail = e;
+    r->events_tail = &e->next;
+    pthread_cond_broadcast(&r->ex->acond);
+    pthread_mutex_unlock(&r->ex->amu);
+}
+
+static int aenv_interrupted(void *ctx) {
+    run_ctx *r = ctx;
+    return atomic_load(&r->ex->interrupt) != 0 || atomic_load(&r->cancel) != 0;
+}
+
+static void aenv_progress(void *ctx, const char *node_id, double value, double max) {
+    run_ctx *r = ctx;
+    if (on_executor(r)) env_progress(ctx, node_id, value, max);
+    else queue_event(r, AE_PROGRESS, node_id, NULL, NULL, 0, value, max);
+}
+
+static void aenv_text(void *ctx, const char *node_id, const char *text) {
+    run_ctx *r = ctx;
+    if (on_executor(r)) env_text(ctx, node_id, text);
+    else queue_event(r, AE_TEXT, node_id, NULL, text, strlen(text), 0, 0);
+}
+
+static void aenv_preview(void *ctx, const char *node_id, const char *mime, const void *bytes, size_t len) {
+    run_ctx *r = ctx;
+    if (on_executor(r)) env_preview(ctx, node_id, mime, bytes, len);
+    else queue_event(r, AE_PREVIEW, node_id, mime, bytes, len, 0, 0);
+}
+
+/* The prompt's texts are made on the executor thread only (inside execute_async). */
+static void aenv_make_texts(void *ctx) {
+    run_ctx *r = ctx;
+    if (on_executor(r)) env_make_texts(ctx);
+}
+
+static void aenv_finish(void *ctx, cd_node_call *call, int rc) {
+    run_ctx *r = ctx;
+    async_job *j = call->async;
+    if (!j) return;
+    pthread_mutex_lock(&r->ex->amu);
+    j->rc[call - j->calls] = rc == CD_PENDING ? CD_ERROR : rc;
+    if (--j->waiting == 0) {
+        j->next_done = r->done;
+        r->done = j;
+        pthread_cond_broadcast(&r->ex->acond);
+    }
+    pthread_mutex_unlock(&r->ex->amu);
+}
+
+static void job_free(async_job *j) {
+    for (size_t c = 0; c < j->made; c++) cd_call_clear(&j->calls[c]);
+    free(j->calls);
+    free(j->rc);
+    input_lists_free(&j->il);
+    free(j);
+}
+
+static async_job *job_of(const run_ctx *r, const nstate *s) {
+    for (size_t i = 0; i < r->n_jobs; i++)
+        if (r->jobs[i]->s == s) return r->jobs[i];
+    return NULL;
+}
+
+static void job_forget(run_ctx *r, async_job *j) {
+    for (size_t i = 0; i < r->n_jobs; i++)
+        if (r->jobs[i] == j) {
+            r->jobs[i] = r->jobs[--r->n_jobs];
+            break;
+        }
+    j->s->in_flight = false;
+}
+
+/* Executor thread: what the calls' threads left. Their events go out (not once the prompt has
+ * failed or was interrupted); nodes whose calls all ended lose their extra block. */
+static void async_drain(run_ctx *r) {
+    pthread_mutex_lock(&r->ex->amu);
+    async_job *done = r->done;
+    async_event *ev = r->events;
+    r->done = NULL;
+    r->events = NULL;
+    r->events_tail = &r->events;
+    pthread_mutex_unlock(&r->ex->amu);
+    while (ev) {
+        async_event *next = ev->next;
+        if (!r->failed && !r->interrupted) {
+            if (ev->kind == AE_PROGRESS) env_progress(r, ev->node_id, ev->value, ev->max);
+            else if (ev->kind == AE_TEXT) env_text(r, ev->node_id, ev->payload);
+            else env_preview(r, ev->node_id, ev->mime, ev->payload, ev->len);
+        }
+        free(ev);
+        ev = next;
+    }
+    for (; done; done = done->next_done) {
+        nstate *s = done->s;
+        if (s->block_count > 0 && --s->block_count == 0 && s->pending && !s->done) make_ready(r, s);
+    }
+}
+
+/* Executor thread, nothing ready: waits for a call to end or send something. An interrupt
+ * that comes meanwhile stops the prompt at once, naming the first node in flight; the calls
+ * see it and end (cd_executor_run waits for them). */
+static void async_wait(run_ctx *r) {
+    cd_executor *ex = r->ex;
+    pthread_mutex_lock(&ex->amu);
+    if (!r->done && !r->events && !atomic_load(&ex->interrupt)) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += 20 * 1000 * 1000; /* interrupts are polled, as nodes poll them */
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&ex->acond, &ex->amu, &until);
+    }
+    pthread_mutex_unlock(&ex->amu);
+    if (atomic_exchange(&ex->interrupt, 0)) {
+        r->interrupted = true;
+        r->current = r->jobs[0]->s;
+        return;
+    }
+    async_drain(r);
+}
+
+/* End of a run: calls still running see an interrupt; wait until every one has ended, then
+ * free what they used. */
+static void async_end_all(run_ctx *r) {
+    if (!r->n_jobs) return;
+    cd_executor *ex = r->ex;
+    atomic_store(&r->cancel, 1);
+    pthread_mutex_lock(&ex->amu);
+    for (;;) {
+        bool busy = false;
+        for (size_t i = 0; i < r->n_jobs && !busy; i++) busy = r->jobs[i]->waiting > 0;
+        if (!busy) break;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec++;
+        pthread_cond_timedwait(&ex->acond, &ex->amu, &until);
+    }
+    async_event *ev = r->events;
+    r->events = NULL;
+    r->events_tail = &r->events;
+    r->done = NULL;
+    pthread_mutex_unlock(&ex->amu);
+    while (ev) {
+        async_event *next = ev->next;
+        free(ev);
+        ev = next;
+    }
+    while (r->n_jobs) {
+        async_job *j = r->jobs[0];
+        job_forget(r, j);
+        job_free(j);
+    }
+}
+
+static node_result async_conclude(run_ctx *r, nstate *s);
+
+/* Starts the calls of async node s (inputs gathered into il, which this takes). */
+static node_result async_start(run_ctx *r, nstate *s, input_lists *il, size_t n_calls, bool whole) {
+    const cd_node_type *t = s->node->type;
+    cd_executor *ex = r->ex;
+    async_job *j = calloc(1, sizeof *j);
+    if (j) {
+        j->calls = calloc(n_calls, sizeof *j->calls);
+        j->rc = calloc(n_calls, sizeof *j->rc);
+    }
+    if (r->n_jobs == r->cap_jobs && j) {
+        size_t cap = r->cap_jobs ? r->cap_jobs * 2 : 8;
+        async_job **jobs = realloc(r->jobs, cap * sizeof *jobs);
+        if (jobs) {
+            r->jobs = jobs;
+            r->cap_jobs = cap;
+        }
+    }
+    if (!j || !j->calls || !j->rc || r->n_jobs == r->cap_jobs) {
+        if (j) {
+            free(j->calls);
+            free(j->rc);
+            free(j);
+        }
+        fail_node(r, s, "MemoryError", "out of memory", il);
+        input_lists_free(il);
+        return NODE_FAILURE;
+    }
+    j->s = s;
+    j->n_calls = n_calls;
+    j->il = *il; /* moved: the small arrays move with it */
+    if (il->names == il->small_names) j->il.names = j->il.small_names;
+    if (il->lists == il->small_lists) j->il.lists = j->il.small_lists;
+    il->n = 0;
+    il->names = il->small_names;
+    il->lists = il->small_lists;
+    j->waiting = 1;
+    s->in_flight = true;
+    r->jobs[r->n_jobs++] = j;
+    for (size_t c = 0; c < n_calls; c++) j->rc[c] = RC_NOT_RUN;
+    for (size_t c = 0; c < n_calls; c++) {
+        cd_node_call *call = &j->calls[c];
+        cd_call_init(call, t, &r->aenv, s->node->id, c);
+        j->made++;
+        fill_call(call, &j->il, c, whole);
+        call->async = j;
+        const cd_value *blocker = find_blocker(call);
+        if (blocker) {
+            report_blocked(r, s, blocker);
+            j->rc[c] = RC_BLOCKED;
+            continue;
+        }
+        if (atomic_exchange(&ex->interrupt, 0)) {
+            r->interrupted = true;
+            break;
+        }
+        /* counted before it starts: its thread may end it before execute_async returns */
+        pthread_mutex_lock(&ex->amu);
+        j->rc[c] = CD_PENDING;
+        j->waiting++;
+        pthread_mutex_unlock(&ex->amu);
+        int rc = t->def->execute_async(call);
+        if (rc == CD_PENDING) continue;
+        pthread_mutex_lock(&ex->amu);
+        j->rc[c] = rc;
+        j->waiting--;
+        pthread_mutex_unlock(&ex->amu);
+        if (rc != CD_OK) break; /* the node fails (or is interrupted) once its started calls end */
+    }
+    pthread_mutex_lock(&ex->amu);
+    bool ended = --j->waiting == 0;
+    pthread_mutex_unlock(&ex->amu);
+    if (r->interrupted) return NODE_FAILURE; /* cd_executor_run ends the calls */
+    if (ended) return async_conclude(r, s);  /* everything ended at once */
+    s->block_count++;                       /* the external block, gone when the calls end */
+    return NODE_PENDING;
+}
+
+/* The node is picked again after its calls ended: their results, as run_node takes a sync
+ * node's. */
+static node_result async_conclude(run_ctx *r, nstate *s) {
+    async_job *j = job_of(r, s);
+    cd_prompt_node *n = s->node;
+    int n_out = n->type->def->n_outputs;
+    size_t n_calls = j->n_calls;
+    cd_value ***per_call = calloc(n_calls, sizeof *per_call);
+    json_t *ui = NULL;
+    bool expand = false;
+    node_result result = NODE_SUCCESS;
+    job_forget(r, j);
+    if (!per_call) {
+        fail_node(r, s, "MemoryError", "out of memory", &j->il);
+        job_free(j);
+        return NODE_FAILURE;
+    }
+    for (size_t c = 0; c < n_calls && result == NODE_SUCCESS; c++) {
+        per_call[c] = calloc(n_out > 0 ? (size_t)n_out : 1, sizeof **per_call);
+        if (!per_call[c]) {
+            fail_node(r, s, "MemoryError", "out of memory", &j->il);
+            result = NODE_FAILURE;
+            break;
+        }
+        int rc = j->rc[c];
+        if (rc == RC_BLOCKED) {
+            for (int k = 0; k < n_out; k++) per_call[c][k] = cd_value_blocker(NULL);
+            continue;
+        }
+        cd_node_call *call = &j->calls[c];
+        if (rc == CD_INTERRUPTED || (rc != CD_OK && atomic_load(&r->ex->interrupt))) {
+            atomic_store(&r->ex->interrupt, 0);
+            r->interrupted = true;
+            r->current = s;
+            result = NODE_FAILURE;
+            break;
+        }
+        if (rc != CD_OK) {
+            fail_node(r, s, call->error_type ? call->error_type : "RuntimeError",
+                      call->error_message ? call->error_message : "the node failed without saying why", &j->il);
+            result = NODE_FAILURE;
+            break;
+        }
+        for (int k = 0; k < n_out; k++) {
+            per_call[c][k] = call->outputs[k];
+            call->outputs[k] = NULL;
+            if (cd_value_kind_of(per_call[c][k]) == CD_VALUE_LINK) expand = true;
+        }
+        merge_ui(&ui, call->ui);
+    }
+    if (result == NODE_SUCCESS && expand) {
+        s->exp_outputs = per_call;
+        s->exp_calls = n_calls;
+        s->exp_ui = ui;
+        s->expanding = true;
+        per_call = NULL;
+        ui = NULL;
+        if (s->exp_ui && json_object_size(s->exp_ui))
+            emit_client(r, "executed", json_pack("{s:s, s:s, s:O, s:s}", "node", n->id, "display_node",
+                                                 cd_prompt_display_id(r->prompt, n), "output", s->exp_ui,
+                                                 "prompt_id", r->prompt_id));
+        result = start_expansion(r, s, j->calls, n_calls) == 0 ? NODE_PENDING : NODE_FAILURE;
+    } else if (result == NODE_SUCCESS) {
+        store_results(r, s, per_call, n_calls, ui);
+    }
+    if (per_call) {
+        for (size_t c = 0; c < n_calls; c++) {
+            if (!per_call[c]) continue;
+            for (int k = 0; k < n_out; k++) cd_value_unref(per_call[c][k]);
+            free(per_call[c]);
+        }
+        free(per_call);
+    }
+    json_decref(ui);
+    job_free(j);
+    if (result == NODE_SUCCESS) note_executed(r, s);
+    return result;
+}
+
 static node_result run_node(run_ctx *r, nstate *s) {
     cd_prompt_node *n = s->node;
     const cd_node_type *t = n->type;
@@ -989,6 +1402,7 @@ static node_result run_node(run_ctx *r, nstate *s) {
         fail_node(r, s, "KeyError", msg, NULL);
         return NODE_FAILURE;
     }
+    if (s->in_flight) return async_conclude(r, s);
     if (s->expanding) {
         finish_expansion(r, s);
         return NODE_SUCCESS;
@@ -1060,6 +1474,8 @@ static node_result run_node(run_ctx *r, nstate *s) {
         }
     }
 
+    if (t->def->execute_async) return async_start(r, s, &il, n_calls, whole);
+
     int n_out = t->def->n_outputs;
     cd_node_call one_call; /* the usual case: one call, nothing to allocate */
     cd_node_call *calls = n_calls == 1 ? &one_call : calloc(n_calls, sizeof *calls);
@@ -1083,18 +1499,7 @@ static node_result run_node(run_ctx *r, nstate *s) {
         per_call[c] = calloc(n_out > 0 ? (size_t)n_out : 1, sizeof **per_call);
         const cd_value *blocker = find_blocker(call);
         if (blocker) {
-            const char *msg = cd_value_blocker_message(blocker);
-            if (msg) {
-                json_t *data = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:[], s:[], s:[], s:I}", "prompt_id",
-                                         r->prompt_id, "node_id", n->id, "node_type", n->class_type, "executed",
-                                         executed_json(r), "exception_message", "", "exception_type", "ExecutionBlocked",
-                                         "traceback", "current_inputs", "current_outputs", "timestamp",
-                                         (json_int_t)now_ms());
-                char text[1100];
-                snprintf(text, sizeof text, "Execution Blocked: %s", msg);
-                json_object_set_new(data, "exception_message", json_string(text));
-                emit(r, "execution_error", data, r->client_id);
-            }
+            report_blocked(r, s, blocker);
             for (int k = 0; k < n_out; k++) per_call[c][k] = cd_value_blocker(NULL);
             continue;
         }
@@ -1329,6 +1734,7 @@ static void run_free(run_ctx *r) {
     free(r->by_index);
     free(r->executed);
     free(r->ready);
+    free(r->jobs);
     cd_arena_free(&r->arena);
     cd_buf_free(&r->held);
     cd_buf_free(&r->msg);
@@ -1353,7 +1759,12 @@ void cd_executor_collect(cd_executor *ex) {
 /* The main loop: the ready node the scheduler prefers, until nothing is pending. */
 static void run_pending(run_ctx *r, cd_exec_result *res) {
     while (!r->failed && !r->interrupted && r->n_pending > 0) {
+        if (r->n_jobs) async_drain(r);
         nstate *s = pick_ready(r);
+        if (!s && r->n_jobs) { /* async nodes in flight and nothing else to do */
+            async_wait(r);
+            continue;
+        }
         if (!s) {
             /* Pending nodes but none ready: the graph has a cycle (only expansions can make one). */
             nstate *blame = NULL;
@@ -1426,6 +1837,16 @@ int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result 
                            .registry = ex->reg, .dynprompt = r->prompt,
                            .no_metadata = ex->sink.no_metadata};
     /* An interrupt that arrived while idle is lost, as in ComfyUI. */
+    r->aenv = r->env;
+    r->aenv.interrupted = aenv_interrupted;
+    r->aenv.progress = aenv_progress;
+    r->aenv.text = aenv_text;
+    r->aenv.preview = aenv_preview;
+    r->aenv.make_texts = aenv_make_texts;
+    r->aenv.finish = aenv_finish;
+    r->thread = pthread_self();
+    r->events_tail = &r->events;
+    atomic_init(&r->cancel, 0);
     atomic_store(&ex->interrupt, 0);
     add_message(r, "execution_start", json_pack("{s:s, s:I}", "prompt_id", r->prompt_id, "timestamp", (json_int_t)now_ms()),
                 false);
@@ -1441,6 +1862,7 @@ int cd_executor_run(cd_executor *ex, const cd_exec_request *req, cd_exec_result 
         if (s) add_node(r, s);
     }
     run_pending(r, res);
+    async_end_all(r); /* async calls still running after a failure or an interrupt */
 
     flush_held(r); /* the last node's "finished" */
     remember_run(r, req);
@@ -1487,6 +1909,12 @@ cd_executor *cd_executor_new(const cd_registry *reg, cd_cache_policy policy, siz
     }
     if (sink) ex->sink = *sink;
     atomic_init(&ex->interrupt, 0);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&ex->amu, NULL);
+    pthread_cond_init(&ex->acond, &ca);
+    pthread_condattr_destroy(&ca);
     return ex;
 }
 
@@ -1495,6 +1923,8 @@ void cd_executor_free(cd_executor *ex) {
     cd_executor_collect(ex);
     forget_last(ex);
     cd_cache_free(ex->cache);
+    pthread_mutex_destroy(&ex->amu);
+    pthread_cond_destroy(&ex->acond);
     free(ex);
 }
 

@@ -3,7 +3,9 @@
  * results cached by input signature, lazy inputs, execution blockers, list mapping and node
  * expansion, progress and interrupt, and the WebSocket events in ComfyUI's order. It runs on
  * the caller's thread (the server's executor thread, or `comfyd run`'s main thread) and reports
- * through an event sink. */
+ * through an event sink, on that thread only: async nodes, whose calls end on threads of their
+ * own, are in flight together while the rest runs one node at a time, and what their threads
+ * send goes through the executor thread. */
 #ifndef CD_ENGINE_EXECUTOR_H
 #define CD_ENGINE_EXECUTOR_H
 

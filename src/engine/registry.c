@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -269,9 +270,10 @@ int cd_pack_register(cd_pack *pack, const cd_node_def *def) {
     cd_node_type *t = NULL;
     if (!def || !def->name || !def->name[0]) {
         snprintf(err, sizeof err, "a node definition has no name");
-    } else if (def->abi_version != CD_NODE_ABI_VERSION) {
-        snprintf(err, sizeof err, "built for node ABI %d, this comfyd has %d", def->abi_version, CD_NODE_ABI_VERSION);
-    } else if (!def->execute) {
+    } else if (def->abi_version < CD_NODE_ABI_MIN_VERSION || def->abi_version > CD_NODE_ABI_VERSION) {
+        snprintf(err, sizeof err, "built for node ABI %d, this comfyd takes %d to %d", def->abi_version,
+                 CD_NODE_ABI_MIN_VERSION, CD_NODE_ABI_VERSION);
+    } else if (!def->execute && !(def->abi_version >= 3 && def->execute_async)) {
         snprintf(err, sizeof err, "no execute function");
     } else if (def->n_outputs < 0 || (def->n_outputs > 0 && !def->outputs)) {
         snprintf(err, sizeof err, "bad output list");
@@ -286,7 +288,10 @@ int cd_pack_register(cd_pack *pack, const cd_node_def *def) {
         if (!t) snprintf(err, sizeof err, "out of memory");
     }
     if (t) {
-        t->def = def;
+        /* An older pack's array of definitions has the older, shorter struct: read only what
+         * its version has. */
+        memcpy(&t->def_copy, def, def->abi_version >= 3 ? sizeof *def : offsetof(cd_node_def, execute_async));
+        t->def = &t->def_copy;
         t->pack_name = strdup(pack->name);
         if (parse_inputs(t, err, sizeof err) < 0 || parse_validate_args(t) < 0) {
             if (!err[0]) snprintf(err, sizeof err, "out of memory");

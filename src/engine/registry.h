@@ -29,7 +29,10 @@ typedef struct {
 } cd_input_def;
 
 typedef struct cd_node_type {
+    /* Points at def_copy: the pack's definition as this comfyd's cd_node_def, the fields its
+     * ABI version lacks left NULL/0 (node.h, CD_NODE_ABI_MIN_VERSION). */
     const cd_node_def *def;
+    cd_node_def def_copy;
     char *pack_name;
     json_t *inputs_json; /* owns what cd_input_def borrows */
     cd_input_def *inputs;

@@ -516,8 +516,9 @@ static int fetch_and_build(cd_manager *m, const char *name, const json_t *entry,
         if (mr < 0) {
             snprintf(err, errlen, "%s", merr);
             rc = -1;
-        } else if (mr == 0 && man.abi && man.abi != CD_NODE_ABI_VERSION) {
-            snprintf(err, errlen, "%s needs node ABI %d; this comfyd has ABI %d", name, man.abi, CD_NODE_ABI_VERSION);
+        } else if (mr == 0 && man.abi && (man.abi < CD_NODE_ABI_MIN_VERSION || man.abi > CD_NODE_ABI_VERSION)) {
+            snprintf(err, errlen, "%s needs node ABI %d; this comfyd takes ABI %d to %d", name, man.abi,
+                     CD_NODE_ABI_MIN_VERSION, CD_NODE_ABI_VERSION);
             rc = -1;
         } else {
             rc = cd_pack_build(staging, m->include_dir, m->cfg.build_timeout_s, &m->cancel, err, errlen);

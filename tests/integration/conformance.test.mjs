@@ -269,3 +269,99 @@ test('test_jobs_api_*: job structure, preview, pagination, sorting, status filte
   assert.ok('outputs' in one);
   assert.equal((await fetch(`http://127.0.0.1:${srv.port}/api/jobs/nonexistent-job-id`)).status, 404);
 });
+
+// Async nodes (node.h execute_async) run concurrently, as ComfyUI's in-flight async tasks do:
+// test_parallel_sleep_nodes, test_parallel_sleep_expansion, test_multiple_async_parallel_execution
+// and test_async_with_dynamic_prompts with short sleeps, measured as ratios of the sum of the
+// sleeps (one at a time takes at least the sum, so a ratio well under 1 means they overlapped).
+async function timed(prompt) {
+  const t0 = performance.now();
+  const r = await run(prompt);
+  return { ...r, seconds: (performance.now() - t0) / 1000 };
+}
+const sleep = (src, seconds) => ({ class_type: 'TestSleep', inputs: { value: [src, 0], seconds } });
+const preview = (src) => ({ class_type: 'PreviewImage', inputs: { images: [src, 0] } });
+
+test('async: three 0.5 s TestSleeps run in parallel (under 0.6 of the 1.5 s sum)', T, async () => {
+  const { ran, error, seconds } = await timed({
+    1: stub('BLACK'), 2: sleep('1', 0.5), 3: sleep('1', 0.5), 4: sleep('1', 0.5),
+    5: preview('2'), 6: preview('3'), 7: preview('4'),
+  });
+  assert.equal(error, undefined, JSON.stringify(error));
+  for (const id of ['2', '3', '4', '5', '6', '7']) assert.ok(ran.has(id), `${id} ran`);
+  assert.ok(seconds >= 0.5, `at least the longest sleep (${seconds} s)`);
+  assert.ok(seconds / 1.5 < 0.6, `parallel: ${seconds} s for 1.5 s of sleeps`);
+});
+
+test('async: an expansion\'s sleeps (TestParallelSleep) and generated ones run in parallel', T, async () => {
+  const par = await timed({
+    1: stub('BLACK'), 2: stub('WHITE'), 3: stub('WHITE'),
+    4: { class_type: 'TestParallelSleep', inputs: { image1: ['1', 0], image2: ['2', 0], image3: ['3', 0], sleep1: 0.4, sleep2: 0.5, sleep3: 0.6 } },
+    5: save('4', 'parallel_sleep'),
+  });
+  assert.equal(par.error, undefined, JSON.stringify(par.error));
+  assert.deepEqual(savedPixels(par.history, '5'), { min: 170, max: 170 });
+  assert.ok(par.seconds / 1.5 < 0.65, `parallel: ${par.seconds} s for 1.5 s of sleeps`);
+  const dyn = await timed({
+    1: stub('BLACK'), 2: stub('WHITE'),
+    3: { class_type: 'TestDynamicAsyncGeneration', inputs: { image1: ['1', 0], image2: ['2', 0], num_async_nodes: 5, sleep_duration: 0.3 } },
+    4: save('3', 'dynamic_async'),
+  });
+  assert.equal(dyn.error, undefined, JSON.stringify(dyn.error));
+  assert.ok(dyn.ran.has('3'));
+  assert.ok(dyn.seconds / 1.5 < 0.5, `parallel: ${dyn.seconds} s for 5 x 0.3 s of sleeps`);
+});
+
+test('async: dependencies still order them; a semaphore of two halves the overlap', T, async () => {
+  // test_mixed_sync_async_execution: sync -> async -> sync -> async, one after the other
+  const chain = await timed({
+    1: stub('BLACK'), 2: stub('WHITE'),
+    3: { class_type: 'StubMask', inputs: { value: 0.5, height: 64, width: 64, batch_size: 1 } },
+    4: { class_type: 'TestLazyMixImages', inputs: { image1: ['1', 0], image2: ['2', 0], mask: ['3', 0] } },
+    5: sleep('4', 0.3),
+    6: { class_type: 'TestCustomValidation1', inputs: { input1: ['5', 0], input2: 0.5 } },
+    7: sleep('6', 0.3),
+    8: save('7', 'mixed_async'),
+  });
+  assert.equal(chain.error, undefined, JSON.stringify(chain.error));
+  for (const id of ['4', '5', '6', '7']) assert.ok(chain.ran.has(id));
+  assert.ok(chain.seconds >= 0.6, `a chain takes the sum (${chain.seconds} s)`);
+  // TestAsyncConcurrentLimit: asyncio.Semaphore(2), four 0.3 s nodes take two rounds
+  const limited = await timed(Object.fromEntries([['1', stub('BLACK')],
+    ...[2, 3, 4, 5].flatMap((i) => [[String(i), { class_type: 'TestAsyncConcurrentLimit', inputs: { value: ['1', 0], duration: 0.3, node_id: i } }],
+      [String(i + 10), preview(String(i))]])]));
+  assert.equal(limited.error, undefined, JSON.stringify(limited.error));
+  assert.ok(limited.seconds >= 0.6 && limited.seconds / 1.2 < 0.85, `two at a time: ${limited.seconds} s`);
+});
+
+test('async: a failing async node fails the prompt and stops the others in flight', T, async () => {
+  const r = await timed({
+    1: stub('BLACK'), 2: sleep('1', 3.0),
+    3: { class_type: 'TestAsyncError', inputs: { value: ['1', 0], error_after: 0.1 } },
+    4: preview('2'), 5: preview('3'),
+  });
+  assert.ok(r.error, 'an execution_error');
+  assert.equal(r.error.node_id, '3');
+  assert.equal(r.error.exception_message, 'Intentional async execution error for testing\n');
+  assert.ok(r.seconds < 1.5, `the 3 s sleep was stopped (${r.seconds} s)`);
+  // test_concurrent_async_error_recovery: the next prompt runs
+  const next = await run({ 1: stub('WHITE'), 2: sleep('1', 0.1), 3: preview('2') });
+  assert.equal(next.error, undefined);
+  assert.ok(next.ran.has('2'));
+});
+
+test('async: /interrupt stops sleeps in flight', T, async () => {
+  const { status, json } = await queue({ 1: stub('BLACK'), 2: sleep('1', 5.0), 3: sleep('1', 5.0), 4: preview('2'), 5: preview('3') });
+  assert.equal(status, 200);
+  const t0 = performance.now();
+  await new Promise((res) => setTimeout(res, 300));
+  await fetch(`http://127.0.0.1:${srv.port}/interrupt`, { method: 'POST', body: '{}' });
+  let done;
+  for (let i = 0; i < 200 && !done; i++) {
+    done = messages.find((m) => m.type === 'execution_interrupted' && m.data.prompt_id === json.prompt_id);
+    if (!done) await new Promise((res) => setTimeout(res, 25));
+  }
+  assert.ok(done, 'execution_interrupted');
+  assert.ok(['2', '3'].includes(done.data.node_id), `names a sleep in flight (${done.data.node_id})`);
+  assert.ok((performance.now() - t0) / 1000 < 2, 'well before the sleeps would end');
+});

@@ -1,14 +1,18 @@
 /* The executor, driven directly (no HTTP): dependency order, only what outputs need, the
  * event sequence of ComfyUI, caching by signature in the three policies, lazy inputs,
- * execution blockers, list mapping, expansion, failures, interrupt and a 100,000-node chain. */
+ * execution blockers, list mapping, expansion, failures, interrupt, a 100,000-node chain, and
+ * async nodes in flight together (timed as ratios of their summed durations). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/executor.h"
 #include "engine/registry.h"
@@ -83,6 +87,54 @@ static int slow_exec(cd_node_call *c) {
     return cd_call_set_output(c, 0, cd_value_int(1));
 }
 
+/* ---- async nodes: each call sleeps `ms` on a thread of its own, reporting progress ---- */
+
+static atomic_int async_running, async_most;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int async_sleep_work(cd_node_call *c) {
+    int running = atomic_fetch_add(&async_running, 1) + 1;
+    for (int most = atomic_load(&async_most); running > most && !atomic_compare_exchange_weak(&async_most, &most, running);) {
+    }
+    int64_t ms = cd_call_int(c, "ms", 100);
+    double end = now_s() + (double)ms / 1000.0;
+    int rc = CD_OK;
+    for (int step = 0; now_s() < end; step++) {
+        if (cd_call_progress(c, step, (double)ms / 5) == CD_INTERRUPTED) {
+            rc = CD_INTERRUPTED;
+            break;
+        }
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_fetch_sub(&async_running, 1);
+    if (rc != CD_OK) return rc;
+    if (cd_call_bool(c, "fail", 0)) return cd_call_fail(c, "RuntimeError", "async failure");
+    const cd_value *v = cd_call_input(c, "value");
+    return cd_call_set_output(c, 0, v ? cd_value_ref(v) : cd_value_none());
+}
+
+static void *async_thread(void *arg) {
+    cd_node_call *c = arg;
+    cd_call_finish(c, async_sleep_work(c));
+    return NULL;
+}
+
+static int async_sleep_start(cd_node_call *c) {
+    pthread_t th;
+    if (pthread_create(&th, NULL, async_thread, c) != 0) return async_sleep_work(c);
+    pthread_detach(th);
+    return CD_PENDING;
+}
+
+/* An async node whose work is done by the time it returns: no cd_call_finish. */
+static int async_at_once(cd_node_call *c) { return cd_call_set_output(c, 0, cd_value_int(cd_call_int(c, "value", 0) * 2)); }
+
 static const cd_output_def int_out[] = {{"INT", NULL, 0, NULL, NULL}};
 static const cd_output_def any_out[] = {{"*", NULL, 0, NULL, NULL}};
 static const cd_output_def list_out[] = {{"INT", NULL, 1, NULL, NULL}};
@@ -115,6 +167,10 @@ static const cd_node_def test_defs[] = {
         int_out, 1, CD_NODE_INPUT_IS_LIST, .execute = sum_exec, .fingerprint = list_fingerprint),
     DEF("TestSlow", "{\"required\": {}}", int_out, 1, 0, .execute = slow_exec),
     DEF("TestFloatOut", "{\"required\": {\"value\": [\"FLOAT\", {}]}}", NULL, 0, CD_NODE_OUTPUT, .execute = out_exec),
+    DEF("TestAsyncSleep",
+        "{\"required\": {\"value\": [\"INT\", {}], \"ms\": [\"INT\", {}]}, \"optional\": {\"fail\": [\"BOOLEAN\", {}]}}",
+        int_out, 1, 0, .execute_async = async_sleep_start),
+    DEF("TestAsyncNow", "{\"required\": {\"value\": [\"INT\", {}]}}", int_out, 1, 0, .execute_async = async_at_once),
 };
 
 static int test_pack_init(cd_pack *pack) {
@@ -568,6 +624,199 @@ static void float_text_constants_become_floats(void **state) {
     fixture_free(f);
 }
 
+/* ---- async nodes ---- */
+
+static double timed_run(fixture *f, const char *prompt, const char *outputs, cd_exec_result *res) {
+    atomic_store(&async_most, 0);
+    double t0 = now_s();
+    *res = run(f, prompt, outputs, "c");
+    return now_s() - t0;
+}
+
+static int count_events(fixture *f, const char *type, const char *node) {
+    int n = 0;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(f->rec.events, i, ev) {
+        if (strcmp(json_string_value(json_array_get(ev, 0)), type)) continue;
+        const char *id = json_string_value(json_object_get(json_array_get(ev, 1), "node"));
+        if (!node || (id && !strcmp(id, node))) n++;
+    }
+    return n;
+}
+
+/* test_parallel_sleep_nodes: three 0.5 s async sleeps take about 0.5 s, not 1.5 s. (Their
+ * durations differ a little: identical nodes would share one cache entry.) */
+static void async_nodes_run_concurrently(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    const char *p = "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 7}},"
+                    " \"2\": {\"class_type\": \"TestAsyncSleep\", \"inputs\": {\"value\": [\"1\", 0], \"ms\": 500}},"
+                    " \"3\": {\"class_type\": \"TestAsyncSleep\", \"inputs\": {\"value\": [\"1\", 0], \"ms\": 490}},"
+                    " \"4\": {\"class_type\": \"TestAsyncSleep\", \"inputs\": {\"value\": [\"1\", 0], \"ms\": 510}},"
+                    " \"5\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"2\", 0]}},"
+                    " \"6\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"3\", 0]}},"
+                    " \"7\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"4\", 0]}}}";
+    cd_exec_result res;
+    double secs = timed_run(f, p, "[\"5\", \"6\", \"7\"]", &res);
+    assert_true(res.success);
+    assert_string_equal(ui_text(&res, "5"), "7");
+    assert_string_equal(ui_text(&res, "7"), "7");
+    assert_int_equal(atomic_load(&async_most), 3);
+    assert_true(secs >= 0.51);
+    assert_true(secs / 1.5 < 0.6); /* in parallel: well under the sum */
+    /* one `executing` per node, none when an async node's results are taken */
+    for (int i = 1; i <= 7; i++) {
+        char id[4];
+        snprintf(id, sizeof id, "%d", i);
+        assert_int_equal(count_events(f, "executing", id), 1);
+    }
+    assert_true(count_events(f, "progress", "2") > 0); /* sent from the calls' threads */
+    assert_int_equal(res.executed_count, 7);
+    cd_exec_result_clear(&res);
+    /* cached the second time: nothing runs */
+    double again = timed_run(f, p, "[\"5\", \"6\", \"7\"]", &res);
+    assert_true(res.success);
+    assert_true(again < 0.25);
+    assert_int_equal(atomic_load(&async_most), 0);
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+/* Links still order async nodes (a chain takes the sum); the calls of a node mapped over a
+ * list are in flight together; an async node done at once needs no cd_call_finish; async
+ * nodes are started before other ready nodes (ux_friendly_pick_node). */
+static void async_nodes_keep_dependencies_and_lists(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    const char *chain = "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 1}},"
+                        " \"2\": {\"class_type\": \"TestAsyncSleep\", \"inputs\": {\"value\": [\"1\", 0], \"ms\": 200}},"
+                        " \"3\": {\"class_type\": \"TestAdd\", \"inputs\": {\"a\": [\"2\", 0], \"b\": 10}},"
+                        " \"4\": {\"class_type\": \"TestAsyncSleep\", \"inputs\": {\"value\": [\"3\", 0], \"ms\": 200}},"
+                        " \"5\": {\"class_type\": \"TestAsyncNow\", \"inputs\": {\"value\": [\"4\", 0]}},"
+                        " \"6\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"5\", 0]}}}";
+    cd_exec_result res;
+    double secs = timed_run(f, chain, "[\"6\"]", &res);
+    assert_true(res.success);
+    assert_string_equal(ui_text(&res, "6"), "22");
+    assert_true(secs >= 0.4);
+    assert_int_equal(atomic_load(&async_most), 1);
+    char order[128];
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, "1,2,3,4,5,6");
+    cd_exec_result_clear(&res);
+
+    const char *mapped = "{\"1\": {\"class_type\": \"TestList\", \"inputs\": {\"count\": 3}},"
+                         " \"2\": {\"class_type\": \"TestAsyncSleep\", \"inputs\": {\"value\": [\"1\", 0], \"ms\": 400}},"
+                         " \"3\": {\"class_type\": \"TestSum\", \"inputs\": {\"values\": [\"2\", 0]}},"
+                         " \"4\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"3\", 0]}}}";
+    secs = timed_run(f, mapped, "[\"4\"]", &res);
+    assert_true(res.success);
+    assert_string_equal(ui_text(&res, "4"), "60");
+    assert_int_equal(atomic_load(&async_most), 3);
+    assert_true(secs / 1.2 < 0.6);
+    cd_exec_result_clear(&res);
+
+    /* 3 (sync) and 2 (async) are ready together, both feeding an output: 2 starts first, 3 and
+     * its output run while 2 sleeps, then 2's output. */
+    const char *pick = "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 2}},"
+                       " \"3\": {\"class_type\": \"TestAdd\", \"inputs\": {\"a\": [\"1\", 0], \"b\": 1}},"
+                       " \"5\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"3\", 0]}},"
+                       " \"2\": {\"class_type\": \"TestAsyncSleep\", \"inputs\": {\"value\": [\"1\", 0], \"ms\": 100}},"
+                       " \"4\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"2\", 0]}}}";
+    secs = timed_run(f, pick, "[\"5\", \"4\"]", &res);
+    assert_true(res.success);
+    executing_order(f, order, sizeof order);
+    assert_string_equal(order, "1,2,3,5,4");
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+/* A failing async node fails the prompt; the sleep still in flight is told to stop, and the run
+ * waits for it (no call outlives its prompt). The next prompt runs. */
+static void async_failure_stops_the_others(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    const char *p = "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 1}},"
+                    " \"2\": {\"class_type\": \"TestAsyncSleep\", \"inputs\": {\"value\": [\"1\", 0], \"ms\": 5000}},"
+                    " \"3\": {\"class_type\": \"TestAsyncSleep\", \"inputs\": {\"value\": [\"1\", 0], \"ms\": 50, \"fail\": true}},"
+                    " \"4\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"2\", 0]}},"
+                    " \"5\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"3\", 0]}}}";
+    cd_exec_result res;
+    double secs = timed_run(f, p, "[\"4\", \"5\"]", &res);
+    assert_false(res.success);
+    assert_false(res.interrupted);
+    assert_non_null(res.error);
+    assert_string_equal(json_string_value(json_object_get(res.error, "node_id")), "3");
+    assert_string_equal(json_string_value(json_object_get(res.error, "exception_message")), "async failure\n");
+    assert_true(secs < 2.0);
+    assert_int_equal(atomic_load(&async_running), 0);
+    cd_exec_result_clear(&res);
+    res = run(f, diamond, "[\"4\"]", "c");
+    assert_true(res.success);
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+/* An interrupt while only async nodes run stops them and names one of them. */
+static void async_interrupt(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    f->rec.interrupt_after_progress = 10;
+    const char *p = "{\"1\": {\"class_type\": \"TestConst\", \"inputs\": {\"value\": 1}},"
+                    " \"2\": {\"class_type\": \"TestAsyncSleep\", \"inputs\": {\"value\": [\"1\", 0], \"ms\": 5000}},"
+                    " \"3\": {\"class_type\": \"TestAsyncSleep\", \"inputs\": {\"value\": [\"1\", 0], \"ms\": 5000}},"
+                    " \"4\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"2\", 0]}},"
+                    " \"5\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"3\", 0]}}}";
+    cd_exec_result res;
+    double secs = timed_run(f, p, "[\"4\", \"5\"]", &res);
+    assert_false(res.success);
+    assert_true(res.interrupted);
+    json_t *ev = find_event(f, "execution_interrupted");
+    assert_non_null(ev);
+    const char *node = json_string_value(json_object_get(ev, "node_id"));
+    assert_true(!strcmp(node, "2") || !strcmp(node, "3"));
+    assert_string_equal(json_string_value(json_object_get(ev, "node_type")), "TestAsyncSleep");
+    assert_true(secs < 2.0);
+    assert_int_equal(atomic_load(&async_running), 0);
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
+/* node.h's ABI rule: a definition of ABI 2 (the struct without execute_async) still registers
+ * and runs, and comfyd reads none of the fields ABI 3 added; versions outside the range are
+ * refused. */
+static int never_called(cd_node_call *c) { return cd_call_fail(c, NULL, "execute_async read from an ABI 2 definition"); }
+static int abi_pack_init(cd_pack *pack) {
+    static const cd_node_def old = {.abi_version = 2, .name = "OldConst", .inputs = "{\"required\": {\"value\": [\"INT\", {}]}}",
+                                    .outputs = int_out, .n_outputs = 1, .execute = const_exec,
+                                    /* beyond an ABI 2 struct: what a real one would have there is garbage */
+                                    .execute_async = never_called};
+    static const cd_node_def too_old = {.abi_version = 1, .name = "AncientConst", .inputs = "{}", .outputs = int_out,
+                                        .n_outputs = 1, .execute = const_exec};
+    static const cd_node_def async_only = {.abi_version = 2, .name = "OldAsync", .inputs = "{}", .outputs = int_out,
+                                           .n_outputs = 1, .execute_async = async_at_once};
+    assert_int_equal(cd_pack_register(pack, &old), CD_OK);
+    assert_int_equal(cd_pack_register(pack, &too_old), CD_ERROR);
+    assert_int_equal(cd_pack_register(pack, &async_only), CD_ERROR); /* no execute in ABI 2 */
+    return CD_OK;
+}
+
+static void abi_2_definitions_still_work(void **state) {
+    (void)state;
+    fixture *f = fixture_new(CD_CACHE_POLICY_CLASSIC, 0);
+    assert_true(cd_registry_add_pack(f->reg, "old", "custom_nodes.old", abi_pack_init) > 0);
+    assert_null(cd_registry_get(f->reg, "AncientConst"));
+    cd_exec_result res = run(f,
+                             "{\"1\": {\"class_type\": \"OldConst\", \"inputs\": {\"value\": 5}},"
+                             " \"2\": {\"class_type\": \"TestOut\", \"inputs\": {\"value\": [\"1\", 0]}}}",
+                             "[\"2\"]", "c");
+    assert_true(res.success);
+    assert_string_equal(ui_text(&res, "2"), "5");
+    cd_exec_result_clear(&res);
+    fixture_free(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(float_text_constants_become_floats),
@@ -586,6 +835,11 @@ int main(void) {
         cmocka_unit_test(no_client_no_per_prompt_events),
         cmocka_unit_test(interrupt_stops_a_long_node),
         cmocka_unit_test(long_chain_without_recursion),
+        cmocka_unit_test(async_nodes_run_concurrently),
+        cmocka_unit_test(async_nodes_keep_dependencies_and_lists),
+        cmocka_unit_test(async_failure_stops_the_others),
+        cmocka_unit_test(async_interrupt),
+        cmocka_unit_test(abi_2_definitions_still_work),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

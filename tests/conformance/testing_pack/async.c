@@ -1,7 +1,9 @@
-/* async_test_nodes.py and api_test_nodes.py. comfyd runs one node at a time on its executor
- * thread, so these "async" nodes run synchronously: they sleep (checking for interrupts) where
- * the Python nodes await. Parallel sleeps therefore take the sum of their times, not the
- * longest: ComfyUI's suite skips those timing checks with --skip-timing-checks. */
+/* async_test_nodes.py and api_test_nodes.py. The nodes whose FUNCTION is `async def` are async
+ * nodes here too (execute_async): each call sleeps on a thread of its own (tp_spawn), checking
+ * for interrupts, where the Python node awaits, so several of them run at the same time as in
+ * ComfyUI. The others (a sync FUNCTION with an async VALIDATE_INPUTS or check_lazy_status, which
+ * comfyd runs synchronously) stay plain nodes. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,7 @@ static int async_error(cd_node_call *call) {
     if (rc != CD_OK) return rc;
     return cd_call_fail(call, "RuntimeError", "Intentional async execution error for testing");
 }
+TP_ASYNC(async_error_start, async_error)
 
 static int validate_max(cd_node_call *call) {
     double v = cd_call_float(call, "value", 5.0), m = cd_call_float(call, "max_value", 10.0);
@@ -67,6 +70,7 @@ static int async_timeout(cd_node_call *call) {
     }
     return cd_call_set_output(call, 0, input_or_none(call, "value"));
 }
+TP_ASYNC(async_timeout_start, async_timeout)
 
 static int sync_error(cd_node_call *call) {
     return cd_call_fail(call, "RuntimeError", "Intentional sync execution error for testing");
@@ -118,24 +122,31 @@ static int dynamic_async_generation(cd_node_call *call) {
     return rc;
 }
 
-/* TestAsyncResourceUser's class-level table; with one node at a time it never conflicts, but
- * the check stays as the node states it. */
+/* TestAsyncResourceUser's class-level table of resources in use, shared by the calls' threads. */
 static char active[16][64];
+static pthread_mutex_t active_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int async_resource_user(cd_node_call *call) {
     const char *rid = cd_call_string(call, "resource_id", "resource_0");
+    pthread_mutex_lock(&active_mu);
     for (int i = 0; i < 16; i++)
-        if (active[i][0] && !strcmp(active[i], rid))
+        if (active[i][0] && !strcmp(active[i], rid)) {
+            pthread_mutex_unlock(&active_mu);
             return cd_call_fail(call, "RuntimeError", "Resource %s is already in use!", rid);
+        }
     int slot = -1;
     for (int i = 0; i < 16 && slot < 0; i++)
         if (!active[i][0]) slot = i;
     if (slot >= 0) snprintf(active[slot], sizeof active[slot], "%s", rid);
+    pthread_mutex_unlock(&active_mu);
     int rc = tp_sleep(call, cd_call_float(call, "duration", 0.1), false);
+    pthread_mutex_lock(&active_mu);
     if (slot >= 0) active[slot][0] = 0;
+    pthread_mutex_unlock(&active_mu);
     if (rc != CD_OK) return rc;
     return cd_call_set_output(call, 0, input_or_none(call, "value"));
 }
+TP_ASYNC(async_resource_user_start, async_resource_user)
 
 static int async_batch_processing(cd_node_call *call) {
     const cd_value *images = cd_call_input(call, "images");
@@ -157,12 +168,27 @@ static int async_batch_processing(cd_node_call *call) {
     }
     return cd_call_set_output(call, 0, out);
 }
+TP_ASYNC(async_batch_processing_start, async_batch_processing)
+
+/* TestAsyncConcurrentLimit's asyncio.Semaphore(2): at most two sleep at a time. */
+static pthread_mutex_t limit_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t limit_cv = PTHREAD_COND_INITIALIZER;
+static int limit_free = 2;
 
 static int async_concurrent_limit(cd_node_call *call) {
+    pthread_mutex_lock(&limit_mu);
+    while (limit_free == 0) pthread_cond_wait(&limit_cv, &limit_mu);
+    limit_free--;
+    pthread_mutex_unlock(&limit_mu);
     int rc = tp_sleep(call, cd_call_float(call, "duration", 0.5), false);
+    pthread_mutex_lock(&limit_mu);
+    limit_free++;
+    pthread_cond_signal(&limit_cv);
+    pthread_mutex_unlock(&limit_mu);
     if (rc != CD_OK) return rc;
     return cd_call_set_output(call, 0, input_or_none(call, "value"));
 }
+TP_ASYNC(async_concurrent_limit_start, async_concurrent_limit)
 
 /* api_test_nodes.py: progress as a fraction of 1.0 through the node's progress callback. */
 static int progress_update(cd_node_call *call) {
@@ -176,6 +202,7 @@ static int progress_update(cd_node_call *call) {
     }
     return cd_call_set_output(call, 0, input_or_none(call, "value"));
 }
+TP_ASYNC(progress_update_start, progress_update)
 
 static const cd_output_def out_image[] = {{"IMAGE", NULL, 0, NULL, NULL}};
 static const cd_output_def out_any[] = {{"*", NULL, 0, NULL, NULL}};
@@ -193,7 +220,7 @@ static const cd_node_def defs[] = {
     {BASE("TestAsyncError", "Test Async Error"),
      .inputs = "{\"required\": {\"value\": [\"*\", {}], \"error_after\": [\"FLOAT\", {\"default\": 0.1, \"min\": 0.0, "
                "\"max\": 10.0}]}}",
-     .outputs = out_any, .n_outputs = 1, .execute = async_error},
+     .outputs = out_any, .n_outputs = 1, .execute_async = async_error_start},
     {BASE("TestAsyncValidationError", "Test Async Validation Error"),
      .inputs = "{\"required\": {\"value\": [\"FLOAT\", {\"default\": 5.0}], \"max_value\": [\"FLOAT\", {\"default\": "
                "10.0}]}}",
@@ -202,7 +229,7 @@ static const cd_node_def defs[] = {
     {BASE("TestAsyncTimeout", "Test Async Timeout"),
      .inputs = "{\"required\": {\"value\": [\"*\", {}], \"timeout\": [\"FLOAT\", {\"default\": 1.0, \"min\": 0.1, "
                "\"max\": 10.0}], \"operation_time\": [\"FLOAT\", {\"default\": 2.0, \"min\": 0.1, \"max\": 10.0}]}}",
-     .outputs = out_any, .n_outputs = 1, .execute = async_timeout},
+     .outputs = out_any, .n_outputs = 1, .execute_async = async_timeout_start},
     {BASE("TestSyncError", "Test Sync Error"), .inputs = "{\"required\": {\"value\": [\"*\", {}]}}",
      .outputs = out_any, .n_outputs = 1, .execute = sync_error},
     {BASE("TestAsyncLazyCheck", "Test Async Lazy Check"),
@@ -217,21 +244,21 @@ static const cd_node_def defs[] = {
     {BASE("TestAsyncResourceUser", "Test Async Resource User"),
      .inputs = "{\"required\": {\"value\": [\"*\", {}], \"resource_id\": [\"STRING\", {\"default\": \"resource_0\"}], "
                "\"duration\": [\"FLOAT\", {\"default\": 0.1, \"min\": 0.0, \"max\": 1.0}]}}",
-     .outputs = out_any, .n_outputs = 1, .execute = async_resource_user},
+     .outputs = out_any, .n_outputs = 1, .execute_async = async_resource_user_start},
     {BASE("TestAsyncBatchProcessing", "Test Async Batch Processing"),
      .inputs = "{\"required\": {\"images\": [\"IMAGE\"], \"process_time_per_item\": [\"FLOAT\", {\"default\": 0.1, "
                "\"min\": 0.01, \"max\": 1.0}]}, \"hidden\": {\"unique_id\": \"UNIQUE_ID\"}}",
-     .outputs = out_image, .n_outputs = 1, .execute = async_batch_processing},
+     .outputs = out_image, .n_outputs = 1, .execute_async = async_batch_processing_start},
     {BASE("TestAsyncConcurrentLimit", "Test Async Concurrent Limit"),
      .inputs = "{\"required\": {\"value\": [\"*\", {}], \"duration\": [\"FLOAT\", {\"default\": 0.5, \"min\": 0.1, "
                "\"max\": 2.0}], \"node_id\": [\"INT\", {\"default\": 0}]}}",
-     .outputs = out_any, .n_outputs = 1, .execute = async_concurrent_limit},
+     .outputs = out_any, .n_outputs = 1, .execute_async = async_concurrent_limit_start},
 };
 
 static const cd_node_def api_defs[] = {
     {BASE("TestAsyncProgressUpdate", "Async Progress Update Test Node"),
      .inputs = "{\"required\": {\"value\": [\"*\", {}], \"sleep_seconds\": [\"FLOAT\", {\"default\": 1.0}]}}",
-     .outputs = out_any, .n_outputs = 1, .execute = progress_update},
+     .outputs = out_any, .n_outputs = 1, .execute_async = progress_update_start},
     {BASE("TestSyncProgressUpdate", "Sync Progress Update Test Node"),
      .inputs = "{\"required\": {\"value\": [\"*\", {}], \"sleep_seconds\": [\"FLOAT\", {\"default\": 1.0}]}}",
      .outputs = out_any, .n_outputs = 1, .execute = progress_update},

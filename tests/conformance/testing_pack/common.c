@@ -1,5 +1,6 @@
 /* Tensor helpers, SmartType validation, sleeping with progress, and the pack's entry point. */
 #include <errno.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,36 @@ int tp_sleep(cd_node_call *call, double seconds, bool report) {
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
     }
     return CD_OK;
+}
+
+typedef struct {
+    cd_node_call *call;
+    int (*work)(cd_node_call *call);
+} spawned;
+
+static void *spawned_main(void *arg) {
+    spawned sp = *(spawned *)arg;
+    free(arg);
+    cd_call_finish(sp.call, sp.work(sp.call));
+    return NULL;
+}
+
+int tp_spawn(cd_node_call *call, int (*work)(cd_node_call *call)) {
+    spawned *sp = malloc(sizeof *sp);
+    pthread_attr_t attr;
+    pthread_t th;
+    if (!sp) return work(call);
+    sp->call = call;
+    sp->work = work;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, spawned_main, sp);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        free(sp);
+        return work(call);
+    }
+    return CD_PENDING;
 }
 
 int comfyd_pack_init(cd_pack *pack) {

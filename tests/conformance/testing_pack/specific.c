@@ -303,6 +303,8 @@ static int test_sleep(cd_node_call *call) {
     if (rc != CD_OK) return rc;
     return cd_call_set_output(call, 0, input_or_none(call, "value"));
 }
+/* `async def sleep`: several TestSleeps of a prompt sleep at the same time. */
+TP_ASYNC(test_sleep_async, test_sleep)
 
 static int parallel_sleep(cd_node_call *call) {
     bool ok = true;
@@ -388,7 +390,7 @@ static const cd_node_def defs[] = {
      .inputs = "{\"required\": {\"value\": [\"*\", {}], \"seconds\": [\"FLOAT\", {\"default\": 1.0, \"min\": 0.0, "
                "\"max\": 9999.0, \"step\": 0.01, \"tooltip\": \"The amount of seconds to sleep.\"}]}, "
                "\"hidden\": {\"unique_id\": \"UNIQUE_ID\"}}",
-     .outputs = out_any, .n_outputs = 1, .execute = test_sleep},
+     .outputs = out_any, .n_outputs = 1, .execute_async = test_sleep_async},
     {BASE("TestParallelSleep", "Test Parallel Sleep", "_for_testing"),
      .inputs = "{\"required\": {\"image1\": [\"IMAGE\"], \"image2\": [\"IMAGE\"], \"image3\": [\"IMAGE\"], "
                "\"sleep1\": [\"FLOAT\", {\"default\": 0.5, \"min\": 0.0, \"max\": 10.0, \"step\": 0.01}], "

@@ -47,6 +47,14 @@ void tp_pyfloat(double d, char *buf, size_t len);
  * Returns CD_OK or CD_INTERRUPTED. report=false: no progress. */
 int tp_sleep(cd_node_call *call, double seconds, bool report);
 double tp_now(void);
+/* The pack's async nodes (ComfyUI's `async def` FUNCTIONs), as node.h's execute_async: runs
+ * work(call) on a thread of its own and ends the call with work's result through
+ * cd_call_finish. Returns CD_PENDING, or work's result when no thread can be made (then it ran
+ * here). */
+int tp_spawn(cd_node_call *call, int (*work)(cd_node_call *call));
+/* An execute_async for `work`: static int name(cd_node_call *c) { return tp_spawn(c, work); } */
+#define TP_ASYNC(name, work) \
+    static int name(cd_node_call *call) { return tp_spawn(call, work); }
 
 void tp_register_stubs(cd_pack *pack);
 void tp_register_specific(cd_pack *pack);
