@@ -916,10 +916,11 @@ static void conn_feed(conn *c) {
     }
     c->in_feed = false;
     if (c->handles_closing || c->detached || c->lingering) return;
-    if (c->peer_eof && c->state != CONN_HANDLING && c->state != CONN_CLOSING) {
-        /* nothing more will come: what is left is an incomplete request, if anything */
-        if (c->write_queued > 0 || c->req) c->close_after = true;
-        if (!c->req) conn_linger(c);
+    if (c->peer_eof && c->state != CONN_HANDLING) {
+        /* Nothing more will come: every complete request is answered; what is left is an
+         * incomplete one, if anything. The answers already written leave, then the end. */
+        c->close_after = true;
+        conn_linger(c);
         return;
     }
     /* Reading goes on while a request is handled (a stop and a start cost two epoll_ctl calls per
