@@ -13,19 +13,10 @@
 #include "hub/auth.h"
 #include "hub/hub.h"
 #include "hub/session.h"
+#include "server/instance.h"
 
-void cd_hub_json(cd_http_req *req, int status, json_t *value) {
-    cd_buf text = CD_BUF_INIT;
-    int rc = value ? cd_json_write(&text, value, false) : -1;
-    json_decref(value);
-    if (rc < 0) {
-        cd_buf_free(&text);
-        cd_http_respond_text(req, 500, "500: out of memory");
-        return;
-    }
-    cd_http_respond(req, status, "application/json; charset=utf-8", text.data, text.len);
-    cd_buf_free(&text);
-}
+/* The instance's JSON answer (server/), which the hub's layer may use. */
+void cd_hub_json(cd_http_req *req, int status, json_t *value) { cd_respond_json(req, status, value); }
 
 void cd_hub_error(cd_http_req *req, int status, const char *type, const char *fmt, ...) {
     char message[1024];
