@@ -53,6 +53,7 @@ bench: release
 	node bench/engine/run.mjs
 	node bench/images/run.mjs
 	bash bench/json/run.sh
+	bash bench/hub/run.sh
 
 clean:
 	rm -rf $(BUILD)
