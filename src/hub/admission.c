@@ -27,8 +27,19 @@ typedef struct held {
     struct held *next;   /* by seq */
 } held;
 
+/* Whether the instance at an address is comfyd serve (it knows validate_only), as its
+ * /system_stats said a moment ago: asked once a minute rather than for every prompt. */
+#define KINDS 64
+#define KIND_TTL_MS 60000
+typedef struct {
+    char address[80]; /* "host:port" */
+    bool comfyd;
+    int64_t at;
+} instance_kind;
+
 struct cd_admission {
     cd_hub *hub;
+    instance_kind kinds[KINDS];
     held *all;
     int running; /* dispatching + running */
     int64_t last_served_user;
@@ -516,12 +527,38 @@ static void on_validated(const char *error, const cd_http_client_response *res, 
     hold(s);
 }
 
+static instance_kind *kind_slot(cd_admission *a, const char *host, int port, bool for_write) {
+    char address[80];
+    snprintf(address, sizeof address, "%s:%d", host, port);
+    instance_kind *oldest = &a->kinds[0];
+    for (int i = 0; i < KINDS; i++) {
+        if (!strcmp(a->kinds[i].address, address)) return &a->kinds[i];
+        if (a->kinds[i].at < oldest->at) oldest = &a->kinds[i];
+    }
+    if (!for_write) return NULL;
+    snprintf(oldest->address, sizeof oldest->address, "%s", address);
+    return oldest;
+}
+
+static void validate_or_hold(submit_ctx *s, bool comfyd);
+
 /* Only comfyd serve knows validate_only: anything else would run the prompt at once. */
 static void on_kind(const char *error, const cd_http_client_response *res, void *user) {
     submit_ctx *s = user;
     json_t *j = !error && res->status == 200 ? json_loadb(res->body.data, res->body.len, 0, NULL) : NULL;
     bool comfyd = json_is_string(json_object_get(json_object_get(j, "system"), "comfyd_version"));
     json_decref(j);
+    char host[65];
+    int port;
+    if (j && cd_supervisor_target(s->a->hub->sup, s->p.project_id, host, sizeof host, &port) == 0) {
+        instance_kind *k = kind_slot(s->a, host, port, true);
+        k->comfyd = comfyd;
+        k->at = now_ms();
+    }
+    validate_or_hold(s, comfyd);
+}
+
+static void validate_or_hold(submit_ctx *s, bool comfyd) {
     if (!comfyd || !s->req) {
         s->a->inflight--;
         if (!s->req) submit_free(s);
@@ -605,6 +642,11 @@ void cd_admission_submit(cd_admission *a, cd_http_req *req, const cd_hub_caller 
     }
     cd_http_req_on_abort(req, submit_aborted, s);
     a->inflight++;
+    instance_kind *k = kind_slot(a, host, port, false);
+    if (k && now_ms() - k->at < KIND_TTL_MS) {
+        validate_or_hold(s, k->comfyd);
+        return;
+    }
     cd_http_client_request r = {.host = host, .port = port, .target = "/system_stats", .timeout_ms = 10000};
     if (cd_http_fetch(a->hub->loop, &r, on_kind, s) < 0) on_kind("cannot connect", NULL, s);
 }
