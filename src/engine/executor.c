@@ -1313,6 +1313,51 @@ static node_result async_start(run_ctx *r, nstate *s, input_lists *il, size_t n_
     return NODE_PENDING;
 }
 
+/* A call's outputs move into its row of per_call; true when one is a link (an expansion). */
+static bool take_outputs(cd_value **row, cd_node_call *call, int n_out) {
+    bool link = false;
+    for (int k = 0; k < n_out; k++) {
+        row[k] = call->outputs[k];
+        call->outputs[k] = NULL;
+        if (cd_value_kind_of(row[k]) == CD_VALUE_LINK) link = true;
+    }
+    return link;
+}
+
+/* Once every call of a node ended, sync or async alike: an expansion starts (the UI of an
+ * expanding call is sent now; the resumed node does not resend it), or the results are stored.
+ * Takes per_call and ui. */
+static node_result conclude_calls(run_ctx *r, nstate *s, cd_node_call *calls, size_t n_calls, cd_value ***per_call,
+                                  json_t *ui, bool expand, node_result result) {
+    cd_prompt_node *n = s->node;
+    int n_out = n->type->def->n_outputs;
+    if (result == NODE_SUCCESS && expand) {
+        s->exp_outputs = per_call;
+        s->exp_calls = n_calls;
+        s->exp_ui = ui;
+        s->expanding = true;
+        per_call = NULL;
+        ui = NULL;
+        if (s->exp_ui && json_object_size(s->exp_ui))
+            emit_client(r, "executed", json_pack("{s:s, s:s, s:O, s:s}", "node", n->id, "display_node",
+                                                 cd_prompt_display_id(r->prompt, n), "output", s->exp_ui,
+                                                 "prompt_id", r->prompt_id));
+        result = start_expansion(r, s, calls, n_calls) == 0 ? NODE_PENDING : NODE_FAILURE;
+    } else if (result == NODE_SUCCESS) {
+        store_results(r, s, per_call, n_calls, ui);
+    }
+    if (per_call) {
+        for (size_t c = 0; c < n_calls; c++) {
+            if (!per_call[c]) continue;
+            for (int k = 0; k < n_out; k++) cd_value_unref(per_call[c][k]);
+            free(per_call[c]);
+        }
+        free(per_call);
+    }
+    json_decref(ui);
+    return result;
+}
+
 /* The node is picked again after its calls ended: their results, as run_node takes a sync
  * node's. */
 static node_result async_conclude(run_ctx *r, nstate *s) {
@@ -1356,37 +1401,10 @@ static node_result async_conclude(run_ctx *r, nstate *s) {
             result = NODE_FAILURE;
             break;
         }
-        for (int k = 0; k < n_out; k++) {
-            per_call[c][k] = call->outputs[k];
-            call->outputs[k] = NULL;
-            if (cd_value_kind_of(per_call[c][k]) == CD_VALUE_LINK) expand = true;
-        }
+        expand |= take_outputs(per_call[c], call, n_out);
         merge_ui(&ui, call->ui);
     }
-    if (result == NODE_SUCCESS && expand) {
-        s->exp_outputs = per_call;
-        s->exp_calls = n_calls;
-        s->exp_ui = ui;
-        s->expanding = true;
-        per_call = NULL;
-        ui = NULL;
-        if (s->exp_ui && json_object_size(s->exp_ui))
-            emit_client(r, "executed", json_pack("{s:s, s:s, s:O, s:s}", "node", n->id, "display_node",
-                                                 cd_prompt_display_id(r->prompt, n), "output", s->exp_ui,
-                                                 "prompt_id", r->prompt_id));
-        result = start_expansion(r, s, j->calls, n_calls) == 0 ? NODE_PENDING : NODE_FAILURE;
-    } else if (result == NODE_SUCCESS) {
-        store_results(r, s, per_call, n_calls, ui);
-    }
-    if (per_call) {
-        for (size_t c = 0; c < n_calls; c++) {
-            if (!per_call[c]) continue;
-            for (int k = 0; k < n_out; k++) cd_value_unref(per_call[c][k]);
-            free(per_call[c]);
-        }
-        free(per_call);
-    }
-    json_decref(ui);
+    result = conclude_calls(r, s, j->calls, n_calls, per_call, ui, expand, result);
     job_free(j);
     if (result == NODE_SUCCESS) note_executed(r, s);
     return result;
@@ -1521,40 +1539,12 @@ static node_result run_node(run_ctx *r, nstate *s) {
             result = NODE_FAILURE;
             break;
         }
-        for (int k = 0; k < n_out; k++) {
-            per_call[c][k] = call->outputs[k];
-            call->outputs[k] = NULL;
-            if (cd_value_kind_of(per_call[c][k]) == CD_VALUE_LINK) expand = true;
-        }
+        expand |= take_outputs(per_call[c], call, n_out);
         merge_ui(&ui, call->ui);
     }
-    if (result == NODE_SUCCESS && expand) {
-        s->exp_outputs = per_call;
-        s->exp_calls = n_calls;
-        s->exp_ui = ui;
-        s->expanding = true;
-        per_call = NULL;
-        ui = NULL;
-        if (s->exp_ui && json_object_size(s->exp_ui)) {
-            /* The UI of an expanding call is sent now; the resumed node does not resend it. */
-            emit_client(r, "executed", json_pack("{s:s, s:s, s:O, s:s}", "node", n->id, "display_node", display,
-                                                 "output", s->exp_ui, "prompt_id", r->prompt_id));
-        }
-        result = start_expansion(r, s, calls, n_calls) == 0 ? NODE_PENDING : NODE_FAILURE;
-    } else if (result == NODE_SUCCESS) {
-        store_results(r, s, per_call, n_calls, ui);
-    }
+    result = conclude_calls(r, s, calls, n_calls, per_call, ui, expand, result);
     for (size_t c = 0; c < made; c++) cd_call_clear(&calls[c]);
     if (calls != &one_call) free(calls);
-    if (per_call) {
-        for (size_t c = 0; c < n_calls; c++) {
-            if (!per_call[c]) continue;
-            for (int k = 0; k < n_out; k++) cd_value_unref(per_call[c][k]);
-            free(per_call[c]);
-        }
-        free(per_call);
-    }
-    json_decref(ui);
     input_lists_free(&il);
     if (result == NODE_SUCCESS) note_executed(r, s);
     return result;

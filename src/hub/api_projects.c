@@ -51,6 +51,15 @@ static const char *clean_name(const char *in, char *out, size_t outlen) {
     return NULL;
 }
 
+/* A change to a project: into the audit log, and the project as the answer. */
+static void audited_answer(cd_hub *hub, cd_http_req *req, const cd_hub_caller *c, const char *action,
+                           const char *what, const cd_store_project *p, int status) {
+    char target[64];
+    snprintf(target, sizeof target, "project %lld", (long long)p->id);
+    cd_hub_audit(hub, req, &c->user, action, target, "%s%s", what, p->name);
+    cd_hub_json(req, status, cd_hub_project_json(hub, p));
+}
+
 static void handle_list(cd_http_req *req, void *ctx) {
     cd_hub *hub = ctx;
     cd_hub_caller c;
@@ -87,10 +96,7 @@ static void handle_create(cd_http_req *req, void *ctx) {
         cd_hub_error(req, 500, "store_error", "%s", cd_store_error(hub->store));
         return;
     }
-    char target[64];
-    snprintf(target, sizeof target, "project %lld", (long long)p.id);
-    cd_hub_audit(hub, req, &c.user, "project_create", target, "%s", p.name);
-    cd_hub_json(req, 201, cd_hub_project_json(hub, &p));
+    audited_answer(hub, req, &c, "project_create", "", &p, 201);
 }
 
 static void handle_get(cd_http_req *req, void *ctx) {
@@ -131,10 +137,7 @@ static void handle_update(cd_http_req *req, void *ctx) {
         cd_hub_error(req, 500, "store_error", "%s", cd_store_error(hub->store));
         return;
     }
-    char target[64];
-    snprintf(target, sizeof target, "project %lld", (long long)p.id);
-    cd_hub_audit(hub, req, &c.user, "project_update", target, "name %s", p.name);
-    cd_hub_json(req, 200, cd_hub_project_json(hub, &p));
+    audited_answer(hub, req, &c, "project_update", "name ", &p, 200);
 }
 
 /* ---- answering after an instance stopped ---- */
