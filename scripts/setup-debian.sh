@@ -17,6 +17,8 @@ packages=(
   # tests: clang and its runtime for the libFuzzer targets, Node.js for the integration tests,
   # git for the node-pack installs from local repositories; the vips tool is bench/images' reference
   clang libclang-rt-14-dev nodejs npm curl git libvips-tools
+  # the page tests: playwright-core (npm) drives Debian's chromium, headless; a CJK font for 中文
+  chromium fonts-wqy-microhei
 )
 # benchmarks: the load generator and the reference server
 $bench && packages+=(wrk nginx-light)
