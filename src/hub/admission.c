@@ -13,6 +13,7 @@
 #include "hub/proxy.h"
 #include "hub/supervisor.h"
 #include "net/http_client.h"
+#include "net/upstream_fetch.h"
 
 #define TICK_MS 250
 #define LOST_AFTER 3 /* ticks a dispatched prompt may be in neither the queue nor the history */
@@ -91,6 +92,7 @@ struct cd_admission {
     int64_t last_sample_at;
     int handles_open;
     cd_instance_watch *watch; /* the event streams of instances with prompts out */
+    cd_upstream_pool *pool;   /* keep-alive connections to the instances */
     bool stopping;
     int inflight; /* fetches under way */
 };
@@ -424,7 +426,7 @@ static void send_one(cd_admission *a, held *h) {
         .body_len = strlen(body),
         .timeout_ms = 60000,
     };
-    if (cd_http_fetch(a->hub->loop, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
+    if (cd_upstream_fetch(a->pool, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
     free(body);
 }
 
@@ -550,7 +552,7 @@ static void check_history(cd_admission *a, held *h, const char *host, int port, 
     f->counts_miss = counts_miss;
     h->checking = true;
     cd_http_client_request r = {.host = host, .port = port, .target = target, .timeout_ms = 5000};
-    if (cd_http_fetch(a->hub->loop, &r, on_history, f) < 0) on_history("cannot connect", NULL, f);
+    if (cd_upstream_fetch(a->pool, &r, on_history, f) < 0) on_history("cannot connect", NULL, f);
 }
 
 typedef struct {
@@ -604,7 +606,7 @@ static void interrupt_overdue(cd_admission *a, held *h, const char *host, int po
     cd_http_client_request r = {.method = "POST", .host = host, .port = port, .target = "/interrupt",
                                 .body = body, .body_len = strlen(body), .timeout_ms = 5000};
     cd_warn("hub: prompt %s ran past %d s: interrupting it", h->p.prompt_id, a->hub->cfg->prompt_timeout_s);
-    if (cd_http_fetch(a->hub->loop, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
+    if (cd_upstream_fetch(a->pool, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
 }
 
 static void take_sample(cd_admission *a, int64_t now) {
@@ -654,7 +656,7 @@ static void on_tick(uv_timer_t *t) {
         snprintf(qc->host, sizeof qc->host, "%s", host);
         a->inflight++;
         cd_http_client_request r = {.host = host, .port = port, .target = "/queue", .timeout_ms = 5000};
-        if (cd_http_fetch(a->hub->loop, &r, on_queue, qc) < 0) on_queue("cannot connect", NULL, qc);
+        if (cd_upstream_fetch(a->pool, &r, on_queue, qc) < 0) on_queue("cannot connect", NULL, qc);
     }
     cd_instance_watch_sweep(a->watch);
     pump_soon(a);
@@ -963,7 +965,7 @@ static void validate_or_hold(submit_ctx *s, bool comfyd) {
     cd_http_client_request r = {.method = "POST", .host = host, .port = port, .target = "/prompt",
                                 .headers = "Content-Type: application/json\r\n", .body = text,
                                 .body_len = text ? strlen(text) : 0, .timeout_ms = 60000};
-    if (!text || cd_http_fetch(s->a->hub->loop, &r, on_validated, s) < 0) on_validated("cannot connect", NULL, s);
+    if (!text || cd_upstream_fetch(s->a->pool, &r, on_validated, s) < 0) on_validated("cannot connect", NULL, s);
     free(text);
 }
 
@@ -1033,7 +1035,7 @@ void cd_admission_submit(cd_admission *a, cd_http_req *req, const cd_hub_caller 
         return;
     }
     cd_http_client_request r = {.host = host, .port = port, .target = "/system_stats", .timeout_ms = 10000};
-    if (cd_http_fetch(a->hub->loop, &r, on_kind, s) < 0) on_kind("cannot connect", NULL, s);
+    if (cd_upstream_fetch(a->pool, &r, on_kind, s) < 0) on_kind("cannot connect", NULL, s);
 }
 
 /* ---- what users see ---- */
@@ -1149,8 +1151,10 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
         return NULL;
     }
     a->hub = hub;
-    if (!(a->watch = cd_instance_watch_new(hub->loop, on_instance_changed, a))) {
+    a->pool = cd_upstream_pool_new(hub->loop, 8);
+    if (!a->pool || !(a->watch = cd_instance_watch_new(hub->loop, on_instance_changed, a))) {
         snprintf(err, errlen, "out of memory");
+        cd_upstream_pool_free(a->pool);
         free(a);
         return NULL;
     }
@@ -1159,6 +1163,7 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
     if (hub->store->ops->prompt_list_active(hub->store, &list, &n) < 0) {
         snprintf(err, errlen, "cannot read the admission queue: %s", cd_store_error(hub->store));
         cd_instance_watch_free(a->watch);
+        cd_upstream_pool_free(a->pool);
         free(a);
         return NULL;
     }
@@ -1199,6 +1204,7 @@ void cd_admission_stop(cd_admission *a) {
     uv_close((uv_handle_t *)&a->settle, handle_closed);
     uv_close((uv_handle_t *)&a->wake, handle_closed);
     cd_instance_watch_close_all(a->watch);
+    cd_upstream_pool_close_idle(a->pool);
 }
 
 bool cd_admission_idle(const cd_admission *a) { return !a || (a->handles_open == 0 && a->inflight == 0 && cd_instance_watch_idle(a->watch)); }
@@ -1211,6 +1217,7 @@ void cd_admission_free(cd_admission *a) {
         free(h);
     }
     cd_instance_watch_free(a->watch);
+    cd_upstream_pool_free(a->pool);
     free(a->users);
     free(a->batch);
     free(a->answers);
