@@ -146,6 +146,9 @@ test('the node list loads without page errors and its search finds nodes by name
   assert.equal(await page.evaluate(() => document.activeElement.id), 'tab-queue');
   await page.keyboard.press('ArrowRight');
   await page.fill('#node-search', 'image');
+  await page.click('details[data-node="ImageBlend"] summary');
+  await page.locator('details[data-node="ImageBlend"] .node-body').waitFor();
+  assert.match(await page.textContent('details[data-node="ImageBlend"] .node-body'), /blend_mode.*COMBO.*choices: normal, multiply/s);
   await screenshot(page, 'serve-nodes');
   assert.deepEqual(page.pageErrors, []);
   await page.context().close();
@@ -234,6 +237,26 @@ test('validation errors and malformed input are shown in words', T, async () => 
   await page.context().close();
 });
 
+test('a failure while running is shown with its node and message, in the run and in the history', T, async () => {
+  const page = await openPage(`${origin()}/`);
+  await submitWorkflow(page, {
+    1: { class_type: 'PrimitiveInt', inputs: { value: 7 } },
+    2: { class_type: 'TestSyncError', inputs: { value: ['1', 0] } },
+    3: { class_type: 'PreviewAny', inputs: { source: ['2', 0] } },
+  });
+  await waitText(page, '#run-state', /^Failed$/);
+  const failure = /#2 Test Sync Error failed: RuntimeError: Intentional sync execution error for testing/;
+  await waitText(page, '#run-node', failure);
+  await waitText(page, '#run-log', failure);
+  const id = await page.textContent('#run-id');
+  await page.click('#tab-queue');
+  const row = page.locator(`#history li[data-prompt-id="${id}"]`);
+  await row.waitFor();
+  assert.match(await row.textContent(), /Error.*TestSyncError #2: RuntimeError: Intentional sync execution error/s);
+  assert.deepEqual(page.pageErrors, []);
+  await page.context().close();
+});
+
 test('the queue shows running and pending prompts; one is cancelled, the running one interrupted', T, async () => {
   const page = await openPage(`${origin()}/#queue`);
   const ids = [];
@@ -310,7 +333,7 @@ test('under a hub-like prefix every request stays under /comfyui/u/p/, WebSocket
     await waitText(page, '#run-state', /Finished/);
     await waitImagesLoaded(page, '#run-outputs img');
     await page.click('#tab-queue');
-    await waitImagesLoaded(page, '#history img');
+    await waitImagesLoaded(page, '#history li:first-child img');
 
     assert.ok(requests.length >= 8, `the page made its requests: ${requests}`);
     for (const url of requests) assert.ok(url.startsWith(prefix), `${url} stays under the prefix`);
@@ -353,7 +376,7 @@ test('on a phone-sized screen the page fits its width', T, async () => {
   assert.ok(overflow <= 0, `no horizontal scrolling (${overflow}px too wide)`);
   await screenshot(page, 'serve-phone');
   await page.click('#tab-queue');
-  await waitImagesLoaded(page, '#history img');
+  await waitImagesLoaded(page, '#history li:first-child img');
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth));
   await screenshot(page, 'serve-phone-queue');
   assert.deepEqual(page.pageErrors, []);

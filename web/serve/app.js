@@ -44,6 +44,7 @@ const STRINGS = {
     'run.preview': 'Live preview',
     'run.previewAlt': 'Live preview of the running node',
     'run.events': 'Events',
+    'run.outputs': 'Outputs',
     'run.outputAlt': 'Output image {name}',
     'fmt.empty': 'Paste a workflow or open a file.',
     'fmt.api': 'API format · {n} nodes',
@@ -166,6 +167,7 @@ const STRINGS = {
     'run.preview': '实时预览',
     'run.previewAlt': '正在运行的节点的实时预览',
     'run.events': '事件',
+    'run.outputs': '输出',
     'run.outputAlt': '输出图像 {name}',
     'fmt.empty': '请粘贴工作流或打开文件。',
     'fmt.api': 'API 格式 · {n} 个节点',
@@ -388,6 +390,7 @@ const state = {
   queue: { running: [], pending: [] },
   history: [],
   runs: new Map(),        // prompt_id -> run, for the prompts this page queued
+  early: [],              // events of prompts not (yet) known, see keepEarlyEvent
   current: null,          // the run the progress card follows
   runError: null,         // what the errors box under the editor says, kept to re-render
   loadError: null,
@@ -572,6 +575,8 @@ async function submit() {
       }
       extraData.extra_pnginfo = { workflow: c.doc };
     }
+    // The server sends a prompt's events only to a socket that is there when they happen.
+    await socketOpen(3000);
     let answer;
     try {
       answer = await api('POST', 'prompt', { prompt, client_id: state.clientId, extra_data: extraData });
@@ -583,6 +588,8 @@ async function submit() {
       state.runError = { validation: answer, partial: true };
     startRun(answer.prompt_id, answer.number, prompt);
     refreshQueueAndHistory();
+    // On a narrow screen the progress card is below the editor: bring it into view.
+    if (matchMedia('(max-width: 860px)').matches) $('progress-card').scrollIntoView({ block: 'start' });
   } finally {
     button.disabled = false;
     renderRunErrors();
@@ -639,6 +646,7 @@ function startRun(id, number, prompt) {
   state.current = run;
   clearPreview();
   addLog(run, 'ev.queued', { n: number });
+  replayEarlyEvents(run);
   renderRun();
 }
 
@@ -718,6 +726,20 @@ const EVENT_HANDLERS = {
   },
 };
 
+// A prompt's first events can arrive before the answer to its POST prompt: they are kept a
+// moment so that startRun can replay them.
+const EARLY_EVENTS_KEPT = 200;
+function keepEarlyEvent(msg) {
+  state.early.push(msg);
+  if (state.early.length > EARLY_EVENTS_KEPT) state.early.shift();
+}
+
+function replayEarlyEvents(run) {
+  const mine = state.early.filter((m) => m.data.prompt_id === run.id);
+  state.early = state.early.filter((m) => m.data.prompt_id !== run.id);
+  for (const m of mine) EVENT_HANDLERS[m.type](run, m.data);
+}
+
 function onSocketMessage(msg) {
   const { type, data } = msg || {};
   if (type === 'status') {
@@ -728,9 +750,13 @@ function onSocketMessage(msg) {
     refreshQueueAndHistorySoon();
     return;
   }
-  const run = data && state.runs.get(data.prompt_id);
   const handler = EVENT_HANDLERS[type];
-  if (!run || !handler) return;
+  if (!handler || !data?.prompt_id) return;
+  const run = state.runs.get(data.prompt_id);
+  if (!run) {
+    keepEarlyEvent(msg);
+    return;
+  }
   handler(run, data);
   if (['execution_success', 'execution_error', 'execution_interrupted'].includes(type)) refreshQueueAndHistorySoon();
   renderRunSoon();
@@ -818,6 +844,9 @@ function renderRun() {
   $('bar-prompt').value = finished ? 1 : run.total ? Math.min(run.done.size / run.total, 1) : 0;
   $('bar-node').value = finished ? 1 : run.max > 0 ? Math.min(run.value / run.max, 1) : 0;
   renderGallery($('run-outputs'), run.outputs);
+  $('run-outputs-box').hidden = !run.outputs.length;
+  // Once the final images are there, the last preview only repeats them.
+  if (finished && run.outputs.length) $('preview-box').hidden = true;
   renderLog(run);
 }
 
@@ -875,6 +904,17 @@ function connectSocket() {
   };
 }
 
+// Resolves once the socket is open, or after timeoutMs (the prompt then runs without live
+// events, and its history entry tells how it ended).
+function socketOpen(timeoutMs) {
+  if (socketState === 'open') return Promise.resolve();
+  return new Promise((resolve) => {
+    const deadline = Date.now() + timeoutMs;
+    const poll = () => (socketState === 'open' || Date.now() > deadline ? resolve() : setTimeout(poll, 50));
+    poll();
+  });
+}
+
 function scheduleReconnect() {
   setTimeout(connectSocket, reconnectDelay);
   reconnectDelay = Math.min(reconnectDelay * 2, 15000);
@@ -928,6 +968,18 @@ function settleRunsFromHistory() {
     if (!run || run.status === 'success' || run.status === 'error' || run.status === 'interrupted') continue;
     if (!entry.status?.completed && entry.status?.status_str !== 'error') continue;
     run.status = historyStatus(entry);
+    const { start, end } = historyTimes(entry);
+    run.started = run.started ?? start;
+    run.ended = end;
+    const failure = historyMessage(entry, 'execution_error');
+    if (failure) {
+      run.error = { node: failure.node_id, type: failure.exception_type, msg: failure.exception_message };
+      addLog(run, 'ev.error', { node: nodeLabel(run, failure.node_id), type: failure.exception_type, msg: failure.exception_message }, 'err');
+    } else if (run.status === 'interrupted') {
+      addLog(run, 'ev.interrupted', { node: nodeLabel(run, historyMessage(entry, 'execution_interrupted')?.node_id) }, 'err');
+    } else {
+      addLog(run, 'ev.success', {}, 'ok');
+    }
     for (const out of Object.values(entry.outputs || {})) addOutputs(run, out);
     renderRunSoon();
   }
@@ -941,8 +993,13 @@ function historyStatus(entry) {
   return 'unknown';
 }
 
+// The data of the first status message of that type in a history entry.
+function historyMessage(entry, type) {
+  return (entry.status?.messages || []).find(([name]) => name === type)?.[1];
+}
+
 function historyTimes(entry) {
-  const at = (type) => (entry.status?.messages || []).find(([t]) => t === type)?.[1]?.timestamp;
+  const at = (type) => historyMessage(entry, type)?.timestamp;
   const start = at('execution_start');
   const end = at('execution_success') ?? at('execution_error') ?? at('execution_interrupted');
   return { start, end };
@@ -974,6 +1031,7 @@ function renderQueue() {
   const sorted = [...p].sort((a, b) => a[0] - b[0]);
   pending.replaceChildren(...(sorted.length ? sorted.map((i) => queueRow(i, false)) : [h('li', { class: 'empty-row', text: t('queue.nonePending') })]));
   $('clear-queue').disabled = !p.length;
+  $('interrupt').disabled = !r.length;
 }
 
 function historyRow(entry) {
@@ -981,7 +1039,7 @@ function historyRow(entry) {
   const { start, end } = historyTimes(entry);
   const images = Object.values(entry.outputs || {}).flatMap((o) => (o?.images || []).filter((i) => i?.filename));
   const tagClass = { success: 'tag ok', error: 'tag err', interrupted: 'tag warn' }[status] || 'tag';
-  const error = (entry.status?.messages || []).find(([type]) => type === 'execution_error')?.[1];
+  const error = historyMessage(entry, 'execution_error');
   const gallery = h('div', { class: 'gallery small' });
   renderGallery(gallery, images);
   return h('li', { 'data-prompt-id': entry.id },
