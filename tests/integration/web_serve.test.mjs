@@ -37,6 +37,12 @@ after(async () => {
 
 // ---- helpers ----
 
+/** A full-page screenshot from the top (the sticky header would otherwise sit mid-page). */
+async function shot(page, name) {
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await screenshot(page, name);
+}
+
 /** Waits until the text of selector's element matches re. */
 function waitText(page, selector, re, timeout = 30000) {
   return page.waitForFunction(([sel, src, flags]) => new RegExp(src, flags).test(document.querySelector(sel)?.textContent ?? ''),
@@ -127,7 +133,7 @@ test('the node list loads without page errors and its search finds nodes by name
   await page.waitForSelector('details[data-node="TestSleep"]');
   await page.fill('#node-search', '_for_testing'); // its category
   await page.waitForSelector('details[data-node="TestSleep"]');
-  await waitText(page, '#node-count', /of \d+ matching nodes \(\d+ in all\)/);
+  await waitText(page, '#node-count', /^\d+ matching nodes \(\d+ in all\)$/);
   await page.fill('#node-search', 'no such node anywhere');
   await waitText(page, '#node-list', /No node matches/);
 
@@ -149,7 +155,7 @@ test('the node list loads without page errors and its search finds nodes by name
   await page.click('details[data-node="ImageBlend"] summary');
   await page.locator('details[data-node="ImageBlend"] .node-body').waitFor();
   assert.match(await page.textContent('details[data-node="ImageBlend"] .node-body'), /blend_mode.*COMBO.*choices: normal, multiply/s);
-  await screenshot(page, 'serve-nodes');
+  await shot(page, 'serve-nodes');
   assert.deepEqual(page.pageErrors, []);
   await page.context().close();
 });
@@ -170,7 +176,7 @@ test('an API-format workflow runs with live progress and a preview, then its ima
   await waitImagesLoaded(page, '#preview');
   assert.deepEqual(await page.$eval('#preview', (i) => [i.naturalWidth, i.naturalHeight]), [64, 48]);
   assert.ok(await page.$eval('#bar-node', (b) => b.value > 0));
-  await screenshot(page, 'serve-run-live');
+  await shot(page, 'serve-run-live');
 
   await waitText(page, '#run-state', /Finished in \d+\.\d s/);
   await waitImagesLoaded(page, '#run-outputs img');
@@ -180,7 +186,7 @@ test('an API-format workflow runs with live progress and a preview, then its ima
   for (const want of ['Queued as #', 'Started', 'Running #2 Test Sleep', '#3 Save Image produced an image', 'Finished successfully'])
     assert.ok(log.includes(want), `the event log has "${want}": ${log}`);
   assert.equal(await page.$eval('#bar-prompt', (b) => b.value), 1);
-  await screenshot(page, 'serve-run');
+  await shot(page, 'serve-run');
 
   await page.click('#tab-queue');
   const id = await page.textContent('#run-id');
@@ -232,7 +238,7 @@ test('validation errors and malformed input are shown in words', T, async () => 
   assert.match(text, /Node 1 · EmptyImage: Value 0 smaller than min of 1 — input “width”/);
   assert.match(text, /Prompt outputs failed validation/);
   assert.equal(await page.isVisible('#run-live'), false, 'nothing was queued');
-  await screenshot(page, 'serve-run-errors');
+  await shot(page, 'serve-run-errors');
   assert.deepEqual(page.pageErrors, []);
   await page.context().close();
 });
@@ -265,7 +271,7 @@ test('the queue shows running and pending prompts; one is cancelled, the running
   await page.locator(`#queue-running li[data-prompt-id="${running}"]`).waitFor();
   await page.locator(`#queue-pending li[data-prompt-id="${next}"]`).waitFor();
   assert.match(await page.textContent('#queue-running'), /Running 3 nodes/);
-  await screenshot(page, 'serve-queue');
+  await shot(page, 'serve-queue');
 
   await page.click(`button[aria-label="Cancel prompt ${cancelled}"]`);
   await page.locator(`#queue-pending li[data-prompt-id="${cancelled}"]`).waitFor({ state: 'detached' });
@@ -302,7 +308,7 @@ test('the language switch turns the page into Chinese and remembers it; a zh bro
   assert.equal(await page.inputValue('#lang'), 'zh');
   await page.click('#tab-queue');
   await waitText(page, '#history', /成功|已中断/);
-  await screenshot(page, 'serve-zh');
+  await shot(page, 'serve-zh');
   // no English left in the visible static strings of the queue view
   assert.doesNotMatch(await page.textContent('#view-queue'), /Queue|History|Running|Pending|Refresh|Interrupt/);
   assert.deepEqual(page.pageErrors, []);
@@ -374,11 +380,11 @@ test('on a phone-sized screen the page fits its width', T, async () => {
   await waitImagesLoaded(page, '#run-outputs img');
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `no horizontal scrolling (${overflow}px too wide)`);
-  await screenshot(page, 'serve-phone');
+  await shot(page, 'serve-phone');
   await page.click('#tab-queue');
   await waitImagesLoaded(page, '#history li:first-child img');
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth));
-  await screenshot(page, 'serve-phone-queue');
+  await shot(page, 'serve-phone-queue');
   assert.deepEqual(page.pageErrors, []);
   await page.context().close();
 });

@@ -120,6 +120,7 @@ const STRINGS = {
     'nodes.placeholder': 'Search by name, display name or category',
     'nodes.count': '{shown} of {match} matching nodes ({all} in all)',
     'nodes.countAll': '{match} nodes',
+    'nodes.countMatch': '{match} matching nodes ({all} in all)',
     'nodes.none': 'No node matches "{q}".',
     'nodes.more': 'Show more',
     'nodes.loading': 'Loading the node list…',
@@ -238,6 +239,7 @@ const STRINGS = {
     'nodes.placeholder': '按名称、显示名称或分类搜索',
     'nodes.count': '显示 {shown} / {match} 个匹配节点（共 {all} 个）',
     'nodes.countAll': '共 {match} 个节点',
+    'nodes.countMatch': '{match} 个匹配节点（共 {all} 个）',
     'nodes.none': '没有与“{q}”匹配的节点。',
     'nodes.more': '显示更多',
     'nodes.loading': '正在加载节点列表…',
@@ -1119,9 +1121,9 @@ function renderNodes() {
   const query = $('node-search').value.trim();
   const matches = matchingNodes();
   const shown = matches.slice(0, state.nodeLimit);
-  count.textContent = query
-    ? t('nodes.count', { shown: shown.length, match: matches.length, all: state.nodeList.length })
-    : t('nodes.countAll', { match: matches.length });
+  const counts = { shown: shown.length, match: matches.length, all: state.nodeList.length };
+  if (!query) count.textContent = t('nodes.countAll', counts);
+  else count.textContent = t(shown.length < matches.length ? 'nodes.count' : 'nodes.countMatch', counts);
   if (!matches.length) {
     list.replaceChildren(h('p', { class: 'empty', text: t('nodes.none', { q: query }) }));
     return;
