@@ -258,7 +258,7 @@ test('a failure while running is shown with its node and message, in the run and
   await page.click('#tab-queue');
   const row = page.locator(`#history li[data-prompt-id="${id}"]`);
   await row.waitFor();
-  assert.match(await row.textContent(), /Error.*TestSyncError #2: RuntimeError: Intentional sync execution error/s);
+  assert.match(await row.textContent(), /Error.*#2 Test Sync Error: RuntimeError: Intentional sync execution error/s);
   assert.deepEqual(page.pageErrors, []);
   await page.context().close();
 });
@@ -270,7 +270,7 @@ test('the queue shows running and pending prompts; one is cancelled, the running
   const [running, cancelled, next] = ids;
   await page.locator(`#queue-running li[data-prompt-id="${running}"]`).waitFor();
   await page.locator(`#queue-pending li[data-prompt-id="${next}"]`).waitFor();
-  assert.match(await page.textContent('#queue-running'), /Running 3 nodes/);
+  assert.match(await page.textContent(`#queue-running li[data-prompt-id="${running}"]`), /#\d+3 nodes · [0-9a-f]{8}Stop/);
   await shot(page, 'serve-queue');
 
   await page.click(`button[aria-label="Cancel prompt ${cancelled}"]`);

@@ -1018,7 +1018,6 @@ function queueRow(item, running) {
   return h('li', { 'data-prompt-id': id },
     h('span', { class: 'num', text: '#' + number }),
     h('span', { class: 'what' },
-      h('span', { class: running ? 'tag run' : 'tag', text: running ? t('queue.running') : t('queue.pending') }), ' ',
       tn('queue.nodes', Object.keys(prompt || {}).length), ' · ', h('code', { text: shortId(id) }),
       mine ? [' ', h('span', { class: 'tag', text: t('queue.mine') })] : null),
     button);
@@ -1053,7 +1052,8 @@ function historyRow(entry) {
       images.length ? ' · ' + tn('history.images', images.length) : ''),
     h('button', { type: 'button', class: 'btn small', 'aria-label': t('history.deleteLabel', { id: entry.id }),
       text: t('history.delete'), onclick: () => deleteHistory(entry.id) }),
-    error ? h('div', { class: 'detail err', text: `${error.node_type || ''} #${error.node_id}: ${error.exception_type}: ${error.exception_message}` }) : null,
+    error ? h('div', { class: 'detail err',
+      text: `#${error.node_id} ${displayName(error.node_type)}: ${error.exception_type}: ${error.exception_message}` }) : null,
     images.length ? gallery : null);
 }
 
