@@ -145,6 +145,12 @@ test('the node list loads without page errors and its search finds nodes by name
   for (const want of ['width', 'height', 'batch_size', 'color', 'INT', 'IMAGE', 'default 512', 'from 1 to 16384'])
     assert.ok(text.includes(want), `the expanded node shows ${want}: ${text}`);
 
+  // every control has a name a screen reader can say
+  const unnamed = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea, button')]
+    .filter((el) => !(el.labels?.length || el.getAttribute('aria-label') || el.textContent.trim()))
+    .map((el) => el.outerHTML));
+  assert.deepEqual(unnamed, []);
+
   // keyboard: the tabs follow the arrow keys
   await page.focus('#tab-nodes');
   await page.keyboard.press('ArrowLeft');
@@ -222,6 +228,11 @@ test('a UI-format workflow from a .json file is converted by the server, runs, a
   const entry = (await apiGet(`history/${id}`))[id];
   assert.equal(entry.prompt[2]['1'].inputs.width, 40, 'the server converted the widgets into inputs');
   assert.deepEqual(entry.prompt[3].extra_pnginfo.workflow.nodes.map((n) => n.type), ['EmptyImage', 'SaveImage']);
+
+  // a node type the server does not know: the converter's reason is shown
+  const unknown = { ...ui, nodes: [{ ...ui.nodes[0], type: 'NoSuchNode' }, ui.nodes[1]] };
+  await submitWorkflow(page, unknown);
+  await waitText(page, '#run-errors', /The server could not convert this UI-format workflow: node 1: node type "NoSuchNode" is not known to this server/);
   assert.deepEqual(page.pageErrors, []);
   await page.context().close();
 });
@@ -231,7 +242,10 @@ test('validation errors and malformed input are shown in words', T, async () => 
   await submitWorkflow(page, '{"1": {"class_type": ');
   await waitText(page, '#workflow-format', /Not valid JSON/);
   await waitText(page, '#run-errors', /Not valid JSON/);
-  await submitWorkflow(page, { 1: emptyImage(0, 8, 0), 2: { class_type: 'SaveImage', inputs: { filename_prefix: 'x' } }, 3: save('1', 'y') });
+  // from the keyboard this time: Ctrl+Enter in the editor queues
+  await page.fill('#workflow-text', JSON.stringify({ 1: emptyImage(0, 8, 0), 2: { class_type: 'SaveImage', inputs: { filename_prefix: 'x' } }, 3: save('1', 'y') }));
+  await page.focus('#workflow-text');
+  await page.keyboard.press('Control+Enter');
   await waitText(page, '#run-errors', /not valid/);
   const text = await page.textContent('#run-errors');
   assert.match(text, /Node 2 · Save Image: Required input is missing — input “images”/);

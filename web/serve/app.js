@@ -952,8 +952,8 @@ async function refreshQueue() {
 
 async function refreshHistory() {
   try {
-    const h = await api('GET', 'history?max_items=50');
-    state.history = Object.entries(h || {}).map(([id, entry]) => ({ id, ...entry }))
+    const entries = await api('GET', 'history?max_items=50');
+    state.history = Object.entries(entries || {}).map(([id, entry]) => ({ id, ...entry }))
       .sort((a, b) => (b.prompt?.[0] ?? 0) - (a.prompt?.[0] ?? 0));
     state.historyError = null;
     settleRunsFromHistory();
