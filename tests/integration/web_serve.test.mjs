@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { COMFYD_BIN, HOST, startServer } from './lib/server.mjs';
 import { launchBrowser, screenshot } from './lib/browser.mjs';
+import { startHub, trackInstancePid } from './lib/hub.mjs';
 
 const T = { timeout: 90000 };
 const PACK = path.join(path.dirname(COMFYD_BIN), 'tests', 'conformance', 'testing_pack', 'testing_pack.so');
@@ -365,6 +366,37 @@ test('under a hub-like prefix every request stays under /comfyui/u/p/, WebSocket
     await page.context().close();
   } finally {
     await proxy.close();
+  }
+});
+
+test('through the real hub, under /comfyui/{user}/{project}/, the page runs a workflow', T, async () => {
+  const hub = await startHub();
+  let context;
+  try {
+    const admin = await hub.login('admin', hub.adminPassword);
+    const project = (await admin.post('/api/projects', { name: 'web' })).body;
+    const opened = await admin.post(`/api/projects/${project.id}/open_comfy`);
+    assert.equal(opened.status, 200, opened.text);
+    trackInstancePid(opened.body.instance.pid);
+    const page = await browser.newPage({ locale: 'en-US' });
+    context = page.context();
+    const [name, value] = admin.cookie.split(';')[0].split('=');
+    await context.addCookies([{ name, value, url: hub.base }]);
+    const requests = [];
+    page.on('request', (r) => requests.push(r.url()));
+    const prefix = `${hub.base}/comfyui/admin/${project.id}/`;
+    await page.goto(prefix);
+    await waitText(page, '#node-count', /\d+ nodes/);
+    await waitText(page, '#conn-text', /^Connected$/);
+    await page.click('#example');
+    await page.click('#submit');
+    await waitText(page, '#run-state', /Finished/);
+    await waitImagesLoaded(page, '#run-outputs img');
+    for (const url of requests) assert.ok(url.startsWith(prefix), `${url} stays under the prefix`);
+    assert.deepEqual(page.pageErrors, []);
+  } finally {
+    await context?.close();
+    await hub.stop();
   }
 });
 
