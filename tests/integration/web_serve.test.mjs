@@ -301,6 +301,10 @@ test('the queue shows running and pending prompts; one is cancelled, the running
   await page.locator(`#history li[data-prompt-id="${next}"]`).waitFor();
   await waitText(page, '#queue-running', /Nothing is running/);
   await waitText(page, '#queue-pending', /No prompt is waiting/);
+
+  await page.click(`button[aria-label="Delete prompt ${next} from the history"]`);
+  await page.locator(`#history li[data-prompt-id="${next}"]`).waitFor({ state: 'detached' });
+  assert.deepEqual(await apiGet(`history/${next}`), {}, 'the server forgot it too');
   assert.deepEqual(page.pageErrors, []);
   await page.context().close();
 });
