@@ -92,6 +92,8 @@ struct cd_admission {
     int sync_rc;
     struct pending_answer *answers;
     size_t nanswers, capanswers;
+    struct held **out; /* dispatching and running: what the instances' events are about */
+    size_t nout, capout;
     struct held **sends; /* dispatched, waiting for their state to be on disk (few: the slots) */
     size_t nsends, capsends;
     cd_admission_sample samples[SAMPLES];
@@ -125,12 +127,33 @@ static user_counts *counts_of(cd_admission *a, int64_t user_id, bool create) {
     return &a->users[a->nusers++];
 }
 
+/* The list of prompts out at instances, a few (the slots), kept beside the queue of thousands. */
+static void track_out(cd_admission *a, held *h, int delta) {
+    if (delta < 0) {
+        for (size_t i = 0; i < a->nout; i++)
+            if (a->out[i] == h) {
+                a->out[i] = a->out[--a->nout];
+                return;
+            }
+        return;
+    }
+    if (a->nout == a->capout) {
+        size_t cap = a->capout ? a->capout * 2 : 16;
+        held **grown = realloc(a->out, cap * sizeof *grown);
+        if (!grown) return; /* its end is then seen by the poll only */
+        a->out = grown;
+        a->capout = cap;
+    }
+    a->out[a->nout++] = h;
+}
+
 /* delta +1 when h enters the queue or a state, -1 when it leaves. */
-static void count(cd_admission *a, const held *h, int delta) {
+static void count(cd_admission *a, held *h, int delta) {
     user_counts *u = counts_of(a, h->p.user_id, true);
     if (is_active_running(h)) {
         a->running += delta;
         if (u) u->running += delta;
+        track_out(a, h, delta);
     } else if (!strcmp(h->p.state, "queued")) {
         a->waiting += delta;
         if (u) u->waiting += delta;
@@ -356,12 +379,39 @@ static fetch_ctx *fetch_ctx_new(cd_admission *a, const char *prompt_id) {
     return f;
 }
 
+#define REFUSED "the instance refused it"
+
 /* The ComfyUI error the instance answered, as the reason of a failed prompt. */
 static void error_reason(const cd_http_client_response *res, char *out, size_t n) {
     json_t *j = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);
     const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-    snprintf(out, n, "the instance refused it (%d): %s", res->status, msg ? msg : "no reason given");
+    snprintf(out, n, REFUSED " (%d): %s", res->status, msg ? msg : "no reason given");
     json_decref(j);
+}
+
+json_t *cd_admission_refused_entry(cd_admission *a, const char *prompt_id, int64_t user_id, int64_t project_id) {
+    cd_store *st = a->hub->store;
+    cd_store_prompt p;
+    if (st->ops->prompt_get(st, prompt_id, &p) != 0 || p.user_id != user_id || p.project_id != project_id ||
+        strcmp(p.state, "failed") != 0 || strncmp(p.reason, REFUSED, strlen(REFUSED)) != 0)
+        return NULL;
+    char *text = NULL;
+    st->ops->prompt_body(st, prompt_id, &text);
+    json_t *body = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    json_t *extra = json_deep_copy(json_object_get(body, "extra_data"));
+    if (!extra) extra = json_object();
+    if (p.client_id[0]) json_object_set_new(extra, "client_id", json_string(p.client_id));
+    json_t *prompt = json_incref(json_object_get(body, "prompt"));
+    if (!prompt) prompt = json_object();
+    json_t *entry = json_pack(
+        "{s:[I, s, o, o, []], s:{}, s:{s:s, s:b, s:[[s, {s:s, s:I}], [s, {s:s, s:s, s:s, s:I}]]}, s:{}}", "prompt",
+        (json_int_t)p.seq, p.prompt_id, prompt, extra, "outputs", "status", "status_str",
+        "error", "completed", 0, "messages", "execution_start", "prompt_id", p.prompt_id, "timestamp",
+        (json_int_t)p.dispatched_at, "execution_error", "prompt_id", p.prompt_id, "exception_message", p.reason,
+        "exception_type", "prompt_refused", "timestamp", (json_int_t)p.finished_at, "meta");
+    json_decref(body);
+    return entry;
 }
 
 /* A prompt the instance refused when it was sent (an instance that cannot validate first, such
@@ -703,9 +753,10 @@ static void on_instance_changed(int64_t project_id, void *user) {
     char host[65];
     int port;
     if (a->stopping || cd_supervisor_target(a->hub->sup, project_id, host, sizeof host, &port) < 0) return;
-    for (held *h = a->all; h; h = h->next)
-        if (h->p.project_id == project_id && is_active_running(h) && !h->checking)
-            check_history(a, h, host, port, false);
+    for (size_t i = a->nout; i-- > 0;) { /* backwards: a failed look-up may take a->out[i] out */
+        held *h = a->out[i];
+        if (h->p.project_id == project_id && !h->checking) check_history(a, h, host, port, false);
+    }
 }
 
 /* ---- submitting ---- */
@@ -1260,5 +1311,6 @@ void cd_admission_free(cd_admission *a) {
     free(a->batch);
     free(a->answers);
     free(a->sends);
+    free(a->out);
     free(a);
 }

@@ -37,6 +37,9 @@ json_t *cd_admission_pending_items(cd_admission *a, int64_t user_id, int64_t pro
 int cd_admission_cancel(cd_admission *a, const cd_hub_caller *c, int64_t project_id, json_t *ids, bool clear);
 /* Prompts the hub holds for a user's project that its instance does not know yet. */
 int cd_admission_held_count(cd_admission *a, int64_t user_id, int64_t project_id);
+/* The history entry, as ComfyUI writes one for a prompt that failed, of a prompt of this user
+ * and project that its instance refused when the hub sent it (NULL for any other). */
+json_t *cd_admission_refused_entry(cd_admission *a, const char *prompt_id, int64_t user_id, int64_t project_id);
 /* Held prompts a user's WebSocket should hear about now (a new connection). */
 void cd_admission_announce(cd_admission *a, int64_t user_id);
 

@@ -57,7 +57,8 @@ typedef struct {
     uint64_t body_bytes, body_limit;
     bool chunked, waiting_start;
     /* a request the hub answers itself with the admission queue (POST /prompt, /queue) */
-    enum { PLAIN, HELD_PROMPT, HELD_QUEUE_POST } special;
+    enum { PLAIN, HELD_PROMPT, HELD_QUEUE_POST, HISTORY_ONE } special;
+    char history_id[129]; /* HISTORY_ONE: the prompt asked for */
     cd_buf collected;
 } pxreq;
 
@@ -428,6 +429,42 @@ typedef struct {
     json_t *cancel; /* POST /queue: the body, forwarded after the hub's own prompts were cancelled */
 } queue_op;
 
+/* GET /history/{id}: a prompt the instance refused when the hub sent it never reached its
+ * history; the hub's record of the refusal stands in for it, so that a client polling for the
+ * result learns the error. Otherwise the instance's answer as it is. */
+static void answer_history(pxreq *pr, cd_http_req *req, const cd_http_client_response *res) {
+    json_t *entry = NULL;
+    bool empty = res->status == 200 && res->body.len < 16;
+    if (empty) {
+        json_t *j = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);
+        empty = json_is_object(j) && json_object_size(j) == 0;
+        json_decref(j);
+    }
+    if (empty)
+        entry = cd_admission_refused_entry(pr->px->hub->admission, pr->history_id, pr->caller.user.id, pr->project.id);
+    if (entry) {
+        json_t *out = json_object();
+        json_object_set_new(out, pr->history_id, entry);
+        cd_hub_json(req, 200, out);
+        return;
+    }
+    cd_http_respond(req, res->status, res->body.len ? "application/json; charset=utf-8" : NULL,
+                    res->body.data ? res->body.data : "", res->body.len);
+}
+
+/* "/history/{id}" (or /api/...), without a query: the id, else false. */
+static bool history_one(const route *r, char *id, size_t idlen) {
+    const char *p = r->rest;
+    if (!strncmp(p, "/api/", 5)) p += 4;
+    if (strncmp(p, "/history/", 9) != 0) return false;
+    p += 9;
+    size_t n = strcspn(p, "?/%");
+    if (n == 0 || n >= idlen || (p[n] && p[n] != '?')) return false;
+    memcpy(id, p, n);
+    id[n] = '\0';
+    return true;
+}
+
 static void on_queue_answer(const char *error, const cd_http_client_response *res, void *user) {
     pxreq *pr = user;
     pr->waiting_start = false; /* the flag that keeps pr alive while a fetch is out */
@@ -439,6 +476,8 @@ static void on_queue_answer(const char *error, const cd_http_client_response *re
     answered(pr);
     if (error) {
         cd_hub_error(req, 502, "bad_gateway", "%s", error);
+    } else if (pr->special == HISTORY_ONE) {
+        answer_history(pr, req, res);
     } else if (pr->special == HELD_QUEUE_POST || res->status != 200) {
         cd_http_respond(req, res->status, res->body.len ? "application/json; charset=utf-8" : NULL,
                         res->body.data ? res->body.data : "", res->body.len);
@@ -460,8 +499,9 @@ static void on_queue_answer(const char *error, const cd_http_client_response *re
 /* GET /queue (merged) and POST /queue (the hub's prompts cancelled, the rest forwarded). */
 static void queue_request(pxreq *pr, const char *host, int port, const char *method, const char *body,
                           size_t len) {
-    char target[64];
-    snprintf(target, sizeof target, "/queue");
+    char target[200];
+    if (pr->special == HISTORY_ONE) snprintf(target, sizeof target, "/history/%s", pr->history_id);
+    else snprintf(target, sizeof target, "/queue");
     cd_http_client_request r = {.method = method, .host = host, .port = port, .target = target,
                                 .headers = "Content-Type: application/json\r\n", .body = body, .body_len = len,
                                 .timeout_ms = (unsigned)pr->px->hub->cfg->proxy_timeout_s * 1000};
@@ -503,6 +543,10 @@ static bool take_held(pxreq *pr, const char *host, int port) {
     if (!strcmp(m, "POST") && is_route(&pr->r, "prompt")) pr->special = HELD_PROMPT;
     else if (!strcmp(m, "POST") && is_route(&pr->r, "queue")) pr->special = HELD_QUEUE_POST;
     else if (!strcmp(m, "GET") && is_route(&pr->r, "queue")) {
+        queue_request(pr, host, port, "GET", NULL, 0);
+        return true;
+    } else if (!strcmp(m, "GET") && history_one(&pr->r, pr->history_id, sizeof pr->history_id)) {
+        pr->special = HISTORY_ONE;
         queue_request(pr, host, port, "GET", NULL, 0);
         return true;
     } else return false;

@@ -376,6 +376,20 @@ describe('the admission queue in front of an instance that cannot validate first
       const task = (await sam.get(`/api/queue/tasks/${id}`)).body;
       assert.equal(task.state, 'failed');
       assert.match(task.reason, /does not exist/);
+      // and in history, as ComfyUI records a prompt that failed (the instance never had it)
+      const h = await sam.get(`${base}/history/${id}`);
+      assert.equal(h.status, 200);
+      const entry = h.body[id];
+      assert.ok(entry, h.text);
+      assert.equal(entry.status.status_str, 'error');
+      assert.equal(entry.status.completed, false);
+      assert.deepEqual(entry.status.messages.map((m) => m[0]), ['execution_start', 'execution_error']);
+      assert.equal(entry.prompt[1], id);
+      assert.equal(entry.prompt[2]['7'].class_type, 'NoSuchNode');
+      // only for its owner; another prompt id is the instance's answer as it is
+      const { client: other } = await hub.addUser(admin, 'oli');
+      assert.equal((await other.get(`${base}/history/${id}`)).status, 403);
+      assert.deepEqual((await sam.get(`${base}/history/no-such-prompt`)).body, {});
       ws.close();
     } finally {
       await hub.stop();

@@ -4,6 +4,7 @@
 // body size and SHA-256), so that the tests see exactly what the hub forwarded.
 //   /chunked?n=N   answers N pieces of 1 KiB, chunked, with a pause between them
 //   /slow?ms=N     answers after N ms
+//   /history/ID    {} (it runs nothing)
 //   /ws            a WebSocket that sends one status message
 //   POST /prompt   ComfyUI's answer: 400 for a graph with a NoSuchNode, else accepted (runs nothing)
 import http from 'node:http';
@@ -38,6 +39,11 @@ const server = http.createServer((req, res) => {
   }
   if (url.pathname === '/slow') {
     setTimeout(() => res.end('late'), Number(url.searchParams.get('ms') || 1000));
+    return;
+  }
+  if (url.pathname.startsWith('/history/')) { // it runs nothing: no history
+    res.setHeader('content-type', 'application/json');
+    res.end('{}');
     return;
   }
   if (url.pathname === '/prompt' && req.method === 'POST') {
