@@ -566,7 +566,7 @@ static void write_soon(cd_admission *a) {
     settle_soon(a);
 }
 
-static void commit_writes(cd_admission *a);
+static void commit_writes(cd_admission *a, bool now);
 
 static void pump_soon(cd_admission *a) {
     a->pump_due = true;
@@ -874,10 +874,11 @@ static void after_sync(uv_work_t *w, int status) {
     a->syncs_done = a->syncs_started;
     if (a->sync_rc < 0) cd_error("hub: cannot sync the store to disk: %s", strerror(-a->sync_rc));
     release_synced(a);
+    commit_writes(a, false); /* what gathered meanwhile (starts the next sync) */
     bool more = false;
     for (size_t i = 0; i < a->nanswers && !more; i++) more = a->answers[i].need > a->syncs_done;
     for (size_t i = 0; i < a->nsends && !more; i++) more = a->sends[i]->send_need > a->syncs_done;
-    if (more) start_sync(a);
+    if (more && !a->sync_running) start_sync(a);
 }
 
 static void start_sync(cd_admission *a) {
@@ -914,8 +915,11 @@ static void drop_uncommitted(cd_admission *a) {
     }
 }
 
-static void commit_writes(cd_admission *a) {
-    if (!a->writes_pending) return;
+/* Commits the writes so far, unless a sync is under way and now is false: then they wait in the
+ * open transaction for its end (after_sync), gathering more. Nothing waiting on them could go
+ * before the next sync anyway; so each sync covers one large transaction, not many small ones. */
+static void commit_writes(cd_admission *a, bool now) {
+    if (!a->writes_pending || (a->sync_running && !now)) return;
     a->writes_pending = false;
     cd_store *st = a->hub->store;
     bool ok = st->ops->batch_commit(st) == 0;
@@ -960,7 +964,7 @@ static void on_settle(uv_check_t *c) {
     uv_idle_stop(&a->wake);
     if (a->nbatch) store_batch(a);
     if (a->pump_due) pump(a);
-    commit_writes(a);
+    commit_writes(a, false);
     if (a->announce_due && !uv_is_active((uv_handle_t *)&a->announce_timer) && a->handles_open && !a->stopping) {
         int64_t wait = a->last_announce_at + ANNOUNCE_EVERY_MS - now_ms();
         uv_timer_start(&a->announce_timer, on_announce_timer, wait > 0 ? (uint64_t)wait : 0, 0);
@@ -1287,7 +1291,7 @@ void cd_admission_stop(cd_admission *a) {
     uv_timer_stop(&a->tick);
     uv_check_stop(&a->settle);
     uv_idle_stop(&a->wake);
-    commit_writes(a);
+    commit_writes(a, true);
     uv_close((uv_handle_t *)&a->tick, handle_closed);
     uv_close((uv_handle_t *)&a->settle, handle_closed);
     uv_close((uv_handle_t *)&a->wake, handle_closed);
