@@ -287,15 +287,28 @@ static void announce_positions(cd_admission *a, int64_t only_user, bool force) {
         if ((only_user && h->p.user_id != only_user) || (!force && h->last_position == position)) continue;
         if (!cd_hub_proxy_listening(a->hub->proxy, h->p.user_id, h->p.project_id)) continue; /* told on connect */
         h->last_position = position;
-        json_t *msg = json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:i}}", "type", "comfyd.queue", "data", "prompt_id",
-                                h->p.prompt_id, "position", position, "ahead", position - 1, "max_concurrent",
-                                a->hub->cfg->max_concurrent, "processing_count", a->running);
+        json_t *msg = json_pack("{s:s, s:{s:s, s:s, s:i, s:i, s:i, s:i}}", "type", "comfyd.queue", "data", "prompt_id",
+                                h->p.prompt_id, "state", "queued", "position", position, "ahead", position - 1,
+                                "max_concurrent", a->hub->cfg->max_concurrent, "processing_count", a->running);
         char *text = msg ? cd_json_dumps_compact(msg, 0) : NULL;
         json_decref(msg);
         if (text) cd_hub_proxy_notify(a->hub->proxy, h->p.user_id, h->p.project_id, text);
         free(text);
     }
     free(order);
+}
+
+/* A prompt left the queue (sent to its instance, cancelled, failed): position 0 and its state,
+ * so that a page showing its place can stop. */
+static void tell_left_queue(cd_admission *a, const held *h) {
+    if (!cd_hub_proxy_listening(a->hub->proxy, h->p.user_id, h->p.project_id)) return;
+    json_t *msg = json_pack("{s:s, s:{s:s, s:s, s:i, s:i, s:i, s:i}}", "type", "comfyd.queue", "data", "prompt_id",
+                            h->p.prompt_id, "state", h->p.state, "position", 0, "ahead", 0, "max_concurrent",
+                            a->hub->cfg->max_concurrent, "processing_count", a->running);
+    char *text = msg ? cd_json_dumps_compact(msg, 0) : NULL;
+    if (text) cd_hub_proxy_notify(a->hub->proxy, h->p.user_id, h->p.project_id, text);
+    free(text);
+    json_decref(msg);
 }
 
 int cd_admission_held_count(cd_admission *a, int64_t user_id, int64_t project_id) {
@@ -323,6 +336,7 @@ static void settle_soon(cd_admission *a);
 
 static void set_state(cd_admission *a, held *h, const char *state, const char *reason) {
     int64_t now = now_ms();
+    bool was_queued = !strcmp(h->p.state, "queued");
     count(a, h, -1);
     snprintf(h->p.state, sizeof h->p.state, "%s", state);
     snprintf(h->p.reason, sizeof h->p.reason, "%s", reason ? reason : "");
@@ -339,6 +353,7 @@ static void set_state(cd_admission *a, held *h, const char *state, const char *r
     if (st->ops->prompt_set_state(st, h->p.prompt_id, state, h->p.reason, now) < 0)
         cd_error("hub: cannot store prompt %s as %s: %s", h->p.prompt_id, state, cd_store_error(st));
     count(a, h, +1);
+    if (was_queued && strcmp(state, "queued") != 0 && h->last_position) tell_left_queue(a, h);
 }
 
 static void forget_send(cd_admission *a, held *h) {

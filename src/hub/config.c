@@ -90,6 +90,8 @@ static const setting settings[] = {
      "prompts of one user running at once (0: only the global limit)"},
     {"COMFYD_PROXY_AUTOSTART", NULL, T_INT, OFF(proxy_autostart), "0", 0, 1,
      "1: a request to a stopped project's /comfyui/... starts its instance (else 503)"},
+    {"COMFYD_QUEUE_BADGE", NULL, T_INT, OFF(queue_badge), "1", 0, 1,
+     "1: the proxied ComfyUI page shows the user's place in the hub's queue (a script the hub adds)"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 

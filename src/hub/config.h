@@ -38,6 +38,7 @@ typedef struct {
     /* the proxy /comfyui/{user}/{project}/ */
     int64_t proxy_max_body_bytes, proxy_max_upload_bytes;
     int proxy_timeout_s, proxy_ws_ping_s, proxy_autostart;
+    int queue_badge; /* 1: the proxied page gets the hub's queue-position badge */
     /* the admission queue in front of POST /prompt */
     int max_concurrent, prompt_timeout_s, max_waiting_per_user, max_running_per_user;
 } cd_hub_config;

@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "hub/admission.h"
+#include "hub/page_badge.h"
 #include "hub/lookup_cache.h"
 #include "hub/session.h"
 #include "hub/supervisor.h"
@@ -57,7 +58,7 @@ typedef struct {
     uint64_t body_bytes, body_limit;
     bool chunked, waiting_start;
     /* a request the hub answers itself with the admission queue (POST /prompt, /queue) */
-    enum { PLAIN, HELD_PROMPT, HELD_QUEUE_POST, HISTORY_ONE } special;
+    enum { PLAIN, HELD_PROMPT, HELD_QUEUE_POST, HISTORY_ONE, BADGE_PAGE } special;
     char history_id[129]; /* HISTORY_ONE: the prompt asked for */
     cd_buf collected;
 } pxreq;
@@ -452,6 +453,20 @@ static void answer_history(pxreq *pr, cd_http_req *req, const cd_http_client_res
                     res->body.data ? res->body.data : "", res->body.len);
 }
 
+/* The front end's page with the queue badge's script tag (page_badge.h). */
+static void answer_page(cd_http_req *req, const cd_http_client_response *res) {
+    char type[128] = "";
+    cd_http_client_header(res, "content-type", type, sizeof type);
+    size_t len = 0;
+    char *page = NULL;
+    if (res->status == 200 && !strncasecmp(type, "text/html", 9) && res->body.len <= CD_HUB_BADGE_MAX_PAGE)
+        page = cd_hub_badge_inject(res->body.data ? res->body.data : "", res->body.len, &len);
+    cd_http_add_header(req, "Cache-Control", "no-cache");
+    if (page) cd_http_respond(req, 200, type, page, len);
+    else cd_http_respond(req, res->status, type[0] ? type : NULL, res->body.data ? res->body.data : "", res->body.len);
+    free(page);
+}
+
 /* "/history/{id}" (or /api/...), without a query: the id, else false. */
 static bool history_one(const route *r, char *id, size_t idlen) {
     const char *p = r->rest;
@@ -478,6 +493,8 @@ static void on_queue_answer(const char *error, const cd_http_client_response *re
         cd_hub_error(req, 502, "bad_gateway", "%s", error);
     } else if (pr->special == HISTORY_ONE) {
         answer_history(pr, req, res);
+    } else if (pr->special == BADGE_PAGE) {
+        answer_page(req, res);
     } else if (pr->special == HELD_QUEUE_POST || res->status != 200) {
         cd_http_respond(req, res->status, res->body.len ? "application/json; charset=utf-8" : NULL,
                         res->body.data ? res->body.data : "", res->body.len);
@@ -501,6 +518,7 @@ static void queue_request(pxreq *pr, const char *host, int port, const char *met
                           size_t len) {
     char target[200];
     if (pr->special == HISTORY_ONE) snprintf(target, sizeof target, "/history/%s", pr->history_id);
+    else if (pr->special == BADGE_PAGE) snprintf(target, sizeof target, "%s", pr->r.rest);
     else snprintf(target, sizeof target, "/queue");
     cd_http_client_request r = {.method = method, .host = host, .port = port, .target = target,
                                 .headers = "Content-Type: application/json\r\n", .body = body, .body_len = len,
@@ -536,10 +554,16 @@ static void held_request(pxreq *pr) {
     queue_request(pr, host, port, "POST", pr->collected.data ? pr->collected.data : "", pr->collected.len);
 }
 
-/* Whether the admission queue answers this request; it then has it. */
+/* Whether the hub answers this request itself (with the admission queue's prompts, or the page
+ * with the queue badge); it then has it. */
 static bool take_held(pxreq *pr, const char *host, int port) {
     if (!cd_admission_enabled(pr->px->hub->admission)) return false;
     const char *m = cd_http_req_method(pr->req);
+    if (pr->px->hub->cfg->queue_badge && cd_hub_badge_wanted(m, pr->r.rest) && strlen(pr->r.rest) < 200) {
+        pr->special = BADGE_PAGE;
+        queue_request(pr, host, port, "GET", NULL, 0);
+        return true;
+    }
     if (!strcmp(m, "POST") && is_route(&pr->r, "prompt")) pr->special = HELD_PROMPT;
     else if (!strcmp(m, "POST") && is_route(&pr->r, "queue")) pr->special = HELD_QUEUE_POST;
     else if (!strcmp(m, "GET") && is_route(&pr->r, "queue")) {

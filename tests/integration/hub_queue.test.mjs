@@ -186,6 +186,19 @@ describe('the admission queue', () => {
     assert.equal(del.status, 200);
     assert.equal((await ann.client.get(`/api/queue/tasks/${ids[2]}`)).body.state, 'cancelled');
     await waitFor(async () => (await ann.client.get(`/api/queue/tasks/${ids[1]}`)).body.state === 'done', 60000, 'the others run');
+    // a prompt that leaves the queue says so (position 0, its state), so a page can stop showing it
+    const left = messages.find((m) => m.type === 'comfyd.queue' && m.data.prompt_id === ids[1] && m.data.position === 0);
+    assert.ok(left, 'a position-0 message when it was sent');
+    assert.ok(['dispatching', 'running'].includes(left.data.state), left.data.state);
+    const gone = messages.find((m) => m.type === 'comfyd.queue' && m.data.prompt_id === ids[2] && m.data.position === 0);
+    assert.equal(gone?.data.state, 'cancelled');
+    assert.ok(messages.filter((m) => m.type === 'comfyd.queue' && m.data.position > 0).every((m) => m.data.state === 'queued'));
+    // the instance's page through the proxy carries the queue badge's script, once
+    const page = await ann.client.get(`${ann.base}/`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type'), /text\/html/);
+    assert.equal(page.text.split('/static/queue-badge.js').length, 2, 'one script tag');
+    assert.doesNotMatch((await ann.client.get(`${ann.base}/system_stats`)).text, /queue-badge/);
     const h = await ann.client.get(`${ann.base}/history/${ids[2]}`);
     assert.deepEqual(h.body, {}, 'the cancelled prompt never ran');
     ws.close();
