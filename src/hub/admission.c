@@ -37,14 +37,40 @@ typedef struct {
     int64_t at;
 } instance_kind;
 
+/* How many prompts of a user wait and run: asked for every submission and dispatch, so kept
+ * as counts rather than found by walking a queue of thousands. */
+typedef struct {
+    int64_t user_id;
+    int waiting, running;
+} user_counts;
+
+typedef struct submit_ctx submit_ctx;
+
+/* Queue length and running prompts every CD_ADMISSION_SAMPLE_MS over the last hour. */
+#define SAMPLES CD_ADMISSION_SERIES_MAX
+
 struct cd_admission {
     cd_hub *hub;
     instance_kind kinds[KINDS];
-    held *all;
-    int running; /* dispatching + running */
+    held *all, *last; /* by seq */
+    int running;      /* dispatching + running */
+    int waiting;
+    user_counts *users;
+    size_t nusers, capusers;
     int64_t last_served_user;
     uv_timer_t tick;
-    bool tick_open, stopping;
+    /* Runs at the end of the loop turn in which prompts were accepted or moved: stores the
+     * turn's prompts in one transaction (group commit) and tells users their new positions
+     * once, however many prompts moved. */
+    uv_check_t settle;
+    submit_ctx **batch;
+    size_t nbatch, capbatch;
+    bool announce_due;
+    cd_admission_sample samples[SAMPLES];
+    size_t nsamples, sample_next;
+    int64_t last_sample_at;
+    int handles_open;
+    bool stopping;
     int inflight; /* fetches under way */
 };
 
@@ -54,16 +80,49 @@ static bool is_active_running(const held *h) {
     return !strcmp(h->p.state, "running") || !strcmp(h->p.state, "dispatching");
 }
 
+static user_counts *counts_of(cd_admission *a, int64_t user_id, bool create) {
+    for (size_t i = 0; i < a->nusers; i++)
+        if (a->users[i].user_id == user_id) return &a->users[i];
+    if (!create) return NULL;
+    if (a->nusers == a->capusers) {
+        size_t cap = a->capusers ? a->capusers * 2 : 16;
+        user_counts *grown = realloc(a->users, cap * sizeof *grown);
+        if (!grown) return NULL;
+        a->users = grown;
+        a->capusers = cap;
+    }
+    a->users[a->nusers] = (user_counts){.user_id = user_id};
+    return &a->users[a->nusers++];
+}
+
+/* delta +1 when h enters the queue or a state, -1 when it leaves. */
+static void count(cd_admission *a, const held *h, int delta) {
+    user_counts *u = counts_of(a, h->p.user_id, true);
+    if (is_active_running(h)) {
+        a->running += delta;
+        if (u) u->running += delta;
+    } else if (!strcmp(h->p.state, "queued")) {
+        a->waiting += delta;
+        if (u) u->waiting += delta;
+    }
+}
+
 static int user_running(cd_admission *a, int64_t user_id) {
-    int n = 0;
-    for (held *h = a->all; h; h = h->next) n += h->p.user_id == user_id && is_active_running(h);
-    return n;
+    user_counts *u = counts_of(a, user_id, false);
+    return u ? u->running : 0;
 }
 
 static int user_waiting(cd_admission *a, int64_t user_id) {
-    int n = 0;
-    for (held *h = a->all; h; h = h->next) n += h->p.user_id == user_id && !strcmp(h->p.state, "queued");
-    return n;
+    user_counts *u = counts_of(a, user_id, false);
+    return u ? u->waiting : 0;
+}
+
+static void append_held(cd_admission *a, held *h) {
+    h->next = NULL;
+    if (a->last) a->last->next = h;
+    else a->all = h;
+    a->last = h;
+    count(a, h, +1);
 }
 
 static held *find(cd_admission *a, const char *prompt_id) {
@@ -73,9 +132,12 @@ static held *find(cd_admission *a, const char *prompt_id) {
 }
 
 static void unlink_held(cd_admission *a, held *x) {
-    for (held **pp = &a->all; *pp; pp = &(*pp)->next)
+    held *before = NULL;
+    for (held **pp = &a->all; *pp; before = *pp, pp = &(*pp)->next)
         if (*pp == x) {
             *pp = x->next;
+            if (a->last == x) a->last = before;
+            count(a, x, -1);
             return;
         }
 }
@@ -88,18 +150,62 @@ static bool user_may_run(cd_admission *a, const held *h, const int *extra_runnin
     return limit <= 0 || user_running(a, h->p.user_id) + (extra_running ? *extra_running : 0) < limit;
 }
 
+static int by_user_then_seq(const void *x, const void *y) {
+    const held *a = *(held *const *)x, *b = *(held *const *)y;
+    if (a->p.user_id != b->p.user_id) return a->p.user_id < b->p.user_id ? -1 : 1;
+    return (a->p.seq > b->p.seq) - (a->p.seq < b->p.seq);
+}
+
+/* Appends the pending prompts (sorted by user, then seq) to out in round-robin order: one per
+ * user in turn, users by id, the first one after cursor (the user served last) leading. Linear
+ * after the sort, so a queue of ten thousand costs a millisecond, not a second. */
+static size_t interleave_users(held **pending, size_t np, int64_t cursor, held **out) {
+    size_t nusers = 0;
+    for (size_t i = 0; i < np; i++) nusers += i == 0 || pending[i]->p.user_id != pending[i - 1]->p.user_id;
+    size_t *next = calloc(nusers ? nusers : 1, sizeof *next), *end = calloc(nusers ? nusers : 1, sizeof *end);
+    size_t *turn = calloc(nusers ? nusers : 1, sizeof *turn);
+    if (!next || !end || !turn) {
+        free(next), free(end), free(turn);
+        return 0;
+    }
+    size_t u = 0;
+    for (size_t i = 0; i < np; i++)
+        if (i == 0 || pending[i]->p.user_id != pending[i - 1]->p.user_id) {
+            next[u] = i;
+            if (u) end[u - 1] = i;
+            u++;
+        }
+    if (nusers) end[nusers - 1] = np;
+    size_t lead = 0; /* the first user after cursor, else the first */
+    while (lead < nusers && pending[next[lead]]->p.user_id <= cursor) lead++;
+    if (lead == nusers) lead = 0;
+    /* the users in turn order, dropping each one whose prompts are all placed */
+    for (size_t i = 0; i < nusers; i++) turn[i] = (lead + i) % nusers;
+    size_t k = 0, active = nusers;
+    while (active > 0) {
+        size_t still = 0;
+        for (size_t i = 0; i < active; i++) {
+            size_t t = turn[i];
+            out[k++] = pending[next[t]++];
+            if (next[t] < end[t]) turn[still++] = t;
+        }
+        active = still;
+    }
+    free(next), free(end), free(turn);
+    return k;
+}
+
 /* The queued prompts in the order they would be dispatched, from now: the priority ones by
  * arrival, then one per user in turn, starting after the user served last. Returns a malloc'd
  * array of n pointers. */
 static held **dispatch_order(cd_admission *a, size_t *n) {
     size_t count = 0;
     for (held *h = a->all; h; h = h->next) count += !strcmp(h->p.state, "queued");
-    *n = count;
+    *n = 0;
     held **out = calloc(count ? count : 1, sizeof *out), **pending = calloc(count ? count : 1, sizeof *pending);
     if (!out || !pending) {
         free(out);
         free(pending);
-        *n = 0;
         return NULL;
     }
     size_t k = 0, np = 0;
@@ -108,27 +214,10 @@ static held **dispatch_order(cd_admission *a, size_t *n) {
             if (h->p.priority) out[k++] = h;
             else pending[np++] = h; /* by seq */
         }
-    /* round-robin: users by id, the one after the last served first */
-    int64_t cursor = a->last_served_user;
-    while (np > 0) {
-        /* the smallest user id above cursor among the pending, else the smallest */
-        int64_t next = -1, smallest = -1;
-        for (size_t i = 0; i < np; i++) {
-            int64_t u = pending[i]->p.user_id;
-            if (smallest < 0 || u < smallest) smallest = u;
-            if (u > cursor && (next < 0 || u < next)) next = u;
-        }
-        int64_t user = next >= 0 ? next : smallest;
-        for (size_t i = 0; i < np; i++) {
-            if (pending[i]->p.user_id != user) continue;
-            out[k++] = pending[i]; /* that user's oldest */
-            memmove(pending + i, pending + i + 1, (np - i - 1) * sizeof *pending);
-            np--;
-            break;
-        }
-        cursor = user;
-    }
+    qsort(pending, np, sizeof *pending, by_user_then_seq);
+    k += interleave_users(pending, np, a->last_served_user, out + k);
     free(pending);
+    *n = k;
     return out;
 }
 
@@ -169,8 +258,8 @@ void cd_admission_announce(cd_admission *a, int64_t user_id) {
 /* ---- state changes ---- */
 
 static void set_state(cd_admission *a, held *h, const char *state, const char *reason) {
-    bool was_running = is_active_running(h);
     int64_t now = now_ms();
+    count(a, h, -1);
     snprintf(h->p.state, sizeof h->p.state, "%s", state);
     snprintf(h->p.reason, sizeof h->p.reason, "%s", reason ? reason : "");
     /* as the store keeps them: the first dispatch, the end */
@@ -184,8 +273,7 @@ static void set_state(cd_admission *a, held *h, const char *state, const char *r
     cd_store *st = a->hub->store;
     if (st->ops->prompt_set_state(st, h->p.prompt_id, state, h->p.reason, now) < 0)
         cd_error("hub: cannot store prompt %s as %s: %s", h->p.prompt_id, state, cd_store_error(st));
-    bool now_running = is_active_running(h);
-    a->running += (int)now_running - (int)was_running;
+    count(a, h, +1);
 }
 
 static void finish(cd_admission *a, held *h, const char *state, const char *reason) {
@@ -196,6 +284,7 @@ static void finish(cd_admission *a, held *h, const char *state, const char *reas
 }
 
 static void pump(cd_admission *a);
+static void on_settle(uv_check_t *c);
 
 /* ---- dispatching ---- */
 
@@ -221,6 +310,27 @@ static void error_reason(const cd_http_client_response *res, char *out, size_t n
     json_decref(j);
 }
 
+/* A prompt the instance refused when it was sent (an instance that cannot validate first, such
+ * as Python ComfyUI): its user's pages hear it as ComfyUI's execution_error, as if it had failed
+ * at its start. The first node the instance named, if any, is the culprit. */
+static void tell_refused(cd_admission *a, const held *h, const cd_http_client_response *res, const char *reason) {
+    json_t *j = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);
+    const char *node_id = NULL;
+    json_t *node_error = NULL;
+    json_object_foreach(json_object_get(j, "node_errors"), node_id, node_error) break;
+    const char *type = json_string_value(json_object_get(json_object_get(j, "error"), "type"));
+    json_t *msg = json_pack("{s:s, s:{s:s, s:s?, s:s?, s:[], s:s, s:s, s:[], s:{}, s:{}, s:I}}", "type",
+                            "execution_error", "data", "prompt_id", h->p.prompt_id, "node_id", node_id, "node_type",
+                            json_string_value(json_object_get(node_error, "class_type")), "executed",
+                            "exception_message", reason, "exception_type", type ? type : "prompt_refused",
+                            "traceback", "current_inputs", "current_outputs", "timestamp", (json_int_t)now_ms());
+    char *text = msg ? cd_json_dumps_compact(msg, 0) : NULL;
+    if (text) cd_hub_proxy_notify(a->hub->proxy, h->p.user_id, h->p.project_id, text);
+    free(text);
+    json_decref(msg);
+    json_decref(j);
+}
+
 static void on_dispatched(const char *error, const cd_http_client_response *res, void *user) {
     fetch_ctx *f = user;
     cd_admission *a = f->a;
@@ -233,6 +343,7 @@ static void on_dispatched(const char *error, const cd_http_client_response *res,
     } else if (!error) {
         char reason[400];
         error_reason(res, reason, sizeof reason);
+        tell_refused(a, h, res, reason);
         finish(a, h, "failed", reason);
     } else {
         /* the request may or may not have arrived: the next tick asks the instance */
@@ -280,21 +391,44 @@ static void dispatch(cd_admission *a, held *h) {
     free(body);
 }
 
+/* Whether x comes before y in the first round of the round-robin: users after the one served
+ * last first, by id, then the others by id; a user's oldest prompt first. */
+static bool turn_before(const cd_admission *a, const held *x, const held *y) {
+    bool x_after = x->p.user_id > a->last_served_user, y_after = y->p.user_id > a->last_served_user;
+    if (x_after != y_after) return x_after;
+    if (x->p.user_id != y->p.user_id) return x->p.user_id < y->p.user_id;
+    return x->p.seq < y->p.seq;
+}
+
+/* The first prompt of dispatch_order whose user may run one more, in one pass without sorting:
+ * it is what runs when a slot frees, so it must be quick with thousands waiting. */
+static held *pick_next(cd_admission *a) {
+    held *best = NULL;
+    for (held *h = a->all; h; h = h->next) {
+        if (strcmp(h->p.state, "queued") != 0 || !user_may_run(a, h, NULL)) continue;
+        if (h->p.priority) return h; /* the list is by arrival */
+        if (!best || turn_before(a, h, best)) best = h;
+    }
+    return best;
+}
+
+static void settle_soon(cd_admission *a) {
+    if (a->handles_open && !a->stopping) uv_check_start(&a->settle, on_settle);
+}
+
 static void pump(cd_admission *a) {
     if (a->stopping) return;
     bool changed = false;
     while (a->running < a->hub->cfg->max_concurrent) {
-        size_t n;
-        held **order = dispatch_order(a, &n);
-        held *pick = NULL;
-        for (size_t i = 0; order && i < n && !pick; i++)
-            if (user_may_run(a, order[i], NULL)) pick = order[i];
-        free(order);
+        held *pick = pick_next(a);
         if (!pick) break;
         dispatch(a, pick);
         changed = true;
     }
-    if (changed) announce_positions(a, 0, false);
+    if (changed) {
+        a->announce_due = true;
+        settle_soon(a);
+    }
 }
 
 /* ---- watching what runs ---- */
@@ -403,9 +537,25 @@ static void interrupt_overdue(cd_admission *a, held *h, const char *host, int po
     if (cd_http_fetch(a->hub->loop, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
 }
 
+static void take_sample(cd_admission *a, int64_t now) {
+    if (now - a->last_sample_at < CD_ADMISSION_SAMPLE_MS) return;
+    a->last_sample_at = now;
+    a->samples[a->sample_next] = (cd_admission_sample){now, a->waiting, a->running};
+    a->sample_next = (a->sample_next + 1) % SAMPLES;
+    if (a->nsamples < SAMPLES) a->nsamples++;
+}
+
+size_t cd_admission_series(const cd_admission *a, cd_admission_sample *out, size_t max) {
+    size_t n = a->nsamples < max ? a->nsamples : max;
+    for (size_t i = 0; i < n; i++) /* oldest first */
+        out[i] = a->samples[(a->sample_next + SAMPLES - a->nsamples + (a->nsamples - n) + i) % SAMPLES];
+    return n;
+}
+
 static void on_tick(uv_timer_t *t) {
     cd_admission *a = t->data;
     int64_t now = now_ms();
+    take_sample(a, now);
     /* one /queue per project that has prompts out, then /history for those it no longer holds */
     int64_t seen[64];
     size_t nseen = 0;
@@ -446,12 +596,12 @@ static void prompt_error(cd_http_req *req, int status, const char *type, const c
                           "", "extra_info", "node_errors"));
 }
 
-typedef struct {
+struct submit_ctx {
     cd_admission *a;
     cd_http_req *req; /* NULL once the client went away (the prompt is still held) */
     cd_store_prompt p;
     char *body;
-} submit_ctx;
+};
 
 static void submit_aborted(cd_http_req *req, void *arg) { ((submit_ctx *)arg)->req = NULL; }
 
@@ -461,12 +611,9 @@ static void submit_free(submit_ctx *s) {
     free(s);
 }
 
-/* Validated (or not validatable): into the store and the queue, and the answer. */
-static void hold(submit_ctx *s) {
-    cd_admission *a = s->a;
+/* Stored (rc 0) or not: into the queue, and the answer. */
+static void accepted(cd_admission *a, submit_ctx *s, int rc) {
     cd_store *st = a->hub->store;
-    snprintf(s->p.state, sizeof s->p.state, "queued");
-    int rc = st->ops->prompt_add(st, &s->p, s->body);
     cd_http_req *req = s->req;
     if (req) cd_http_req_on_abort(req, NULL, NULL);
     s->req = NULL;
@@ -482,15 +629,65 @@ static void hold(submit_ctx *s) {
         return;
     }
     h->p = s->p;
-    held **tail = &a->all;
-    while (*tail) tail = &(*tail)->next;
-    *tail = h;
+    append_held(a, h);
     if (req)
         cd_hub_json(req, 200, json_pack("{s:s, s:I, s:{}}", "prompt_id", h->p.prompt_id, "number", (json_int_t)h->p.seq,
                                         "node_errors"));
     submit_free(s);
+}
+
+/* The prompts accepted in this loop turn, stored in one transaction: one sync for all of them
+ * (group commit), and only then answered, so an answered prompt is on disk. */
+static void store_batch(cd_admission *a) {
+    cd_store *st = a->hub->store;
+    size_t n = a->nbatch;
+    submit_ctx **batch = a->batch;
+    a->batch = NULL;
+    a->nbatch = a->capbatch = 0;
+    int *rcs = calloc(n, sizeof *rcs);
+    bool in_transaction = rcs && st->ops->batch_begin(st) == 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = st->ops->prompt_add(st, &batch[i]->p, batch[i]->body);
+        if (rcs) rcs[i] = rc;
+    }
+    if (in_transaction && st->ops->batch_commit(st) < 0) {
+        cd_error("hub: cannot store %zu prompt(s): %s", n, cd_store_error(st));
+        for (size_t i = 0; i < n; i++) rcs[i] = rcs[i] == CD_STORE_CONFLICT ? rcs[i] : CD_STORE_ERROR;
+    }
+    for (size_t i = 0; i < n; i++) accepted(a, batch[i], rcs ? rcs[i] : CD_STORE_ERROR);
+    free(rcs);
+    free(batch);
+    a->announce_due = true;
     pump(a);
-    announce_positions(a, h->p.user_id, false);
+}
+
+/* Validated (or not validatable): stored at the end of this loop turn with the others. */
+static void hold(submit_ctx *s) {
+    cd_admission *a = s->a;
+    snprintf(s->p.state, sizeof s->p.state, "queued");
+    if (a->nbatch == a->capbatch) {
+        size_t cap = a->capbatch ? a->capbatch * 2 : 32;
+        submit_ctx **grown = realloc(a->batch, cap * sizeof *grown);
+        if (!grown) {
+            accepted(a, s, CD_STORE_ERROR);
+            return;
+        }
+        a->batch = grown;
+        a->capbatch = cap;
+    }
+    a->batch[a->nbatch++] = s;
+    settle_soon(a);
+    if (!a->handles_open || a->stopping) store_batch(a);
+}
+
+static void on_settle(uv_check_t *c) {
+    cd_admission *a = c->data;
+    uv_check_stop(c);
+    if (a->nbatch) store_batch(a);
+    if (a->announce_due) {
+        a->announce_due = false;
+        announce_positions(a, 0, false);
+    }
 }
 
 static void on_validated(const char *error, const cd_http_client_response *res, void *user) {
@@ -697,121 +894,63 @@ int cd_admission_cancel(cd_admission *a, const cd_hub_caller *c, int64_t project
         finish(a, h, "cancelled", reason);
         n++;
     }
-    if (n) announce_positions(a, 0, false);
+    if (n) {
+        a->announce_due = true;
+        settle_soon(a);
+    }
     return n;
 }
 
 json_t *cd_admission_stats_get(cd_admission *a, cd_admission_stats *out) {
     json_t *users = json_object();
-    out->waiting = out->running = 0;
-    for (held *h = a->all; h; h = h->next) {
-        if (is_active_running(h)) {
-            out->running++;
-            continue;
-        }
-        out->waiting++;
+    out->waiting = a->waiting;
+    out->running = a->running;
+    for (size_t i = 0; i < a->nusers; i++) {
+        if (!a->users[i].waiting) continue;
         cd_store_user su;
         char name[80];
-        if (a->hub->store->ops->user_get(a->hub->store, h->p.user_id, &su) == 0) snprintf(name, sizeof name, "%s", su.name);
-        else snprintf(name, sizeof name, "user %lld", (long long)h->p.user_id);
-        json_object_set_new(users, name, json_integer(json_integer_value(json_object_get(users, name)) + 1));
+        if (a->hub->store->ops->user_get(a->hub->store, a->users[i].user_id, &su) == 0)
+            snprintf(name, sizeof name, "%s", su.name);
+        else snprintf(name, sizeof name, "user %lld", (long long)a->users[i].user_id);
+        json_object_set_new(users, name, json_integer(a->users[i].waiting));
     }
     return users;
 }
 
-/* GET /api/queue/status */
-static void handle_status(cd_http_req *req, void *ctx) {
-    cd_hub *hub = ctx;
-    cd_hub_caller c;
-    if (cd_hub_authenticate(hub, req, &c) < 0) return;
-    cd_admission *a = hub->admission;
+cd_admission_entry *cd_admission_list(cd_admission *a, size_t *n) {
+    size_t total = 0, nq, k = 0;
+    for (held *h = a->all; h; h = h->next) total++;
+    held **order = dispatch_order(a, &nq);
+    cd_admission_entry *out = calloc(total ? total : 1, sizeof *out);
+    if (!out || !order) {
+        free(order);
+        free(out);
+        *n = 0;
+        return NULL;
+    }
+    for (held *h = a->all; h; h = h->next)
+        if (is_active_running(h)) out[k++] = (cd_admission_entry){h->p, 0};
+    for (size_t i = 0; i < nq; i++) out[k++] = (cd_admission_entry){order[i]->p, (int)i + 1};
+    free(order);
+    *n = k;
+    return out;
+}
+
+bool cd_admission_find(cd_admission *a, const char *prompt_id, cd_admission_entry *out) {
+    held *h = find(a, prompt_id);
+    if (!h) return false;
+    out->p = h->p;
+    out->position = 0;
+    if (strcmp(h->p.state, "queued") != 0) return true;
     size_t n;
     held **order = dispatch_order(a, &n);
-    free(order);
-    int max = hub->cfg->max_concurrent;
-    json_t *j = json_pack("{s:i, s:i, s:i, s:i}", "queue_length", (int)n, "processing_count", a->running,
-                          "max_concurrent", max, "available_slots", max > a->running ? max - a->running : 0);
-    if (c.user.role >= CD_ROLE_TEACHER) {
-        json_t *users = json_object();
-        for (held *h = a->all; h; h = h->next) {
-            char key[32];
-            snprintf(key, sizeof key, "%lld", (long long)h->p.user_id);
-            json_t *u = json_object_get(users, key);
-            if (!u) {
-                cd_store_user su;
-                bool known = hub->store->ops->user_get(hub->store, h->p.user_id, &su) == 0;
-                u = json_pack("{s:s, s:i, s:i}", "name", known ? su.name : "", "waiting", 0, "running", 0);
-                json_object_set_new(users, key, u);
-            }
-            const char *field = is_active_running(h) ? "running" : "waiting";
-            json_object_set_new(u, field, json_integer(json_integer_value(json_object_get(u, field)) + 1));
-        }
-        json_object_set_new(j, "users", users);
-    }
-    cd_hub_json(req, 200, j);
-}
-
-/* GET /api/queue/tasks/{prompt_id} */
-static void handle_task(cd_http_req *req, void *ctx) {
-    cd_hub *hub = ctx;
-    cd_hub_caller c;
-    if (cd_hub_authenticate(hub, req, &c) < 0) return;
-    const char *id = cd_http_req_param(req, "prompt_id");
-    cd_store_prompt p;
-    if (!id || hub->store->ops->prompt_get(hub->store, id, &p) != 0) {
-        cd_hub_error(req, 404, "not_found", "no prompt '%s'", id ? id : "");
-        return;
-    }
-    if (p.user_id != c.user.id && c.user.role < CD_ROLE_TEACHER) {
-        cd_hub_error(req, 403, "forbidden", "prompt '%s' is not yours", id);
-        return;
-    }
-    int position = 0;
-    size_t n;
-    held **order = dispatch_order(hub->admission, &n);
     for (size_t i = 0; order && i < n; i++)
-        if (!strcmp(order[i]->p.prompt_id, id)) position = (int)i + 1;
+        if (order[i] == h) out->position = (int)i + 1;
     free(order);
-    held *h = find(hub->admission, id);
-    const char *state = h ? h->p.state : p.state;
-    cd_hub_json(req, 200,
-                json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:I, s:I, s:I, s:s}", "prompt_id", p.prompt_id, "state", state,
-                          "user_id", (json_int_t)p.user_id, "project_id", (json_int_t)p.project_id, "position",
-                          position, "ahead", position ? position - 1 : 0, "created_at", (json_int_t)p.created_at,
-                          "dispatched_at", (json_int_t)(h ? h->p.dispatched_at : p.dispatched_at), "finished_at",
-                          (json_int_t)p.finished_at, "reason", h ? h->p.reason : p.reason));
+    return true;
 }
 
-/* DELETE /api/queue/tasks/{prompt_id}: cancel a waiting prompt (its owner, teachers, admins). */
-static void handle_task_cancel(cd_http_req *req, void *ctx) {
-    cd_hub *hub = ctx;
-    cd_hub_caller c;
-    if (cd_hub_authenticate(hub, req, &c) < 0) return;
-    const char *id = cd_http_req_param(req, "prompt_id");
-    held *h = id ? find(hub->admission, id) : NULL;
-    if (!h) {
-        cd_hub_error(req, 404, "not_found", "no waiting or running prompt '%s'", id ? id : "");
-        return;
-    }
-    if (h->p.user_id != c.user.id && c.user.role < CD_ROLE_TEACHER) {
-        cd_hub_error(req, 403, "forbidden", "prompt '%s' is not yours", id);
-        return;
-    }
-    if (strcmp(h->p.state, "queued") != 0) {
-        cd_hub_error(req, 409, "running", "prompt '%s' runs already: interrupt it through its instance", id);
-        return;
-    }
-    json_t *ids = json_pack("[s]", id);
-    cd_admission_cancel(hub->admission, &c, h->p.project_id, ids, false);
-    json_decref(ids);
-    cd_hub_json(req, 200, json_pack("{s:s, s:s}", "prompt_id", id, "state", "cancelled"));
-}
-
-void cd_admission_register(cd_hub *hub) {
-    cd_router_add(hub->router, "GET", "/api/queue/status", handle_status, hub);
-    cd_router_add(hub->router, "GET", "/api/queue/tasks/{prompt_id}", handle_task, hub);
-    cd_router_add(hub->router, "DELETE", "/api/queue/tasks/{prompt_id}", handle_task_cancel, hub);
-}
+int cd_admission_max_concurrent(const cd_admission *a) { return a->hub->cfg->max_concurrent; }
 
 /* ---- life ---- */
 
@@ -829,20 +968,18 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
         free(a);
         return NULL;
     }
-    held **tail = &a->all;
     for (size_t i = 0; i < n; i++) {
         held *h = calloc(1, sizeof *h);
         if (!h) break;
         h->p = list[i];
-        a->running += is_active_running(h);
-        *tail = h;
-        tail = &h->next;
+        append_held(a, h);
     }
     free(list);
     if (n) cd_info("hub: %zu prompt(s) in the admission queue (%d sent to instances)", n, a->running);
     uv_timer_init(hub->loop, &a->tick);
-    a->tick.data = a;
-    a->tick_open = true;
+    uv_check_init(hub->loop, &a->settle);
+    a->tick.data = a->settle.data = a;
+    a->handles_open = 2;
     /* the first tick waits for the adopted instances to answer their health check */
     if (hub->cfg->max_concurrent > 0) uv_timer_start(&a->tick, on_tick, 1000, TICK_MS);
     return a;
@@ -850,19 +987,22 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
 
 bool cd_admission_enabled(const cd_admission *a) { return a && a->hub->cfg->max_concurrent > 0; }
 
-static void tick_closed(uv_handle_t *h) {
+static void handle_closed(uv_handle_t *h) {
     cd_admission *a = h->data;
-    a->tick_open = false;
+    a->handles_open--;
 }
 
 void cd_admission_stop(cd_admission *a) {
     if (!a || a->stopping) return;
     a->stopping = true;
+    if (a->nbatch) store_batch(a); /* accepted prompts are stored and answered */
     uv_timer_stop(&a->tick);
-    uv_close((uv_handle_t *)&a->tick, tick_closed);
+    uv_check_stop(&a->settle);
+    uv_close((uv_handle_t *)&a->tick, handle_closed);
+    uv_close((uv_handle_t *)&a->settle, handle_closed);
 }
 
-bool cd_admission_idle(const cd_admission *a) { return !a || (!a->tick_open && a->inflight == 0); }
+bool cd_admission_idle(const cd_admission *a) { return !a || (a->handles_open == 0 && a->inflight == 0); }
 
 void cd_admission_free(cd_admission *a) {
     if (!a) return;
@@ -871,5 +1011,7 @@ void cd_admission_free(cd_admission *a) {
         a->all = h->next;
         free(h);
     }
+    free(a->users);
+    free(a->batch);
     free(a);
 }

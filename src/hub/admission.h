@@ -46,7 +46,29 @@ typedef struct {
 } cd_admission_stats;
 json_t *cd_admission_stats_get(cd_admission *a, cd_admission_stats *out);
 
-void cd_admission_register(cd_hub *hub);
+/* Queue length and running prompts, sampled every 10 s over the last hour: copies at most max,
+ * oldest first, and returns how many. */
+typedef struct {
+    int64_t at; /* ms since the epoch */
+    int waiting, running;
+} cd_admission_sample;
+size_t cd_admission_series(const cd_admission *a, cd_admission_sample *out, size_t max);
+#define CD_ADMISSION_SERIES_MAX 360
+#define CD_ADMISSION_SAMPLE_MS 10000
+
+/* Every prompt the hub holds (queued, dispatching, running), in dispatch order for the queued
+ * ones after those sent; position is 1.. for queued, 0 for the others. Malloc'd (caller frees). */
+typedef struct {
+    cd_store_prompt p;
+    int position;
+} cd_admission_entry;
+cd_admission_entry *cd_admission_list(cd_admission *a, size_t *n);
+/* The entry of one held prompt; false when the hub does not hold it. */
+bool cd_admission_find(cd_admission *a, const char *prompt_id, cd_admission_entry *out);
+int cd_admission_max_concurrent(const cd_admission *a);
+
+/* The routes of GET /api/queue/... (api_queue.c). */
+void cd_hub_api_queue_register(cd_hub *hub);
 /* Stops dispatching; cd_admission_idle tells when nothing of it is under way any more. */
 void cd_admission_stop(cd_admission *a);
 bool cd_admission_idle(const cd_admission *a);

@@ -229,7 +229,7 @@ static int start_http(cd_hub *hub, char *err, size_t errlen) {
     cd_hub_api_projects_register(hub);
     cd_hub_api_audit_register(hub);
     cd_hub_events_register(hub);
-    cd_admission_register(hub);
+    cd_hub_api_queue_register(hub);
     cd_hub_metrics_register(hub);
     return 0;
 }

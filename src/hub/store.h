@@ -156,6 +156,13 @@ typedef struct {
     /* Moves a prompt to state with a reason at time at (dispatched_at for dispatching/running,
      * finished_at for done/failed/cancelled). */
     int (*prompt_set_state)(cd_store *st, const char *prompt_id, const char *state, const char *reason, int64_t at);
+
+    /* Group commit: the writes between begin and commit are one transaction, made durable by one
+     * sync rather than one each (the admission queue stores the prompts of a loop turn so). A
+     * write that fails inside it (a CONFLICT) leaves the others in. rollback drops them all. */
+    int (*batch_begin)(cd_store *st);
+    int (*batch_commit)(cd_store *st);
+    void (*batch_rollback)(cd_store *st);
 } cd_store_ops;
 
 struct cd_store {

@@ -786,6 +786,23 @@ static int sq_prompt_set_state(cd_store *st, const char *prompt_id, const char *
     return run(S(st), q, true);
 }
 
+/* ---- Group commit ---- */
+
+static int sq_batch_begin(cd_store *st) {
+    return exec(S(st)->db, "BEGIN IMMEDIATE", S(st)->err, sizeof S(st)->err);
+}
+
+static int sq_batch_commit(cd_store *st) {
+    if (exec(S(st)->db, "COMMIT", S(st)->err, sizeof S(st)->err) == 0) return 0;
+    char keep[sizeof S(st)->err];
+    snprintf(keep, sizeof keep, "%s", S(st)->err);
+    sqlite3_exec(S(st)->db, "ROLLBACK", NULL, NULL, NULL);
+    snprintf(S(st)->err, sizeof S(st)->err, "%s", keep);
+    return CD_STORE_ERROR;
+}
+
+static void sq_batch_rollback(cd_store *st) { sqlite3_exec(S(st)->db, "ROLLBACK", NULL, NULL, NULL); }
+
 /* ---- The table ---- */
 
 static void sq_close(cd_store *st) {
@@ -834,6 +851,9 @@ static const cd_store_ops sqlite_ops = {
     .prompt_body = sq_prompt_body,
     .prompt_list_active = sq_prompt_list_active,
     .prompt_set_state = sq_prompt_set_state,
+    .batch_begin = sq_batch_begin,
+    .batch_commit = sq_batch_commit,
+    .batch_rollback = sq_batch_rollback,
 };
 
 int cd_store_sqlite_schema_version(void) {

@@ -307,6 +307,28 @@ describe('the admission queue: priorities and limits', () => {
       const pos = async (id) => (await admin.get(`/api/queue/tasks/${id}`)).body.position;
       assert.equal(await pos(t1), 1, "the teacher's prompt is next");
       assert.ok((await pos(s1)) < (await pos(s3)), "the student's front: true does not jump the queue");
+      // the listing: admins see everyone's, with names and the same positions; sam only his own
+      const all = (await admin.get('/api/queue/tasks')).body;
+      assert.equal(all.total, 5);
+      const byId = new Map(all.tasks.map((t) => [t.prompt_id, t]));
+      assert.equal(byId.get(t1).user, 'tia');
+      assert.equal(byId.get(t1).project, 'class');
+      assert.equal(byId.get(t1).position, 1);
+      assert.equal(byId.get(long).position, 0, 'the running one has no position');
+      assert.ok(['dispatching', 'running'].includes(byId.get(long).state));
+      for (const id of [s1, s2, s3]) assert.equal(byId.get(id).position, await pos(id));
+      const own = (await sam.get('/api/queue/tasks')).body;
+      assert.deepEqual(own.tasks.map((t) => t.user).filter((u) => u !== 'sam'), [], 'a student sees only his own');
+      assert.equal(own.total, 4);
+      assert.equal((await admin.get('/api/queue/tasks?mine=1')).body.total, 0);
+      assert.equal((await admin.get('/api/queue/tasks?limit=2')).body.tasks.length, 2);
+      assert.equal((await admin.get('/api/queue/tasks?limit=0')).status, 400);
+      // the chart's series: a sample a tick after start, for teachers and admins only
+      assert.equal((await sam.get('/api/queue/series')).status, 403);
+      const series = (await tia.get('/api/queue/series')).body;
+      assert.equal(series.interval_seconds, 10);
+      assert.ok(series.points.length >= 1, JSON.stringify(series));
+      assert.ok(series.points.every((p) => p.t > 0 && p.waiting >= 0 && p.running >= 0));
       // the long one is interrupted after 2 s, and the rest run
       const failed = await waitFor(async () => {
         const b = (await admin.get(`/api/queue/tasks/${long}`)).body;
@@ -317,6 +339,44 @@ describe('the admission queue: priorities and limits', () => {
         const states = await Promise.all([s1, s2, s3, t1].map(async (id) => (await admin.get(`/api/queue/tasks/${id}`)).body.state));
         return states.every((s) => s === 'done');
       }, 20000, 'the others done');
+    } finally {
+      await hub.stop();
+    }
+  });
+});
+
+describe('the admission queue in front of an instance that cannot validate first', () => {
+  test('a prompt it refuses at dispatch reaches the page as execution_error', T, async () => {
+    const ECHO = path.join(path.dirname(new URL(import.meta.url).pathname), 'lib', 'echo-instance.mjs');
+    const hub = await startHub({
+      env: {
+        COMFY_MAX_CONCURRENT: '2',
+        COMFYUI_COMMAND: `${process.execPath} ${ECHO} --listen {listen} --port {port}`,
+      },
+    });
+    try {
+      const admin = await hub.login('admin', hub.adminPassword);
+      const { client: sam } = await hub.addUser(admin, 'sam');
+      const project = (await sam.post('/api/projects', { name: 'py' })).body;
+      trackInstancePid((await sam.post(`/api/projects/${project.id}/open_comfy`)).body.instance.pid);
+      const base = `/comfyui/sam/${project.id}`;
+      const ws = new WebSocket(`ws://${HOST}:${hub.port}${base}/ws?clientId=py`, { headers: { cookie: sam.cookie } });
+      const messages = [];
+      ws.on('message', (d, bin) => { if (!bin) messages.push(JSON.parse(d.toString())); });
+      await new Promise((r) => ws.once('open', r));
+      // not validated first (the instance is not comfyd), so accepted, then refused when sent
+      const r = await sam.post(`${base}/prompt`, { prompt: { 7: { class_type: 'NoSuchNode', inputs: {} } }, client_id: 'py' });
+      assert.equal(r.status, 200, r.text);
+      const id = r.body.prompt_id;
+      const err = await waitFor(() => messages.find((m) => m.type === 'execution_error' && m.data.prompt_id === id),
+        10000, 'execution_error');
+      assert.equal(err.data.node_id, '7');
+      assert.equal(err.data.node_type, 'NoSuchNode');
+      assert.match(err.data.exception_message, /refused/);
+      const task = (await sam.get(`/api/queue/tasks/${id}`)).body;
+      assert.equal(task.state, 'failed');
+      assert.match(task.reason, /does not exist/);
+      ws.close();
     } finally {
       await hub.stop();
     }

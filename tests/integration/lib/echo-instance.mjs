@@ -4,8 +4,11 @@
 // body size and SHA-256), so that the tests see exactly what the hub forwarded.
 //   /chunked?n=N   answers N pieces of 1 KiB, chunked, with a pause between them
 //   /slow?ms=N     answers after N ms
+//   /ws            a WebSocket that sends one status message
+//   POST /prompt   ComfyUI's answer: 400 for a graph with a NoSuchNode, else accepted (runs nothing)
 import http from 'node:http';
 import crypto from 'node:crypto';
+import { WebSocketServer } from 'ws';
 
 const arg = (name, def) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : def; };
 const host = arg('--listen', '127.0.0.1');
@@ -37,6 +40,10 @@ const server = http.createServer((req, res) => {
     setTimeout(() => res.end('late'), Number(url.searchParams.get('ms') || 1000));
     return;
   }
+  if (url.pathname === '/prompt' && req.method === 'POST') {
+    answerPrompt(req, res);
+    return;
+  }
   const hash = crypto.createHash('sha256');
   let size = 0;
   req.on('data', (d) => { size += d.length; hash.update(d); });
@@ -49,5 +56,37 @@ const server = http.createServer((req, res) => {
     res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, size, sha256: hash.digest('hex') }));
   });
 });
+// POST /prompt as ComfyUI answers it for a graph with an unknown node (400, node_errors), else
+// queued; it runs nothing, so /history stays empty.
+function answerPrompt(req, res) {
+  let text = '';
+  req.on('data', (d) => { text += d; });
+  req.on('end', () => {
+    let body = {};
+    try { body = JSON.parse(text); } catch { /* answered as no prompt */ }
+    const unknown = Object.entries(body.prompt || {}).find(([, n]) => n.class_type === 'NoSuchNode');
+    res.setHeader('content-type', 'application/json');
+    if (unknown) {
+      const [id] = unknown;
+      res.statusCode = 400;
+      res.end(JSON.stringify({
+        error: { type: 'invalid_prompt', message: 'Cannot execute because node NoSuchNode does not exist.', details: `Node ID '#${id}'`, extra_info: {} },
+        node_errors: { [id]: { errors: [{ type: 'invalid_prompt', message: 'node does not exist' }], dependent_outputs: [], class_type: 'NoSuchNode' } },
+      }));
+      return;
+    }
+    res.end(JSON.stringify({ prompt_id: body.prompt_id, number: 0, node_errors: {} }));
+  });
+}
+
+// /ws: ComfyUI's event stream, reduced to the first status message.
+const sockets = new WebSocketServer({ noServer: true });
+server.on('upgrade', (req, socket, head) => {
+  if (!req.url.startsWith('/ws')) { socket.destroy(); return; }
+  sockets.handleUpgrade(req, socket, head, (ws) => {
+    ws.send(JSON.stringify({ type: 'status', data: { status: { exec_info: { queue_remaining: 0 } }, sid: 'echo' } }));
+  });
+});
+
 server.listen(port, host, () => console.log(`echo instance on ${host}:${port}`));
 process.on('SIGTERM', () => { server.close(() => process.exit(0)); server.closeAllConnections(); });
