@@ -154,4 +154,148 @@ describe('the hub dashboard in a browser', () => {
     await card(page, 'Cats').waitFor();
     await page.context().close();
   });
+  test('My queue: a running prompt and a waiting one with its position', T, async () => {
+    const page = studentPage;
+    const url = `${hub.base}/comfyui/${STUDENT.name}/${projects.cats.id}/prompt`;
+    // COMFY_MAX_CONCURRENT=1: the slow prompt takes the only slot, the next one waits
+    const post = async (seconds, seed) => {
+      const r = await page.request.post(url, { data: { prompt: sleeper(seconds, seed), client_id: 'web-hub' } });
+      assert.equal(r.status(), 200, await r.text());
+      return (await r.json()).prompt_id;
+    };
+    projects.slow = await post(20, 1);
+    await waitFor(async () => (await student.get(`/api/queue/tasks/${projects.slow}`)).body.state === 'running', 20000, 'the slow prompt running');
+    projects.waiting = await post(1, 2);
+    await page.getByRole('navigation').getByRole('link', { name: 'My queue' }).click();
+    await page.getByRole('heading', { name: 'My queue', level: 1 }).waitFor();
+    const rows = page.locator('#my-tasks tbody tr');
+    const waitingRow = page.locator(`#my-tasks tr[data-key="${projects.waiting}"]`);
+    const runningRow = page.locator(`#my-tasks tr[data-key="${projects.slow}"]`);
+    await waitingRow.getByText('1 (next)').waitFor();
+    await waitingRow.getByText('Waiting', { exact: true }).waitFor();
+    await runningRow.getByText('Running', { exact: true }).waitFor();
+    assert.equal(await rows.count(), 2);
+    assert.match(await waitingRow.innerText(), /Cats/);
+    await screenshot(page, 'hub-my-queue');
+    projects.queueShown = true;
+  });
+
+  test("the admin's Queue page: every prompt with its user, the figures and the last hour's chart", T, async () => {
+    assert.ok(projects.queueShown, 'the previous test left a running and a waiting prompt');
+    adminPage = await browser.newPage({ locale: 'en-US' });
+    const page = adminPage;
+    await logIn(page, hub.base, { name: 'admin', password: hub.adminPassword });
+    const menu = await page.getByRole('navigation').getByRole('link').allTextContents();
+    assert.deepEqual(menu, ['Workbench', 'My queue', 'Queue', 'Instances', 'Users']);
+    await page.getByRole('navigation').getByRole('link', { name: 'Queue', exact: true }).click();
+    const waitingRow = page.locator(`#all-tasks tr[data-key="${projects.waiting}"]`);
+    await waitingRow.waitFor();
+    assert.match(await waitingRow.innerText(), /mia/);
+    assert.match(await waitingRow.innerText(), /Cats/);
+    assert.equal(await page.locator('#fig-running .tile-value').innerText(), '1');
+    assert.equal(await page.locator('#fig-waiting .tile-value').innerText(), '1');
+    assert.equal(await page.locator('#fig-max .tile-value').innerText(), '1');
+    // the hub samples every 10 s; the chart draws its two lines once there is a sample
+    await page.locator('#queue-chart svg polyline.line-running').waitFor({ timeout: 30000 });
+    await screenshot(page, 'hub-queue');
+  });
+
+  test('the student cancels the waiting prompt from My queue', T, async () => {
+    const page = studentPage;
+    const waitingRow = page.locator(`#my-tasks tr[data-key="${projects.waiting}"]`);
+    await waitingRow.getByRole('button', { name: /Cancel/ }).click();
+    await waitingRow.waitFor({ state: 'detached' });
+    await page.getByText('Prompt cancelled.').waitFor();
+    assert.equal((await student.get(`/api/queue/tasks/${projects.waiting}`)).body.state, 'cancelled');
+    // the running one cannot be cancelled here: it has no button, and ends by itself
+    const runningRow = page.locator(`#my-tasks tr[data-key="${projects.slow}"]`);
+    assert.equal(await runningRow.getByRole('button').count(), 0);
+    await page.getByText('Nothing of yours is waiting or running.').waitFor({ timeout: 45000 });
+  });
+
+  test("the admin's Instances page: port, pid, uptime, memory, the log, a restart", T, async () => {
+    const page = adminPage;
+    await page.getByRole('navigation').getByRole('link', { name: 'Instances' }).click();
+    const before = (await admin.get(`/api/projects/${projects.cats.id}`)).body.instance;
+    const listed = (await admin.get('/api/instances')).body.find((i) => i.id === before.id);
+    assert.equal(listed.user, STUDENT.name);
+    assert.equal(listed.project, 'Cats');
+    assert.ok(listed.memory_bytes > 1024 * 1024, `memory of a running instance: ${listed.memory_bytes}`);
+    const row = page.locator(`#instances tr[data-key="${before.id}"]`);
+    await row.getByText('Online').waitFor();
+    const text = await row.innerText();
+    for (const part of [STUDENT.name, 'Cats', String(before.port), String(before.pid)]) assert.ok(text.includes(part), `${part} in ${text}`);
+    assert.match(text, /\d+ MB/);
+    assert.match(text, /\d+ (s|min)/);
+    await row.getByRole('button', { name: `Log ${STUDENT.name}/Cats` }).click();
+    await waitFor(async () => (await page.locator('#instance-log').innerText()).length > 40 && !/Loading/.test(await page.locator('#instance-log').innerText()), 10000, 'the log');
+    await screenshot(page, 'hub-instances');
+    await row.getByRole('button', { name: `Restart ${STUDENT.name}/Cats` }).click();
+    const after = await waitFor(async () => {
+      const i = (await admin.get(`/api/projects/${projects.cats.id}`)).body.instance;
+      return i.status === 'online' && i.pid !== before.pid ? i : null;
+    }, 60000, 'a restarted instance');
+    trackInstancePid(after.pid);
+    await page.getByText('“Cats” restarted.').waitFor({ timeout: 30000 });
+    await page.locator(`#instances tr[data-key="${after.id}"]`).getByText(String(after.pid)).waitFor();
+  });
+
+  test("the admin's Users page: create a user, disable them, and the audit log", T, async () => {
+    const page = adminPage;
+    await page.getByRole('navigation').getByRole('link', { name: 'Users' }).click();
+    const form = page.locator('#create-user');
+    await form.getByLabel('User name').fill('noah');
+    await form.getByLabel('Password').fill('noah-password-1');
+    await form.getByLabel('Role').selectOption('teacher');
+    await form.getByRole('button', { name: 'Create user' }).click();
+    await page.getByText('User “noah” created.').waitFor();
+    const noah = (await admin.get('/api/users')).body.find((u) => u.name === 'noah');
+    assert.equal(noah.role, 'teacher');
+    const row = page.locator(`#users tr[data-key="${noah.id}"]`);
+    await row.getByText('Active').waitFor();
+    await row.getByRole('button', { name: 'Disable noah' }).click();
+    await row.getByText('Disabled', { exact: true }).waitFor();
+    assert.equal((await admin.get('/api/users')).body.find((u) => u.name === 'noah').disabled, true);
+    await page.locator('#audit').getByText('user_create').first().waitFor();
+    await screenshot(page, 'hub-users');
+  });
+
+  test('a phone shows the pages without sideways scrolling', T, async () => {
+    const page = await browser.newPage({ locale: 'en-US', viewport: { width: 390, height: 844 }, storageState: await adminPage.context().storageState() });
+    for (const [route, name] of [['workbench', 'hub-phone'], ['queue', 'hub-phone-queue'], ['users', 'hub-phone-users']]) {
+      await page.goto(`${hub.base}/#/${route}`);
+      await page.locator('main h1').waitFor();
+      await page.locator('main .muted', { hasText: 'Loading' }).first().waitFor({ state: 'detached' }).catch(() => {});
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 390, `${route}: the page is ${width}px wide`);
+      await screenshot(page, name);
+    }
+    assert.deepEqual(page.pageErrors, []);
+    await page.context().close();
+  });
+
+  test('every text exists in both languages; 中文 is remembered across a reload and on the login page; log out', T, async () => {
+    const page = studentPage;
+    const keys = await page.evaluate(async () => {
+      const { testing } = await import('/static/i18n.js');
+      return { en: Object.keys(testing.texts.en).sort(), zh: Object.keys(testing.texts.zh).sort() };
+    });
+    assert.deepEqual(keys.zh, keys.en);
+    await page.getByRole('navigation').getByRole('link', { name: 'Workbench' }).click();
+    await page.getByRole('button', { name: '中文' }).click();
+    await page.getByRole('heading', { name: '工作台', level: 1 }).waitFor();
+    await page.reload();
+    await page.getByRole('heading', { name: '工作台', level: 1 }).waitFor();
+    const cats = card(page, 'Cats');
+    await cats.getByText('已连接').waitFor();
+    await cats.getByRole('button', { name: '数据生成' }).waitFor();
+    assert.deepEqual(await page.getByRole('navigation').getByRole('link').allTextContents(), ['工作台', '我的队列']);
+    await screenshot(page, 'hub-zh');
+    await page.getByRole('button', { name: '退出登录' }).click();
+    await page.waitForURL(`${hub.base}/login`);
+    await page.getByRole('heading', { name: '登录 comfyd' }).waitFor();
+    await page.goto(`${hub.base}/`);
+    await page.waitForURL(`${hub.base}/login`);
+    await screenshot(page, 'hub-login-zh');
+  });
 });

@@ -40,7 +40,7 @@ function renderHeader() {
     h('span', { class: 'who-name' }, state.me.name),
     h('span', { class: `role role-${state.me.role}` }, t(`role.${state.me.role}`)),
     h('button', { type: 'button', class: 'link', id: 'lang', lang: currentLang() === 'zh' ? 'en' : 'zh-CN',
-      'aria-label': t('app.other_lang_label'), onclick: switchLang }, t('app.other_lang')),
+      title: t('app.other_lang_label'), onclick: switchLang }, t('app.other_lang')),
     h('button', { type: 'button', id: 'logout', onclick: logout }, t('app.logout')));
   document.getElementById('header').replaceChildren(
     h('a', { class: 'brand', href: '#/workbench' }, t('app.title')), nav, user);
