@@ -53,6 +53,7 @@ function mountPage() {
   const page = currentPage();
   const main = document.getElementById('main');
   main.replaceChildren();
+  document.getElementById('notice').replaceChildren(); // a message of the last page is stale here
   renderHeader();
   state.mounted = page.page.mount(main, { me: state.me });
 }

@@ -13,6 +13,12 @@ function positionText(task) {
   return task.ahead === 0 ? t('pos.next') : t('pos.value', { position: task.position, ahead: task.ahead });
 }
 
+/** How long a prompt has waited, or run since it was sent to its instance. */
+function age(task) {
+  if (task.state === 'queued' || !task.dispatched_at) return t('age.queued', { time: duration(Date.now() - task.created_at) });
+  return t('age.running', { time: duration(Date.now() - task.dispatched_at) });
+}
+
 function stateBadge(state) {
   return h('span', { class: `badge state-${state}` }, t(`state.${state}`) || state);
 }
@@ -28,7 +34,7 @@ function tasksTable(tasks, withUser, cancel) {
       task.project,
       stateBadge(task.state),
       positionText(task),
-      duration(Date.now() - task.created_at),
+      age(task),
       task.state === 'queued'
         ? h('button', { type: 'button', class: 'danger-quiet cancel', 'aria-label': `${t('app.cancel')} ${task.prompt_id}`,
           onclick: () => cancel(task) }, t('app.cancel'))
@@ -97,15 +103,15 @@ function s(tag, attrs = {}, ...children) {
  * Waiting and running over the last hour as two step lines. The x axis is always the whole
  * hour up to now, so a quiet hub shows a flat line at the right time rather than a stretched one.
  */
-export function chart(series, now = Date.now()) {
-  const W = 640, H = 220, L = 36, R = 12, T = 12, B = 28;
+export function chart(series, width, now = Date.now()) {
+  const W = Math.max(300, Math.round(width || 640)), H = 220, L = 36, R = 12, T = 12, B = 28;
   const from = now - 3600 * 1000;
   const points = (series.points || []).filter((p) => p.t >= from);
   const top = Math.max(1, ...points.map((p) => Math.max(p.waiting, p.running)));
   const ymax = top <= 4 ? top : Math.ceil(top / 4) * 4;
   const x = (ms) => L + ((ms - from) / (now - from)) * (W - L - R);
   const y = (v) => T + (1 - v / ymax) * (H - T - B);
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': t('q.chart_label'), class: 'chart' },
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': t('q.chart_label'), class: 'chart' },
     s('title', {}, t('q.chart_label')));
   for (let i = 0; i <= 4; i++) { // grid and y labels
     const v = Math.round((ymax * i) / 4);
@@ -157,7 +163,7 @@ export const all = {
     }
     async function loadSeries() {
       try {
-        chartBox.replaceChildren(chart(await api('GET', '/api/queue/series')));
+        chartBox.replaceChildren(chart(await api('GET', '/api/queue/series'), chartBox.clientWidth));
       } catch (err) {
         chartBox.replaceChildren(loadError(err, loadSeries));
       }

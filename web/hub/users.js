@@ -55,7 +55,8 @@ export function mount(root, { me }) {
       h('span', { class: `badge ${u.disabled ? 'status-failed' : 'status-online'}` }, t(u.disabled ? 'users.disabled' : 'users.active')),
       dateTime(u.created_at),
       h('div', { class: 'actions' },
-        h('button', { type: 'button', 'aria-label': named(u.disabled ? 'users.enable' : 'users.disable'),
+        // no one disables their own account by a slip (the hub keeps its last admin anyway)
+        u.id === me.id ? null : h('button', { type: 'button', 'aria-label': named(u.disabled ? 'users.enable' : 'users.disable'),
           onclick: () => change(u, { disabled: !u.disabled }, u.disabled ? 'users.enabled_done' : 'users.disabled_done') },
         t(u.disabled ? 'users.enable' : 'users.disable')),
         h('button', { type: 'button', 'aria-label': named('users.reset'), onclick: () => resetPassword(u) }, t('users.reset')),
@@ -81,9 +82,11 @@ export function mount(root, { me }) {
       const page = await api('GET', `/api/audit?limit=${AUDIT_PAGE}${before}`);
       audit = fresh ? page : audit.concat(page);
       const headers = ['col.time', 'col.user', 'col.action', 'col.target', 'col.detail', 'col.ip'].map((k) => t(k));
-      auditBox.replaceChildren(
-        audit.length ? table(t('audit.title'), headers, audit, (a) => [dateTime(a.at), a.username || t('app.none'), a.action, a.target, a.detail, a.ip]) : h('p', { class: 'empty' }, t('audit.empty')),
-        page.length === AUDIT_PAGE ? h('button', { type: 'button', class: 'more', onclick: () => loadAudit(false) }, t('audit.more')) : null);
+      const rows = audit.length
+        ? table(t('audit.title'), headers, audit, (a) => [dateTime(a.at), a.username || t('audit.system'), a.action, a.target, a.detail, a.ip])
+        : h('p', { class: 'empty' }, t('audit.empty'));
+      const more = h('button', { type: 'button', class: 'more', onclick: () => loadAudit(false) }, t('audit.more'));
+      auditBox.replaceChildren(...(page.length === AUDIT_PAGE ? [rows, more] : [rows]));
     } catch (err) {
       auditBox.replaceChildren(loadError(err, () => loadAudit(true)));
     }
