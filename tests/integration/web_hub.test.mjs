@@ -127,6 +127,13 @@ describe('the hub dashboard in a browser', () => {
     await rename.getByRole('button', { name: 'Save' }).click();
     const puppies = card(page, 'Puppies');
     await puppies.waitFor();
+    // the keyboard alone: Escape closes a dialog without a change
+    await puppies.getByRole('button', { name: 'Rename' }).focus();
+    await page.keyboard.press('Enter');
+    await rename.getByLabel('Project name').fill('Not this');
+    await page.keyboard.press('Escape');
+    await rename.waitFor({ state: 'detached' });
+    assert.ok((await student.get('/api/projects')).body.some((p) => p.name === 'Puppies'), 'Escape: no rename');
     await puppies.getByRole('button', { name: 'Delete' }).click();
     const confirm = page.getByRole('dialog', { name: 'Delete project?' });
     await confirm.getByRole('button', { name: 'Cancel' }).click();
@@ -258,6 +265,23 @@ describe('the hub dashboard in a browser', () => {
     assert.equal((await admin.get('/api/users')).body.find((u) => u.name === 'noah').disabled, true);
     await page.locator('#audit').getByText('user_create').first().waitFor();
     await screenshot(page, 'hub-users');
+  });
+
+  test("a teacher sees the Queue but not the admin's pages, and may stop but not rename a student's project", T, async () => {
+    await hub.addUser(admin, 'tia', 'teacher', 'tia-password-1');
+    const page = await browser.newPage({ locale: 'en-US' });
+    await logIn(page, hub.base, { name: 'tia', password: 'tia-password-1' });
+    assert.deepEqual(await page.getByRole('navigation').getByRole('link').allTextContents(), ['Workbench', 'My queue', 'Queue']);
+    const cats = card(page, 'Cats');
+    await cats.getByText(`Owner: ${STUDENT.name}`).waitFor();
+    await cats.getByRole('button', { name: 'Stop' }).waitFor();
+    assert.equal(await cats.getByRole('button', { name: 'Rename' }).count(), 0);
+    assert.equal(await cats.getByRole('button', { name: 'Delete' }).count(), 0);
+    // an admin's page asked for by address falls back to the workbench
+    await page.goto(`${hub.base}/#/users`);
+    await page.getByRole('heading', { name: 'Workbench', level: 1 }).waitFor();
+    assert.deepEqual(page.pageErrors, []);
+    await page.context().close();
   });
 
   test('a phone shows the pages without sideways scrolling', T, async () => {
