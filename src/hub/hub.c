@@ -15,6 +15,7 @@
 #include "base/path.h"
 #include "comfyd_version.h"
 #include "hub/admission.h"
+#include "hub/api_packs.h"
 #include "hub/events.h"
 #include "hub/lookup_cache.h"
 #include "hub/metrics.h"
@@ -162,6 +163,7 @@ void cd_hub_stop(cd_hub *hub) {
     cd_hub_events_close_all(hub->events);
     if (hub->proxy) cd_hub_proxy_close_all(hub->proxy);
     cd_admission_stop(hub->admission);
+    cd_hub_packs_cancel(hub->packs);
     if (hub->http) cd_http_server_stop(hub->http, on_http_stopped, hub);
     else hub->http_stopped = true;
     if (hub->sup) cd_supervisor_shutdown(hub->sup, on_sup_stopped, hub);
@@ -244,6 +246,7 @@ int cd_hub_start(cd_hub *hub, const cd_hub_config *cfg, uv_loop_t *loop, char *e
     if (start_http(hub, err, errlen) < 0) return -1;
     if (start_supervisor(hub, err, errlen) < 0) return -1;
     if (!(hub->admission = cd_admission_new(hub, err, errlen))) return -1;
+    if (cd_hub_packs_start(hub, err, errlen) < 0) return -1;
     if (cd_http_server_listen(hub->http, cfg->listen, cfg->port, err, errlen) < 0) return -1;
     uv_signal_init(loop, &hub->sigint);
     uv_signal_init(loop, &hub->sigterm);
@@ -256,9 +259,10 @@ void cd_hub_destroy(cd_hub *hub) {
     if (!hub->started) return;
     cd_hub_stop(hub);
     while (!hub->stopped || !cd_hub_events_empty(hub->events) || !cd_hub_proxy_idle(hub->proxy) ||
-           !cd_admission_idle(hub->admission))
+           !cd_admission_idle(hub->admission) || !cd_hub_packs_idle(hub->packs))
         uv_run(hub->loop, UV_RUN_ONCE);
     close_signals(hub);
+    cd_hub_packs_close(hub->packs); /* its events go to hub->events: closed before those */
     if (hub->sup) cd_supervisor_free(hub->sup);
     cd_hub_events_free(hub->events);
     cd_hub_proxy_free(hub->proxy);

@@ -193,7 +193,7 @@ describe('the hub dashboard in a browser', () => {
     const page = adminPage;
     await logIn(page, hub.base, { name: 'admin', password: hub.adminPassword });
     const menu = await page.getByRole('navigation').getByRole('link').allTextContents();
-    assert.deepEqual(menu, ['Workbench', 'My queue', 'Queue', 'Instances', 'Users']);
+    assert.deepEqual(menu, ['Workbench', 'My queue', 'Queue', 'Instances', 'Users', 'Node packs']);
     await page.getByRole('navigation').getByRole('link', { name: 'Queue', exact: true }).click();
     const waitingRow = page.locator(`#all-tasks tr[data-key="${projects.waiting}"]`);
     await waitingRow.waitFor();
@@ -265,6 +265,40 @@ describe('the hub dashboard in a browser', () => {
     assert.equal((await admin.get('/api/users')).body.find((u) => u.name === 'noah').disabled, true);
     await page.locator('#audit').getByText('user_create').first().waitFor();
     await screenshot(page, 'hub-users');
+  });
+
+  test("the admin's Node packs page: install from the catalog for every instance, restart them, disable, uninstall", T, async () => {
+    const page = adminPage;
+    assert.equal((await student.get('/api/packs')).status, 403, 'admins only');
+    assert.equal((await admin.post('/api/packs/tasks', { action: 'install', id: '../x' })).status, 400);
+    await page.getByRole('navigation').getByRole('link', { name: 'Node packs' }).click();
+    await page.getByLabel('Search packs').fill('reverse text');
+    const row = page.locator('#packs tr[data-key="comfyd-example-text"]');
+    await row.getByText('Not installed').waitFor();
+    assert.equal(await page.locator('#packs tbody tr').count(), 1, 'the search narrows the list');
+    await row.getByRole('button', { name: 'Install comfyd example: text nodes' }).click();
+    await row.getByText('Enabled', { exact: true }).waitFor({ timeout: 60000 });
+    await page.getByText('“comfyd example: text nodes” installed.').waitFor();
+    const dir = path.join(hub.dataDir, 'shared', 'custom_nodes', 'comfyd-example-text');
+    assert.ok(fs.existsSync(dir), 'installed into the shared custom_nodes');
+    await screenshot(page, 'hub-packs');
+    // the running instance loads the pack when it starts again
+    const cats = `/comfyui/${STUDENT.name}/${projects.cats.id}`;
+    assert.equal((await admin.get(`${cats}/object_info/ExampleReverseText`)).body?.ExampleReverseText, undefined);
+    const before = (await admin.get(`/api/projects/${projects.cats.id}`)).body.instance;
+    await page.getByRole('button', { name: 'Restart instances' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Restart instances' }).click();
+    await page.getByText('1 instance(s) restarted.').waitFor({ timeout: 60000 });
+    const after = (await admin.get(`/api/projects/${projects.cats.id}`)).body.instance;
+    trackInstancePid(after.pid);
+    assert.notEqual(after.pid, before.pid);
+    assert.ok((await admin.get(`${cats}/object_info/ExampleReverseText`)).body?.ExampleReverseText, 'the new node is there');
+    await row.getByRole('button', { name: 'Disable comfyd example: text nodes' }).click();
+    await row.getByText('Disabled', { exact: true }).waitFor({ timeout: 30000 });
+    await row.getByRole('button', { name: 'Uninstall comfyd example: text nodes' }).click();
+    await page.getByRole('dialog', { name: 'Uninstall pack?' }).getByRole('button', { name: 'Uninstall' }).click();
+    await row.getByText('Not installed').waitFor({ timeout: 30000 });
+    assert.ok(!fs.existsSync(dir), 'removed from the shared custom_nodes');
   });
 
   test("a teacher sees the Queue but not the admin's pages, and may stop but not rename a student's project", T, async () => {

@@ -8,6 +8,7 @@ import * as workbench from './workbench.js';
 import * as queue from './queue.js';
 import * as instances from './instances.js';
 import * as users from './users.js';
+import * as packs from './packs.js';
 
 const ROLES = { student: 0, teacher: 1, admin: 2 };
 
@@ -18,6 +19,7 @@ const PAGES = [
   { route: 'queue', label: 'nav.queue', role: 'teacher', page: queue.all },
   { route: 'instances', label: 'nav.instances', role: 'admin', page: instances },
   { route: 'users', label: 'nav.users', role: 'admin', page: users },
+  { route: 'packs', label: 'nav.packs', role: 'admin', page: packs },
 ];
 
 const state = { me: null, mounted: null, socket: null, socketRetry: 0 };
@@ -87,6 +89,7 @@ function connectEvents() {
     let msg;
     try { msg = JSON.parse(e.data); } catch { return; }
     if (msg.type === 'instance') state.mounted?.onInstance?.(msg.data);
+    if (msg.type === 'packs') state.mounted?.onPacks?.(msg.data);
   };
   ws.onclose = () => {
     // A hub restart or a network hiccup: say so (the cards may be stale), then try again with a
