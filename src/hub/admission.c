@@ -8,10 +8,12 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "engine/validate.h"
+#include "hub/instance_watch.h"
 #include "hub/metrics.h"
 #include "hub/proxy.h"
 #include "hub/supervisor.h"
 #include "net/http_client.h"
+#include "net/upstream_fetch.h"
 
 #define TICK_MS 250
 #define LOST_AFTER 3 /* ticks a dispatched prompt may be in neither the queue nor the history */
@@ -24,6 +26,8 @@ typedef struct held {
     bool interrupt_sent; /* past the time limit */
     bool checking;       /* a look-up of this prompt is under way */
     int last_position;   /* last announced to its user's WebSockets */
+    bool to_send;        /* dispatching: sent once that state is on disk */
+    int64_t send_need;   /* ... that is, once this many syncs have completed (0: not committed yet) */
     struct held *next;   /* by seq */
 } held;
 
@@ -46,6 +50,13 @@ typedef struct {
 
 typedef struct submit_ctx submit_ctx;
 
+/* A submission whose prompt is stored, waiting for the sync to be answered. */
+typedef struct pending_answer {
+    submit_ctx *s;
+    int rc;
+    int64_t need; /* syncs that must have completed; 0 until its commit */
+} pending_answer;
+
 /* Queue length and running prompts every CD_ADMISSION_SAMPLE_MS over the last hour. */
 #define SAMPLES CD_ADMISSION_SERIES_MAX
 
@@ -63,13 +74,25 @@ struct cd_admission {
      * turn's prompts in one transaction (group commit) and tells users their new positions
      * once, however many prompts moved. */
     uv_check_t settle;
+    uv_idle_t wake; /* while a settle is due: the loop does not sleep in poll before it */
     submit_ctx **batch;
     size_t nbatch, capbatch;
-    bool announce_due;
+    bool announce_due, pump_due, sends_due;
+    /* Group commit: the turn's writes are committed without waiting for the disk, then one
+     * fdatasync in the thread pool makes them durable; answers and sends wait for it, while
+     * the loop goes on taking the next prompts (which the next sync covers). */
+    bool writes_pending, sync_running;
+    int64_t syncs_started, syncs_done;
+    uv_work_t sync_work;
+    int sync_rc;
+    struct pending_answer *answers;
+    size_t nanswers, capanswers;
     cd_admission_sample samples[SAMPLES];
     size_t nsamples, sample_next;
     int64_t last_sample_at;
     int handles_open;
+    cd_instance_watch *watch; /* the event streams of instances with prompts out */
+    cd_upstream_pool *pool;   /* keep-alive connections to the instances */
     bool stopping;
     int inflight; /* fetches under way */
 };
@@ -257,6 +280,9 @@ void cd_admission_announce(cd_admission *a, int64_t user_id) {
 
 /* ---- state changes ---- */
 
+static void write_soon(cd_admission *a);
+static void settle_soon(cd_admission *a);
+
 static void set_state(cd_admission *a, held *h, const char *state, const char *reason) {
     int64_t now = now_ms();
     count(a, h, -1);
@@ -271,19 +297,21 @@ static void set_state(cd_admission *a, held *h, const char *state, const char *r
     if (h->p.finished_at == now && h->p.dispatched_at && strcmp(state, "cancelled") != 0)
         cd_hub_metrics_prompt_duration(a->hub->metrics, (double)(now - h->p.dispatched_at) / 1000.0);
     cd_store *st = a->hub->store;
+    write_soon(a);
     if (st->ops->prompt_set_state(st, h->p.prompt_id, state, h->p.reason, now) < 0)
         cd_error("hub: cannot store prompt %s as %s: %s", h->p.prompt_id, state, cd_store_error(st));
     count(a, h, +1);
 }
 
 static void finish(cd_admission *a, held *h, const char *state, const char *reason) {
+    h->to_send = false;
     set_state(a, h, state, reason);
     if (strcmp(state, "done") != 0) cd_info("hub: prompt %s %s: %s", h->p.prompt_id, state, reason ? reason : "");
     unlink_held(a, h);
     free(h);
 }
 
-static void pump(cd_admission *a);
+static void pump_soon(cd_admission *a);
 static void on_settle(uv_check_t *c);
 
 /* ---- dispatching ---- */
@@ -291,6 +319,7 @@ static void on_settle(uv_check_t *c);
 typedef struct {
     cd_admission *a;
     char prompt_id[129];
+    bool counts_miss; /* a history look-up after the instance's queue lacked it */
 } fetch_ctx;
 
 static fetch_ctx *fetch_ctx_new(cd_admission *a, const char *prompt_id) {
@@ -349,7 +378,7 @@ static void on_dispatched(const char *error, const cd_http_client_response *res,
         /* the request may or may not have arrived: the next tick asks the instance */
         cd_warn("hub: sending prompt %s: %s; asking its instance", h->p.prompt_id, error);
     }
-    pump(a);
+    pump_soon(a);
 }
 
 /* The stored body with our prompt_id in it (the client's was kept as it was). */
@@ -360,7 +389,18 @@ static char *dispatch_body(cd_admission *a, const held *h) {
     return text;
 }
 
+/* Taken from the queue: its slot is counted at once, and it is sent once "dispatching" is on
+ * disk (send_dispatched), so that a hub that dies in between knows to ask the instance first. */
 static void dispatch(cd_admission *a, held *h) {
+    set_state(a, h, "dispatching", "");
+    a->last_served_user = h->p.priority ? a->last_served_user : h->p.user_id;
+    h->to_send = true;
+    h->send_need = 0;
+    a->sends_due = true;
+}
+
+static void send_one(cd_admission *a, held *h) {
+    h->to_send = false;
     char host[65];
     int port;
     if (cd_supervisor_target(a->hub->sup, h->p.project_id, host, sizeof host, &port) < 0) {
@@ -374,9 +414,8 @@ static void dispatch(cd_admission *a, held *h) {
         finish(a, h, "failed", "out of memory");
         return;
     }
-    set_state(a, h, "dispatching", "");
-    a->last_served_user = h->p.priority ? a->last_served_user : h->p.user_id;
     cd_supervisor_touch(a->hub->sup, h->p.project_id);
+    cd_instance_watch_want(a->watch, h->p.project_id, host, port); /* to hear when it ends */
     cd_http_client_request r = {
         .method = "POST",
         .host = host,
@@ -387,7 +426,7 @@ static void dispatch(cd_admission *a, held *h) {
         .body_len = strlen(body),
         .timeout_ms = 60000,
     };
-    if (cd_http_fetch(a->hub->loop, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
+    if (cd_upstream_fetch(a->pool, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
     free(body);
 }
 
@@ -412,11 +451,45 @@ static held *pick_next(cd_admission *a) {
     return best;
 }
 
+/* Sends the dispatched prompts whose state is on disk (see commit_writes). */
+static void send_dispatched(cd_admission *a) {
+    if (!a->sends_due) return;
+    a->sends_due = false;
+    for (held *h = a->all, *next; h; h = next) {
+        next = h->next; /* send_one may finish h */
+        if (!h->to_send) continue;
+        if (h->send_need && h->send_need <= a->syncs_done && !a->stopping) send_one(a, h);
+        else a->sends_due = true;
+    }
+    if (a->writes_pending) settle_soon(a); /* what sending changed (an instance gone) */
+}
+
+static void wake_noop(uv_idle_t *i) {}
+
 static void settle_soon(cd_admission *a) {
-    if (a->handles_open && !a->stopping) uv_check_start(&a->settle, on_settle);
+    if (a->handles_open && !a->stopping) {
+        uv_check_start(&a->settle, on_settle);
+        uv_idle_start(&a->wake, wake_noop);
+    }
+}
+
+/* The writes of a loop turn go into one transaction, committed at its end (on_settle). */
+static void write_soon(cd_admission *a) {
+    cd_store *st = a->hub->store;
+    if (st->ops->batch_begin(st) < 0) cd_warn("hub: cannot begin a store transaction: %s", cd_store_error(st));
+    a->writes_pending = true;
+    settle_soon(a);
+}
+
+static void commit_writes(cd_admission *a);
+
+static void pump_soon(cd_admission *a) {
+    a->pump_due = true;
+    settle_soon(a);
 }
 
 static void pump(cd_admission *a) {
+    a->pump_due = false;
     if (a->stopping) return;
     bool changed = false;
     while (a->running < a->hub->cfg->max_concurrent) {
@@ -425,10 +498,7 @@ static void pump(cd_admission *a) {
         dispatch(a, pick);
         changed = true;
     }
-    if (changed) {
-        a->announce_due = true;
-        settle_soon(a);
-    }
+    if (changed) a->announce_due = true;
 }
 
 /* ---- watching what runs ---- */
@@ -438,6 +508,7 @@ static void on_history(const char *error, const cd_http_client_response *res, vo
     cd_admission *a = f->a;
     a->inflight--;
     held *h = find(a, f->prompt_id);
+    bool counts_miss = f->counts_miss;
     free(f);
     if (!h) return;
     h->checking = false;
@@ -459,8 +530,8 @@ static void on_history(const char *error, const cd_http_client_response *res, vo
                ok ? "" : h->interrupt_sent ? "it ran past COMFY_PROMPT_TIMEOUT_SECONDS and was interrupted"
                   : interrupted             ? "interrupted"
                                             : "it failed in its instance (see its history)");
-        pump(a);
-    } else if (++h->misses >= LOST_AFTER) {
+        pump_soon(a);
+    } else if (counts_miss && ++h->misses >= LOST_AFTER) {
         if (!strcmp(h->p.state, "dispatching")) {
             /* it never reached the instance: safe to send again */
             set_state(a, h, "queued", "");
@@ -468,19 +539,20 @@ static void on_history(const char *error, const cd_http_client_response *res, vo
         } else {
             finish(a, h, "failed", "its instance no longer knows it (restarted?)");
         }
-        pump(a);
+        pump_soon(a);
     }
     json_decref(j);
 }
 
-static void check_history(cd_admission *a, held *h, const char *host, int port) {
+static void check_history(cd_admission *a, held *h, const char *host, int port, bool counts_miss) {
     char target[200];
     snprintf(target, sizeof target, "/history/%s", h->p.prompt_id);
     fetch_ctx *f = fetch_ctx_new(a, h->p.prompt_id);
     if (!f) return;
+    f->counts_miss = counts_miss;
     h->checking = true;
     cd_http_client_request r = {.host = host, .port = port, .target = target, .timeout_ms = 5000};
-    if (cd_http_fetch(a->hub->loop, &r, on_history, f) < 0) on_history("cannot connect", NULL, f);
+    if (cd_upstream_fetch(a->pool, &r, on_history, f) < 0) on_history("cannot connect", NULL, f);
 }
 
 typedef struct {
@@ -516,7 +588,7 @@ static void on_queue(const char *error, const cd_http_client_response *res, void
             h->misses = 0;
             if (!strcmp(h->p.state, "dispatching")) set_state(a, h, "running", "");
         } else {
-            check_history(a, h, qc->host, qc->port);
+            check_history(a, h, qc->host, qc->port, true);
         }
     }
     json_decref(q);
@@ -534,7 +606,7 @@ static void interrupt_overdue(cd_admission *a, held *h, const char *host, int po
     cd_http_client_request r = {.method = "POST", .host = host, .port = port, .target = "/interrupt",
                                 .body = body, .body_len = strlen(body), .timeout_ms = 5000};
     cd_warn("hub: prompt %s ran past %d s: interrupting it", h->p.prompt_id, a->hub->cfg->prompt_timeout_s);
-    if (cd_http_fetch(a->hub->loop, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
+    if (cd_upstream_fetch(a->pool, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
 }
 
 static void take_sample(cd_admission *a, int64_t now) {
@@ -573,6 +645,7 @@ static void on_tick(uv_timer_t *t) {
             continue;
         }
         interrupt_overdue(a, h, host, port, now);
+        cd_instance_watch_want(a->watch, h->p.project_id, host, port);
         bool done = false;
         for (size_t i = 0; i < nseen && !done; i++) done = seen[i] == h->p.project_id;
         if (done || nseen == 64) continue;
@@ -583,9 +656,21 @@ static void on_tick(uv_timer_t *t) {
         snprintf(qc->host, sizeof qc->host, "%s", host);
         a->inflight++;
         cd_http_client_request r = {.host = host, .port = port, .target = "/queue", .timeout_ms = 5000};
-        if (cd_http_fetch(a->hub->loop, &r, on_queue, qc) < 0) on_queue("cannot connect", NULL, qc);
+        if (cd_upstream_fetch(a->pool, &r, on_queue, qc) < 0) on_queue("cannot connect", NULL, qc);
     }
-    pump(a);
+    cd_instance_watch_sweep(a->watch);
+    pump_soon(a);
+}
+
+/* The instance's queue changed: did one of our prompts there end? Its history says at once. */
+static void on_instance_changed(int64_t project_id, void *user) {
+    cd_admission *a = user;
+    char host[65];
+    int port;
+    if (a->stopping || cd_supervisor_target(a->hub->sup, project_id, host, sizeof host, &port) < 0) return;
+    for (held *h = a->all; h; h = h->next)
+        if (h->p.project_id == project_id && is_active_running(h) && !h->checking)
+            check_history(a, h, host, port, false);
 }
 
 /* ---- submitting ---- */
@@ -611,54 +696,59 @@ static void submit_free(submit_ctx *s) {
     free(s);
 }
 
-/* Stored (rc 0) or not: into the queue, and the answer. */
-static void accepted(cd_admission *a, submit_ctx *s, int rc) {
-    cd_store *st = a->hub->store;
+static void answer(submit_ctx *s, int rc, const char *store_error) {
     cd_http_req *req = s->req;
     if (req) cd_http_req_on_abort(req, NULL, NULL);
     s->req = NULL;
-    if (rc == CD_STORE_CONFLICT) {
-        if (req) prompt_error(req, 400, "invalid_prompt", "a prompt with this prompt_id was already submitted");
-        submit_free(s);
-        return;
-    }
-    held *h = rc == 0 ? calloc(1, sizeof *h) : NULL;
-    if (!h) {
-        if (req) prompt_error(req, 500, "internal_error", rc == 0 ? "out of memory" : cd_store_error(st));
-        submit_free(s);
-        return;
-    }
-    h->p = s->p;
-    append_held(a, h);
-    if (req)
-        cd_hub_json(req, 200, json_pack("{s:s, s:I, s:{}}", "prompt_id", h->p.prompt_id, "number", (json_int_t)h->p.seq,
+    if (!req) { /* the client went away: its prompt is held and runs all the same */
+    } else if (rc == CD_STORE_CONFLICT) {
+        prompt_error(req, 400, "invalid_prompt", "a prompt with this prompt_id was already submitted");
+    } else if (rc != 0) {
+        prompt_error(req, 500, "internal_error", store_error ? store_error : "cannot store the prompt");
+    } else {
+        cd_hub_json(req, 200, json_pack("{s:s, s:I, s:{}}", "prompt_id", s->p.prompt_id, "number", (json_int_t)s->p.seq,
                                         "node_errors"));
+    }
     submit_free(s);
 }
 
-/* The prompts accepted in this loop turn, stored in one transaction: one sync for all of them
- * (group commit), and only then answered, so an answered prompt is on disk. */
+static void add_answer(cd_admission *a, submit_ctx *s, int rc) {
+    if (a->nanswers == a->capanswers) {
+        size_t cap = a->capanswers ? a->capanswers * 2 : 64;
+        pending_answer *grown = realloc(a->answers, cap * sizeof *grown);
+        if (!grown) {
+            answer(s, CD_STORE_ERROR, "out of memory");
+            return;
+        }
+        a->answers = grown;
+        a->capanswers = cap;
+    }
+    a->answers[a->nanswers++] = (pending_answer){s, rc, 0};
+}
+
+/* The prompts accepted in this loop turn go into the turn's transaction and into the queue (so
+ * that one may be dispatched at once); they are answered once the transaction is on disk. */
 static void store_batch(cd_admission *a) {
     cd_store *st = a->hub->store;
     size_t n = a->nbatch;
     submit_ctx **batch = a->batch;
     a->batch = NULL;
     a->nbatch = a->capbatch = 0;
-    int *rcs = calloc(n, sizeof *rcs);
-    bool in_transaction = rcs && st->ops->batch_begin(st) == 0;
+    write_soon(a);
     for (size_t i = 0; i < n; i++) {
-        int rc = st->ops->prompt_add(st, &batch[i]->p, batch[i]->body);
-        if (rcs) rcs[i] = rc;
+        submit_ctx *sc = batch[i];
+        int rc = st->ops->prompt_add(st, &sc->p, sc->body);
+        held *h = rc == 0 ? calloc(1, sizeof *h) : NULL;
+        if (rc == 0 && !h) rc = CD_STORE_ERROR; /* its row goes when its user cancels; it is never answered 200 */
+        if (h) {
+            h->p = sc->p;
+            append_held(a, h);
+        }
+        add_answer(a, sc, rc);
     }
-    if (in_transaction && st->ops->batch_commit(st) < 0) {
-        cd_error("hub: cannot store %zu prompt(s): %s", n, cd_store_error(st));
-        for (size_t i = 0; i < n; i++) rcs[i] = rcs[i] == CD_STORE_CONFLICT ? rcs[i] : CD_STORE_ERROR;
-    }
-    for (size_t i = 0; i < n; i++) accepted(a, batch[i], rcs ? rcs[i] : CD_STORE_ERROR);
-    free(rcs);
     free(batch);
     a->announce_due = true;
-    pump(a);
+    a->pump_due = true;
 }
 
 /* Validated (or not validatable): stored at the end of this loop turn with the others. */
@@ -669,7 +759,7 @@ static void hold(submit_ctx *s) {
         size_t cap = a->capbatch ? a->capbatch * 2 : 32;
         submit_ctx **grown = realloc(a->batch, cap * sizeof *grown);
         if (!grown) {
-            accepted(a, s, CD_STORE_ERROR);
+            answer(s, CD_STORE_ERROR, "out of memory");
             return;
         }
         a->batch = grown;
@@ -677,13 +767,113 @@ static void hold(submit_ctx *s) {
     }
     a->batch[a->nbatch++] = s;
     settle_soon(a);
-    if (!a->handles_open || a->stopping) store_batch(a);
+    if (!a->handles_open || a->stopping) on_settle(&a->settle);
 }
 
+/* ---- making the turn's writes durable ---- */
+
+static void release_synced(cd_admission *a);
+
+static void work_sync(uv_work_t *w) {
+    cd_admission *a = w->data;
+    a->sync_rc = a->hub->store->ops->sync(a->hub->store); /* touches no connection: any thread */
+}
+
+static void start_sync(cd_admission *a);
+
+static void after_sync(uv_work_t *w, int status) {
+    cd_admission *a = w->data;
+    a->inflight--;
+    a->sync_running = false;
+    a->syncs_done = a->syncs_started;
+    if (a->sync_rc < 0) cd_error("hub: cannot sync the store to disk: %s", strerror(-a->sync_rc));
+    release_synced(a);
+    bool more = false;
+    for (size_t i = 0; i < a->nanswers && !more; i++) more = a->answers[i].need > a->syncs_done;
+    for (held *h = a->all; h && !more; h = h->next) more = h->to_send && h->send_need > a->syncs_done;
+    if (more) start_sync(a);
+}
+
+static void start_sync(cd_admission *a) {
+    a->sync_running = true;
+    a->syncs_started++;
+    a->sync_work.data = a;
+    a->inflight++;
+    if (uv_queue_work(a->hub->loop, &a->sync_work, work_sync, after_sync) < 0) {
+        a->sync_rc = a->hub->store->ops->sync(a->hub->store);
+        after_sync(&a->sync_work, 0);
+    }
+}
+
+/* The number of syncs after which what was just committed is on disk. */
+static int64_t after_next_sync(cd_admission *a) {
+    int64_t need = a->syncs_started + 1; /* one under way began before this commit */
+    if (!a->sync_running) start_sync(a);
+    return need;
+}
+
+/* A failed commit took the turn's new prompts with it: out of the queue, and a 500. */
+static void drop_uncommitted(cd_admission *a) {
+    for (size_t i = 0; i < a->nanswers; i++) {
+        pending_answer *pa = &a->answers[i];
+        if (pa->need || pa->rc != 0) continue;
+        held *h = find(a, pa->s->p.prompt_id);
+        if (h) {
+            unlink_held(a, h);
+            free(h);
+        }
+        pa->rc = CD_STORE_ERROR;
+        pa->need = -1; /* answered at once */
+    }
+}
+
+static void commit_writes(cd_admission *a) {
+    if (!a->writes_pending) return;
+    a->writes_pending = false;
+    cd_store *st = a->hub->store;
+    bool ok = st->ops->batch_commit(st) == 0;
+    if (!ok) {
+        cd_error("hub: cannot store the queue's changes: %s", cd_store_error(st));
+        drop_uncommitted(a);
+    }
+    int64_t need = after_next_sync(a);
+    for (size_t i = 0; i < a->nanswers; i++)
+        if (!a->answers[i].need) a->answers[i].need = need;
+    for (held *h = a->all; h; h = h->next)
+        if (h->to_send && !h->send_need) h->send_need = need;
+    if (!ok) release_synced(a);
+}
+
+/* Answers and sends whose writes are on disk now. */
+static void release_synced(cd_admission *a) {
+    size_t kept = 0;
+    pending_answer *list = a->answers;
+    size_t n = a->nanswers;
+    a->answers = NULL;
+    a->nanswers = a->capanswers = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (list[i].need < 0 || (list[i].need && list[i].need <= a->syncs_done))
+            answer(list[i].s, list[i].rc, list[i].rc ? cd_store_error(a->hub->store) : NULL);
+        else list[kept++] = list[i];
+    }
+    if (kept) { /* still waiting: put back in front of any added meanwhile (none: single thread) */
+        a->answers = list;
+        a->nanswers = a->capanswers = kept;
+    } else {
+        free(list);
+    }
+    send_dispatched(a);
+}
+
+/* The end of a loop turn: new prompts stored, free slots filled, the turn's changes committed
+ * in one transaction, and a sync under way whose end lets the answers and sends go. */
 static void on_settle(uv_check_t *c) {
     cd_admission *a = c->data;
     uv_check_stop(c);
+    uv_idle_stop(&a->wake);
     if (a->nbatch) store_batch(a);
+    if (a->pump_due) pump(a);
+    commit_writes(a);
     if (a->announce_due) {
         a->announce_due = false;
         announce_positions(a, 0, false);
@@ -775,7 +965,7 @@ static void validate_or_hold(submit_ctx *s, bool comfyd) {
     cd_http_client_request r = {.method = "POST", .host = host, .port = port, .target = "/prompt",
                                 .headers = "Content-Type: application/json\r\n", .body = text,
                                 .body_len = text ? strlen(text) : 0, .timeout_ms = 60000};
-    if (!text || cd_http_fetch(s->a->hub->loop, &r, on_validated, s) < 0) on_validated("cannot connect", NULL, s);
+    if (!text || cd_upstream_fetch(s->a->pool, &r, on_validated, s) < 0) on_validated("cannot connect", NULL, s);
     free(text);
 }
 
@@ -845,7 +1035,7 @@ void cd_admission_submit(cd_admission *a, cd_http_req *req, const cd_hub_caller 
         return;
     }
     cd_http_client_request r = {.host = host, .port = port, .target = "/system_stats", .timeout_ms = 10000};
-    if (cd_http_fetch(a->hub->loop, &r, on_kind, s) < 0) on_kind("cannot connect", NULL, s);
+    if (cd_upstream_fetch(a->pool, &r, on_kind, s) < 0) on_kind("cannot connect", NULL, s);
 }
 
 /* ---- what users see ---- */
@@ -961,10 +1151,19 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
         return NULL;
     }
     a->hub = hub;
+    a->pool = cd_upstream_pool_new(hub->loop, 8);
+    if (!a->pool || !(a->watch = cd_instance_watch_new(hub->loop, on_instance_changed, a))) {
+        snprintf(err, errlen, "out of memory");
+        cd_upstream_pool_free(a->pool);
+        free(a);
+        return NULL;
+    }
     cd_store_prompt *list = NULL;
     size_t n = 0;
     if (hub->store->ops->prompt_list_active(hub->store, &list, &n) < 0) {
         snprintf(err, errlen, "cannot read the admission queue: %s", cd_store_error(hub->store));
+        cd_instance_watch_free(a->watch);
+        cd_upstream_pool_free(a->pool);
         free(a);
         return NULL;
     }
@@ -978,8 +1177,9 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
     if (n) cd_info("hub: %zu prompt(s) in the admission queue (%d sent to instances)", n, a->running);
     uv_timer_init(hub->loop, &a->tick);
     uv_check_init(hub->loop, &a->settle);
-    a->tick.data = a->settle.data = a;
-    a->handles_open = 2;
+    uv_idle_init(hub->loop, &a->wake);
+    a->tick.data = a->settle.data = a->wake.data = a;
+    a->handles_open = 3;
     /* the first tick waits for the adopted instances to answer their health check */
     if (hub->cfg->max_concurrent > 0) uv_timer_start(&a->tick, on_tick, 1000, TICK_MS);
     return a;
@@ -995,14 +1195,19 @@ static void handle_closed(uv_handle_t *h) {
 void cd_admission_stop(cd_admission *a) {
     if (!a || a->stopping) return;
     a->stopping = true;
-    if (a->nbatch) store_batch(a); /* accepted prompts are stored and answered */
+    if (a->nbatch) store_batch(a); /* accepted prompts are stored, and answered after the sync */
     uv_timer_stop(&a->tick);
     uv_check_stop(&a->settle);
+    uv_idle_stop(&a->wake);
+    commit_writes(a);
     uv_close((uv_handle_t *)&a->tick, handle_closed);
     uv_close((uv_handle_t *)&a->settle, handle_closed);
+    uv_close((uv_handle_t *)&a->wake, handle_closed);
+    cd_instance_watch_close_all(a->watch);
+    cd_upstream_pool_close_idle(a->pool);
 }
 
-bool cd_admission_idle(const cd_admission *a) { return !a || (a->handles_open == 0 && a->inflight == 0); }
+bool cd_admission_idle(const cd_admission *a) { return !a || (a->handles_open == 0 && a->inflight == 0 && cd_instance_watch_idle(a->watch)); }
 
 void cd_admission_free(cd_admission *a) {
     if (!a) return;
@@ -1011,7 +1216,10 @@ void cd_admission_free(cd_admission *a) {
         a->all = h->next;
         free(h);
     }
+    cd_instance_watch_free(a->watch);
+    cd_upstream_pool_free(a->pool);
     free(a->users);
     free(a->batch);
+    free(a->answers);
     free(a);
 }

@@ -157,12 +157,19 @@ typedef struct {
      * finished_at for done/failed/cancelled). */
     int (*prompt_set_state)(cd_store *st, const char *prompt_id, const char *state, const char *reason, int64_t at);
 
-    /* Group commit: the writes between begin and commit are one transaction, made durable by one
-     * sync rather than one each (the admission queue stores the prompts of a loop turn so). A
-     * write that fails inside it (a CONFLICT) leaves the others in. rollback drops them all. */
+    /* Group commit (the admission queue's writes of a loop turn): the writes between begin and
+     * commit are one transaction. Its commit is atomic and survives the process being killed,
+     * but is not yet on disk: that takes a sync, which covers every commit before it, so many
+     * turns share one. A write that fails inside it (a CONFLICT) leaves the others in; rollback
+     * drops them all. Writes of other kinds (accounts, projects, instances) made while a batch
+     * is open commit it first, and are on disk when they return, as always. begin in a batch and
+     * commit outside one do nothing. */
     int (*batch_begin)(cd_store *st);
     int (*batch_commit)(cd_store *st);
     void (*batch_rollback)(cd_store *st);
+    /* Makes every commit so far durable. Uses no connection: may run on any thread, while the
+     * owner thread goes on. Returns 0 or a negative errno. */
+    int (*sync)(cd_store *st);
 } cd_store_ops;
 
 struct cd_store {

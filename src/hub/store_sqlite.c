@@ -1,13 +1,17 @@
 /* The hub's store in SQLite (store.h): one database file in WAL mode whose schema is brought up
  * to date at open by numbered migrations, and every operation a statement prepared once at open
  * and kept until close. */
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "base/log.h"
 #include "hub/store.h"
 
 /* Append-only: a released comfyd has run these on someone's data, so a schema change is a new
@@ -177,6 +181,8 @@ typedef struct {
     sqlite3 *db;
     sqlite3_stmt *q[N_STMT];
     char err[512];
+    bool batch_open; /* a group commit's transaction is under way */
+    char *wal_path;  /* what sync flushes */
 } sq_store;
 
 typedef void (*row_reader)(sqlite3_stmt *q, void *out);
@@ -297,8 +303,26 @@ static int prepare_all(sq_store *s, char *err, size_t errlen) {
 
 /* ---- Running statements ---- */
 
+static void batch_end(sq_store *s);
+
+/* Writes that are answered for at once (accounts, projects, instances, the audit log) are on
+ * disk before their caller answers: an open group commit is committed before them, and they
+ * commit on their own. The admission queue's writes join the group commit. */
+static bool commits_alone(int which) {
+    switch (which) {
+    case USER_CREATE: case USER_UPDATE: case USER_DELETE:
+    case TOKEN_CREATE: case TOKEN_DELETE: case TOKEN_DELETE_USER: case TOKEN_PRUNE:
+    case PROJECT_CREATE: case PROJECT_UPDATE: case PROJECT_DELETE:
+    case INSTANCE_PUT: case FAILURES_SET: case FAILURES_CLEAR: case AUDIT_ADD:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* The statement of an operation; the previous operation's message is forgotten. */
 static sqlite3_stmt *use(sq_store *s, int which) {
+    if (s->batch_open && commits_alone(which)) batch_end(s);
     s->err[0] = '\0';
     return s->q[which];
 }
@@ -788,20 +812,53 @@ static int sq_prompt_set_state(cd_store *st, const char *prompt_id, const char *
 
 /* ---- Group commit ---- */
 
+/* Idempotent: begin in a batch and commit outside one do nothing. */
 static int sq_batch_begin(cd_store *st) {
-    return exec(S(st)->db, "BEGIN IMMEDIATE", S(st)->err, sizeof S(st)->err);
+    sq_store *s = S(st);
+    if (s->batch_open) return 0;
+    /* NORMAL: the commit writes the WAL without waiting for the disk; sync does that after */
+    if (exec(s->db, "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE", s->err, sizeof s->err) < 0) {
+        sqlite3_exec(s->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+        return CD_STORE_ERROR;
+    }
+    s->batch_open = true;
+    return 0;
 }
 
 static int sq_batch_commit(cd_store *st) {
-    if (exec(S(st)->db, "COMMIT", S(st)->err, sizeof S(st)->err) == 0) return 0;
-    char keep[sizeof S(st)->err];
-    snprintf(keep, sizeof keep, "%s", S(st)->err);
-    sqlite3_exec(S(st)->db, "ROLLBACK", NULL, NULL, NULL);
-    snprintf(S(st)->err, sizeof S(st)->err, "%s", keep);
-    return CD_STORE_ERROR;
+    sq_store *s = S(st);
+    if (!s->batch_open) return 0;
+    s->batch_open = false;
+    int rc = exec(s->db, "COMMIT", s->err, sizeof s->err);
+    if (rc < 0) {
+        char keep[sizeof s->err];
+        snprintf(keep, sizeof keep, "%s", s->err);
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        snprintf(s->err, sizeof s->err, "%s", keep);
+    }
+    sqlite3_exec(s->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+    return rc < 0 ? CD_STORE_ERROR : 0;
 }
 
-static void sq_batch_rollback(cd_store *st) { sqlite3_exec(S(st)->db, "ROLLBACK", NULL, NULL, NULL); }
+static void sq_batch_rollback(cd_store *st) {
+    if (!S(st)->batch_open) return;
+    S(st)->batch_open = false;
+    sqlite3_exec(S(st)->db, "ROLLBACK; PRAGMA synchronous = FULL", NULL, NULL, NULL);
+}
+
+/* fdatasync of the write-ahead log through a descriptor of our own: a commit is appended there,
+ * so this makes every commit before it durable (checkpoints sync the log first themselves). */
+static int sq_sync(cd_store *st) {
+    int fd = open(S(st)->wal_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? 0 : -errno; /* no log: every commit is checkpointed */
+    int rc = fdatasync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+static void batch_end(sq_store *s) {
+    if (sq_batch_commit(&s->base) < 0) cd_error("store: cannot commit the queue's changes: %s", s->err);
+}
 
 /* ---- The table ---- */
 
@@ -809,6 +866,7 @@ static void sq_close(cd_store *st) {
     sq_store *s = S(st);
     for (int i = 0; i < N_STMT; i++) sqlite3_finalize(s->q[i]);
     sqlite3_close(s->db);
+    free(s->wal_path);
     free(s);
 }
 
@@ -854,6 +912,7 @@ static const cd_store_ops sqlite_ops = {
     .batch_begin = sq_batch_begin,
     .batch_commit = sq_batch_commit,
     .batch_rollback = sq_batch_rollback,
+    .sync = sq_sync,
 };
 
 int cd_store_sqlite_schema_version(void) {
@@ -868,6 +927,13 @@ int cd_store_sqlite_open(const char *path, cd_store **out, char *err, size_t err
         return CD_STORE_ERROR;
     }
     s->base.ops = &sqlite_ops;
+    size_t n = strlen(path) + sizeof "-wal";
+    if (!(s->wal_path = malloc(n))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return CD_STORE_ERROR;
+    }
+    snprintf(s->wal_path, n, "%s-wal", path);
     if (open_db(s, path, err, errlen) || migrate(s->db, err, errlen) || set_wal(s->db, err, errlen) ||
         prepare_all(s, err, errlen)) {
         sq_close(&s->base);

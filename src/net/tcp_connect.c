@@ -14,6 +14,7 @@ typedef struct {
     void *user;
     int pending; /* handles and requests still to come back */
     bool done;
+    bool starting; /* inside cd_tcp_connect: a failure now is reported a turn later */
     int status;
     char error[160];
 } attempt;
@@ -49,6 +50,11 @@ static void finish(attempt *a, int status, const char *what) {
     }
 }
 
+static void on_failed_at_start(uv_timer_t *t) {
+    attempt *a = t->data;
+    finish(a, a->status, "connect");
+}
+
 static void on_connected(uv_connect_t *req, int status) {
     attempt *a = req->data;
     if (!a->done) finish(a, status, "connect");
@@ -67,6 +73,11 @@ static void start_connect(attempt *a, const struct sockaddr *addr) {
     a->pending++; /* the tcp handle, until handed over or closed */
     a->connect.data = a;
     int rc = uv_tcp_connect(&a->connect, a->tcp, addr, on_connected);
+    if (rc < 0 && a->starting) { /* the callback runs on a later turn, always */
+        a->status = rc;
+        uv_timer_start(&a->timer, on_failed_at_start, 0, 0);
+        return;
+    }
     if (rc < 0) {
         finish(a, rc, "connect");
         return;
@@ -100,6 +111,16 @@ int cd_tcp_connect(uv_loop_t *loop, const char *host, int port, unsigned timeout
     a->timer.data = a;
     a->pending = 1; /* the timer */
     uv_timer_start(&a->timer, on_timeout, timeout_ms, 0);
+    /* A numeric address (every instance's) needs no resolver: connecting at once spares a trip
+     * through the thread pool, which may be busy hashing passwords. */
+    struct sockaddr_storage numeric;
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&numeric) == 0 ||
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&numeric) == 0) {
+        a->starting = true;
+        start_connect(a, (const struct sockaddr *)&numeric);
+        a->starting = false;
+        return 0;
+    }
     char portstr[16];
     snprintf(portstr, sizeof portstr, "%d", port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};

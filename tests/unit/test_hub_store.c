@@ -633,6 +633,62 @@ static void test_wal_mode(void **state) {
     assert_int_equal(access(wal, F_OK), 0);
 }
 
+static cd_store_prompt make_prompt(const char *id, int64_t user, int64_t project) {
+    cd_store_prompt p = {.user_id = user, .project_id = project};
+    snprintf(p.prompt_id, sizeof p.prompt_id, "%s", id);
+    snprintf(p.state, sizeof p.state, "queued");
+    return p;
+}
+
+/* The admission queue's group commit: one transaction, a conflict inside it leaves the others,
+ * other writes commit it first, rollback drops it, sync flushes. */
+static void test_prompt_batches(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t u = add_user(st, "ann", CD_ROLE_STUDENT), pr = add_project(st, u, "p");
+    sqlite3 *db = raw_open(f);
+
+    assert_int_equal(st->ops->batch_begin(st), 0);
+    assert_int_equal(st->ops->batch_begin(st), 0); /* joins */
+    cd_store_prompt a = make_prompt("a", u, pr), b = make_prompt("b", u, pr), dup = make_prompt("a", u, pr);
+    assert_int_equal(st->ops->prompt_add(st, &a, "{\"prompt\": {}}"), 0);
+    assert_int_equal(st->ops->prompt_add(st, &dup, "{}"), CD_STORE_CONFLICT);
+    assert_int_equal(st->ops->prompt_add(st, &b, "{}"), 0);
+    assert_true(b.seq > a.seq);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM prompts"), 0); /* not committed yet */
+    cd_store_prompt got;
+    assert_int_equal(st->ops->prompt_get(st, "b", &got), 0); /* the store sees its own */
+    assert_int_equal(st->ops->batch_commit(st), 0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM prompts"), 2);
+    assert_int_equal(st->ops->batch_commit(st), 0); /* nothing open: nothing to do */
+    assert_int_equal(st->ops->sync(st), 0);
+
+    /* a write of another kind commits the open batch before itself */
+    assert_int_equal(st->ops->batch_begin(st), 0);
+    assert_int_equal(st->ops->prompt_set_state(st, "a", "running", "", 5), 0);
+    add_user(st, "ben", CD_ROLE_STUDENT);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM prompts WHERE state = 'running'"), 1);
+    assert_int_equal(st->ops->batch_commit(st), 0);
+
+    /* rollback */
+    assert_int_equal(st->ops->batch_begin(st), 0);
+    cd_store_prompt c = make_prompt("c", u, pr);
+    assert_int_equal(st->ops->prompt_add(st, &c, "{}"), 0);
+    st->ops->batch_rollback(st);
+    assert_int_equal(st->ops->prompt_get(st, "c", &got), CD_STORE_NOT_FOUND);
+    sqlite3_close(db);
+
+    /* what was committed is there after a reopen */
+    reopen_store(f);
+    cd_store_prompt *list = NULL;
+    size_t n = 0;
+    assert_int_equal(f->st->ops->prompt_list_active(f->st, &list, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].prompt_id, "a");
+    assert_string_equal(list[0].state, "running");
+    free(list);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -649,6 +705,7 @@ int main(void) {
         T(test_login_failures),
         T(test_audit),
         T(test_wal_mode),
+        T(test_prompt_batches),
     };
     return cmocka_run_group_tests_name("hub_store", tests, NULL, NULL);
 }

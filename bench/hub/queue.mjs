@@ -1,0 +1,301 @@
+// The hub's admission queue (issue #13), side by side with Redis in one run.
+//
+// 1. Enqueue: USERS users (each with a project and its own `comfyd serve` instance) submit
+//    PER_USER prompts each through the hub's proxy (POST /comfyui/{user}/{project}/prompt), all
+//    users at once, each waiting for its answer before the next (as an SDK does). Every answer
+//    means the prompt was validated by its instance and is on disk (SQLite, synchronous=FULL).
+//    Reference: the same loop (USERS connections, PER_USER prompts each, RPUSH + SET as in seed
+//    003's plan, pipelined in one round trip) against Debian's redis-server, once as it ships
+//    (no fsync) and once with appendfsync always (durable like the hub).
+// 2. Memory: the hub's RSS with the prompts waiting.
+// 3. Dispatch delay: with COMFY_MAX_CONCURRENT=1, the time from one prompt's execution_success
+//    to the next prompt's execution_start, both as the instances stamp them (the slot frees, the
+//    hub learns it, picks the next prompt and sends it to its instance), over DRAIN prompts.
+// Targets: enqueue >= 5,000/s durable, dispatch delay p99 < 5 ms.
+// Not a pass/fail test: it exits non-zero only when it could not measure.
+//
+// Env: COMFYD_BIN (default build/release/comfyd), BENCH_USERS (100), BENCH_PER_USER (100),
+//      BENCH_DRAIN (2000), REDIS_SERVER (default redis-server on PATH; skipped when absent).
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.join(here, '..', '..');
+const require = createRequire(path.join(repo, 'tests', 'integration', 'package.json'));
+const WebSocket = require('ws');
+const BIN = process.env.COMFYD_BIN || path.join(repo, 'build', 'release', 'comfyd');
+const USERS = Number(process.env.BENCH_USERS || 100);
+const PER_USER = Number(process.env.BENCH_PER_USER || 100);
+const DRAIN = Number(process.env.BENCH_DRAIN || 2000);
+const HOST = '127.0.0.1';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const freePort = () => new Promise((res, rej) => {
+  const s = net.createServer().listen(0, HOST, () => { const p = s.address().port; s.close(() => res(p)); });
+  s.on('error', rej);
+});
+
+async function freeRange(n) {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = 20000 + Math.floor(Math.random() * 40000);
+    const ok = await Promise.all(Array.from({ length: n }, (_, i) => new Promise((res) => {
+      const s = net.createServer().listen(first + i, HOST, () => s.close(() => res(true)));
+      s.on('error', () => res(false));
+    })));
+    if (ok.every(Boolean)) return first;
+  }
+  throw new Error('no free port range');
+}
+
+function percentile(sorted, p) {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function rssKiB(pid, field = 'VmRSS') {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+/** A small prompt, different per seed (nothing cached). */
+function prompt(seed) {
+  return {
+    1: { class_type: 'PrimitiveInt', inputs: { value: seed } },
+    2: { class_type: 'IntAdd', inputs: { a: ['1', 0], b: 1 } },
+    3: { class_type: 'PreviewAny', inputs: { source: ['2', 0] } },
+  };
+}
+
+class Api {
+  constructor(base) { this.base = base; this.cookie = null; }
+  async req(method, p, body) {
+    const headers = { 'content-type': 'application/json' };
+    if (this.cookie) headers.cookie = this.cookie;
+    const r = await fetch(this.base + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const set = r.headers.get('set-cookie');
+    const m = set && /comfyd_session=([^;]+)/.exec(set);
+    if (m) this.cookie = `comfyd_session=${m[1]}`;
+    const text = await r.text();
+    let json = null;
+    try { json = JSON.parse(text); } catch { /* not JSON */ }
+    return { status: r.status, body: json, text };
+  }
+}
+
+async function pool(items, n, fn) {
+  let next = 0;
+  await Promise.all(Array.from({ length: n }, async () => {
+    while (next < items.length) { const i = next++; await fn(items[i], i); }
+  }));
+}
+
+// ---- the hub ----------------------------------------------------------------------------------
+
+async function startHub(tmp) {
+  const port = await freePort();
+  const first = await freeRange(USERS + 10);
+  const hub = spawn(BIN, ['hub', '--listen', HOST, '--port', String(port), '--data-dir', path.join(tmp, 'hub')], {
+    env: {
+      ...process.env,
+      COMFYD_ADMIN_PASSWORD: 'bench-password-1',
+      COMFYUI_PORT_RANGE: `${first}-${first + USERS + 9}`,
+      COMFYUI_IDLE_STOP_SECONDS: '0',
+      COMFY_MAX_CONCURRENT: '1',
+      COMFY_MAX_WAITING_PER_USER: String(PER_USER + 10),
+    },
+    stdio: ['ignore', fs.openSync(path.join(tmp, 'hub.log'), 'w'), fs.openSync(path.join(tmp, 'hub.log'), 'a')],
+  });
+  const base = `http://${HOST}:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try { if ((await fetch(`${base}/api/me`)).status === 401) return { hub, base }; } catch { /* not yet */ }
+    await sleep(50);
+  }
+  throw new Error(`the hub did not start: ${fs.readFileSync(path.join(tmp, 'hub.log'), 'utf8').slice(-2000)}`);
+}
+
+async function setUpUsers(base) {
+  const admin = new Api(base);
+  if ((await admin.req('POST', '/api/login', { username: 'admin', password: 'bench-password-1' })).status !== 200)
+    throw new Error('admin login failed');
+  const users = Array.from({ length: USERS }, (_, i) => ({ name: `u${String(i).padStart(3, '0')}` }));
+  await pool(users, 4, async (u) => {
+    const r = await admin.req('POST', '/api/users', { name: u.name, password: `${u.name}-password` });
+    if (r.status !== 201) throw new Error(`create ${u.name}: ${r.text}`);
+    u.api = new Api(base);
+    await u.api.req('POST', '/api/login', { username: u.name, password: `${u.name}-password` });
+    u.project = (await u.api.req('POST', '/api/projects', { name: 'bench' })).body;
+  });
+  process.stdout.write(`  ${USERS} users; opening their instances`);
+  await pool(users, 8, async (u) => {
+    const r = await u.api.req('POST', `/api/projects/${u.project.id}/open_comfy`);
+    if (r.status !== 200) throw new Error(`open ${u.name}: ${r.text}`);
+    u.port = r.body.instance.port;
+    u.base = `/comfyui/${u.name}/${u.project.id}`;
+  });
+  process.stdout.write(' - done\n');
+  return { admin, users };
+}
+
+/** Each instance's execution_start / execution_success stamps for the user's client id. */
+async function listen(users) {
+  const stamps = { start: new Map(), success: new Map() };
+  await Promise.all(users.map((u) => new Promise((resolve, reject) => {
+    u.ws = new WebSocket(`ws://${HOST}:${u.port}/ws?clientId=bench-${u.name}`);
+    u.ws.on('message', (d, bin) => {
+      if (bin) return;
+      const m = JSON.parse(d.toString());
+      if (m.type === 'execution_start') stamps.start.set(m.data.prompt_id, m.data.timestamp);
+      if (m.type === 'execution_success') stamps.success.set(m.data.prompt_id, m.data.timestamp);
+    });
+    u.ws.once('open', resolve);
+    u.ws.once('error', reject);
+  })));
+  return stamps;
+}
+
+async function submitAll(users, seedBase, count) {
+  const latencies = [];
+  let refused = 0;
+  const t0 = performance.now();
+  await Promise.all(users.map(async (u, ui) => {
+    for (let k = 0; k < count; k++) {
+      const t = performance.now();
+      const r = await u.api.req('POST', `${u.base}/prompt`, { prompt: prompt(seedBase + ui * count + k), client_id: `bench-${u.name}` });
+      latencies.push(performance.now() - t);
+      if (r.status !== 200) refused++;
+    }
+  }));
+  const seconds = (performance.now() - t0) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { rate: (users.length * count) / seconds, seconds, refused, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+async function queueStatus(admin) { return (await admin.req('GET', '/api/queue/status')).body; }
+
+// ---- Redis ------------------------------------------------------------------------------------
+
+function redisBin() {
+  const bin = process.env.REDIS_SERVER || 'redis-server';
+  try { execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }); return bin; } catch { return null; }
+}
+
+async function startRedis(bin, dir, durable) {
+  const port = await freePort();
+  fs.mkdirSync(dir, { recursive: true });
+  const args = ['--port', String(port), '--bind', HOST, '--dir', dir, '--save', '', '--daemonize', 'no',
+    ...(durable ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'])];
+  const child = spawn(bin, args, { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise((res) => { const s = net.connect(port, HOST, () => { s.end(); res(true); }); s.on('error', () => res(false)); });
+    if (ok) return { child, port };
+    await sleep(50);
+  }
+  child.kill('SIGKILL');
+  throw new Error('redis-server did not start');
+}
+
+function resp(...args) {
+  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+}
+
+/** One connection: PER_USER times RPUSH queue id + SET prompt:id body, waiting for both replies. */
+function redisUser(port, ui) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, HOST);
+    let k = 0, lines = 0;
+    const send = () => {
+      const id = `p-${ui}-${k}`;
+      const body = JSON.stringify({ prompt: prompt(ui * PER_USER + k), client_id: `bench-${ui}`, prompt_id: id });
+      s.write(resp('RPUSH', 'comfy:queue', id) + resp('SET', `comfy:prompt:${id}`, body));
+    };
+    s.on('connect', send);
+    s.on('data', (d) => {
+      for (const b of d) if (b === 10) lines++;
+      while (lines >= 2) {
+        lines -= 2;
+        if (++k === PER_USER) { s.end(); resolve(); return; }
+        send();
+      }
+    });
+    s.on('error', reject);
+  });
+}
+
+async function redisRate(bin, dir, durable) {
+  const r = await startRedis(bin, dir, durable);
+  try {
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: USERS }, (_, ui) => redisUser(r.port, ui)));
+    return (USERS * PER_USER) / ((performance.now() - t0) / 1000);
+  } finally {
+    r.child.kill('SIGKILL');
+  }
+}
+
+// ---- the run ----------------------------------------------------------------------------------
+
+async function main() {
+  if (!fs.existsSync(BIN)) throw new Error(`no ${BIN}: run make release`);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'comfyd-bench-queue-'));
+  let hub;
+  try {
+    console.log(`queue bench: ${USERS} users x ${PER_USER} prompts through the hub's proxy (${BIN})`);
+    const started = await startHub(tmp);
+    hub = started.hub;
+    const { admin, users } = await setUpUsers(started.base);
+    const stamps = await listen(users);
+    // warm-up: one prompt per user (connections, each instance's first validation), then idle
+    await submitAll(users, 1, 1);
+    for (let i = 0; i < 600 && ((await queueStatus(admin)).queue_length > 0 || (await queueStatus(admin)).processing_count > 0); i++) await sleep(100);
+    const rssBefore = rssKiB(hub.pid);
+    const enqueue = await submitAll(users, 100000, PER_USER);
+    const afterEnqueue = await queueStatus(admin);
+    const rssAfter = rssKiB(hub.pid), hwm = rssKiB(hub.pid, 'VmHWM');
+    // drain: the stamps of the next DRAIN prompts
+    const finishedBefore = stamps.success.size;
+    const t0 = Date.now();
+    while (stamps.success.size - finishedBefore < DRAIN && Date.now() - t0 < 600000) await sleep(200);
+    const drainSeconds = (Date.now() - t0) / 1000;
+    const runs = [...stamps.start.entries()].filter(([id]) => stamps.success.has(id))
+      .map(([id, start]) => ({ start, end: stamps.success.get(id) })).sort((a, b) => a.start - b.start);
+    const delays = [];
+    for (let i = 1; i < runs.length; i++) {
+      const gap = runs[i].start - runs[i - 1].end;
+      if (gap >= 0 && gap < 10000) delays.push(gap); // consecutive: the slot freed, the next started
+    }
+    const lastDelays = delays.slice(-Math.min(delays.length, DRAIN)).sort((a, b) => a - b);
+
+    let redisPlain = NaN, redisDurable = NaN;
+    const redis = redisBin();
+    if (redis) {
+      redisPlain = await redisRate(redis, path.join(tmp, 'redis-plain'), false);
+      redisDurable = await redisRate(redis, path.join(tmp, 'redis-durable'), true);
+    }
+    const f = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
+    console.log('');
+    console.log('| measure | comfyd hub | redis-server (no fsync) | redis-server (appendfsync always) | target |');
+    console.log('|---|---|---|---|---|');
+    console.log(`| enqueue, ${USERS} clients x ${PER_USER} (prompts/s) | ${f(enqueue.rate)} | ${f(redisPlain)} | ${f(redisDurable)} | >= 5,000 durable |`);
+    console.log(`| enqueue answer p50 / p99 (ms) | ${f(enqueue.p50, 2)} / ${f(enqueue.p99, 2)} | | | |`);
+    console.log(`| waiting after enqueue | ${f(afterEnqueue.queue_length)} | | | ~${USERS * PER_USER} |`);
+    console.log(`| hub RSS before / with the queue / peak (MiB) | ${f(rssBefore / 1024, 1)} / ${f(rssAfter / 1024, 1)} / ${f(hwm / 1024, 1)} | | | |`);
+    console.log(`| dispatch delay p50 / p99 / max (ms), ${lastDelays.length} prompts | ${f(percentile(lastDelays, 50), 1)} / ${f(percentile(lastDelays, 99), 1)} / ${f(lastDelays[lastDelays.length - 1], 1)} | | | p99 < 5 |`);
+    console.log(`| drain rate, one at a time (prompts/s) | ${f((stamps.success.size - finishedBefore) / drainSeconds)} | | | |`);
+    if (enqueue.refused) console.log(`\n${enqueue.refused} submissions were refused (see ${tmp}/hub.log)`);
+    if (!redis) console.log('\nredis-server not found: the Redis columns are empty (scripts/setup-debian.sh --bench installs it)');
+    for (const u of users) u.ws.close();
+  } finally {
+    if (hub) {
+      hub.kill('SIGTERM');
+      await new Promise((r) => { const t = setTimeout(() => { hub.kill('SIGKILL'); r(); }, 30000); hub.on('exit', () => { clearTimeout(t); r(); }); });
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
