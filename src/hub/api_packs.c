@@ -186,11 +186,26 @@ static const struct {
     {"enable", CD_TASK_ENABLE},   {"uninstall", CD_TASK_UNINSTALL},
 };
 
+/* The action's task kind, or -1 for an unknown action. */
+static int task_kind(const char *action) {
+    for (size_t i = 0; action && i < sizeof actions / sizeof actions[0]; i++)
+        if (!strcmp(actions[i].action, action)) return (int)actions[i].kind;
+    return -1;
+}
+
 /* The task's parameters as the manager's queue takes them: an install names a catalog entry
  * (never a URL: only the catalog's packs are offered), the others an installed pack. */
 static json_t *task_params(cd_task_kind kind, const char *id) {
     if (kind == CD_TASK_INSTALL) return json_pack("{s:s, s:s, s:s}", "id", id, "selected_version", "latest", "mode", "cache");
     return json_pack("{s:s}", "node_name", id);
+}
+
+/* Queues the task and starts the worker: its id, or 0. */
+static uint64_t queue_task(cd_manager *mgr, cd_task_kind kind, const char *id) {
+    json_t *params = task_params(kind, id);
+    uint64_t task_id = params ? cd_manager_enqueue(mgr, kind, id, params) : 0;
+    json_decref(params);
+    return task_id && cd_manager_start(mgr) >= 0 ? task_id : 0;
 }
 
 static void handle_task(cd_http_req *req, void *ctx) {
@@ -202,33 +217,23 @@ static void handle_task(cd_http_req *req, void *ctx) {
     if (!body) return;
     const char *action = json_string_value(json_object_get(body, "action"));
     const char *id = json_string_value(json_object_get(body, "id"));
-    size_t i = 0;
-    while (action && i < sizeof actions / sizeof actions[0] && strcmp(actions[i].action, action)) i++;
-    if (!action || i == sizeof actions / sizeof actions[0] || !id || !cd_pack_name_is_valid(id)) {
-        json_decref(body);
+    int kind = task_kind(action);
+    cd_manager *mgr = hub->packs->mgr;
+    uint64_t task_id = 0;
+    if (kind < 0 || !id || !cd_pack_name_is_valid(id))
         cd_hub_error(req, 400, "invalid_request",
                      "'action' is install, update, disable, enable or uninstall; 'id' a pack of the catalog");
-        return;
-    }
-    cd_manager *mgr = hub->packs->mgr;
-    if (!cd_manager_allowed(mgr, CD_RISK_MIDDLE)) {
-        json_decref(body);
+    else if (!cd_manager_allowed(mgr, CD_RISK_MIDDLE))
         cd_hub_error(req, 403, "forbidden", "the manager's security_level (%s) allows no pack changes",
                      cd_policy_level_name(cd_manager_config(mgr)->security_level));
-        return;
-    }
-    json_t *params = task_params(actions[i].kind, id);
-    uint64_t task_id = params ? cd_manager_enqueue(mgr, actions[i].kind, id, params) : 0;
-    json_decref(params);
-    if (!task_id || cd_manager_start(mgr) < 0) {
-        json_decref(body);
+    else if (!(task_id = queue_task(mgr, (cd_task_kind)kind, id)))
         cd_hub_error(req, 500, "internal", "cannot queue the task");
-        return;
+    if (task_id) {
+        char target[160];
+        snprintf(target, sizeof target, "pack %s", id);
+        cd_hub_audit(hub, req, &c.user, "pack_task", target, "%s", action);
+        cd_hub_json(req, 202, json_pack("{s:I, s:s, s:s}", "task_id", (json_int_t)task_id, "action", action, "id", id));
     }
-    char target[160];
-    snprintf(target, sizeof target, "pack %s", id);
-    cd_hub_audit(hub, req, &c.user, "pack_task", target, "%s", action);
-    cd_hub_json(req, 202, json_pack("{s:I, s:s, s:s}", "task_id", (json_int_t)task_id, "action", action, "id", id));
     json_decref(body);
 }
 
