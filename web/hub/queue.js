@@ -119,7 +119,8 @@ export function chart(series, width, now = Date.now()) {
     svg.append(s('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }),
       s('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'axis' }, String(v)));
   }
-  for (let m = 60; m >= 0; m -= 15) { // x labels every quarter hour
+  const labelStep = W < 520 ? 30 : 15; // x labels every quarter hour, every half hour on a phone
+  for (let m = 60; m >= 0; m -= labelStep) {
     svg.append(s('text', { x: x(now - m * 60000), y: H - 8, 'text-anchor': m === 60 ? 'start' : m === 0 ? 'end' : 'middle', class: 'axis' },
       m ? t('q.minutes_ago', { n: m }) : t('q.now')));
   }
