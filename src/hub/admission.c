@@ -16,6 +16,7 @@
 #include "net/upstream_fetch.h"
 
 #define TICK_MS 250
+#define ANNOUNCE_EVERY_MS 250
 #define LOST_AFTER 3 /* ticks a dispatched prompt may be in neither the queue nor the history */
 
 /* A prompt the hub holds (queued, dispatching or running): the store's row and what only a
@@ -75,6 +76,10 @@ struct cd_admission {
      * once, however many prompts moved. */
     uv_check_t settle;
     uv_idle_t wake; /* while a settle is due: the loop does not sleep in poll before it */
+    /* Positions change with every dispatch; pages hear the new ones at most every
+     * ANNOUNCE_EVERY_MS (with thousands waiting, each dispatch moves every one of them). */
+    uv_timer_t announce_timer;
+    int64_t last_announce_at;
     submit_ctx **batch;
     size_t nbatch, capbatch;
     bool announce_due, pump_due, sends_due;
@@ -87,6 +92,8 @@ struct cd_admission {
     int sync_rc;
     struct pending_answer *answers;
     size_t nanswers, capanswers;
+    struct held **sends; /* dispatched, waiting for their state to be on disk (few: the slots) */
+    size_t nsends, capsends;
     cd_admission_sample samples[SAMPLES];
     size_t nsamples, sample_next;
     int64_t last_sample_at;
@@ -255,6 +262,7 @@ static void announce_positions(cd_admission *a, int64_t only_user, bool force) {
         held *h = order[i];
         int position = (int)i + 1;
         if ((only_user && h->p.user_id != only_user) || (!force && h->last_position == position)) continue;
+        if (!cd_hub_proxy_listening(a->hub->proxy, h->p.user_id, h->p.project_id)) continue; /* told on connect */
         h->last_position = position;
         json_t *msg = json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:i}}", "type", "comfyd.queue", "data", "prompt_id",
                                 h->p.prompt_id, "position", position, "ahead", position - 1, "max_concurrent",
@@ -276,6 +284,13 @@ int cd_admission_held_count(cd_admission *a, int64_t user_id, int64_t project_id
 
 void cd_admission_announce(cd_admission *a, int64_t user_id) {
     if (a && cd_admission_enabled(a)) announce_positions(a, user_id, true);
+}
+
+static void on_announce_timer(uv_timer_t *t) {
+    cd_admission *a = t->data;
+    a->announce_due = false;
+    a->last_announce_at = now_ms();
+    announce_positions(a, 0, false);
 }
 
 /* ---- state changes ---- */
@@ -303,8 +318,18 @@ static void set_state(cd_admission *a, held *h, const char *state, const char *r
     count(a, h, +1);
 }
 
-static void finish(cd_admission *a, held *h, const char *state, const char *reason) {
+static void forget_send(cd_admission *a, held *h) {
+    if (!h->to_send) return;
     h->to_send = false;
+    for (size_t i = 0; i < a->nsends; i++)
+        if (a->sends[i] == h) {
+            a->sends[i] = a->sends[--a->nsends];
+            return;
+        }
+}
+
+static void finish(cd_admission *a, held *h, const char *state, const char *reason) {
+    forget_send(a, h);
     set_state(a, h, state, reason);
     if (strcmp(state, "done") != 0) cd_info("hub: prompt %s %s: %s", h->p.prompt_id, state, reason ? reason : "");
     unlink_held(a, h);
@@ -392,15 +417,23 @@ static char *dispatch_body(cd_admission *a, const held *h) {
 /* Taken from the queue: its slot is counted at once, and it is sent once "dispatching" is on
  * disk (send_dispatched), so that a hub that dies in between knows to ask the instance first. */
 static void dispatch(cd_admission *a, held *h) {
+    if (a->nsends == a->capsends) {
+        size_t cap = a->capsends ? a->capsends * 2 : 16;
+        held **grown = realloc(a->sends, cap * sizeof *grown);
+        if (!grown) return; /* stays queued: the next pump tries again */
+        a->sends = grown;
+        a->capsends = cap;
+    }
     set_state(a, h, "dispatching", "");
     a->last_served_user = h->p.priority ? a->last_served_user : h->p.user_id;
     h->to_send = true;
     h->send_need = 0;
+    a->sends[a->nsends++] = h;
     a->sends_due = true;
 }
 
 static void send_one(cd_admission *a, held *h) {
-    h->to_send = false;
+    forget_send(a, h);
     char host[65];
     int port;
     if (cd_supervisor_target(a->hub->sup, h->p.project_id, host, sizeof host, &port) < 0) {
@@ -455,11 +488,13 @@ static held *pick_next(cd_admission *a) {
 static void send_dispatched(cd_admission *a) {
     if (!a->sends_due) return;
     a->sends_due = false;
-    for (held *h = a->all, *next; h; h = next) {
-        next = h->next; /* send_one may finish h */
-        if (!h->to_send) continue;
-        if (h->send_need && h->send_need <= a->syncs_done && !a->stopping) send_one(a, h);
-        else a->sends_due = true;
+    for (size_t i = 0; i < a->nsends;) {
+        held *h = a->sends[i];
+        if (h->send_need && h->send_need <= a->syncs_done && !a->stopping) send_one(a, h); /* takes it out */
+        else {
+            a->sends_due = true;
+            i++;
+        }
     }
     if (a->writes_pending) settle_soon(a); /* what sending changed (an instance gone) */
 }
@@ -790,7 +825,7 @@ static void after_sync(uv_work_t *w, int status) {
     release_synced(a);
     bool more = false;
     for (size_t i = 0; i < a->nanswers && !more; i++) more = a->answers[i].need > a->syncs_done;
-    for (held *h = a->all; h && !more; h = h->next) more = h->to_send && h->send_need > a->syncs_done;
+    for (size_t i = 0; i < a->nsends && !more; i++) more = a->sends[i]->send_need > a->syncs_done;
     if (more) start_sync(a);
 }
 
@@ -819,6 +854,7 @@ static void drop_uncommitted(cd_admission *a) {
         if (pa->need || pa->rc != 0) continue;
         held *h = find(a, pa->s->p.prompt_id);
         if (h) {
+            forget_send(a, h);
             unlink_held(a, h);
             free(h);
         }
@@ -839,8 +875,8 @@ static void commit_writes(cd_admission *a) {
     int64_t need = after_next_sync(a);
     for (size_t i = 0; i < a->nanswers; i++)
         if (!a->answers[i].need) a->answers[i].need = need;
-    for (held *h = a->all; h; h = h->next)
-        if (h->to_send && !h->send_need) h->send_need = need;
+    for (size_t i = 0; i < a->nsends; i++)
+        if (!a->sends[i]->send_need) a->sends[i]->send_need = need;
     if (!ok) release_synced(a);
 }
 
@@ -874,9 +910,9 @@ static void on_settle(uv_check_t *c) {
     if (a->nbatch) store_batch(a);
     if (a->pump_due) pump(a);
     commit_writes(a);
-    if (a->announce_due) {
-        a->announce_due = false;
-        announce_positions(a, 0, false);
+    if (a->announce_due && !uv_is_active((uv_handle_t *)&a->announce_timer) && a->handles_open && !a->stopping) {
+        int64_t wait = a->last_announce_at + ANNOUNCE_EVERY_MS - now_ms();
+        uv_timer_start(&a->announce_timer, on_announce_timer, wait > 0 ? (uint64_t)wait : 0, 0);
     }
 }
 
@@ -1178,8 +1214,9 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
     uv_timer_init(hub->loop, &a->tick);
     uv_check_init(hub->loop, &a->settle);
     uv_idle_init(hub->loop, &a->wake);
-    a->tick.data = a->settle.data = a->wake.data = a;
-    a->handles_open = 3;
+    uv_timer_init(hub->loop, &a->announce_timer);
+    a->tick.data = a->settle.data = a->wake.data = a->announce_timer.data = a;
+    a->handles_open = 4;
     /* the first tick waits for the adopted instances to answer their health check */
     if (hub->cfg->max_concurrent > 0) uv_timer_start(&a->tick, on_tick, 1000, TICK_MS);
     return a;
@@ -1203,6 +1240,7 @@ void cd_admission_stop(cd_admission *a) {
     uv_close((uv_handle_t *)&a->tick, handle_closed);
     uv_close((uv_handle_t *)&a->settle, handle_closed);
     uv_close((uv_handle_t *)&a->wake, handle_closed);
+    uv_close((uv_handle_t *)&a->announce_timer, handle_closed);
     cd_instance_watch_close_all(a->watch);
     cd_upstream_pool_close_idle(a->pool);
 }
@@ -1221,5 +1259,6 @@ void cd_admission_free(cd_admission *a) {
     free(a->users);
     free(a->batch);
     free(a->answers);
+    free(a->sends);
     free(a);
 }

@@ -773,6 +773,12 @@ void cd_hub_proxy_notify(cd_hub_proxy *px, int64_t user_id, int64_t project_id, 
             cd_ws_tunnel_send_text(ref->t, text, strlen(text));
 }
 
+bool cd_hub_proxy_listening(const cd_hub_proxy *px, int64_t user_id, int64_t project_id) {
+    for (const tunnel_ref *ref = px->tunnels; ref; ref = ref->next)
+        if (ref->t && ref->user_id == user_id && ref->project_id == project_id) return true;
+    return false;
+}
+
 bool cd_hub_proxy_idle(const cd_hub_proxy *px) { return !px || px->ntunnels == 0; }
 
 void cd_hub_proxy_free(cd_hub_proxy *px) {

@@ -26,6 +26,8 @@ void cd_hub_proxy_close_all(cd_hub_proxy *px);
 void cd_hub_proxy_refresh_status(cd_hub_proxy *px);
 /* Sends a text message to the proxied WebSockets a user has open on a project. */
 void cd_hub_proxy_notify(cd_hub_proxy *px, int64_t user_id, int64_t project_id, const char *text);
+/* Whether a user has a proxied WebSocket open on a project (someone to tell). */
+bool cd_hub_proxy_listening(const cd_hub_proxy *px, int64_t user_id, int64_t project_id);
 bool cd_hub_proxy_idle(const cd_hub_proxy *px);
 void cd_hub_proxy_free(cd_hub_proxy *px);
 
