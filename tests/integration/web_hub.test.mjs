@@ -96,7 +96,11 @@ describe('the hub dashboard in a browser', () => {
     ]);
     await cats.getByText('Online').waitFor({ timeout: 60000 });
     await tab.waitForURL(`${hub.base}/comfyui/${STUDENT.name}/${projects.cats.id}/`, { timeout: 60000 });
-    await tab.getByText('comfyd', { exact: false }).first().waitFor();
+    await tab.waitForLoadState();
+    assert.match(await tab.title(), /comfyd/);
+    // the tab's page is the instance's, through the proxy: its API answers relative to it
+    const stats = await tab.evaluate(async () => (await fetch('system_stats')).json());
+    assert.ok(stats.system?.comfyui_version, JSON.stringify(stats));
     const inst = (await student.get(`/api/projects/${projects.cats.id}`)).body.instance;
     trackInstancePid(inst.pid);
     assert.equal(inst.status, 'online');
