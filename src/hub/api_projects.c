@@ -7,7 +7,7 @@
  *   DELETE /api/projects/{id}              stops its instance; its directory stays on disk
  *   POST   /api/projects/{id}/open_comfy   starts or reuses its instance (?wait=0: do not wait)
  *   POST   /api/projects/{id}/stop_comfy
- *   GET    /api/instances                  the instances you may reach
+ *   GET    /api/instances                  the instances you may reach (with project, user, memory_bytes)
  *   GET    /api/instances/{id}/log?tail=N  the last N lines of its log (owner and admins)
  *
  * Only the owner, teachers and admins may see, open, stop or reach a project; anyone else gets
@@ -307,6 +307,37 @@ static void handle_open(cd_http_req *req, void *ctx) {
 
 /* ---- instances and their logs ---- */
 
+/* The resident memory of a local process in bytes (VmRSS of /proc/<pid>/status), or -1 when it
+ * cannot be read (gone, another host, no /proc). */
+static long long resident_bytes(int pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = pid > 0 ? fopen(path, "re") : NULL;
+    if (!f) return -1;
+    long long kib = -1;
+    while (kib < 0 && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kib = strtoll(line + 6, NULL, 10);
+    fclose(f);
+    return kib < 0 ? -1 : kib * 1024;
+}
+
+static bool has_process(const cd_store_instance *i) {
+    return i->pid > 0 && (!strcmp(i->status, "online") || !strcmp(i->status, "starting") || !strcmp(i->status, "offline"));
+}
+
+/* An instance as the list shows it: with its project's and owner's names (so a dashboard needs
+ * no second look-up) and, for a process of this host, its memory. */
+static json_t *listed_instance_json(cd_hub *hub, const cd_store_instance *i, const cd_store_project *p) {
+    json_t *j = cd_hub_instance_json(i);
+    cd_store_user owner;
+    bool known = hub->store->ops->user_get(hub->store, p->owner_id, &owner) == 0;
+    json_object_set_new(j, "project", json_string(p->name));
+    json_object_set_new(j, "user", json_string(known ? owner.name : ""));
+    long long rss = !strcmp(i->host, "local") && has_process(i) ? resident_bytes(i->pid) : -1;
+    json_object_set_new(j, "memory_bytes", rss < 0 ? json_null() : json_integer(rss));
+    return j;
+}
+
 static void handle_instances(cd_http_req *req, void *ctx) {
     cd_hub *hub = ctx;
     cd_hub_caller c;
@@ -321,7 +352,7 @@ static void handle_instances(cd_http_req *req, void *ctx) {
     for (size_t i = 0; i < n; i++) {
         cd_store_project p;
         if (hub->store->ops->project_get(hub->store, list[i].project_id, &p) != 0 || !cd_hub_may_reach(&c, &p)) continue;
-        json_array_append_new(arr, cd_hub_instance_json(&list[i]));
+        json_array_append_new(arr, listed_instance_json(hub, &list[i], &p));
     }
     free(list);
     cd_hub_json(req, 200, arr);

@@ -95,6 +95,19 @@ void cd_hub_events_instance(cd_hub_events *ev, const cd_store_instance *inst) {
     free(text);
 }
 
+void cd_hub_events_admins(cd_hub_events *ev, const char *type, json_t *data) {
+    json_t *msg = json_pack("{s:s, s:o}", "type", type, "data", data ? data : json_null());
+    char *text = msg && ev && ev->all ? cd_json_dumps_compact(msg, 0) : NULL;
+    json_decref(msg);
+    if (!text) return;
+    size_t len = strlen(text);
+    for (subscriber *s = ev->all, *next; s; s = next) {
+        next = s->next;
+        if (s->role == CD_ROLE_ADMIN) cd_ws_send_text(s->ws, text, len);
+    }
+    free(text);
+}
+
 void cd_hub_events_close_all(cd_hub_events *ev) {
     if (!ev) return;
     for (subscriber *s = ev->all, *next; s; s = next) {

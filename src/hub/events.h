@@ -3,7 +3,8 @@
  * reach (its own; every project for teachers and admins).
  *
  *   {"type": "hello", "data": {"user": {...}}}          once, on connect
- *   {"type": "instance", "data": {instance record}}     whenever an instance record changes */
+ *   {"type": "instance", "data": {instance record}}     whenever an instance record changes
+ *   {"type": "packs", "data": {"event", ...}}           node-pack tasks (api_packs.c), admins only */
 #ifndef CD_HUB_EVENTS_H
 #define CD_HUB_EVENTS_H
 
@@ -12,6 +13,8 @@
 cd_hub_events *cd_hub_events_new(cd_hub *hub);
 void cd_hub_events_register(cd_hub *hub);
 void cd_hub_events_instance(cd_hub_events *ev, const cd_store_instance *inst);
+/* {"type": type, "data": data} to every admin (data consumed). */
+void cd_hub_events_admins(cd_hub_events *ev, const char *type, json_t *data);
 /* Closes every subscriber (the hub is stopping). */
 void cd_hub_events_close_all(cd_hub_events *ev);
 /* True once every subscriber has gone. */

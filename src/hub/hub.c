@@ -15,11 +15,13 @@
 #include "base/path.h"
 #include "comfyd_version.h"
 #include "hub/admission.h"
+#include "hub/api_packs.h"
 #include "hub/events.h"
 #include "hub/lookup_cache.h"
 #include "hub/metrics.h"
 #include "hub/proxy.h"
 #include "hub/web.h"
+#include "net/static_files.h"
 #include "hub/launcher.h"
 #include "hub/supervisor.h"
 
@@ -36,27 +38,47 @@ int64_t cd_hub_now_ms(void) {
 
 /* ---- requests ---- */
 
-static const char index_page[] =
-    "<!doctype html><html lang=en><meta charset=utf-8><title>comfyd hub</title>"
-    "<body style='font-family:sans-serif;max-width:40em;margin:2em auto'>"
-    "<h1>comfyd hub</h1><p>The hub's JSON API is under <code>/api/</code>: log in with "
-    "<code>POST /api/login</code>, list projects with <code>GET /api/projects</code>, open one with "
-    "<code>POST /api/projects/{id}/open_comfy</code>. The README lists every route.</p></body></html>";
-
 const cd_hub_web_file *cd_hub_web_find(const char *name) {
     for (const cd_hub_web_file *f = cd_hub_web_files; f->name; f++)
         if (!strcmp(f->name, name)) return f;
     return NULL;
 }
 
-static void handle_login_page(cd_http_req *req, void *ctx) {
-    const cd_hub_web_file *f = cd_hub_web_find("login.html");
+/* One embedded file of web/hub/. They change only with the binary, but no-cache keeps a browser
+ * from running an old dashboard's script against a new hub after an upgrade. */
+static void respond_web_file(cd_http_req *req, const char *name) {
+    const cd_hub_web_file *f = cd_hub_web_find(name);
     if (!f) {
-        cd_hub_error(req, 404, "not_found", "no login page in this build");
+        cd_hub_error(req, 404, "not_found", "no file '%s' in the hub's pages", name);
         return;
     }
     cd_http_add_header(req, "Cache-Control", "no-cache");
-    cd_http_respond(req, 200, "text/html; charset=utf-8", f->data, f->len);
+    cd_http_respond(req, 200, cd_static_content_type(f->name), f->data, f->len);
+}
+
+static void handle_login_page(cd_http_req *req, void *ctx) { respond_web_file(req, "login.html"); }
+
+/* The dashboard. A visitor without a valid session goes to the login page first, which comes
+ * back here, so the page never starts without a user to show. */
+static void handle_index(cd_http_req *req, void *ctx) {
+    cd_hub_caller caller;
+    if (cd_hub_identify(ctx, req, false, &caller) == -1) {
+        cd_http_add_header(req, "Location", "/login");
+        cd_http_add_header(req, "Cache-Control", "no-store");
+        cd_http_respond(req, 302, "text/plain; charset=utf-8", "/login", 6);
+        return;
+    }
+    respond_web_file(req, "index.html");
+}
+
+/* GET /static/{name}: the dashboard's scripts and styles (one flat folder: no path to confine). */
+static void handle_static(cd_http_req *req, void *ctx) {
+    const char *name = cd_http_req_param(req, "name");
+    if (!name || !strcmp(name, "index.html") || !strcmp(name, "login.html")) {
+        cd_hub_error(req, 404, "not_found", "no such file");
+        return;
+    }
+    respond_web_file(req, name);
 }
 
 static bool head_hook(cd_http_req *req, void *ctx) { return cd_hub_proxy_wants(req); }
@@ -78,8 +100,6 @@ static void handle_request(cd_http_req *req, void *ctx) {
         cd_http_add_header(req, "Allow", m.allow);
         cd_hub_error(req, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", cd_http_req_method(req),
                      path, m.allow);
-    } else if (!strcmp(path, "/") && !strcmp(cd_http_req_method(req), "GET")) {
-        cd_http_respond(req, 200, "text/html; charset=utf-8", index_page, sizeof index_page - 1);
     } else {
         cd_hub_error(req, 404, "not_found", "no such route: %s %s", cd_http_req_method(req), path);
     }
@@ -143,6 +163,7 @@ void cd_hub_stop(cd_hub *hub) {
     cd_hub_events_close_all(hub->events);
     if (hub->proxy) cd_hub_proxy_close_all(hub->proxy);
     cd_admission_stop(hub->admission);
+    cd_hub_packs_cancel(hub->packs);
     if (hub->http) cd_http_server_stop(hub->http, on_http_stopped, hub);
     else hub->http_stopped = true;
     if (hub->sup) cd_supervisor_shutdown(hub->sup, on_sup_stopped, hub);
@@ -202,7 +223,9 @@ static int start_http(cd_hub *hub, char *err, size_t errlen) {
     if (cd_http_server_new(hub->loop, &limits, handle_request, hub, &hub->http, err, errlen) < 0) return -1;
     cd_http_server_set_response_hook(hub->http, response_hook, hub);
     cd_http_server_set_head_hook(hub->http, head_hook, hub);
+    cd_router_add(hub->router, "GET", "/", handle_index, hub);
     cd_router_add(hub->router, "GET", "/login", handle_login_page, hub);
+    cd_router_add(hub->router, "GET", "/static/{name}", handle_static, hub);
     cd_hub_api_auth_register(hub);
     cd_hub_api_users_register(hub);
     cd_hub_api_projects_register(hub);
@@ -223,6 +246,7 @@ int cd_hub_start(cd_hub *hub, const cd_hub_config *cfg, uv_loop_t *loop, char *e
     if (start_http(hub, err, errlen) < 0) return -1;
     if (start_supervisor(hub, err, errlen) < 0) return -1;
     if (!(hub->admission = cd_admission_new(hub, err, errlen))) return -1;
+    if (cd_hub_packs_start(hub, err, errlen) < 0) return -1;
     if (cd_http_server_listen(hub->http, cfg->listen, cfg->port, err, errlen) < 0) return -1;
     uv_signal_init(loop, &hub->sigint);
     uv_signal_init(loop, &hub->sigterm);
@@ -235,9 +259,10 @@ void cd_hub_destroy(cd_hub *hub) {
     if (!hub->started) return;
     cd_hub_stop(hub);
     while (!hub->stopped || !cd_hub_events_empty(hub->events) || !cd_hub_proxy_idle(hub->proxy) ||
-           !cd_admission_idle(hub->admission))
+           !cd_admission_idle(hub->admission) || !cd_hub_packs_idle(hub->packs))
         uv_run(hub->loop, UV_RUN_ONCE);
     close_signals(hub);
+    cd_hub_packs_close(hub->packs); /* its events go to hub->events: closed before those */
     if (hub->sup) cd_supervisor_free(hub->sup);
     cd_hub_events_free(hub->events);
     cd_hub_proxy_free(hub->proxy);

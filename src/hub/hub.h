@@ -20,6 +20,7 @@ typedef struct cd_hub_proxy cd_hub_proxy;
 typedef struct cd_lookup_cache cd_lookup_cache;
 typedef struct cd_admission cd_admission;
 typedef struct cd_hub_metrics cd_hub_metrics;
+typedef struct cd_hub_packs cd_hub_packs;
 
 typedef struct cd_hub {
     uv_loop_t *loop;
@@ -32,6 +33,7 @@ typedef struct cd_hub {
     cd_hub_proxy *proxy;
     cd_admission *admission;
     cd_hub_metrics *metrics;
+    cd_hub_packs *packs; /* the node-pack manager of the shared folders (api_packs.c) */
     /* recent look-ups of the hot path (lookup_cache.h): tokens to users, proxy paths to projects */
     cd_lookup_cache *credentials, *routes;
     cd_launcher launcher; /* local child processes */
