@@ -191,6 +191,27 @@ describe('the hub dashboard in a browser', () => {
     projects.queueShown = true;
   });
 
+  test('the proxied ComfyUI page shows where the waiting prompt stands; × hides it for good', T, async () => {
+    assert.ok(projects.queueShown, 'the previous test left a running and a waiting prompt');
+    const tab = await studentPage.context().newPage();
+    const errors = [];
+    tab.on('pageerror', (e) => errors.push(String(e)));
+    await tab.goto(`${hub.base}/comfyui/${STUDENT.name}/${projects.cats.id}/`);
+    // the hub added its script to the instance's page; it hears the position on its own socket
+    const badge = tab.locator('#comfyd-queue-badge');
+    await badge.getByText('Your prompt is next').waitFor({ timeout: 15000 });
+    assert.equal(await badge.getAttribute('role'), 'status');
+    await screenshot(tab, 'hub-queue-badge');
+    await badge.getByRole('button', { name: 'Stop showing the queue position' }).click();
+    await badge.waitFor({ state: 'detached' });
+    await tab.reload({ waitUntil: 'load' });
+    await tab.waitForFunction(() => window.__comfydQueueBadge === true);
+    assert.equal(await tab.locator('#comfyd-queue-badge').count(), 0, 'hidden after a reload too');
+    await tab.evaluate(() => localStorage.removeItem('comfyd.queueBadge'));
+    await tab.close();
+    assert.deepEqual(errors, []);
+  });
+
   test("the admin's Queue page: every prompt with its user, the figures and the last hour's chart", T, async () => {
     assert.ok(projects.queueShown, 'the previous test left a running and a waiting prompt');
     adminPage = await browser.newPage({ locale: 'en-US' });
