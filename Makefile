@@ -54,6 +54,7 @@ bench: release
 	node bench/images/run.mjs
 	bash bench/json/run.sh
 	bash bench/hub/run.sh
+	node bench/hub/queue.mjs
 
 clean:
 	rm -rf $(BUILD)

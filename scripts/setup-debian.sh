@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what comfyd needs to build, run and test on Debian 12, skipping what is present, and
 # the npm packages the integration tests use. Safe to run again: it only acts on what is missing.
-# With --bench it also installs the benchmarks' tools (wrk, and nginx as the reference server).
+# With --bench it also installs the benchmarks' tools (wrk, and nginx and redis-server as references).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=false
@@ -21,7 +21,7 @@ packages=(
   chromium fonts-wqy-microhei
 )
 # benchmarks: the load generator and the reference server
-$bench && packages+=(wrk nginx-light)
+$bench && packages+=(wrk nginx-light redis-server)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -44,6 +44,9 @@ if ((${#missing[@]})); then
   # nginx is only a benchmark reference; do not leave a system service running.
   if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null; then
     $sudo systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
+  if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null; then
+    $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
   fi
 else
   echo "setup: Debian packages present"
