@@ -58,6 +58,12 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/** CPU time a process has used (user + system), in ms. */
+function cpuMs(pid) {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in ticks of 1/100 s
+}
+
 function rssKiB(pid, field = 'VmRSS') {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : NaN;
@@ -268,7 +274,9 @@ async function main() {
     await submitAll(users, 1, 1);
     for (let i = 0; i < 600 && ((await queueStatus(admin)).queue_length > 0 || (await queueStatus(admin)).processing_count > 0); i++) await sleep(100);
     const rssBefore = rssKiB(hub.pid);
+    const cpuBefore = cpuMs(hub.pid);
     const enqueue = await submitAll(users, 100000, PER_USER);
+    const hubCpuPerPrompt = (cpuMs(hub.pid) - cpuBefore) / (USERS * PER_USER);
     const afterEnqueue = await queueStatus(admin);
     const rssAfter = rssKiB(hub.pid), hwm = rssKiB(hub.pid, 'VmHWM');
     // drain: the stamps of the next DRAIN prompts
@@ -297,6 +305,7 @@ async function main() {
     console.log('|---|---|---|---|---|');
     console.log(`| enqueue, ${USERS} clients x ${PER_USER} (prompts/s) | ${f(enqueue.rate)} | ${f(redisPlain)} | ${f(redisDurable)} | >= 5,000 durable |`);
     console.log(`| enqueue answer p50 / p99 (ms) | ${f(enqueue.p50, 2)} / ${f(enqueue.p99, 2)} | | | |`);
+    console.log(`| hub CPU per prompt enqueued (ms; its instances' validation not counted) | ${f(hubCpuPerPrompt, 3)} | | | |`);
     console.log(`| waiting after enqueue | ${f(afterEnqueue.queue_length)} | | | ~${USERS * PER_USER} |`);
     console.log(`| hub RSS before / with the queue / peak (MiB) | ${f(rssBefore / 1024, 1)} / ${f(rssAfter / 1024, 1)} / ${f(hwm / 1024, 1)} | | | |`);
     console.log(`| dispatch delay p50 / p99 / max (ms), ${lastDelays.length} prompts | ${f(percentile(lastDelays, 50), 1)} / ${f(percentile(lastDelays, 99), 1)} / ${f(lastDelays[lastDelays.length - 1], 1)} | | | p99 < 5 |`);
