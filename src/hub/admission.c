@@ -1262,7 +1262,7 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
         return NULL;
     }
     a->hub = hub;
-    a->pool = cd_upstream_pool_new(hub->loop, 8);
+    a->pool = cd_upstream_pool_new(hub->loop, 32);
     if (!a->pool || !(a->watch = cd_instance_watch_new(hub->loop, on_instance_changed, a))) {
         snprintf(err, errlen, "out of memory");
         cd_upstream_pool_free(a->pool);
