@@ -1,0 +1,453 @@
+/* The ssh launcher (see launcher.h): instances on another machine, reached with OpenSSH.
+ *
+ * A started instance is watched through its ssh session, a child process of the hub: the
+ * remote command runs in that session's foreground, so the session ending means the instance
+ * exited or the link died (ServerAliveInterval ends a session whose link is dead within about
+ * 15 s). The session's stdout comes through a pipe: its first line is "PID n", the rest goes to
+ * the instance log with stderr. There is no pidfd for a remote process: an instance adopted after
+ * a hub restart has no session, and only the supervisor's heartbeat through its address tells
+ * how it is; stopping it is `ssh HOST kill`, then `kill -0` until it is gone. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/log.h"
+#include "hub/launcher.h"
+
+/* ---- the ssh command line ---- */
+
+/* Options a host may add. Nothing that runs a command (ProxyCommand, LocalCommand,
+ * KnownHostsCommand) or loads code (PKCS11Provider, SecurityKeyProvider) on the hub's machine. */
+static const char *const allowed_options[] = {
+    "StrictHostKeyChecking", "UserKnownHostsFile", "ConnectTimeout", "ConnectionAttempts", "ServerAliveInterval",
+    "ServerAliveCountMax", "Compression", "HostKeyAlias", "IdentitiesOnly", "User", "LogLevel", "AddressFamily",
+    "CheckHostIP", NULL,
+};
+
+const char *cd_launcher_ssh_option_problem(const char *line, size_t len) {
+    const char *eq = memchr(line, '=', len);
+    if (!eq || eq == line || eq + 1 == line + len) return "an ssh option is Key=Value";
+    bool known = false;
+    for (const char *const *o = allowed_options; *o && !known; o++)
+        known = strlen(*o) == (size_t)(eq - line) && !strncasecmp(*o, line, (size_t)(eq - line));
+    if (!known)
+        return "ssh options allowed: StrictHostKeyChecking, UserKnownHostsFile, ConnectTimeout, ConnectionAttempts, "
+               "ServerAliveInterval, ServerAliveCountMax, Compression, HostKeyAlias, IdentitiesOnly, User, LogLevel, "
+               "AddressFamily, CheckHostIP";
+    for (const char *p = eq + 1; p < line + len; p++)
+        if (!isgraph((unsigned char)*p)) return "an ssh option's value has no blanks or control characters";
+    return NULL;
+}
+
+typedef struct {
+    char *v[64];
+    int n;
+} argv_b;
+
+static void push(argv_b *a, const char *s) {
+    if (a->n < 62) a->v[a->n++] = strdup(s);
+    a->v[a->n] = NULL;
+}
+
+static void argv_free(argv_b *a) {
+    for (int i = 0; i < a->n; i++) free(a->v[i]);
+    a->n = 0;
+}
+
+/* ssh [options] TARGET REMOTE: BatchMode so that nothing ever waits for a password. */
+static void ssh_argv(const cd_launcher_ssh *l, const char *remote, argv_b *a) {
+    char port[16];
+    snprintf(port, sizeof port, "%d", l->port);
+    push(a, "ssh");
+    push(a, "-T");
+    push(a, "-p");
+    push(a, port);
+    if (l->key[0]) {
+        push(a, "-i");
+        push(a, l->key);
+    }
+    const char *fixed[] = {"BatchMode=yes", "ConnectTimeout=10", "ServerAliveInterval=5", "ServerAliveCountMax=3"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        push(a, "-o");
+        push(a, fixed[i]);
+    }
+    for (const char *p = l->options; *p;) {
+        size_t len = strcspn(p, "\n");
+        if (len) {
+            char opt[256];
+            snprintf(opt, sizeof opt, "%.*s", (int)len, p);
+            push(a, "-o");
+            push(a, opt);
+        }
+        p += len + (p[len] == '\n');
+    }
+    push(a, l->target);
+    push(a, remote);
+}
+
+/* One word for the remote shell: 'it''s' as 'it'\''s'. */
+static void sh_quote(cd_buf *b, const char *word) {
+    cd_buf_append_str(b, "'");
+    for (const char *p = word; *p; p++) {
+        if (*p == '\'') cd_buf_append_str(b, "'\\''");
+        else cd_buf_append(b, p, 1);
+    }
+    cd_buf_append_str(b, "'");
+}
+
+/* ---- helper commands: checks and kills ---- */
+
+typedef void (*run_cb)(int64_t status, const char *last_line, void *user);
+typedef struct {
+    cd_launcher_ssh *l;
+    uv_process_t process;
+    uv_pipe_t err;
+    char text[512]; /* the end of stderr */
+    size_t len;
+    int64_t status;
+    int open;
+    run_cb cb;
+    void *user;
+} run;
+
+static void run_closed(uv_handle_t *h) {
+    run *r = h->data;
+    if (--r->open > 0) return;
+    /* both handles are closed: stderr is complete */
+    while (r->len && (r->text[r->len - 1] == '\n' || r->text[r->len - 1] == '\r')) r->len--;
+    r->text[r->len] = '\0';
+    char *last = strrchr(r->text, '\n');
+    if (r->cb) r->cb(r->status, last ? last + 1 : r->text, r->user);
+    r->l->running--;
+    free(r);
+}
+
+static void run_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    static char scratch[4096]; /* read and kept at once: the loop is single-threaded */
+    buf->base = scratch;
+    buf->len = sizeof scratch;
+}
+
+static void run_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+    run *r = s->data;
+    if (n < 0) {
+        uv_close((uv_handle_t *)s, run_closed);
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        if (r->len == sizeof r->text - 1) { /* keep the end */
+            memmove(r->text, r->text + sizeof r->text / 2, r->len - sizeof r->text / 2);
+            r->len -= sizeof r->text / 2;
+        }
+        r->text[r->len++] = buf->base[i];
+    }
+}
+
+static void run_exit(uv_process_t *p, int64_t status, int sig) {
+    run *r = p->data;
+    r->status = sig ? -sig : status;
+    uv_close((uv_handle_t *)p, run_closed);
+}
+
+static int run_ssh(cd_launcher_ssh *l, const char *remote, run_cb cb, void *user) {
+    run *r = calloc(1, sizeof *r);
+    if (!r) return -1;
+    r->l = l;
+    r->cb = cb;
+    r->user = user;
+    r->process.data = r->err.data = r;
+    uv_pipe_init(l->base.loop, &r->err, 0);
+    argv_b a = {0};
+    ssh_argv(l, remote, &a);
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_IGNORE},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&r->err},
+    };
+    uv_process_options_t o = {.exit_cb = run_exit, .file = a.v[0], .args = a.v, .stdio_count = 3, .stdio = stdio};
+    int rc = uv_spawn(l->base.loop, &r->process, &o);
+    argv_free(&a);
+    l->running++;
+    r->open = 2;
+    if (rc < 0) {
+        r->cb = NULL;
+        uv_close((uv_handle_t *)&r->process, run_closed);
+        uv_close((uv_handle_t *)&r->err, run_closed);
+        return -1;
+    }
+    uv_read_start((uv_stream_t *)&r->err, run_alloc, run_read);
+    return 0;
+}
+
+typedef struct {
+    cd_ssh_check_cb cb;
+    void *user;
+} check_ctx;
+
+static void check_done(int64_t status, const char *last, void *user) {
+    check_ctx *c = user;
+    char why[300];
+    if (status == 0) why[0] = '\0';
+    else snprintf(why, sizeof why, "%s", last[0] ? last : status < 0 ? "ssh was killed" : "ssh failed");
+    c->cb(status == 0, why, c->user);
+    free(c);
+}
+
+int cd_launcher_ssh_check(cd_launcher_ssh *l, cd_ssh_check_cb cb, void *user) {
+    check_ctx *c = malloc(sizeof *c);
+    if (!c) return -1;
+    *c = (check_ctx){cb, user};
+    if (run_ssh(l, "true", check_done, c) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- processes ---- */
+
+typedef struct {
+    cd_proc base;
+    bool adopted; /* no session: known by pid only */
+    uv_process_t session;
+    uv_pipe_t out; /* the session's stdout */
+    int log_fd;
+    char first[64]; /* the "PID n" line as it arrives */
+    size_t first_len;
+    bool first_done;
+    int open; /* handles still to close */
+    int64_t status;
+    int sig;
+    bool gone_announced;
+    cd_proc_exit_cb cb;
+    void *user;
+} ssh_proc;
+
+static cd_launcher_ssh *L(const ssh_proc *p) { return (cd_launcher_ssh *)p->base.launcher; }
+
+static void announce_exit(ssh_proc *p, int64_t status, int sig) {
+    if (p->gone_announced) return;
+    p->gone_announced = true;
+    cd_proc_exit_cb cb = p->cb;
+    p->cb = NULL;
+    if (cb) cb(&p->base, status, sig, p->user);
+}
+
+static void proc_closed(uv_handle_t *h) {
+    ssh_proc *p = h->data;
+    if (--p->open > 0) return;
+    if (p->log_fd >= 0) close(p->log_fd);
+    free(p);
+}
+
+static void out_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    static char scratch[65536];
+    buf->base = scratch;
+    buf->len = sizeof scratch;
+}
+
+static void to_log(ssh_proc *p, const char *data, size_t n) {
+    if (p->log_fd >= 0 && n && write(p->log_fd, data, n) < 0) {
+        /* a full disk loses log lines, never the instance */
+    }
+}
+
+/* The first line is "PID n" (from the remote shell, before it execs the instance). */
+static void take_first_line(ssh_proc *p, const char *data, size_t n, size_t *used) {
+    size_t i = 0;
+    while (i < n && !p->first_done) {
+        char c = data[i++];
+        if (c == '\n' || p->first_len == sizeof p->first - 1) {
+            p->first[p->first_len] = '\0';
+            p->first_done = true;
+            int pid = 0;
+            if (sscanf(p->first, "PID %d", &pid) == 1 && pid > 0) p->base.pid = pid;
+            else to_log(p, p->first, p->first_len); /* not ours: keep it in the log */
+        } else {
+            p->first[p->first_len++] = c;
+        }
+    }
+    *used = i;
+}
+
+static void out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+    ssh_proc *p = s->data;
+    if (n < 0) {
+        uv_close((uv_handle_t *)s, proc_closed);
+        return;
+    }
+    size_t used = 0;
+    if (!p->first_done) take_first_line(p, buf->base, (size_t)n, &used);
+    to_log(p, buf->base + used, (size_t)n - used);
+}
+
+static void session_exit(uv_process_t *proc, int64_t status, int sig) {
+    ssh_proc *p = proc->data;
+    uv_close((uv_handle_t *)proc, proc_closed);
+    /* ssh says 255 for its own failures (the link); the remote's code otherwise */
+    announce_exit(p, sig ? -1 : status, sig);
+}
+
+static ssh_proc *proc_new(cd_launcher *l, cd_proc_exit_cb cb, void *user) {
+    ssh_proc *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->base.launcher = l;
+    p->log_fd = -1;
+    p->cb = cb;
+    p->user = user;
+    p->session.data = p->out.data = p;
+    return p;
+}
+
+static char *remote_command(const cd_launch_spec *spec) {
+    cd_buf b = CD_BUF_INIT;
+    if (spec->make_dir) {
+        cd_buf_append_str(&b, "mkdir -p ");
+        sh_quote(&b, spec->make_dir);
+        cd_buf_append_str(&b, " && ");
+    }
+    if (spec->cwd) {
+        cd_buf_append_str(&b, "cd ");
+        sh_quote(&b, spec->cwd);
+        cd_buf_append_str(&b, " && ");
+    }
+    /* $$ is the remote shell's pid, which exec hands to the instance */
+    cd_buf_append_str(&b, "echo PID $$ && exec");
+    for (char **w = spec->argv; *w; w++) {
+        cd_buf_append_str(&b, " ");
+        sh_quote(&b, *w);
+    }
+    return cd_buf_take(&b);
+}
+
+static int ssh_spawn(cd_launcher *base, const cd_launch_spec *spec, cd_proc_exit_cb cb, void *user, cd_proc **out,
+                     char *err, size_t errlen) {
+    cd_launcher_ssh *l = (cd_launcher_ssh *)base;
+    int fd = open(spec->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open the instance log %s: %s", spec->log_path, strerror(errno));
+        return -1;
+    }
+    ssh_proc *p = proc_new(base, cb, user);
+    char *remote = p ? remote_command(spec) : NULL;
+    if (!remote) {
+        free(p);
+        close(fd);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    p->log_fd = fd;
+    uv_pipe_init(base->loop, &p->out, 0);
+    argv_b a = {0};
+    ssh_argv(l, remote, &a);
+    free(remote);
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out},
+        {.flags = UV_INHERIT_FD, .data.fd = fd},
+    };
+    /* detached like local instances: a Ctrl-C in the hub's terminal must not end the sessions */
+    uv_process_options_t o = {.exit_cb = session_exit, .file = a.v[0], .args = a.v, .flags = UV_PROCESS_DETACHED,
+                              .stdio_count = 3, .stdio = stdio};
+    int rc = uv_spawn(base->loop, &p->session, &o);
+    argv_free(&a);
+    p->open = 2;
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot start 'ssh': %s", uv_strerror(rc));
+        p->cb = NULL;
+        uv_close((uv_handle_t *)&p->session, proc_closed);
+        uv_close((uv_handle_t *)&p->out, proc_closed);
+        return -1;
+    }
+    uv_read_start((uv_stream_t *)&p->out, out_alloc, out_read);
+    *out = &p->base;
+    return 0;
+}
+
+static int ssh_adopt(cd_launcher *l, int pid, cd_proc_exit_cb cb, void *user, cd_proc **out) {
+    ssh_proc *p = proc_new(l, cb, user);
+    if (!p) return -1;
+    p->adopted = true;
+    p->base.pid = pid;
+    *out = &p->base;
+    return 0;
+}
+
+static int ssh_is_instance(cd_launcher *l, int pid, int port) { return pid > 0; }
+
+/* An adopted process has no session to end: it is gone when `kill -0` says so. */
+static void adopted_kill_done(int64_t status, const char *last, void *user) {
+    ssh_proc *p = user;
+    p->open--; /* the kill held a reference */
+    if (status == 0) announce_exit(p, -1, -1);
+    /* else it still runs: the supervisor's grace period ends in SIGKILL, another kill */
+    if (p->gone_announced && p->open == 0) free(p);
+}
+
+static int ssh_kill(cd_proc *base, int sig) {
+    ssh_proc *p = (ssh_proc *)base;
+    cd_launcher_ssh *l = L(p);
+    if (!p->adopted && !p->base.pid) {
+        /* it has not said its pid yet: ending the session is all we can do */
+        return uv_process_kill(&p->session, SIGTERM);
+    }
+    char remote[256];
+    if (p->adopted)
+        snprintf(remote, sizeof remote,
+                 "kill -%d %d 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "
+                 "kill -0 %d 2>/dev/null || exit 0; sleep 0.25; done; exit 1",
+                 sig, p->base.pid, p->base.pid);
+    else snprintf(remote, sizeof remote, "kill -%d %d", sig, p->base.pid);
+    if (p->adopted) {
+        p->open++;
+        if (run_ssh(l, remote, adopted_kill_done, p) < 0) {
+            p->open--;
+            return -1;
+        }
+        return 0;
+    }
+    if (run_ssh(l, remote, NULL, NULL) < 0) return -1;
+    /* SIGKILL is the last word: if the host cannot be reached the session may linger until its
+     * keep-alives give up, so it is ended here too and the exit is seen now. */
+    if (sig == SIGKILL) uv_process_kill(&p->session, SIGKILL);
+    return 0;
+}
+
+static void ssh_release(cd_proc *base) {
+    ssh_proc *p = (ssh_proc *)base;
+    p->cb = NULL;
+    p->gone_announced = true;
+    if (p->adopted) {
+        if (p->open == 0) free(p);
+        return;
+    }
+    /* The session may hang on a dead link: end it (the remote process keeps running, or dies with
+     * the link; the host's operator or the next adoption decides). */
+    uv_process_kill(&p->session, SIGKILL);
+}
+
+static const cd_launcher_ops ssh_ops = {
+    .name = "ssh",
+    .spawn = ssh_spawn,
+    .adopt = ssh_adopt,
+    .is_instance = ssh_is_instance,
+    .kill = ssh_kill,
+    .release = ssh_release,
+};
+
+void cd_launcher_ssh_init(cd_launcher_ssh *l, uv_loop_t *loop, const char *target, int port, const char *key,
+                          const char *options) {
+    l->base.ops = &ssh_ops;
+    l->base.loop = loop;
+    snprintf(l->target, sizeof l->target, "%s", target);
+    l->port = port;
+    snprintf(l->key, sizeof l->key, "%s", key);
+    snprintf(l->options, sizeof l->options, "%s", options);
+}
