@@ -226,6 +226,7 @@ typedef struct {
     int64_t status;
     int sig;
     bool gone_announced;
+    bool killing_hard; /* adopted: a SIGKILL was asked for */
     cd_proc_exit_cb cb;
     void *user;
 } ssh_proc;
@@ -318,12 +319,15 @@ static char *remote_command(const cd_launch_spec *spec) {
         sh_quote(&b, spec->cwd);
         cd_buf_append_str(&b, " && ");
     }
-    /* $$ is the remote shell's pid, which exec hands to the instance */
+    /* $$ is the remote shell's pid, which exec hands to the instance. After that line the
+     * instance writes only to stderr, which goes straight to the log file: nothing passes
+     * through the hub's pipe, so a hub that dies (and closes it) does not break the session. */
     cd_buf_append_str(&b, "echo PID $$ && exec");
     for (char **w = spec->argv; *w; w++) {
         cd_buf_append_str(&b, " ");
         sh_quote(&b, *w);
     }
+    cd_buf_append_str(&b, " >&2");
     return cd_buf_take(&b);
 }
 
@@ -386,7 +390,11 @@ static int ssh_is_instance(cd_launcher *l, int pid, int port) { return pid > 0; 
 static void adopted_kill_done(int64_t status, const char *last, void *user) {
     ssh_proc *p = user;
     p->open--; /* the kill held a reference */
-    if (status == 0) announce_exit(p, -1, -1);
+    /* SIGKILL is the last word even when the host cannot be reached: the hub stops waiting
+     * (and says so in its log), or a lost host would hold a stop, and the hub's shutdown, forever. */
+    if (status != 0 && p->killing_hard)
+        cd_warn("hub: cannot reach the host of pid %d to kill it (%s); letting it go", p->base.pid, last);
+    if (status == 0 || p->killing_hard) announce_exit(p, -1, -1);
     /* else it still runs: the supervisor's grace period ends in SIGKILL, another kill */
     if (p->gone_announced && p->open == 0) free(p);
 }
@@ -406,6 +414,7 @@ static int ssh_kill(cd_proc *base, int sig) {
                  sig, p->base.pid, p->base.pid);
     else snprintf(remote, sizeof remote, "kill -%d %d", sig, p->base.pid);
     if (p->adopted) {
+        p->killing_hard = p->killing_hard || sig == SIGKILL;
         p->open++;
         if (run_ssh(l, remote, adopted_kill_done, p) < 0) {
             p->open--;

@@ -859,7 +859,7 @@ static void on_host_down(cd_host *h, const char *why, void *user) {
         s->restart_after_stop = false;
         set_status(s, "offline", "host %s unreachable: %s", h->rec.name, why);
         audit(s, "host_down", "%s", s->rec.reason);
-        cd_warn("hub: instance of project %lld %s", (long long)s->rec.project_id, s->rec.reason);
+        cd_warn("hub: instance of project %lld offline: %s", (long long)s->rec.project_id, s->rec.reason);
         save(s);
         notify_waiters(s, 503, s->rec.reason, false);
         run_stoppers(s);

@@ -209,6 +209,32 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
     assert.ok((sshd.log().match(/Accepted publickey/g) || []).length > before, 'the kill came over ssh');
   });
 
+  test('a hub killed with kill -9 adopts the remote instance (by its heartbeat) and can still stop it', T, async () => {
+    const o = await stu.client.post(`/api/projects/${project.id}/open_comfy`);
+    assert.equal(o.status, 200, o.text);
+    const first = o.body.instance;
+    trackInstancePid(first.pid);
+    await hub.kill9();
+    hub = await startHub({ dataDir: hub.dataDir, portRange: hub.portRange,
+      env: { COMFYUI_HEARTBEAT_INTERVAL_SECONDS: '1', COMFYUI_STOP_GRACE_SECONDS: '3' } });
+    admin = await hub.login('admin', hub.adminPassword);
+    stu.client = hub.client({ cookie: stu.client.cookie });
+    assert.match(hub.output(), new RegExp(`adopting the instance of project ${project.id} \\(port ${first.port}, pid ${first.pid}\\)`));
+    const p = await waitFor(async () => {
+      const b = (await stu.client.get(`/api/projects/${project.id}`)).body;
+      return b.instance.status === 'online' ? b : null;
+    }, 10000, 'adopted and online');
+    assert.equal(p.instance.pid, first.pid, 'the same process, not a new one');
+    assert.equal(p.instance.host, 'gpu1');
+    assert.equal((await stu.client.get(`/comfyui/stu/${project.id}/system_stats`)).status, 200);
+    const again = await stu.client.post(`/api/projects/${project.id}/open_comfy`);
+    assert.equal(again.body.instance.pid, first.pid, 'an open reuses it');
+    const r = await stu.client.post(`/api/projects/${project.id}/stop_comfy`);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.instance.status, 'stopped');
+    assert.ok(!pidAlive(first.pid), 'stopped over ssh: gone before the answer');
+  });
+
   test('sshd dies: the host goes unreachable, its instance offline with the reason, its running prompt fails', T, async () => {
     const o = await stu.client.post(`/api/projects/${project.id}/open_comfy`);
     assert.equal(o.status, 200, o.text);
