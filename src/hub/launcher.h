@@ -29,6 +29,7 @@ typedef struct {
     const char *cwd;     /* NULL: the hub's own (local) or the login directory (ssh) */
     const char *log_path; /* stdout and stderr are appended here, on the hub's machine */
     const char *make_dir; /* remote launchers create it first (the local one's caller prepares it) */
+    int port;             /* the instance's: a remote launcher tells its process from a recycled pid by it */
 } cd_launch_spec;
 
 typedef struct {
@@ -36,9 +37,9 @@ typedef struct {
     /* Starts a process. Returns 0 and *out, or a negative error with a message. */
     int (*spawn)(cd_launcher *l, const cd_launch_spec *spec, cd_proc_exit_cb cb, void *user, cd_proc **out, char *err,
                  size_t errlen);
-    /* Watches a process that runs already (a hub restarted while its instances ran). Returns 0,
-     * or -1 when no such process exists. */
-    int (*adopt)(cd_launcher *l, int pid, cd_proc_exit_cb cb, void *user, cd_proc **out);
+    /* Watches a process that runs already (a hub restarted while its instances ran), the
+     * instance on that port. Returns 0, or -1 when no such process exists. */
+    int (*adopt)(cd_launcher *l, int pid, int port, cd_proc_exit_cb cb, void *user, cd_proc **out);
     /* True when pid names a running process that looks like the instance on that port (its
      * command line names the port), so that a recycled pid is never signalled. A remote
      * launcher cannot tell without a round trip and says yes: the health check that follows an
@@ -63,7 +64,9 @@ static inline int cd_proc_pid(const cd_proc *p) { return p->pid; }
  * The remote command is `mkdir -p DIR && echo PID $$ && exec COMMAND…` (each word quoted for
  * the remote shell): the first line of its output gives the pid, and since the instance runs in
  * the foreground of that ssh session, the session's end is the instance's exit (or the link's
- * death). Stopping is `ssh HOST kill -SIG PID`. The hub-side ssh is always run from an argv:
+ * death). Stopping is `ssh HOST kill -SIG PID`, sent only when /proc/PID/cmdline there still
+ * names the instance's port (a recycled pid is never signalled). The remote user's shell must
+ * be a POSIX one (sh, bash, dash, zsh). The hub-side ssh is always run from an argv:
  * no local shell sees any of these values. */
 typedef struct {
     cd_launcher base;

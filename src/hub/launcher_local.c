@@ -94,7 +94,7 @@ static int local_spawn(cd_launcher *l, const cd_launch_spec *spec, cd_proc_exit_
     return 0;
 }
 
-static int local_adopt(cd_launcher *l, int pid, cd_proc_exit_cb cb, void *user, cd_proc **out) {
+static int local_adopt(cd_launcher *l, int pid, int port, cd_proc_exit_cb cb, void *user, cd_proc **out) {
     int fd = pidfd_open(pid, 0);
     if (fd < 0) return -1;
     local_proc *p = calloc(1, sizeof *p);

@@ -215,6 +215,7 @@ int cd_launcher_ssh_check(cd_launcher_ssh *l, cd_ssh_check_cb cb, void *user) {
 
 typedef struct {
     cd_proc base;
+    int port;     /* the instance's, to tell it from a recycled pid */
     bool adopted; /* no session: known by pid only */
     uv_process_t session;
     uv_pipe_t out; /* the session's stdout */
@@ -348,6 +349,7 @@ static int ssh_spawn(cd_launcher *base, const cd_launch_spec *spec, cd_proc_exit
         return -1;
     }
     p->log_fd = fd;
+    p->port = spec->port;
     uv_pipe_init(base->loop, &p->out, 0);
     argv_b a = {0};
     ssh_argv(l, remote, &a);
@@ -375,10 +377,11 @@ static int ssh_spawn(cd_launcher *base, const cd_launch_spec *spec, cd_proc_exit
     return 0;
 }
 
-static int ssh_adopt(cd_launcher *l, int pid, cd_proc_exit_cb cb, void *user, cd_proc **out) {
+static int ssh_adopt(cd_launcher *l, int pid, int port, cd_proc_exit_cb cb, void *user, cd_proc **out) {
     ssh_proc *p = proc_new(l, cb, user);
     if (!p) return -1;
     p->adopted = true;
+    p->port = port;
     p->base.pid = pid;
     *out = &p->base;
     return 0;
@@ -406,13 +409,19 @@ static int ssh_kill(cd_proc *base, int sig) {
         /* it has not said its pid yet: ending the session is all we can do */
         return uv_process_kill(&p->session, SIGTERM);
     }
-    char remote[256];
-    if (p->adopted)
+    /* ours: the process of that pid still names the instance's port (its command line's NULs
+     * read as spaces), so a pid recycled on that host is never signalled */
+    char ours[160], remote[512];
+    snprintf(ours, sizeof ours,
+             "ours() { case \"$(tr '\\0' ' ' </proc/%d/cmdline 2>/dev/null)\" in *' --port %d '*) return 0;; esac; "
+             "return 1; }; ",
+             p->base.pid, p->port);
+    if (p->adopted) /* no session to end: it is gone when it is no longer there */
         snprintf(remote, sizeof remote,
-                 "kill -%d %d 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "
-                 "kill -0 %d 2>/dev/null || exit 0; sleep 0.25; done; exit 1",
-                 sig, p->base.pid, p->base.pid);
-    else snprintf(remote, sizeof remote, "kill -%d %d", sig, p->base.pid);
+                 "%sours && kill -%d %d; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "
+                 "ours || exit 0; sleep 0.25; done; exit 1",
+                 ours, sig, p->base.pid);
+    else snprintf(remote, sizeof remote, "%sours && kill -%d %d", ours, sig, p->base.pid);
     if (p->adopted) {
         p->killing_hard = p->killing_hard || sig == SIGKILL;
         p->open++;

@@ -642,7 +642,7 @@ static void begin_start(slot *s) {
         return;
     }
     cd_launch_spec spec = {.argv = argv, .cwd = here ? cfg->repo_path : NULL, .log_path = s->rec.log_path,
-                           .make_dir = here ? NULL : s->rec.base_dir};
+                           .make_dir = here ? NULL : s->rec.base_dir, .port = port};
     int rc = h->launcher->ops->spawn(h->launcher, &spec, on_process_exit, s, &s->proc, err, sizeof err);
     cd_hub_argv_free(argv);
     if (rc < 0) {
@@ -882,7 +882,7 @@ static void adopt_one(cd_supervisor *sup, const cd_store_instance *rec) {
      * address, like any adoption: a bad answer replaces it (and kills the pid over ssh). */
     cd_host *h = cd_hosts_find(sup->c.hosts, rec->host);
     cd_launcher *l = h ? h->launcher : NULL;
-    if (!l || !l->ops->is_instance(l, rec->pid, rec->port) || l->ops->adopt(l, rec->pid, on_process_exit, s, &s->proc) < 0) {
+    if (!l || !l->ops->is_instance(l, rec->pid, rec->port) || l->ops->adopt(l, rec->pid, rec->port, on_process_exit, s, &s->proc) < 0) {
         s->proc = NULL;
         s->rec.pid = 0;
         set_status(s, "stopped", "%s", h ? "not running when the hub started" : "its host is no longer configured");
