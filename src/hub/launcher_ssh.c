@@ -3,10 +3,11 @@
  * A started instance is watched through its ssh session, a child process of the hub: the
  * remote command runs in that session's foreground, so the session ending means the instance
  * exited or the link died (ServerAliveInterval ends a session whose link is dead within about
- * 15 s). The session's stdout comes through a pipe: its first line is "PID n", the rest goes to
- * the instance log with stderr. There is no pidfd for a remote process: an instance adopted after
- * a hub restart has no session, and only the supervisor's heartbeat through its address tells
- * how it is; stopping it is `ssh HOST kill`, then `kill -0` until it is gone. */
+ * 15 s). The session's stdout comes through a pipe and carries one line, "PID n"; the
+ * instance's output goes to its stderr, the log file. There is no pidfd for a remote process: an
+ * instance adopted after a hub restart gets a watcher session instead, a remote loop that ends
+ * when the pid is no longer the instance. Stopping is `ssh HOST kill -SIG PID`, guarded the same
+ * way; the session's end says it worked. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -213,21 +214,22 @@ int cd_launcher_ssh_check(cd_launcher_ssh *l, cd_ssh_check_cb cb, void *user) {
 
 /* ---- processes ---- */
 
+/* Each process has a session: for a started instance, the session it runs in; for an adopted
+ * one, a watcher session that polls every second whether the pid still is the instance. Either way
+ * the session's end is the instance's end, or the link's. */
 typedef struct {
     cd_proc base;
     int port;     /* the instance's, to tell it from a recycled pid */
-    bool adopted; /* no session: known by pid only */
+    bool adopted; /* the session is a watcher: the exit status is not known */
     uv_process_t session;
-    uv_pipe_t out; /* the session's stdout */
+    uv_pipe_t out; /* a started session's stdout: the PID line */
     int log_fd;
     char first[64]; /* the "PID n" line as it arrives */
     size_t first_len;
     bool first_done;
-    int open; /* handles still to close */
-    int64_t status;
-    int sig;
+    int open; /* handles still to close, and a SIGKILL under way */
+    bool session_ended;
     bool gone_announced;
-    bool killing_hard; /* adopted: a SIGKILL was asked for */
     cd_proc_exit_cb cb;
     void *user;
 } ssh_proc;
@@ -242,15 +244,16 @@ static void announce_exit(ssh_proc *p, int64_t status, int sig) {
     if (cb) cb(&p->base, status, sig, p->user);
 }
 
-static void proc_closed(uv_handle_t *h) {
-    ssh_proc *p = h->data;
+static void proc_unref(ssh_proc *p) {
     if (--p->open > 0) return;
     if (p->log_fd >= 0) close(p->log_fd);
     free(p);
 }
 
+static void proc_closed(uv_handle_t *h) { proc_unref(h->data); }
+
 static void out_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    static char scratch[65536];
+    static char scratch[4096];
     buf->base = scratch;
     buf->len = sizeof scratch;
 }
@@ -292,9 +295,11 @@ static void out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 
 static void session_exit(uv_process_t *proc, int64_t status, int sig) {
     ssh_proc *p = proc->data;
+    p->session_ended = true;
     uv_close((uv_handle_t *)proc, proc_closed);
     /* ssh says 255 for its own failures (the link); the remote's code otherwise */
-    announce_exit(p, sig ? -1 : status, sig);
+    if (p->adopted) announce_exit(p, -1, -1);
+    else announce_exit(p, sig ? -1 : status, sig);
 }
 
 static ssh_proc *proc_new(cd_launcher *l, cd_proc_exit_cb cb, void *user) {
@@ -306,6 +311,18 @@ static ssh_proc *proc_new(cd_launcher *l, cd_proc_exit_cb cb, void *user) {
     p->user = user;
     p->session.data = p->out.data = p;
     return p;
+}
+
+/* A shell function `ours`: true while the process of pid still names the instance's port (its
+ * command line's NULs read as spaces), so that a pid recycled on that host is never signalled
+ * nor mistaken for the instance. */
+static void define_ours(cd_buf *b, int pid, int port) {
+    char text[200];
+    snprintf(text, sizeof text,
+             "ours() { case \"$(tr '\\0' ' ' 2>/dev/null </proc/%d/cmdline)\" in *' --port %d '*) return 0;; esac; "
+             "return 1; }; ",
+             pid, port);
+    cd_buf_append_str(b, text);
 }
 
 static char *remote_command(const cd_launch_spec *spec) {
@@ -332,9 +349,39 @@ static char *remote_command(const cd_launch_spec *spec) {
     return cd_buf_take(&b);
 }
 
+/* Starts p's session running remote; stdout is piped (the PID line) when out is set, stderr
+ * goes to log_fd (or nowhere). */
+static int start_session(ssh_proc *p, const char *remote, bool out, int log_fd, char *err, size_t errlen) {
+    cd_launcher *base = p->base.launcher;
+    argv_b a = {0};
+    ssh_argv((cd_launcher_ssh *)base, remote, &a);
+    if (out) uv_pipe_init(base->loop, &p->out, 0);
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        out ? (uv_stdio_container_t){.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out}
+            : (uv_stdio_container_t){.flags = UV_IGNORE},
+        log_fd >= 0 ? (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = log_fd}
+                    : (uv_stdio_container_t){.flags = UV_IGNORE},
+    };
+    /* detached like local instances: a Ctrl-C in the hub's terminal must not end the sessions */
+    uv_process_options_t o = {.exit_cb = session_exit, .file = a.v[0], .args = a.v, .flags = UV_PROCESS_DETACHED,
+                              .stdio_count = 3, .stdio = stdio};
+    int rc = uv_spawn(base->loop, &p->session, &o);
+    argv_free(&a);
+    p->open = out ? 2 : 1;
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot start 'ssh': %s", uv_strerror(rc));
+        p->cb = NULL;
+        uv_close((uv_handle_t *)&p->session, proc_closed);
+        if (out) uv_close((uv_handle_t *)&p->out, proc_closed);
+        return -1;
+    }
+    if (out) uv_read_start((uv_stream_t *)&p->out, out_alloc, out_read);
+    return 0;
+}
+
 static int ssh_spawn(cd_launcher *base, const cd_launch_spec *spec, cd_proc_exit_cb cb, void *user, cd_proc **out,
                      char *err, size_t errlen) {
-    cd_launcher_ssh *l = (cd_launcher_ssh *)base;
     int fd = open(spec->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0) {
         snprintf(err, errlen, "cannot open the instance log %s: %s", spec->log_path, strerror(errno));
@@ -350,105 +397,70 @@ static int ssh_spawn(cd_launcher *base, const cd_launch_spec *spec, cd_proc_exit
     }
     p->log_fd = fd;
     p->port = spec->port;
-    uv_pipe_init(base->loop, &p->out, 0);
-    argv_b a = {0};
-    ssh_argv(l, remote, &a);
+    int rc = start_session(p, remote, true, fd, err, errlen);
     free(remote);
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_IGNORE},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out},
-        {.flags = UV_INHERIT_FD, .data.fd = fd},
-    };
-    /* detached like local instances: a Ctrl-C in the hub's terminal must not end the sessions */
-    uv_process_options_t o = {.exit_cb = session_exit, .file = a.v[0], .args = a.v, .flags = UV_PROCESS_DETACHED,
-                              .stdio_count = 3, .stdio = stdio};
-    int rc = uv_spawn(base->loop, &p->session, &o);
-    argv_free(&a);
-    p->open = 2;
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot start 'ssh': %s", uv_strerror(rc));
-        p->cb = NULL;
-        uv_close((uv_handle_t *)&p->session, proc_closed);
-        uv_close((uv_handle_t *)&p->out, proc_closed);
-        return -1;
-    }
-    uv_read_start((uv_stream_t *)&p->out, out_alloc, out_read);
-    *out = &p->base;
-    return 0;
+    if (rc == 0) *out = &p->base;
+    return rc;
 }
 
 static int ssh_adopt(cd_launcher *l, int pid, int port, cd_proc_exit_cb cb, void *user, cd_proc **out) {
     ssh_proc *p = proc_new(l, cb, user);
     if (!p) return -1;
     p->adopted = true;
-    p->port = port;
     p->base.pid = pid;
-    *out = &p->base;
-    return 0;
+    p->port = port;
+    cd_buf remote = CD_BUF_INIT;
+    define_ours(&remote, pid, port);
+    cd_buf_append_str(&remote, "while ours; do sleep 1; done");
+    char err[128];
+    int rc = remote.data ? start_session(p, remote.data, false, -1, err, sizeof err) : -1;
+    if (!remote.data) free(p);
+    cd_buf_free(&remote);
+    if (rc == 0) *out = &p->base;
+    return rc;
 }
 
 static int ssh_is_instance(cd_launcher *l, int pid, int port) { return pid > 0; }
 
-/* An adopted process has no session to end: it is gone when `kill -0` says so. */
-static void adopted_kill_done(int64_t status, const char *last, void *user) {
+/* SIGKILL is the last word: once the remote kill has landed (the session then ends by itself),
+ * or failed because the host cannot be reached (the session might linger until its keep-alives
+ * give up), the session is ended here, so that the exit is seen now and never before the kill. */
+static void hard_kill_done(int64_t status, const char *last, void *user) {
     ssh_proc *p = user;
-    p->open--; /* the kill held a reference */
-    /* SIGKILL is the last word even when the host cannot be reached: the hub stops waiting
-     * (and says so in its log), or a lost host would hold a stop, and the hub's shutdown, forever. */
-    if (status != 0 && p->killing_hard)
-        cd_warn("hub: cannot reach the host of pid %d to kill it (%s); letting it go", p->base.pid, last);
-    if (status == 0 || p->killing_hard) announce_exit(p, -1, -1);
-    /* else it still runs: the supervisor's grace period ends in SIGKILL, another kill */
-    if (p->gone_announced && p->open == 0) free(p);
+    if (status != 0) cd_warn("hub: ssh kill -9 of pid %d failed (%s); letting it go", p->base.pid, last[0] ? last : "no reason");
+    if (!p->session_ended) uv_process_kill(&p->session, SIGKILL);
+    proc_unref(p);
 }
 
 static int ssh_kill(cd_proc *base, int sig) {
     ssh_proc *p = (ssh_proc *)base;
-    cd_launcher_ssh *l = L(p);
-    if (!p->adopted && !p->base.pid) {
+    if (!p->base.pid) {
         /* it has not said its pid yet: ending the session is all we can do */
         return uv_process_kill(&p->session, SIGTERM);
     }
-    /* ours: the process of that pid still names the instance's port (its command line's NULs
-     * read as spaces), so a pid recycled on that host is never signalled */
-    char ours[160], remote[512];
-    snprintf(ours, sizeof ours,
-             "ours() { case \"$(tr '\\0' ' ' </proc/%d/cmdline 2>/dev/null)\" in *' --port %d '*) return 0;; esac; "
-             "return 1; }; ",
-             p->base.pid, p->port);
-    if (p->adopted) /* no session to end: it is gone when it is no longer there */
-        snprintf(remote, sizeof remote,
-                 "%sours && kill -%d %d; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "
-                 "ours || exit 0; sleep 0.25; done; exit 1",
-                 ours, sig, p->base.pid);
-    else snprintf(remote, sizeof remote, "%sours && kill -%d %d", ours, sig, p->base.pid);
-    if (p->adopted) {
-        p->killing_hard = p->killing_hard || sig == SIGKILL;
-        p->open++;
-        if (run_ssh(l, remote, adopted_kill_done, p) < 0) {
-            p->open--;
-            return -1;
-        }
-        return 0;
+    cd_buf remote = CD_BUF_INIT;
+    define_ours(&remote, p->base.pid, p->port);
+    char kill[64];
+    snprintf(kill, sizeof kill, "if ours; then kill -%d %d; fi", sig, p->base.pid);
+    cd_buf_append_str(&remote, kill);
+    int rc;
+    if (sig == SIGKILL) {
+        p->open++; /* held until the kill is done */
+        if ((rc = remote.data ? run_ssh(L(p), remote.data, hard_kill_done, p) : -1) < 0) hard_kill_done(-1, "", p);
+    } else {
+        rc = remote.data ? run_ssh(L(p), remote.data, NULL, NULL) : -1;
     }
-    if (run_ssh(l, remote, NULL, NULL) < 0) return -1;
-    /* SIGKILL is the last word: if the host cannot be reached the session may linger until its
-     * keep-alives give up, so it is ended here too and the exit is seen now. */
-    if (sig == SIGKILL) uv_process_kill(&p->session, SIGKILL);
-    return 0;
+    cd_buf_free(&remote);
+    return rc;
 }
 
 static void ssh_release(cd_proc *base) {
     ssh_proc *p = (ssh_proc *)base;
     p->cb = NULL;
     p->gone_announced = true;
-    if (p->adopted) {
-        if (p->open == 0) free(p);
-        return;
-    }
     /* The session may hang on a dead link: end it (the remote process keeps running, or dies with
      * the link; the host's operator or the next adoption decides). */
-    uv_process_kill(&p->session, SIGKILL);
+    if (!p->session_ended) uv_process_kill(&p->session, SIGKILL);
 }
 
 static const cd_launcher_ops ssh_ops = {

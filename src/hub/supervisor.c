@@ -878,6 +878,9 @@ static void adopt_one(cd_supervisor *sup, const cd_store_instance *rec) {
     cd_store_user owner;
     if (sup->c.store->ops->user_get(sup->c.store, rec->user_id, &owner) == 0)
         snprintf(s->owner_name, sizeof s->owner_name, "%s", owner.name);
+    cd_store_project project; /* its pin: a restart after a crash goes where the pin says */
+    if (sup->c.store->ops->project_get(sup->c.store, rec->project_id, &project) == 0)
+        snprintf(s->pin, sizeof s->pin, "%s", project.pin);
     /* An instance on another host is adopted on its record's word and then asked through its
      * address, like any adoption: a bad answer replaces it (and kills the pid over ssh). */
     cd_host *h = cd_hosts_find(sup->c.hosts, rec->host);

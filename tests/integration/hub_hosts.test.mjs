@@ -68,7 +68,7 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
     sshd = await startSshd();
     ports = await freePortRange(5);
     remoteBase = path.join(sshd.dir, 'remote-instances');
-    hub = await startHub({ env: { COMFYUI_HEARTBEAT_INTERVAL_SECONDS: '1', COMFYUI_STOP_GRACE_SECONDS: '3' } });
+    hub = await startHub({ env: { COMFYUI_HEARTBEAT_INTERVAL_SECONDS: '1', COMFYUI_STOP_GRACE_SECONDS: '10' } });
     admin = await hub.login('admin', hub.adminPassword);
     stu = await hub.addUser(admin, 'stu');
   });
@@ -209,30 +209,54 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
     assert.ok((sshd.log().match(/Accepted publickey/g) || []).length > before, 'the kill came over ssh');
   });
 
-  test('a hub killed with kill -9 adopts the remote instance (by its heartbeat) and can still stop it', T, async () => {
-    const o = await stu.client.post(`/api/projects/${project.id}/open_comfy`);
-    assert.equal(o.status, 200, o.text);
-    const first = o.body.instance;
-    trackInstancePid(first.pid);
+  test('a hub killed with kill -9 adopts its remote instances; a stop still kills over ssh, an exit is still seen', T, async () => {
+    const other = (await stu.client.post('/api/projects', { name: 'remote too', pin: 'gpu1' })).body;
+    const first = {};
+    for (const p of [project, other]) {
+      const o = await stu.client.post(`/api/projects/${p.id}/open_comfy`);
+      assert.equal(o.status, 200, o.text);
+      assert.equal(o.body.instance.host, 'gpu1');
+      first[p.id] = o.body.instance;
+      trackInstancePid(o.body.instance.pid);
+    }
     await hub.kill9();
     hub = await startHub({ dataDir: hub.dataDir, portRange: hub.portRange,
-      env: { COMFYUI_HEARTBEAT_INTERVAL_SECONDS: '1', COMFYUI_STOP_GRACE_SECONDS: '3' } });
+      env: { COMFYUI_HEARTBEAT_INTERVAL_SECONDS: '1', COMFYUI_STOP_GRACE_SECONDS: '10' } });
     admin = await hub.login('admin', hub.adminPassword);
     stu.client = hub.client({ cookie: stu.client.cookie });
-    assert.match(hub.output(), new RegExp(`adopting the instance of project ${project.id} \\(port ${first.port}, pid ${first.pid}\\)`));
-    const p = await waitFor(async () => {
-      const b = (await stu.client.get(`/api/projects/${project.id}`)).body;
-      return b.instance.status === 'online' ? b : null;
-    }, 10000, 'adopted and online');
-    assert.equal(p.instance.pid, first.pid, 'the same process, not a new one');
-    assert.equal(p.instance.host, 'gpu1');
+    const online = (id) => waitFor(async () => {
+      const b = (await stu.client.get(`/api/projects/${id}`)).body;
+      return b.instance.status === 'online' ? b.instance : null;
+    }, 10000, `project ${id} online`);
+    for (const p of [project, other]) {
+      const i = first[p.id];
+      assert.match(hub.output(), new RegExp(`adopting the instance of project ${p.id} \\(port ${i.port}, pid ${i.pid}\\)`));
+      assert.equal((await online(p.id)).pid, i.pid, 'the same process, not a new one');
+    }
     assert.equal((await stu.client.get(`/comfyui/stu/${project.id}/system_stats`)).status, 200);
-    const again = await stu.client.post(`/api/projects/${project.id}/open_comfy`);
-    assert.equal(again.body.instance.pid, first.pid, 'an open reuses it');
+    assert.equal((await stu.client.post(`/api/projects/${project.id}/open_comfy`)).body.instance.pid, first[project.id].pid,
+      'an open reuses it');
+
+    // stopped through the hub: killed over ssh, and the answer comes once it is gone
     const r = await stu.client.post(`/api/projects/${project.id}/stop_comfy`);
     assert.equal(r.status, 200);
     assert.equal(r.body.instance.status, 'stopped');
-    assert.ok(!pidAlive(first.pid), 'stopped over ssh: gone before the answer');
+    assert.ok(!pidAlive(first[project.id].pid), 'gone before the answer');
+
+    // killed behind the hub's back: its watcher session ends, the hub sees an exit and restarts it
+    // (a heartbeat alone would only have marked it offline)
+    process.kill(first[other.id].pid, 'SIGKILL');
+    const again = await waitFor(async () => {
+      const b = (await stu.client.get(`/api/projects/${other.id}`)).body;
+      return b.instance.status === 'online' && b.instance.pid !== first[other.id].pid ? b.instance : null;
+    }, 15000, 'restarted after its exit');
+    trackInstancePid(again.pid);
+    assert.equal(again.host, 'gpu1');
+    const audit = (await admin.get('/api/audit?limit=50')).body;
+    assert.ok(audit.some((a) => a.action === 'instance_exit' && a.target === `project ${other.id}` &&
+      a.detail.includes(`pid ${first[other.id].pid}`)), 'the exit is audited');
+    assert.equal((await stu.client.post(`/api/projects/${other.id}/stop_comfy`)).status, 200);
+    assert.ok(!pidAlive(again.pid));
   });
 
   test('sshd dies: the host goes unreachable, its instance offline with the reason, its running prompt fails', T, async () => {
