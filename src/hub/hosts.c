@@ -145,7 +145,13 @@ int cd_hosts_reload(cd_hosts *hs) {
 int cd_hosts_new(uv_loop_t *loop, const cd_hub_config *cfg, cd_store *store, cd_hosts **out, char *err,
                  size_t errlen) {
     cd_hosts *hs = calloc(1, sizeof *hs);
-    if (!hs || !(hs->list = (hs->loop = loop, hs->cfg = cfg, hs->store = store, local_host(hs)))) {
+    if (hs) {
+        hs->loop = loop;
+        hs->cfg = cfg;
+        hs->store = store;
+        hs->list = local_host(hs);
+    }
+    if (!hs || !hs->list) {
         free(hs);
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -110,6 +110,7 @@ typedef struct {
     cd_launcher_ssh *l;
     uv_process_t process;
     uv_pipe_t err;
+    uv_timer_t deadline; /* a helper that hangs (a host that accepts and then says nothing) is killed */
     char text[512]; /* the end of stderr */
     size_t len;
     int64_t status;
@@ -121,7 +122,7 @@ typedef struct {
 static void run_closed(uv_handle_t *h) {
     run *r = h->data;
     if (--r->open > 0) return;
-    /* both handles are closed: stderr is complete */
+    /* every handle is closed: stderr is complete */
     while (r->len && (r->text[r->len - 1] == '\n' || r->text[r->len - 1] == '\r')) r->len--;
     r->text[r->len] = '\0';
     char *last = strrchr(r->text, '\n');
@@ -155,6 +156,12 @@ static void run_exit(uv_process_t *p, int64_t status, int sig) {
     run *r = p->data;
     r->status = sig ? -sig : status;
     uv_close((uv_handle_t *)p, run_closed);
+    uv_close((uv_handle_t *)&r->deadline, run_closed);
+}
+
+static void run_overdue(uv_timer_t *t) {
+    run *r = t->data;
+    uv_process_kill(&r->process, SIGKILL); /* run_exit follows, with status -9 */
 }
 
 static int run_ssh(cd_launcher_ssh *l, const char *remote, run_cb cb, void *user) {
@@ -163,8 +170,9 @@ static int run_ssh(cd_launcher_ssh *l, const char *remote, run_cb cb, void *user
     r->l = l;
     r->cb = cb;
     r->user = user;
-    r->process.data = r->err.data = r;
+    r->process.data = r->err.data = r->deadline.data = r;
     uv_pipe_init(l->base.loop, &r->err, 0);
+    uv_timer_init(l->base.loop, &r->deadline);
     argv_b a = {0};
     ssh_argv(l, remote, &a);
     uv_stdio_container_t stdio[3] = {
@@ -176,14 +184,17 @@ static int run_ssh(cd_launcher_ssh *l, const char *remote, run_cb cb, void *user
     int rc = uv_spawn(l->base.loop, &r->process, &o);
     argv_free(&a);
     l->running++;
-    r->open = 2;
+    r->open = 3;
     if (rc < 0) {
         r->cb = NULL;
         uv_close((uv_handle_t *)&r->process, run_closed);
         uv_close((uv_handle_t *)&r->err, run_closed);
+        uv_close((uv_handle_t *)&r->deadline, run_closed);
         return -1;
     }
     uv_read_start((uv_stream_t *)&r->err, run_alloc, run_read);
+    /* ConnectTimeout is 10 s and each helper is one short command */
+    uv_timer_start(&r->deadline, run_overdue, 30000, 0);
     return 0;
 }
 
@@ -196,6 +207,7 @@ static void check_done(int64_t status, const char *last, void *user) {
     check_ctx *c = user;
     char why[300];
     if (status == 0) why[0] = '\0';
+    else if (status == -SIGKILL && !last[0]) snprintf(why, sizeof why, "ssh did not finish within 30 s");
     else snprintf(why, sizeof why, "%s", last[0] ? last : status < 0 ? "ssh was killed" : "ssh failed");
     c->cb(status == 0, why, c->user);
     free(c);
@@ -427,7 +439,8 @@ static int ssh_is_instance(cd_launcher *l, int pid, int port) { return pid > 0; 
  * give up), the session is ended here, so that the exit is seen now and never before the kill. */
 static void hard_kill_done(int64_t status, const char *last, void *user) {
     ssh_proc *p = user;
-    if (status != 0) cd_warn("hub: ssh kill -9 of pid %d failed (%s); letting it go", p->base.pid, last[0] ? last : "no reason");
+    if (status != 0)
+        cd_warn("hub: ssh kill -9 of pid %d failed (%s); letting it go", p->base.pid, last[0] ? last : "no reason");
     if (!p->session_ended) uv_process_kill(&p->session, SIGKILL);
     proc_unref(p);
 }

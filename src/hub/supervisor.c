@@ -885,7 +885,8 @@ static void adopt_one(cd_supervisor *sup, const cd_store_instance *rec) {
      * address, like any adoption: a bad answer replaces it (and kills the pid over ssh). */
     cd_host *h = cd_hosts_find(sup->c.hosts, rec->host);
     cd_launcher *l = h ? h->launcher : NULL;
-    if (!l || !l->ops->is_instance(l, rec->pid, rec->port) || l->ops->adopt(l, rec->pid, rec->port, on_process_exit, s, &s->proc) < 0) {
+    if (!l || !l->ops->is_instance(l, rec->pid, rec->port) ||
+        l->ops->adopt(l, rec->pid, rec->port, on_process_exit, s, &s->proc) < 0) {
         s->proc = NULL;
         s->rec.pid = 0;
         set_status(s, "stopped", "%s", h ? "not running when the hub started" : "its host is no longer configured");
