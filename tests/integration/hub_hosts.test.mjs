@@ -7,10 +7,11 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { COMFYD_BIN, freePort, probeStatus, sleep } from './lib/server.mjs';
-import { startHub, waitFor, pidAlive, trackInstancePid, freePortRange } from './lib/hub.mjs';
+import { startHub, waitFor, pidAlive, trackInstancePid } from './lib/hub.mjs';
 
 const T = { timeout: 60000 };
 const SSHD = '/usr/sbin/sshd';
@@ -22,6 +23,23 @@ function sleeper(seconds, seed) {
     2: { class_type: 'TestSleep', inputs: { value: ['1', 0], seconds } },
     3: { class_type: 'PreviewAny', inputs: { source: ['2', 0] } },
   };
+}
+
+/** n consecutive ports that can be listened on, below Linux's ephemeral range (32768 up), so that
+ * no outgoing connection of this busy machine takes one between now and the instance's bind. */
+async function freeLowPorts(n) {
+  const canListen = (port) => new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = 21000 + Math.floor(Math.random() * 11000);
+    let ok = true;
+    for (let p = first; p < first + n && ok; p++) ok = await canListen(p);
+    if (ok) return [first, first + n - 1];
+  }
+  throw new Error('no free port range below 32768');
 }
 
 /** An sshd of our own: its host key, the client key it accepts, a config in a temp dir. */
@@ -66,7 +84,7 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
 
   before(async () => {
     sshd = await startSshd();
-    ports = await freePortRange(5);
+    ports = await freeLowPorts(5);
     remoteBase = path.join(sshd.dir, 'remote-instances');
     hub = await startHub({ env: { COMFYUI_HEARTBEAT_INTERVAL_SECONDS: '1', COMFYUI_STOP_GRACE_SECONDS: '10' } });
     admin = await hub.login('admin', hub.adminPassword);
@@ -160,14 +178,20 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
     fs.copyFileSync(path.join(path.dirname(COMFYD_BIN), 'tests', 'conformance', 'testing_pack', 'testing_pack.so'),
       path.join(packDir, 'testing_pack.so'));
 
+    // the first port of the host's range is taken there: the hub cannot see it from here, the
+    // instance fails to bind and exits, and the start goes on to the next port
+    const squatter = net.createServer();
+    await new Promise((r) => squatter.listen(ports[0], '127.0.0.1', r));
     const o = await stu.client.post(`/api/projects/${project.id}/open_comfy`);
+    squatter.close();
     assert.equal(o.status, 200, o.text);
     inst = o.body.instance;
     trackInstancePid(inst.pid);
     assert.equal(inst.host, 'gpu1');
     assert.equal(inst.address, '127.0.0.1');
     assert.equal(inst.status, 'online');
-    assert.ok(inst.port >= ports[0] && inst.port <= ports[1], `port ${inst.port} in the host's range`);
+    assert.equal(inst.port, ports[0] + 1, 'the next port after the taken one');
+    assert.match(hub.output(), new RegExp(`project ${project.id} exited with code 1 during start-up on gpu1 port ${ports[0]}; trying the next port`));
     assert.ok(inst.pid > 0, 'the pid the remote shell printed');
     // it really is comfyd serve on that port, started by sshd (not by the hub)
     const cmdline = fs.readFileSync(`/proc/${inst.pid}/cmdline`, 'utf8').split('\0');
@@ -212,13 +236,13 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
   test('a hub killed with kill -9 adopts its remote instances; a stop still kills over ssh, an exit is still seen', T, async () => {
     const other = (await stu.client.post('/api/projects', { name: 'remote too', pin: 'gpu1' })).body;
     const first = {};
-    for (const p of [project, other]) {
+    await Promise.all([project, other].map(async (p) => {
       const o = await stu.client.post(`/api/projects/${p.id}/open_comfy`);
       assert.equal(o.status, 200, o.text);
       assert.equal(o.body.instance.host, 'gpu1');
       first[p.id] = o.body.instance;
       trackInstancePid(o.body.instance.pid);
-    }
+    }));
     await hub.kill9();
     hub = await startHub({ dataDir: hub.dataDir, portRange: hub.portRange,
       env: { COMFYUI_HEARTBEAT_INTERVAL_SECONDS: '1', COMFYUI_STOP_GRACE_SECONDS: '10' } });
