@@ -283,6 +283,22 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
     assert.ok(!pidAlive(again.pid));
   });
 
+  test('a hub that stops stops its remote instances over ssh, and exits clean', T, async () => {
+    const o = await stu.client.post(`/api/projects/${project.id}/open_comfy`);
+    assert.equal(o.status, 200, o.text);
+    trackInstancePid(o.body.instance.pid);
+    await hub.stop({ keep: true }); // exit 0, no sanitizer or leak report
+    assert.ok(!pidAlive(o.body.instance.pid), 'the remote instance is gone');
+    assert.match(hub.output(), /instance of project \d+ online/);
+    hub = await startHub({ dataDir: hub.dataDir, portRange: hub.portRange,
+      env: { COMFYUI_HEARTBEAT_INTERVAL_SECONDS: '1', COMFYUI_STOP_GRACE_SECONDS: '10' } });
+    admin = await hub.login('admin', hub.adminPassword);
+    stu.client = hub.client({ cookie: stu.client.cookie });
+    const p = (await stu.client.get(`/api/projects/${project.id}`)).body;
+    assert.equal(p.instance.status, 'stopped');
+    assert.equal(p.instance.reason, 'the hub stopped');
+  });
+
   test('sshd dies: the host goes unreachable, its instance offline with the reason, its running prompt fails', T, async () => {
     const o = await stu.client.post(`/api/projects/${project.id}/open_comfy`);
     assert.equal(o.status, 200, o.text);
