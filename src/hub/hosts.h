@@ -25,6 +25,7 @@
 #include "hub/launcher.h"
 #include "hub/store.h"
 
+/* Not opaque: the supervisor reads a host's record, launcher and port cursor, the API its state. */
 typedef struct cd_host {
     cd_store_host rec;     /* "local" is built from the settings (id 0, launcher "local") */
     cd_launcher *launcher; /* &local or &ssh.base */
