@@ -19,6 +19,8 @@ packages=(
   clang libclang-rt-14-dev nodejs npm curl git libvips-tools
   # the page tests: playwright-core (npm) drives Debian's chromium, headless; a CJK font for 中文
   chromium fonts-wqy-microhei
+  # the hub's ssh launcher: its test starts an sshd of its own on a loopback port
+  openssh-client openssh-server
 )
 # benchmarks: the load generator and the reference server
 $bench && packages+=(wrk nginx-light redis-server)
@@ -47,6 +49,10 @@ if ((${#missing[@]})); then
   fi
   if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null; then
     $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+  fi
+  # the same for sshd: the tests start their own on a loopback port, as the test's user
+  if [[ " ${missing[*]} " == *" openssh-server "* ]] && command -v systemctl >/dev/null; then
+    $sudo systemctl disable --now ssh >/dev/null 2>&1 || true
   fi
 else
   echo "setup: Debian packages present"
