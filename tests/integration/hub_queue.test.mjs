@@ -266,6 +266,61 @@ describe('the admission queue', () => {
   });
 });
 
+describe('the admission queue at the issue\'s scale', () => {
+  test('40 prompts from 4 users, COMFY_MAX_CONCURRENT=2: never more than 2 at once, in turns, all once', T, async () => {
+    const hub = await startHub({ env: { COMFY_MAX_CONCURRENT: '2' } });
+    try {
+      installTestingPack(hub.dataDir);
+      const admin = await hub.login('admin', hub.adminPassword);
+      const users = [];
+      for (const name of ['eve', 'fay', 'gus', 'hal']) {
+        const { client } = await hub.addUser(admin, name);
+        const project = (await client.post('/api/projects', { name: 'p' })).body;
+        const inst = (await client.post(`/api/projects/${project.id}/open_comfy`)).body.instance;
+        trackInstancePid(inst.pid);
+        users.push({ name, client, inst, base: `/comfyui/${name}/${project.id}`, listener: await listenDirect(inst.port, `s-${name}`) });
+      }
+      // each user's ten in a row, one user after the other: the queue must still serve them in turns
+      const submitted = [];
+      let seed = 20000;
+      for (const u of users)
+        for (let i = 0; i < 10; i++) {
+          const r = await u.client.post(`${u.base}/prompt`, { prompt: sleeper(0.15, seed++), client_id: `s-${u.name}` });
+          assert.equal(r.status, 200, r.text);
+          submitted.push({ user: u.name, id: r.body.prompt_id, at: Date.now() });
+        }
+      const lastSubmitted = submitted[submitted.length - 1].at;
+      await waitFor(async () => {
+        const states = await Promise.all(submitted.map(async (p) => (await admin.get(`/api/queue/tasks/${p.id}`)).body.state));
+        return states.every((st) => st === 'done');
+      }, 90000, 'all 40 done');
+      await sleep(200);
+      const all = new Map();
+      for (const u of users) {
+        for (const [id, r] of runs(u.listener.events)) all.set(id, { ...r, user: u.name });
+        u.listener.ws.close();
+      }
+      for (const p of submitted) {
+        const r = all.get(p.id);
+        assert.ok(r?.start && r?.end, `${p.id} of ${p.user} ran`);
+        assert.equal(r.starts, 1, `${p.id} ran once`);
+      }
+      assert.ok(maxOverlap([...all.values()]) <= 2, `at most 2 at once (from the instances' events), saw ${maxOverlap([...all.values()])}`);
+      // in turns: once all were queued, no user starts twice in a row while another still waits
+      const order = [...all.values()].filter((r) => r.start > lastSubmitted).sort((a, b) => a.start - b.start);
+      const left = new Map(users.map((u) => [u.name, order.filter((r) => r.user === u.name).length]));
+      for (let i = 0; i + 1 < order.length; i++) {
+        left.set(order[i].user, left.get(order[i].user) - 1);
+        const othersWaiting = [...left].some(([name, n]) => name !== order[i].user && n > 0);
+        if (othersWaiting) assert.notEqual(order[i + 1].user, order[i].user, `start ${i + 1}: ${order[i].user} twice in a row while others wait`);
+      }
+      assert.ok(order.length >= 20, `most started after the last submission: ${order.length}`);
+    } finally {
+      await hub.stop();
+    }
+  });
+});
+
 describe('the admission queue across a hub crash', () => {
   test('kill -9 of the hub mid-queue: every prompt completes exactly once', T, async () => {
     const first = await startHub({ env: { COMFY_MAX_CONCURRENT: '1' } });
