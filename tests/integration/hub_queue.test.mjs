@@ -4,6 +4,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { Client } from '@stable-canvas/comfyui-client';
@@ -249,6 +250,43 @@ describe('the admission queue', () => {
     } finally {
       client.close();
     }
+  });
+
+  test('clients that go away: before the answer nothing or all of it, after it the prompt still runs', T, async () => {
+    const [, , cat] = users;
+    // a client that hangs up right after sending: its prompt is either refused as a whole (never
+    // stored) or stored and run; never half of it
+    const ids = [];
+    for (let i = 0; i < 5; i++) {
+      const id = `gone-${i}-${Date.now()}`;
+      ids.push(id);
+      const body = JSON.stringify({ prompt: chain(3, 7000 + i), prompt_id: id });
+      await new Promise((resolve) => {
+        const sock = net.connect(hub.port, HOST, () => {
+          sock.write(`POST ${cat.base}/prompt HTTP/1.1\r\nHost: x\r\nCookie: ${cat.client.cookie}\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+          setTimeout(() => { sock.destroy(); resolve(); }, i); // 0-4 ms: before or during the answer
+        });
+        sock.on('error', resolve);
+      });
+    }
+    for (const id of ids) {
+      const t = await cat.client.get(`/api/queue/tasks/${id}`);
+      if (t.status === 404) continue; // never accepted: nothing was promised
+      assert.equal(t.status, 200, t.text);
+      await waitFor(async () => (await cat.client.get(`/api/queue/tasks/${id}`)).body.state === 'done', 30000, `${id} done`);
+      const h = await cat.client.get(`${cat.base}/history/${id}`);
+      assert.equal(h.body[id]?.status?.status_str, 'success', `${id} is in history`);
+    }
+    // a page that closes its socket while its prompt waits: the prompt runs all the same
+    const ws = new WebSocket(`ws://${HOST}:${hub.port}${cat.base}/ws?clientId=gone`, { headers: { cookie: cat.client.cookie } });
+    await new Promise((r) => ws.once('open', r));
+    const r = await cat.client.post(`${cat.base}/prompt`, { prompt: chain(3, 7777), client_id: 'gone' });
+    assert.equal(r.status, 200);
+    ws.terminate();
+    await waitFor(async () => (await cat.client.get(`/api/queue/tasks/${r.body.prompt_id}`)).body.state === 'done', 30000, 'done');
+    assert.equal((await cat.client.get(`${cat.base}/history/${r.body.prompt_id}`)).body[r.body.prompt_id].status.status_str, 'success');
+    assert.equal((await cat.client.get('/api/queue/status')).status, 200, 'the hub is healthy');
   });
 
   test('a killed instance fails its running prompt with a reason and frees the slot', T, async () => {
