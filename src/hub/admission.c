@@ -1,5 +1,6 @@
 #include "hub/admission.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ typedef struct held {
     int misses;          /* ticks seen in neither the instance's queue nor its history */
     bool interrupt_sent; /* past the time limit */
     bool checking;       /* a look-up of this prompt is under way */
+    bool sending;        /* its POST /prompt is under way: the instance may not show it yet */
     int last_position;   /* last announced to its user's WebSockets */
     bool to_send;        /* dispatching: sent once that state is on disk */
     int64_t send_need;   /* ... that is, once this many syncs have completed (0: not committed yet) */
@@ -47,6 +49,7 @@ typedef struct {
 typedef struct {
     int64_t user_id;
     int waiting, running;
+    int submitting; /* accepted for a look, not held yet (validating, being stored) */
 } user_counts;
 
 typedef struct submit_ctx submit_ctx;
@@ -357,7 +360,6 @@ static void set_state(cd_admission *a, held *h, const char *state, const char *r
 }
 
 static void forget_send(cd_admission *a, held *h) {
-    if (!h->to_send) return;
     h->to_send = false;
     for (size_t i = 0; i < a->nsends; i++)
         if (a->sends[i] == h) {
@@ -456,6 +458,7 @@ static void on_dispatched(const char *error, const cd_http_client_response *res,
     a->inflight--;
     held *h = find(a, f->prompt_id);
     free(f);
+    if (h) h->sending = false;
     if (!h || strcmp(h->p.state, "dispatching") != 0) return;
     if (!error && res->status == 200) {
         set_state(a, h, "running", "");
@@ -481,11 +484,11 @@ static char *dispatch_body(cd_admission *a, const held *h) {
 
 /* Taken from the queue: its slot is counted at once, and it is sent once "dispatching" is on
  * disk (send_dispatched), so that a hub that dies in between knows to ask the instance first. */
-static void dispatch(cd_admission *a, held *h) {
+static bool dispatch(cd_admission *a, held *h) {
     if (a->nsends == a->capsends) {
         size_t cap = a->capsends ? a->capsends * 2 : 16;
         held **grown = realloc(a->sends, cap * sizeof *grown);
-        if (!grown) return; /* stays queued: the next pump tries again */
+        if (!grown) return false; /* stays queued: a later pump tries again */
         a->sends = grown;
         a->capsends = cap;
     }
@@ -495,6 +498,7 @@ static void dispatch(cd_admission *a, held *h) {
     h->send_need = 0;
     a->sends[a->nsends++] = h;
     a->sends_due = true;
+    return true;
 }
 
 static void send_one(cd_admission *a, held *h) {
@@ -524,6 +528,7 @@ static void send_one(cd_admission *a, held *h) {
         .body_len = strlen(body),
         .timeout_ms = 60000,
     };
+    h->sending = true;
     if (cd_upstream_fetch(a->pool, &r, on_dispatched, f) < 0) on_dispatched("cannot connect", NULL, f);
     free(body);
 }
@@ -594,8 +599,7 @@ static void pump(cd_admission *a) {
     bool changed = false;
     while (a->running < a->hub->cfg->max_concurrent) {
         held *pick = pick_next(a);
-        if (!pick) break;
-        dispatch(a, pick);
+        if (!pick || !dispatch(a, pick)) break;
         changed = true;
     }
     if (changed) a->announce_due = true;
@@ -631,7 +635,7 @@ static void on_history(const char *error, const cd_http_client_response *res, vo
                   : interrupted             ? "interrupted"
                                             : "it failed in its instance (see its history)");
         pump_soon(a);
-    } else if (counts_miss && ++h->misses >= LOST_AFTER) {
+    } else if (counts_miss && !h->to_send && !h->sending && ++h->misses >= LOST_AFTER) {
         if (!strcmp(h->p.state, "dispatching")) {
             /* it never reached the instance: safe to send again */
             set_state(a, h, "queued", "");
@@ -683,7 +687,9 @@ static void on_queue(const char *error, const cd_http_client_response *res, void
     json_t *q = !error && res->status == 200 ? json_loadb(res->body.data, res->body.len, 0, NULL) : NULL;
     for (held *h = a->all, *next; q && h; h = next) {
         next = h->next;
-        if (h->p.project_id != qc->project_id || !is_active_running(h) || h->checking) continue;
+        /* one not sent yet, or on its way, is in no queue of the instance: that is no loss */
+        if (h->p.project_id != qc->project_id || !is_active_running(h) || h->checking || h->to_send || h->sending)
+            continue;
         if (queue_has(q, h->p.prompt_id)) {
             h->misses = 0;
             if (!strcmp(h->p.state, "dispatching")) set_state(a, h, "running", "");
@@ -787,11 +793,14 @@ struct submit_ctx {
     cd_http_req *req; /* NULL once the client went away (the prompt is still held) */
     cd_store_prompt p;
     char *body;
+    bool counted; /* in its user's submitting count */
 };
 
 static void submit_aborted(cd_http_req *req, void *arg) { ((submit_ctx *)arg)->req = NULL; }
 
 static void submit_free(submit_ctx *s) {
+    user_counts *u = s->counted ? counts_of(s->a, s->p.user_id, false) : NULL;
+    if (u) u->submitting--;
     if (s->req) cd_http_req_on_abort(s->req, NULL, NULL);
     free(s->body);
     free(s);
@@ -1080,6 +1089,17 @@ static void validate_or_hold(submit_ctx *s, bool comfyd) {
     free(text);
 }
 
+/* A client's own prompt_id goes into the hub's requests to instances (/history/{id}): letters,
+ * digits and "-_.:~" only, at most 128 (ComfyUI takes any string; UUIDs, what clients send,
+ * pass), so that it can never end a request line or leave its path. */
+static bool prompt_id_ok(const char *id) {
+    size_t n = strlen(id);
+    if (n == 0 || n > 128) return false;
+    for (const char *c = id; *c; c++)
+        if (!isalnum((unsigned char)*c) && !strchr("-_.:~", *c)) return false;
+    return true;
+}
+
 void cd_admission_submit(cd_admission *a, cd_http_req *req, const cd_hub_caller *caller, const cd_store_project *p,
                          const cd_store_user *owner, const char *body, size_t len) {
     json_t *j = len ? cd_json_parse(body, len, 0, NULL) : NULL;
@@ -1093,7 +1113,9 @@ void cd_admission_submit(cd_admission *a, cd_http_req *req, const cd_hub_caller 
         prompt_error(req, 400, "no_prompt", "No prompt provided");
         return;
     }
-    if (user_waiting(a, caller->user.id) >= a->hub->cfg->max_waiting_per_user) {
+    user_counts *uc = counts_of(a, caller->user.id, false);
+    /* those still being validated count too: a burst of parallel submissions is no way past it */
+    if (user_waiting(a, caller->user.id) + (uc ? uc->submitting : 0) >= a->hub->cfg->max_waiting_per_user) {
         json_decref(j);
         char msg[200];
         snprintf(msg, sizeof msg, "you have %d prompts waiting already; wait for some to run",
@@ -1116,8 +1138,16 @@ void cd_admission_submit(cd_admission *a, cd_http_req *req, const cd_hub_caller 
     }
     s->a = a;
     s->req = req;
+    s->p.user_id = caller->user.id;
     json_t *pid = json_object_get(j, "prompt_id");
     char *given = pid ? cd_validate_py_str(pid) : NULL;
+    if (given && *given && !prompt_id_ok(given)) {
+        free(given);
+        free(s);
+        json_decref(j);
+        prompt_error(req, 400, "invalid_prompt", "prompt_id may hold letters, digits and - _ . : ~ (at most 128)");
+        return;
+    }
     if (given && *given) snprintf(s->p.prompt_id, sizeof s->p.prompt_id, "%s", given);
     else cd_str_uuid4(s->p.prompt_id);
     free(given);
@@ -1128,7 +1158,6 @@ void cd_admission_submit(cd_admission *a, cd_http_req *req, const cd_hub_caller 
     if (!elevated) json_object_del(j, "front");
     const char *client = json_string_value(json_object_get(j, "client_id"));
     snprintf(s->p.client_id, sizeof s->p.client_id, "%s", client ? client : "");
-    s->p.user_id = caller->user.id;
     s->p.project_id = p->id;
     (void)owner;
     s->body = cd_json_dumps_compact(j, 0);
@@ -1139,6 +1168,11 @@ void cd_admission_submit(cd_admission *a, cd_http_req *req, const cd_hub_caller 
         return;
     }
     cd_http_req_on_abort(req, submit_aborted, s);
+    user_counts *counts = counts_of(a, s->p.user_id, true);
+    if (counts) {
+        counts->submitting++;
+        s->counted = true;
+    }
     a->inflight++;
     instance_kind *k = kind_slot(a, host, port, false);
     if (k && now_ms() - k->at < KIND_TTL_MS) {
@@ -1252,6 +1286,11 @@ bool cd_admission_find(cd_admission *a, const char *prompt_id, cd_admission_entr
 }
 
 int cd_admission_max_concurrent(const cd_admission *a) { return a->hub->cfg->max_concurrent; }
+
+void cd_admission_counts(const cd_admission *a, int *waiting, int *running) {
+    *waiting = a->waiting;
+    *running = a->running;
+}
 
 /* ---- life ---- */
 

@@ -69,6 +69,8 @@ cd_admission_entry *cd_admission_list(cd_admission *a, size_t *n);
 /* The entry of one held prompt; false when the hub does not hold it. */
 bool cd_admission_find(cd_admission *a, const char *prompt_id, cd_admission_entry *out);
 int cd_admission_max_concurrent(const cd_admission *a);
+/* The queue's length and the prompts out, from its counters (no walk of the queue). */
+void cd_admission_counts(const cd_admission *a, int *waiting, int *running);
 
 /* The routes of GET /api/queue/... (api_queue.c). */
 void cd_hub_api_queue_register(cd_hub *hub);

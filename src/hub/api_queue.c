@@ -37,15 +37,17 @@ static void handle_status(cd_http_req *req, void *ctx) {
     cd_hub *hub = ctx;
     cd_hub_caller c;
     if (cd_hub_authenticate(hub, req, &c) < 0) return;
-    size_t n;
-    cd_admission_entry *list = cd_admission_list(hub->admission, &n);
-    int waiting = 0, running = 0;
-    for (size_t i = 0; i < n; i++) list[i].position ? waiting++ : running++;
+    int waiting, running;
+    cd_admission_counts(hub->admission, &waiting, &running); /* students poll this: no walk of the queue */
     int max = cd_admission_max_concurrent(hub->admission);
     json_t *j = json_pack("{s:i, s:i, s:i, s:i}", "queue_length", waiting, "processing_count", running,
                           "max_concurrent", max, "available_slots", max > running ? max - running : 0);
-    if (c.user.role >= CD_ROLE_TEACHER) json_object_set_new(j, "users", status_users(hub, list, n));
-    free(list);
+    if (c.user.role >= CD_ROLE_TEACHER) {
+        size_t n;
+        cd_admission_entry *list = cd_admission_list(hub->admission, &n);
+        json_object_set_new(j, "users", status_users(hub, list, n));
+        free(list);
+    }
     cd_hub_json(req, 200, j);
 }
 

@@ -27,9 +27,14 @@ bool cd_hosts_name_ok(const char *name) {
     return true;
 }
 
+/* An address an instance can listen on for the hub alone: not "any" (0.0.0.0, ::), which would
+ * open an unauthenticated ComfyUI to the whole network, nor multicast. */
 static bool ip_literal(const char *s) {
     unsigned char buf[16];
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+    if (inet_pton(AF_INET, s, buf) == 1) return !(buf[0] == 0 && buf[1] == 0 && buf[2] == 0 && buf[3] == 0) && buf[0] < 224;
+    if (inet_pton(AF_INET6, s, buf) != 1) return false;
+    static const unsigned char any[16] = {0};
+    return memcmp(buf, any, 16) != 0 && buf[0] != 0xff;
 }
 
 /* [user@]host, each part a plain name: never an option, never anything a shell would read. */

@@ -122,10 +122,11 @@ void cd_instance_watch_want(cd_instance_watch *w, int64_t project_id, const char
 
 void cd_instance_watch_sweep(cd_instance_watch *w) {
     for (watch *x = w->all, *next; x; x = next) {
-        next = x->next; /* close_watch may free x */
-        if (x->wanted) x->idle_sweeps = 0;
-        else if (++x->idle_sweeps >= IDLE_SWEEPS && !x->closing) close_watch(x);
+        next = x->next;
+        bool wanted = x->wanted;
         x->wanted = false;
+        if (wanted) x->idle_sweeps = 0;
+        else if (++x->idle_sweeps >= IDLE_SWEEPS && !x->closing) close_watch(x); /* may free x: last */
     }
 }
 

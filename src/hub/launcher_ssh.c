@@ -32,6 +32,23 @@ static const char *const allowed_options[] = {
     "CheckHostIP", NULL,
 };
 
+/* ssh appends a new host's key to UserKnownHostsFile as "ALIAS KEY": pointed at an
+ * authorized_keys file with a HostKeyAlias such as "no-pty", that line would let the host's key
+ * log into the hub's machine. So the file is /dev/null or a known_hosts file, and the alias a
+ * host name. */
+static const char *value_problem(const char *key, size_t klen, const char *v, size_t vlen) {
+    if (klen == 18 && !strncasecmp(key, "UserKnownHostsFile", klen)) {
+        bool devnull = vlen == 9 && !memcmp(v, "/dev/null", 9);
+        bool known_hosts = vlen >= 11 && !memcmp(v + vlen - 11, "known_hosts", 11);
+        if (!devnull && !known_hosts) return "UserKnownHostsFile is /dev/null or a file named ...known_hosts";
+    }
+    if (klen == 12 && !strncasecmp(key, "HostKeyAlias", klen)) {
+        for (size_t i = 0; i < vlen; i++)
+            if (!isalnum((unsigned char)v[i]) && v[i] != '.' && v[i] != '-') return "HostKeyAlias is a host name";
+    }
+    return NULL;
+}
+
 const char *cd_launcher_ssh_option_problem(const char *line, size_t len) {
     const char *eq = memchr(line, '=', len);
     if (!eq || eq == line || eq + 1 == line + len) return "an ssh option is Key=Value";
@@ -44,7 +61,7 @@ const char *cd_launcher_ssh_option_problem(const char *line, size_t len) {
                "AddressFamily, CheckHostIP";
     for (const char *p = eq + 1; p < line + len; p++)
         if (!isgraph((unsigned char)*p)) return "an ssh option's value has no blanks or control characters";
-    return NULL;
+    return value_problem(line, (size_t)(eq - line), eq + 1, (size_t)(line + len - eq - 1));
 }
 
 typedef struct {

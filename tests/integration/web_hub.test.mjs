@@ -83,6 +83,21 @@ describe('the hub dashboard in a browser', () => {
     await page.getByText('You have no projects yet').waitFor();
   });
 
+  test("after logging in, ?next= leads only to this hub's own pages", T, async () => {
+    for (const [next, expected] of [['/#/users', `${hub.base}/#/users`], ['/\\evil.example/x', `${hub.base}/`],
+      ['/\t/evil.example', `${hub.base}/`], ['https://evil.example/', `${hub.base}/`]]) {
+      const page = await browser.newPage({ locale: 'en-US' });
+      await page.goto(`${hub.base}/login?next=${encodeURIComponent(next)}`);
+      await page.getByLabel('User name').fill('admin');
+      await page.getByLabel('Password').fill(hub.adminPassword);
+      await page.getByRole('button', { name: 'Log in' }).click();
+      await page.waitForURL((u) => !u.pathname.startsWith('/login'), { timeout: 10000 });
+      await page.waitForLoadState();
+      assert.equal(page.url(), expected, `next=${next}`);
+      await page.context().close();
+    }
+  });
+
   test('create a project; Open starts its ComfyUI, the card turns online and the proxied page opens in a new tab', T, async () => {
     const page = studentPage;
     await page.getByLabel('New project name').fill('Cats');

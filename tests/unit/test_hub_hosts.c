@@ -200,7 +200,10 @@ static void test_record_problems(void **state) {
         {"ssh_target", "-oProxyCommand=x"}, {"ssh_target", "a b"}, {"ssh_target", "a@b@c"}, {"ssh_target", "x;y"},
         {"ssh_key", "key"}, {"ssh_options", "ProxyCommand=nc %h %p"}, {"ssh_options", "LocalCommand=id"},
         {"ssh_options", "PKCS11Provider=/tmp/x.so"}, {"ssh_options", "LogLevel=ERROR\nKnownHostsCommand=/bin/x"},
-        {"ssh_options", "StrictHostKeyChecking no"}, {"base_dir", "relative"}, {"labels", "a,,b"},
+        {"ssh_options", "StrictHostKeyChecking no"},
+        {"ssh_options", "UserKnownHostsFile=/root/.ssh/authorized_keys"}, /* a key line appended there */
+        {"ssh_options", "HostKeyAlias=no-pty,command=x"}, {"address", "0.0.0.0"}, {"address", "::"},
+        {"base_dir", "relative"}, {"labels", "a,,b"},
         {"labels", "a b"}, {"labels", ","},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
