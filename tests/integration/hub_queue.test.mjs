@@ -212,6 +212,12 @@ describe('the admission queue', () => {
     assert.equal(bad.body.error.type, 'invalid_prompt');
     assert.equal((await ann.client.request('POST', `${ann.base}/prompt`, '{"prompt": ')).status, 400);
     assert.equal((await ann.client.post(`${ann.base}/prompt`, { nothing: 1 })).body.error.type, 'no_prompt');
+    // a prompt_id that could end a request line to the instance, or leave its path
+    for (const id of ['x HTTP/1.1\r\nHost: y', '../queue', 'a'.repeat(129)]) {
+      const r = await ann.client.post(`${ann.base}/prompt`, { prompt: chain(2, 1), prompt_id: id });
+      assert.equal(r.status, 400, id);
+      assert.match(r.body.error.message, /prompt_id/);
+    }
     // fill the slots with ben's, then ann's waiting ones up to her limit of 8
     let seed = 9000;
     for (let i = 0; i < 2; i++) await users[1].client.post(`${users[1].base}/prompt`, { prompt: sleeper(2, seed++) });
