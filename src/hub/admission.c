@@ -13,6 +13,7 @@
 #include "hub/metrics.h"
 #include "hub/proxy.h"
 #include "hub/supervisor.h"
+#include "hub/syncer.h"
 #include "net/http_client.h"
 #include "net/upstream_fetch.h"
 
@@ -91,7 +92,8 @@ struct cd_admission {
      * the loop goes on taking the next prompts (which the next sync covers). */
     bool writes_pending, sync_running;
     int64_t syncs_started, syncs_done;
-    uv_work_t sync_work;
+    cd_syncer *syncer; /* runs the store's sync on a thread of its own */
+    bool syncer_closing;
     int sync_rc;
     struct pending_answer *answers;
     size_t nanswers, capanswers;
@@ -884,18 +886,20 @@ static void hold(submit_ctx *s) {
 
 static void release_synced(cd_admission *a);
 
-static void work_sync(uv_work_t *w) {
-    cd_admission *a = w->data;
-    a->sync_rc = a->hub->store->ops->sync(a->hub->store); /* touches no connection: any thread */
+static int run_sync(void *arg) {
+    cd_admission *a = arg;
+    return a->hub->store->ops->sync(a->hub->store); /* touches no connection: any thread */
 }
 
 static void start_sync(cd_admission *a);
+static void close_syncer_when_done(cd_admission *a);
 
-static void after_sync(uv_work_t *w, int status) {
-    cd_admission *a = w->data;
+static void after_sync(int rc, void *user) {
+    cd_admission *a = user;
     a->inflight--;
     a->sync_running = false;
     a->syncs_done = a->syncs_started;
+    a->sync_rc = rc;
     if (a->sync_rc < 0) cd_error("hub: cannot sync the store to disk: %s", strerror(-a->sync_rc));
     release_synced(a);
     commit_writes(a, false); /* what gathered meanwhile (starts the next sync) */
@@ -903,17 +907,27 @@ static void after_sync(uv_work_t *w, int status) {
     for (size_t i = 0; i < a->nanswers && !more; i++) more = a->answers[i].need > a->syncs_done;
     for (size_t i = 0; i < a->nsends && !more; i++) more = a->sends[i]->send_need > a->syncs_done;
     if (more && !a->sync_running) start_sync(a);
+    close_syncer_when_done(a);
 }
 
 static void start_sync(cd_admission *a) {
     a->sync_running = true;
     a->syncs_started++;
-    a->sync_work.data = a;
     a->inflight++;
-    if (uv_queue_work(a->hub->loop, &a->sync_work, work_sync, after_sync) < 0) {
-        a->sync_rc = a->hub->store->ops->sync(a->hub->store);
-        after_sync(&a->sync_work, 0);
-    }
+    cd_syncer_request(a->syncer);
+}
+
+static void syncer_closed(void *user) {
+    cd_admission *a = user;
+    a->syncer = NULL;
+    a->handles_open--;
+}
+
+/* Stopping: once no sync is under way (and none is wanted), the thread ends. */
+static void close_syncer_when_done(cd_admission *a) {
+    if (!a->stopping || a->sync_running || !a->syncer || a->syncer_closing) return;
+    a->syncer_closing = true;
+    cd_syncer_close(a->syncer, syncer_closed);
 }
 
 /* The number of syncs after which what was just committed is on disk. */
@@ -1308,10 +1322,19 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
         free(a);
         return NULL;
     }
+    if (!(a->syncer = cd_syncer_new(hub->loop, run_sync, a, after_sync, a))) {
+        snprintf(err, errlen, "cannot start the store's sync thread");
+        cd_instance_watch_free(a->watch);
+        cd_upstream_pool_free(a->pool);
+        free(a);
+        return NULL;
+    }
+    a->handles_open = 1; /* the syncer's */
     cd_store_prompt *list = NULL;
     size_t n = 0;
     if (hub->store->ops->prompt_list_active(hub->store, &list, &n) < 0) {
         snprintf(err, errlen, "cannot read the admission queue: %s", cd_store_error(hub->store));
+        cd_syncer_close(a->syncer, NULL);
         cd_instance_watch_free(a->watch);
         cd_upstream_pool_free(a->pool);
         free(a);
@@ -1330,7 +1353,7 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
     uv_idle_init(hub->loop, &a->wake);
     uv_timer_init(hub->loop, &a->announce_timer);
     a->tick.data = a->settle.data = a->wake.data = a->announce_timer.data = a;
-    a->handles_open = 4;
+    a->handles_open += 4;
     /* the first tick waits for the adopted instances to answer their health check */
     if (hub->cfg->max_concurrent > 0) uv_timer_start(&a->tick, on_tick, 1000, TICK_MS);
     return a;
@@ -1357,6 +1380,7 @@ void cd_admission_stop(cd_admission *a) {
     uv_close((uv_handle_t *)&a->announce_timer, handle_closed);
     cd_instance_watch_close_all(a->watch);
     cd_upstream_pool_close_idle(a->pool);
+    close_syncer_when_done(a);
 }
 
 bool cd_admission_idle(const cd_admission *a) { return !a || (a->handles_open == 0 && a->inflight == 0 && cd_instance_watch_idle(a->watch)); }
@@ -1368,6 +1392,7 @@ void cd_admission_free(cd_admission *a) {
         a->all = h->next;
         free(h);
     }
+    if (a->syncer && !a->syncer_closing) cd_syncer_close(a->syncer, NULL); /* never stopped */
     cd_instance_watch_free(a->watch);
     cd_upstream_pool_free(a->pool);
     free(a->users);
