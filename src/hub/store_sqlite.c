@@ -1,6 +1,6 @@
 /* The hub's store in SQLite (store.h): one database file in WAL mode whose schema is brought up
- * to date at open by numbered migrations, and every operation a statement prepared once at open
- * and kept until close. */
+ * to date at open by the numbered migrations of store_schema.c, and every operation a statement
+ * prepared once at open and kept until close. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -13,89 +13,9 @@
 
 #include "base/log.h"
 #include "hub/store.h"
+#include "hub/store_schema.h"
 
-/* Append-only: a released comfyd has run these on someone's data, so a schema change is a new
- * entry and never an edit of an old one. Entry i leaves user_version at i + 1.
- *
- * Ids are AUTOINCREMENT so that one is never reused: a stale reference (an audit line, a URL, an
- * instance's user_id) must never come to mean a newer user or project. Roles and token kinds are
- * spelled out, as the API spells them, so the file reads without this source at hand. */
-static const char *const migrations[] = {
-    /* 1: the first schema. */
-    "CREATE TABLE users ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  name TEXT NOT NULL UNIQUE," /* BINARY: "Ann" and "ann" are two users */
-    "  password_hash TEXT NOT NULL,"
-    "  role TEXT NOT NULL CHECK (role IN ('student', 'teacher', 'admin')),"
-    "  disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
-    "  created_at INTEGER NOT NULL);"
-    "CREATE TABLE tokens ("
-    "  hash TEXT PRIMARY KEY,"
-    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-    "  kind TEXT NOT NULL CHECK (kind IN ('session', 'api')),"
-    "  name TEXT NOT NULL DEFAULT '',"
-    "  created_at INTEGER NOT NULL,"
-    "  expires_at INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
-    /* The cascade from users and token_delete_user look tokens up by user. */
-    "CREATE INDEX tokens_user ON tokens(user_id, kind);"
-    "CREATE INDEX tokens_expiry ON tokens(expires_at) WHERE expires_at > 0;"
-    "CREATE TABLE projects ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-    "  name TEXT NOT NULL,"
-    "  created_at INTEGER NOT NULL,"
-    "  updated_at INTEGER NOT NULL);"
-    "CREATE INDEX projects_owner ON projects(owner_id, id);"
-    /* user_id has no foreign key: it records who started the instance (0 allowed), and the
-     * record goes with its project, which goes with its owner. */
-    "CREATE TABLE instances ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  project_id INTEGER NOT NULL UNIQUE REFERENCES projects(id) ON DELETE CASCADE,"
-    "  user_id INTEGER NOT NULL,"
-    "  host TEXT NOT NULL,"
-    "  address TEXT NOT NULL,"
-    "  port INTEGER NOT NULL,"
-    "  pid INTEGER NOT NULL,"
-    "  status TEXT NOT NULL,"
-    "  reason TEXT NOT NULL,"
-    "  base_dir TEXT NOT NULL,"
-    "  log_path TEXT NOT NULL,"
-    "  started_at INTEGER NOT NULL,"
-    "  last_seen_at INTEGER NOT NULL,"
-    "  last_activity_at INTEGER NOT NULL,"
-    "  crash_count INTEGER NOT NULL);"
-    "CREATE TABLE login_failures ("
-    "  name TEXT PRIMARY KEY,"
-    "  count INTEGER NOT NULL,"
-    "  last_at INTEGER NOT NULL) WITHOUT ROWID;"
-    /* No foreign key: the log outlives the users it names. Paging walks the rowid. */
-    "CREATE TABLE audit ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  at INTEGER NOT NULL,"
-    "  user_id INTEGER NOT NULL,"
-    "  username TEXT NOT NULL,"
-    "  action TEXT NOT NULL,"
-    "  target TEXT NOT NULL,"
-    "  detail TEXT NOT NULL,"
-    "  ip TEXT NOT NULL);",
-    /* 2: the admission queue. Finished prompts stay (history of who ran what, and a prompt_id
-     * is never reused); the partial index keeps the active ones quick to find. */
-    "CREATE TABLE prompts ("
-    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  prompt_id TEXT NOT NULL UNIQUE,"
-    "  user_id INTEGER NOT NULL,"
-    "  project_id INTEGER NOT NULL,"
-    "  priority INTEGER NOT NULL,"
-    "  state TEXT NOT NULL,"
-    "  client_id TEXT NOT NULL,"
-    "  body TEXT NOT NULL,"
-    "  created_at INTEGER NOT NULL,"
-    "  dispatched_at INTEGER NOT NULL DEFAULT 0,"
-    "  finished_at INTEGER NOT NULL DEFAULT 0,"
-    "  reason TEXT NOT NULL DEFAULT '');"
-    "CREATE INDEX prompts_active ON prompts(seq) WHERE state IN ('queued', 'dispatching', 'running');",
-};
-#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+#define N_MIGRATIONS cd_store_schema_version()
 
 enum {
     USER_CREATE, USER_GET, USER_BY_NAME, USER_LIST, USER_UPDATE, USER_DELETE, USER_COUNT,
@@ -263,8 +183,15 @@ static int migrate_step(sqlite3 *db, bool *done, char *err, size_t errlen) {
     }
     *done = version == N_MIGRATIONS;
     if (!*done) {
+        char *sql = cd_store_schema_migration(version, CD_DIALECT_SQLITE);
+        if (!sql) {
+            snprintf(err, errlen, "out of memory");
+            goto rollback;
+        }
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d", version + 1);
-        if (exec(db, migrations[version], err, errlen) || exec(db, bump, err, errlen)) goto rollback;
+        int rc = exec(db, sql, err, errlen) || exec(db, bump, err, errlen);
+        free(sql);
+        if (rc) goto rollback;
     }
     if (exec(db, "COMMIT", err, errlen)) goto rollback;
     return 0;
@@ -916,7 +843,7 @@ static const cd_store_ops sqlite_ops = {
 };
 
 int cd_store_sqlite_schema_version(void) {
-    return N_MIGRATIONS;
+    return cd_store_schema_version();
 }
 
 int cd_store_sqlite_open(const char *path, cd_store **out, char *err, size_t errlen) {
