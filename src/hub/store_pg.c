@@ -229,7 +229,7 @@ static void col_text(const PGresult *r, int row, int col, char *dst, size_t cap)
 
 /* ---- Connection, statements and migrations ---- */
 
-static void ignore_notice(void *arg, const char *message) {
+static void log_notice(void *arg, const char *message) {
     (void)arg;
     cd_debug("store: postgres: %s", message);
 }
@@ -277,18 +277,33 @@ static int session_settings(pg_store *s, char *err, size_t errlen) {
  * are per database: hubs on other databases of the server do not wait. ("comfyd" + 1) */
 #define MIGRATION_LOCK_KEY "7164207397838061569"
 
-static int schema_version_read(PGconn *conn, int *version, char *err, size_t errlen) {
-    if (exec_simple(conn,
-                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);"
-                    "INSERT INTO schema_version (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM schema_version)",
-                    err, errlen))
-        return CD_STORE_ERROR;
-    PGresult *r = PQexec(conn, "SELECT max(version) FROM schema_version");
-    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-    if (ok) *version = atoi(PQgetvalue(r, 0, 0));
-    else set_err(err, errlen, "reading schema_version", PQresultErrorMessage(r));
+/* The first column of the one row sql gives, as text, or NULL with a message. */
+static char *query_value(PGconn *conn, const char *sql, char *err, size_t errlen) {
+    PGresult *r = PQexec(conn, sql);
+    char *value = NULL;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) value = strdup(PQgetvalue(r, 0, 0));
+    if (!value) set_err(err, errlen, sql, PQresultStatus(r) == PGRES_TUPLES_OK ? "no row" : PQresultErrorMessage(r));
     PQclear(r);
-    return ok ? 0 : CD_STORE_ERROR;
+    return value;
+}
+
+/* The table is looked for before it is created so that, once the schema is there, a hub whose
+ * role may only read and write rows (no CREATE in the schema) opens the store too. */
+static int schema_version_read(PGconn *conn, int *version, char *err, size_t errlen) {
+    char *exists = query_value(conn, "SELECT to_regclass('schema_version') IS NOT NULL", err, errlen);
+    if (!exists) return CD_STORE_ERROR;
+    bool create = strcmp(exists, "t") != 0;
+    free(exists);
+    if (create && exec_simple(conn,
+                              "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                              "INSERT INTO schema_version (version) VALUES (0)",
+                              err, errlen))
+        return CD_STORE_ERROR;
+    char *v = query_value(conn, "SELECT version FROM schema_version", err, errlen);
+    if (!v) return CD_STORE_ERROR;
+    *version = atoi(v);
+    free(v);
+    return 0;
 }
 
 /* Runs the next migration if there is one, with the version bump, in one transaction. */
@@ -415,8 +430,12 @@ static int insert(pg_store *s, int which, params *p, int64_t *id, int none) {
     int rc;
     PGresult *r = exec_stmt(s, which, p, &rc);
     if (!r) return rc;
-    if (PQntuples(r) == 1) *id = col_i64(r, 0, 0);
-    else rc = none;
+    if (PQntuples(r) == 1) {
+        *id = col_i64(r, 0, 0);
+    } else {
+        rc = none;
+        snprintf(s->err, sizeof s->err, "%s", none == CD_STORE_CONFLICT ? "taken" : "the insert returned no row");
+    }
     PQclear(r);
     return rc;
 }
@@ -804,7 +823,7 @@ static int pg_prompt_add(cd_store *st, cd_store_prompt *pr, const char *body) {
     p_text(&p, body);
     p_int(&p, pr->created_at);
     int rc = insert(S(st), PROMPT_ADD, &p, &pr->seq, CD_STORE_CONFLICT);
-    if (rc == CD_STORE_CONFLICT && !S(st)->err[0])
+    if (rc == CD_STORE_CONFLICT)
         snprintf(S(st)->err, sizeof S(st)->err, "prompt_id \"%.*s\" is taken", 128, pr->prompt_id);
     return rc;
 }
@@ -985,7 +1004,7 @@ int cd_store_pg_open(const char *uri, cd_store **out, char *err, size_t errlen) 
         pg_close(&s->base);
         return CD_STORE_ERROR;
     }
-    PQsetNoticeProcessor(s->conn, ignore_notice, NULL);
+    PQsetNoticeProcessor(s->conn, log_notice, NULL);
     if (session_settings(s, err, errlen) || migrate(s->conn, err, errlen) || prepare_all(s, err, errlen)) {
         pg_close(&s->base);
         return CD_STORE_ERROR;
