@@ -946,6 +946,40 @@ static void test_pg_connection_lost(void **state) {
     raw_close(db);
 }
 
+/* Once the schema is there, a hub whose role may only read and write rows opens the store and
+ * works (no CREATE in the schema, not the tables' owner). Needs a server user that may create
+ * roles: skipped otherwise. */
+static void test_pg_role_without_create(void **state) {
+    fixture *f = *state;
+    char role[96], sql[700], uri[900];
+    snprintf(role, sizeof role, "%s_dml", f->db);
+    raw db = raw_open(f);
+    PGresult *r = PQexec(db.pg, "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user");
+    bool may = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 0), "t");
+    PQclear(r);
+    if (!may) {
+        raw_close(db);
+        skip();
+    }
+    snprintf(sql, sizeof sql,
+             "CREATE ROLE %s LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+             " GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s;"
+             " GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %s",
+             role, role, role);
+    raw_exec(db, sql);
+    snprintf(uri, sizeof uri, "%s&user=%s", f->uri, role);
+    char err[256] = "";
+    cd_store *st = NULL;
+    int rc = cd_store_pg_open(uri, &st, err, sizeof err);
+    if (rc) fail_msg("open as %s: %s", role, err);
+    int64_t u = add_user(st, "ann", CD_ROLE_STUDENT);
+    assert_true(add_project(st, u, "p") > 0);
+    cd_store_close(st);
+    snprintf(sql, sizeof sql, "DROP OWNED BY %s; DROP ROLE %s", role, role);
+    raw_exec(db, sql);
+    raw_close(db);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define COMMON_TESTS                          \
     T(test_migrations_and_reopen),            \
@@ -985,7 +1019,8 @@ static void stop_server(const char *dir) {
 
 int main(void) {
     const struct CMUnitTest sqlite_tests[] = {COMMON_TESTS, T(test_wal_mode)};
-    const struct CMUnitTest pg_tests[] = {COMMON_TESTS, T(test_pg_concurrent_migrations), T(test_pg_connection_lost)};
+    const struct CMUnitTest pg_tests[] = {COMMON_TESTS, T(test_pg_concurrent_migrations), T(test_pg_connection_lost),
+                                           T(test_pg_role_without_create)};
     B = SQLITE;
     int failed = cmocka_run_group_tests_name("hub_store_sqlite", sqlite_tests, NULL, NULL);
 
