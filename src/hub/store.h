@@ -157,6 +157,12 @@ typedef struct {
     /* Moves a prompt to state with a reason at time at (dispatched_at for dispatching/running,
      * finished_at for done/failed/cancelled). */
     int (*prompt_set_state)(cd_store *st, const char *prompt_id, const char *state, const char *reason, int64_t at);
+    /* Moves a prompt from state `from` to `to` (the times as prompt_set_state sets them, the
+     * reason cleared) only if it is in `from`: the atomic claim with which one of several hubs
+     * sharing a database would take a prompt to dispatch. CONFLICT when it is in another state,
+     * or (PostgreSQL) another transaction holds its row, without waiting for that one (SKIP
+     * LOCKED); NOT_FOUND when there is no such prompt. A queue write: it joins a batch. */
+    int (*prompt_claim)(cd_store *st, const char *prompt_id, const char *from, const char *to, int64_t at);
 
     /* Group commit (the admission queue's writes of a loop turn): the writes between begin and
      * commit are one transaction. Its commit is atomic and survives the process being killed,

@@ -23,7 +23,7 @@ enum {
     INSTANCE_PUT, INSTANCE_GET, INSTANCE_BY_PROJECT, INSTANCE_LIST,
     FAILURES_GET, FAILURES_SET, FAILURES_CLEAR,
     AUDIT_ADD, AUDIT_LIST,
-    PROMPT_ADD, PROMPT_GET, PROMPT_BODY, PROMPT_ACTIVE, PROMPT_STATE,
+    PROMPT_ADD, PROMPT_GET, PROMPT_BODY, PROMPT_ACTIVE, PROMPT_STATE, PROMPT_CLAIM,
     N_STMT
 };
 
@@ -98,6 +98,16 @@ static const char *const stmt_sql[N_STMT] = {
                      " finished_at = CASE WHEN $2::text IN ('done', 'failed', 'cancelled') THEN $4::bigint"
                      " ELSE finished_at END"
                      " WHERE prompt_id = $1::text",
+    /* The row is locked before it is changed, and a row another transaction holds (another hub
+     * claiming it) is skipped rather than waited for: this hub's loop never blocks on another. */
+    [PROMPT_CLAIM] = "UPDATE prompts SET state = $3::text, reason = '',"
+                     " dispatched_at = CASE WHEN $3::text = 'queued' THEN 0"
+                     " WHEN $3::text IN ('dispatching', 'running') AND dispatched_at = 0"
+                     " THEN $4::bigint ELSE dispatched_at END,"
+                     " finished_at = CASE WHEN $3::text IN ('done', 'failed', 'cancelled') THEN $4::bigint"
+                     " ELSE finished_at END"
+                     " WHERE seq = (SELECT seq FROM prompts WHERE prompt_id = $1::text AND state = $2::text"
+                     " FOR UPDATE SKIP LOCKED)",
 };
 
 typedef struct {
@@ -868,6 +878,26 @@ static int pg_prompt_set_state(cd_store *st, const char *prompt_id, const char *
     return run(S(st), PROMPT_STATE, &p, true);
 }
 
+/* Nothing changed: the prompt is in another state or held by another transaction (CONFLICT),
+ * or does not exist. The look that tells them apart does not wait for a lock either. */
+static int pg_prompt_claim(cd_store *st, const char *prompt_id, const char *from, const char *to, int64_t at) {
+    params p = {0};
+    p_text(&p, prompt_id);
+    p_text(&p, from);
+    p_text(&p, to);
+    p_int(&p, at ? at : now_ms());
+    int r = run(S(st), PROMPT_CLAIM, &p, true);
+    if (r != CD_STORE_NOT_FOUND) return r;
+    cd_store_prompt got;
+    r = pg_prompt_get(st, prompt_id, &got);
+    if (r != 0) return r;
+    if (!strcmp(got.state, from))
+        snprintf(S(st)->err, sizeof S(st)->err, "prompt %.128s is being taken by another hub", prompt_id);
+    else
+        snprintf(S(st)->err, sizeof S(st)->err, "prompt %.128s is %s, not %.32s", prompt_id, got.state, from);
+    return CD_STORE_CONFLICT;
+}
+
 /* ---- Group commit ----
  *
  * The batch is one transaction, as in SQLite. Its COMMIT waits for the server's WAL flush (the
@@ -976,6 +1006,7 @@ static const cd_store_ops pg_ops = {
     .prompt_body = pg_prompt_body,
     .prompt_list_active = pg_prompt_list_active,
     .prompt_set_state = pg_prompt_set_state,
+    .prompt_claim = pg_prompt_claim,
     .batch_begin = pg_batch_begin,
     .batch_commit = pg_batch_commit,
     .batch_rollback = pg_batch_rollback,

@@ -24,7 +24,7 @@ enum {
     INSTANCE_PUT, INSTANCE_GET, INSTANCE_BY_PROJECT, INSTANCE_LIST,
     FAILURES_GET, FAILURES_SET, FAILURES_CLEAR,
     AUDIT_ADD, AUDIT_LIST,
-    PROMPT_ADD, PROMPT_GET, PROMPT_BODY, PROMPT_ACTIVE, PROMPT_STATE,
+    PROMPT_ADD, PROMPT_GET, PROMPT_BODY, PROMPT_ACTIVE, PROMPT_STATE, PROMPT_CLAIM,
     N_STMT
 };
 
@@ -94,6 +94,13 @@ static const char *const stmt_sql[N_STMT] = {
                      " THEN ?4 ELSE dispatched_at END,"
                      " finished_at = CASE WHEN ?2 IN ('done', 'failed', 'cancelled') THEN ?4 ELSE finished_at END"
                      " WHERE prompt_id = ?1",
+    /* One writer at a time: the state read in WHERE is the one the update replaces. */
+    [PROMPT_CLAIM] = "UPDATE prompts SET state = ?3, reason = '',"
+                     " dispatched_at = CASE WHEN ?3 = 'queued' THEN 0"
+                     " WHEN ?3 IN ('dispatching', 'running') AND dispatched_at = 0"
+                     " THEN ?4 ELSE dispatched_at END,"
+                     " finished_at = CASE WHEN ?3 IN ('done', 'failed', 'cancelled') THEN ?4 ELSE finished_at END"
+                     " WHERE prompt_id = ?1 AND state = ?2",
 };
 
 typedef struct {
@@ -737,6 +744,22 @@ static int sq_prompt_set_state(cd_store *st, const char *prompt_id, const char *
     return run(S(st), q, true);
 }
 
+/* Nothing changed: the prompt is in another state (CONFLICT) or does not exist. */
+static int sq_prompt_claim(cd_store *st, const char *prompt_id, const char *from, const char *to, int64_t at) {
+    sqlite3_stmt *q = use(S(st), PROMPT_CLAIM);
+    bind_str(q, 1, prompt_id);
+    bind_str(q, 2, from);
+    bind_str(q, 3, to);
+    sqlite3_bind_int64(q, 4, at ? at : now_ms());
+    int r = run(S(st), q, true);
+    if (r != CD_STORE_NOT_FOUND) return r;
+    cd_store_prompt p;
+    r = sq_prompt_get(st, prompt_id, &p);
+    if (r != 0) return r;
+    snprintf(S(st)->err, sizeof S(st)->err, "prompt %.128s is %s, not %.32s", prompt_id, p.state, from);
+    return CD_STORE_CONFLICT;
+}
+
 /* ---- Group commit ---- */
 
 /* Idempotent: begin in a batch and commit outside one do nothing. */
@@ -836,6 +859,7 @@ static const cd_store_ops sqlite_ops = {
     .prompt_body = sq_prompt_body,
     .prompt_list_active = sq_prompt_list_active,
     .prompt_set_state = sq_prompt_set_state,
+    .prompt_claim = sq_prompt_claim,
     .batch_begin = sq_batch_begin,
     .batch_commit = sq_batch_commit,
     .batch_rollback = sq_batch_rollback,

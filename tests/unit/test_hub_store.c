@@ -790,6 +790,72 @@ static void test_prompt_batches(void **state) {
     free(list);
 }
 
+/* The claim: a prompt moves only from the state the caller saw; the times follow the state. */
+static void test_prompt_claim(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t u = add_user(st, "ann", CD_ROLE_STUDENT), pr = add_project(st, u, "p");
+    cd_store_prompt a = make_prompt("a", u, pr), got;
+    assert_int_equal(st->ops->prompt_add(st, &a, "{}"), 0);
+    assert_int_equal(st->ops->prompt_set_state(st, "a", "queued", "waited", 1), 0);
+
+    assert_int_equal(st->ops->prompt_claim(st, "a", "queued", "dispatching", 50), 0);
+    assert_int_equal(st->ops->prompt_get(st, "a", &got), 0);
+    assert_string_equal(got.state, "dispatching");
+    assert_int_equal(got.dispatched_at, 50);
+    assert_string_equal(got.reason, "");
+    assert_int_equal(st->ops->prompt_claim(st, "a", "queued", "dispatching", 60), CD_STORE_CONFLICT);
+    assert_non_null(strstr(cd_store_error(st), "dispatching"));
+    assert_int_equal(st->ops->prompt_claim(st, "nope", "queued", "dispatching", 60), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->prompt_claim(st, "a", "dispatching", "running", 70), 0);
+    assert_int_equal(st->ops->prompt_claim(st, "a", "running", "done", 80), 0);
+    assert_int_equal(st->ops->prompt_get(st, "a", &got), 0);
+    assert_int_equal(got.dispatched_at, 50); /* kept from the first dispatch */
+    assert_int_equal(got.finished_at, 80);
+
+    /* in a batch, as the queue's other writes */
+    raw db = raw_open(f);
+    cd_store_prompt b = make_prompt("b", u, pr);
+    assert_int_equal(st->ops->prompt_add(st, &b, "{}"), 0);
+    assert_int_equal(st->ops->batch_begin(st), 0);
+    assert_int_equal(st->ops->prompt_claim(st, "b", "queued", "dispatching", 90), 0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM prompts WHERE state = 'dispatching'"), 0);
+    assert_int_equal(st->ops->batch_commit(st), 0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM prompts WHERE state = 'dispatching'"), 1);
+    raw_close(db);
+}
+
+/* Two hubs on one database: a prompt one of them is claiming (its transaction open) is CONFLICT
+ * for the other at once, without waiting; once claimed it stays the first one's. */
+static void test_pg_claim_across_hubs(void **state) {
+    fixture *f = *state;
+    cd_store *one = f->st, *two = NULL;
+    char err[256] = "";
+    if (cd_store_pg_open(f->uri, &two, err, sizeof err)) fail_msg("second hub: %s", err);
+    int64_t u = add_user(one, "ann", CD_ROLE_STUDENT), pr = add_project(one, u, "p");
+    cd_store_prompt x = make_prompt("x", u, pr), y = make_prompt("y", u, pr);
+    assert_int_equal(one->ops->prompt_add(one, &x, "{}"), 0);
+    assert_int_equal(one->ops->prompt_add(one, &y, "{}"), 0);
+
+    assert_int_equal(one->ops->batch_begin(one), 0);
+    assert_int_equal(one->ops->prompt_claim(one, "x", "queued", "dispatching", 10), 0);
+    int64_t t0 = wall_ms();
+    assert_int_equal(two->ops->prompt_claim(two, "x", "queued", "dispatching", 11), CD_STORE_CONFLICT);
+    assert_true(wall_ms() - t0 < 2000); /* skipped, not waited for */
+    assert_non_null(strstr(cd_store_error(two), "another hub"));
+    assert_int_equal(two->ops->prompt_claim(two, "y", "queued", "dispatching", 12), 0);
+    assert_int_equal(one->ops->batch_commit(one), 0);
+
+    assert_int_equal(two->ops->prompt_claim(two, "x", "queued", "dispatching", 13), CD_STORE_CONFLICT);
+    cd_store_prompt got;
+    assert_int_equal(two->ops->prompt_get(two, "x", &got), 0);
+    assert_int_equal(got.dispatched_at, 10);
+    assert_int_equal(one->ops->prompt_get(one, "y", &got), 0);
+    assert_string_equal(got.state, "dispatching");
+    assert_int_equal(got.dispatched_at, 12);
+    cd_store_close(two);
+}
+
 /* Bytes that are not UTF-8 (a log line cut to fit `reason` inside a character) are stored on
  * both: SQLite keeps them as they are; PostgreSQL, which refuses them, gets '?' for each byte
  * that starts no character, at the same length, the valid text untouched. */
@@ -994,6 +1060,7 @@ static void test_pg_role_without_create(void **state) {
     T(test_login_failures),                   \
     T(test_audit),                            \
     T(test_prompt_batches),                   \
+    T(test_prompt_claim),                     \
     T(test_text_not_utf8),                    \
     T(test_store_open_spec)
 
@@ -1020,7 +1087,7 @@ static void stop_server(const char *dir) {
 int main(void) {
     const struct CMUnitTest sqlite_tests[] = {COMMON_TESTS, T(test_wal_mode)};
     const struct CMUnitTest pg_tests[] = {COMMON_TESTS, T(test_pg_concurrent_migrations), T(test_pg_connection_lost),
-                                           T(test_pg_role_without_create)};
+                                           T(test_pg_role_without_create), T(test_pg_claim_across_hubs)};
     B = SQLITE;
     int failed = cmocka_run_group_tests_name("hub_store_sqlite", sqlite_tests, NULL, NULL);
 
