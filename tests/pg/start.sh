@@ -27,6 +27,7 @@ fi
 
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
+cd "$dir" # the server's user may not be allowed into the caller's directory
 as=()
 if [[ $(id -u) -eq 0 ]]; then
   chown nobody "$dir"

@@ -11,6 +11,7 @@ else
 fi
 as=()
 [[ $(id -u) -eq 0 ]] && as=(runuser -u nobody --)
+cd "$dir" # the server's user may not be allowed into the caller's directory
 if [[ -f $dir/data/postmaster.pid ]]; then
   "${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
 fi
