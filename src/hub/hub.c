@@ -24,6 +24,7 @@
 #include "net/static_files.h"
 #include "hub/launcher.h"
 #include "hub/supervisor.h"
+#include "hub/store_schema.h"
 
 void cd_hub_forget_lookups(cd_hub *hub) {
     cd_lookup_cache_clear(hub->credentials);
@@ -188,7 +189,7 @@ static int open_store(cd_hub *hub, char *err, size_t errlen) {
     if (rc == 0) {
         char where[512];
         cd_store_describe(hub->cfg->store, hub->cfg->data_dir, where, sizeof where);
-        cd_info("hub: store %s %s (schema %d)", hub->store->ops->name, where, cd_store_sqlite_schema_version());
+        cd_info("hub: store %s %s (schema %d)", hub->store->ops->name, where, cd_store_schema_version());
     }
     return rc;
 }
