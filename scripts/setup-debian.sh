@@ -21,6 +21,8 @@ packages=(
   chromium fonts-wqy-microhei
   # the hub's store on PostgreSQL: tests/pg/start.sh runs a throw-away server of its own
   postgresql
+  # the hub's ssh launcher: its test starts an sshd of its own on a loopback port
+  openssh-client openssh-server
 )
 # benchmarks: the load generator and the reference server
 $bench && packages+=(wrk nginx-light redis-server)
@@ -53,6 +55,10 @@ if ((${#missing[@]})); then
   fi
   if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null; then
     $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+  fi
+  # the same for sshd: the tests start their own on a loopback port, as the test's user
+  if [[ " ${missing[*]} " == *" openssh-server "* ]] && command -v systemctl >/dev/null; then
+    $sudo systemctl disable --now ssh >/dev/null 2>&1 || true
   fi
 else
   echo "setup: Debian packages present"

@@ -200,6 +200,7 @@ json_t *cd_hub_project_json(cd_hub *hub, const cd_store_project *p) {
     json_t *j = json_pack("{s:I, s:s, s:I, s:s, s:s, s:I, s:I}", "id", (json_int_t)p->id, "name", p->name, "owner_id",
                           (json_int_t)p->owner_id, "owner", owner_name, "url", url, "created_at",
                           (json_int_t)p->created_at, "updated_at", (json_int_t)p->updated_at);
+    if (j) json_object_set_new(j, "pin", p->pin[0] ? json_string(p->pin) : json_null());
     cd_store_instance inst;
     if (j && hub->store->ops->instance_by_project(hub->store, p->id, &inst) == 0) {
         json_object_set_new(j, "instance", cd_hub_instance_json(&inst));

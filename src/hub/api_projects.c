@@ -1,9 +1,9 @@
 /* Projects and their instances:
  *
  *   GET    /api/projects                   yours (teachers and admins: every project)
- *   POST   /api/projects         {name}    201 and the project
+ *   POST   /api/projects         {name, pin?}    201 and the project
  *   GET    /api/projects/{id}
- *   PATCH  /api/projects/{id}    {name}
+ *   PATCH  /api/projects/{id}    {name?, pin?}   pin: a host's name or label, "" or null for any
  *   DELETE /api/projects/{id}              stops its instance; its directory stays on disk
  *   POST   /api/projects/{id}/open_comfy   starts or reuses its instance (?wait=0: do not wait)
  *   POST   /api/projects/{id}/stop_comfy
@@ -51,6 +51,19 @@ static const char *clean_name(const char *in, char *out, size_t outlen) {
     return NULL;
 }
 
+/* A pin names a host or a label (hosts.h); null or "" : any host. Returns the problem or NULL. */
+static const char *clean_pin(json_t *j, char *out, size_t outlen) {
+    if (json_is_null(j)) {
+        out[0] = '\0';
+        return NULL;
+    }
+    const char *pin = json_string_value(j);
+    if (!pin) return "'pin' is a host's name or label, or null";
+    if (pin[0] && !cd_hosts_name_ok(pin)) return "a pin is a host's name or label: 1 to 64 of A-Z a-z 0-9 . _ -";
+    snprintf(out, outlen, "%s", pin);
+    return NULL;
+}
+
 /* A change to a project: into the audit log, and the project as the answer. */
 static void audited_answer(cd_hub *hub, cd_http_req *req, const cd_hub_caller *c, const char *action,
                            const char *what, const cd_store_project *p, int status) {
@@ -81,11 +94,12 @@ static void handle_create(cd_http_req *req, void *ctx) {
     cd_hub *hub = ctx;
     cd_hub_caller c;
     if (cd_hub_authenticate(hub, req, &c) < 0) return;
-    static const char *const fields[] = {"name", NULL};
+    static const char *const fields[] = {"name", "pin", NULL};
     json_t *body = cd_hub_body_object(req, fields);
     if (!body) return;
     cd_store_project p = {0};
     const char *problem = clean_name(json_string_value(json_object_get(body, "name")), p.name, sizeof p.name);
+    if (!problem && json_object_get(body, "pin")) problem = clean_pin(json_object_get(body, "pin"), p.pin, sizeof p.pin);
     json_decref(body);
     if (problem) {
         cd_hub_error(req, 400, "invalid_name", "%s", problem);
@@ -120,12 +134,13 @@ static void handle_update(cd_http_req *req, void *ctx) {
         cd_hub_error(req, 403, "forbidden", "only its owner or an admin may rename project %lld", (long long)p.id);
         return;
     }
-    static const char *const fields[] = {"name", NULL};
+    static const char *const fields[] = {"name", "pin", NULL};
     json_t *body = cd_hub_body_object(req, fields);
     if (!body) return;
     const char *problem = NULL;
     if (json_object_get(body, "name"))
         problem = clean_name(json_string_value(json_object_get(body, "name")), p.name, sizeof p.name);
+    if (!problem && json_object_get(body, "pin")) problem = clean_pin(json_object_get(body, "pin"), p.pin, sizeof p.pin);
     json_decref(body);
     if (problem) {
         cd_hub_error(req, 400, "invalid_name", "%s", problem);

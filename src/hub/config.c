@@ -400,7 +400,7 @@ static int expand_word(cd_buf *out, const char *word, const cd_hub_config *cfg, 
 char **cd_hub_config_command_argv(const cd_hub_config *cfg, const cd_hub_command_vars *v, char *err, size_t errlen) {
     size_t cap = 8, n = 0;
     char **argv = calloc(cap, sizeof *argv);
-    const char *p = cfg->command;
+    const char *p = v->template ? v->template : cfg->command;
     while (argv && *p) {
         while (*p == ' ' || *p == '\t') p++;
         if (!*p) break;

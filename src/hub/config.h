@@ -57,6 +57,7 @@ typedef struct {
     const char *listen, *base_dir, *user;
     int port;
     long long project;
+    const char *template; /* NULL: COMFYUI_COMMAND's (a host may have its own) */
 } cd_hub_command_vars;
 char **cd_hub_config_command_argv(const cd_hub_config *cfg, const cd_hub_command_vars *v, char *err, size_t errlen);
 void cd_hub_argv_free(char **argv);

@@ -165,6 +165,7 @@ void cd_hub_stop(cd_hub *hub) {
     if (hub->proxy) cd_hub_proxy_close_all(hub->proxy);
     cd_admission_stop(hub->admission);
     cd_hub_packs_cancel(hub->packs);
+    if (hub->hosts) cd_hosts_stop(hub->hosts);
     if (hub->http) cd_http_server_stop(hub->http, on_http_stopped, hub);
     else hub->http_stopped = true;
     if (hub->sup) cd_supervisor_shutdown(hub->sup, on_sup_stopped, hub);
@@ -195,12 +196,12 @@ static int open_store(cd_hub *hub, char *err, size_t errlen) {
 }
 
 static int start_supervisor(cd_hub *hub, char *err, size_t errlen) {
-    cd_launcher_local_init(&hub->launcher, hub->loop);
+    if (cd_hosts_new(hub->loop, hub->cfg, hub->store, &hub->hosts, err, errlen) < 0) return -1;
     cd_supervisor_config sc = {
         .loop = hub->loop,
         .cfg = hub->cfg,
         .store = hub->store,
-        .launcher = &hub->launcher,
+        .hosts = hub->hosts,
         .on_change = on_instance_change,
         .on_audit = on_supervisor_audit,
         .user = hub,
@@ -232,6 +233,7 @@ static int start_http(cd_hub *hub, char *err, size_t errlen) {
     cd_hub_api_users_register(hub);
     cd_hub_api_projects_register(hub);
     cd_hub_api_audit_register(hub);
+    cd_hub_api_hosts_register(hub);
     cd_hub_events_register(hub);
     cd_hub_api_queue_register(hub);
     cd_hub_metrics_register(hub);
@@ -261,11 +263,13 @@ void cd_hub_destroy(cd_hub *hub) {
     if (!hub->started) return;
     cd_hub_stop(hub);
     while (!hub->stopped || !cd_hub_events_empty(hub->events) || !cd_hub_proxy_idle(hub->proxy) ||
-           !cd_admission_idle(hub->admission) || !cd_hub_packs_idle(hub->packs))
+           !cd_admission_idle(hub->admission) || !cd_hub_packs_idle(hub->packs) ||
+           (hub->hosts && !cd_hosts_idle(hub->hosts)))
         uv_run(hub->loop, UV_RUN_ONCE);
     close_signals(hub);
     cd_hub_packs_close(hub->packs); /* its events go to hub->events: closed before those */
     if (hub->sup) cd_supervisor_free(hub->sup);
+    cd_hosts_free(hub->hosts);
     cd_hub_events_free(hub->events);
     cd_hub_proxy_free(hub->proxy);
     cd_admission_free(hub->admission);

@@ -9,7 +9,7 @@
 #include <uv.h>
 
 #include "hub/config.h"
-#include "hub/launcher.h"
+#include "hub/hosts.h"
 #include "hub/store.h"
 #include "net/http_server.h"
 #include "net/router.h"
@@ -36,7 +36,7 @@ typedef struct cd_hub {
     cd_hub_packs *packs; /* the node-pack manager of the shared folders (api_packs.c) */
     /* recent look-ups of the hot path (lookup_cache.h): tokens to users, proxy paths to projects */
     cd_lookup_cache *credentials, *routes;
-    cd_launcher launcher; /* local child processes */
+    cd_hosts *hosts; /* where instances run: "local" and the store's hosts */
     uv_signal_t sigint, sigterm;
     bool started, signals_open, stopping, stopped;
     bool http_stopped, sup_stopped; /* the two halves of a stop */
@@ -99,6 +99,7 @@ void cd_hub_api_auth_register(cd_hub *hub);
 void cd_hub_api_users_register(cd_hub *hub);
 void cd_hub_api_projects_register(cd_hub *hub);
 void cd_hub_api_audit_register(cd_hub *hub);
+void cd_hub_api_hosts_register(cd_hub *hub);
 
 /* After any change to users, tokens or projects: the cached look-ups may no longer hold. */
 void cd_hub_forget_lookups(cd_hub *hub);

@@ -15,31 +15,29 @@
 #include "base/log.h"
 #include "hub/launcher.h"
 
-struct cd_proc {
+typedef struct {
+    cd_proc base; /* first: a cd_proc * is one of these */
     union {
         uv_handle_t handle;
         uv_process_t process; /* spawned */
         uv_poll_t poll;       /* adopted: watches pidfd */
     } h;
     bool adopted;
-    int pid;
     int pidfd; /* adopted only */
     cd_proc_exit_cb cb;
     void *user;
-};
-
-int cd_proc_pid(const cd_proc *p) { return p->pid; }
+} local_proc;
 
 static void free_on_close(uv_handle_t *h) {
-    cd_proc *p = h->data;
+    local_proc *p = h->data;
     if (p->pidfd >= 0) close(p->pidfd);
     free(p);
 }
 
-static void finish(cd_proc *p, int64_t status, int sig) {
+static void finish(local_proc *p, int64_t status, int sig) {
     cd_proc_exit_cb cb = p->cb;
     p->cb = NULL;
-    if (cb) cb(p, status, sig, p->user);
+    if (cb) cb(&p->base, status, sig, p->user);
     uv_close(&p->h.handle, free_on_close);
 }
 
@@ -57,12 +55,13 @@ static int local_spawn(cd_launcher *l, const cd_launch_spec *spec, cd_proc_exit_
         snprintf(err, errlen, "cannot open the instance log %s: %s", spec->log_path, strerror(errno));
         return -1;
     }
-    cd_proc *p = calloc(1, sizeof *p);
+    local_proc *p = calloc(1, sizeof *p);
     if (!p) {
         close(fd);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    p->base.launcher = l;
     p->pidfd = -1;
     p->cb = cb;
     p->user = user;
@@ -90,21 +89,22 @@ static int local_spawn(cd_launcher *l, const cd_launch_spec *spec, cd_proc_exit_
         uv_close(&p->h.handle, free_on_close);
         return -1;
     }
-    p->pid = p->h.process.pid;
-    *out = p;
+    p->base.pid = p->h.process.pid;
+    *out = &p->base;
     return 0;
 }
 
-static int local_adopt(cd_launcher *l, int pid, cd_proc_exit_cb cb, void *user, cd_proc **out) {
+static int local_adopt(cd_launcher *l, int pid, int port, cd_proc_exit_cb cb, void *user, cd_proc **out) {
     int fd = pidfd_open(pid, 0);
     if (fd < 0) return -1;
-    cd_proc *p = calloc(1, sizeof *p);
+    local_proc *p = calloc(1, sizeof *p);
     if (!p) {
         close(fd);
         return -1;
     }
+    p->base.launcher = l;
     p->adopted = true;
-    p->pid = pid;
+    p->base.pid = pid;
     p->pidfd = fd;
     p->cb = cb;
     p->user = user;
@@ -115,7 +115,7 @@ static int local_adopt(cd_launcher *l, int pid, cd_proc_exit_cb cb, void *user, 
         return -1;
     }
     uv_poll_start(&p->h.poll, UV_READABLE, on_pidfd);
-    *out = p;
+    *out = &p->base;
     return 0;
 }
 
@@ -137,12 +137,14 @@ static int local_is_instance(cd_launcher *l, int pid, int port) {
     return 0;
 }
 
-static int local_kill(cd_proc *p, int sig) {
+static int local_kill(cd_proc *base, int sig) {
+    local_proc *p = (local_proc *)base;
     if (p->adopted) return pidfd_send_signal(p->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
     return uv_process_kill(&p->h.process, sig);
 }
 
-static void local_release(cd_proc *p) {
+static void local_release(cd_proc *base) {
+    local_proc *p = (local_proc *)base;
     p->cb = NULL;
     if (p->adopted) uv_poll_stop(&p->h.poll);
     uv_close(&p->h.handle, free_on_close);

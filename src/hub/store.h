@@ -1,6 +1,6 @@
 /* The hub's store: everything the hub knows lives here, never only in memory, so that a hub
  * killed at any moment loses nothing it acknowledged. Users, sessions and API tokens, projects,
- * their instances, failed-login counters and the audit log.
+ * the hosts instances run on, their instances, failed-login counters and the audit log.
  *
  * This header is the interface; store_sqlite.c is the embedded backend (SQLite in WAL mode) and
  * store_pg.c the same operations on a PostgreSQL server, both with the numbered migrations of
@@ -50,7 +50,28 @@ typedef struct {
     int64_t owner_id;
     char name[129];
     int64_t created_at, updated_at;
+    char pin[65]; /* a host's name or a label its instance must run on; "" (NULL in the store): any host */
 } cd_store_project;
+
+/* A machine instances run on (besides the implicit "local", which the settings describe). The
+ * launcher says how instances are started there: "ssh" (OpenSSH with the operator's key). */
+typedef struct {
+    int64_t id;
+    char name[65];
+    char address[65];    /* IP literal: instances listen on it and the hub connects to it */
+    char launcher[17];   /* "ssh" */
+    char ssh_target[129]; /* [user@]host as ssh takes it */
+    int ssh_port;
+    char ssh_key[1024];   /* identity file ("" : ssh's default) */
+    char ssh_options[1024]; /* extra -o Key=Value, one per line */
+    char command[1024];   /* the instance command template there ("" : the hub's) */
+    char base_dir[1024];  /* instance directories there ("" : the hub's) */
+    int port_min, port_max;
+    int max_instances;   /* 0: as many as the port range holds */
+    char labels[257];    /* comma-separated, e.g. "gpu,a100" */
+    bool disabled;       /* no new instances are placed there */
+    int64_t created_at;
+} cd_store_host;
 
 /* One instance per project (project_id is unique): where it runs and how it is. */
 typedef struct {
@@ -126,9 +147,17 @@ typedef struct {
     int (*project_get)(cd_store *st, int64_t id, cd_store_project *out);
     /* owner_id 0: every project. By id. */
     int (*project_list)(cd_store *st, int64_t owner_id, cd_store_project **out, size_t *n);
-    int (*project_update)(cd_store *st, const cd_store_project *p); /* name, updated_at */
+    int (*project_update)(cd_store *st, const cd_store_project *p); /* name, pin, updated_at */
     /* Deletes the project and its instance record. */
     int (*project_delete)(cd_store *st, int64_t id);
+
+    /* Hosts: create sets h->id (CONFLICT on a taken name); update changes every field but id
+     * and created_at; list is by id. */
+    int (*host_create)(cd_store *st, cd_store_host *h);
+    int (*host_get)(cd_store *st, int64_t id, cd_store_host *out);
+    int (*host_list)(cd_store *st, cd_store_host **out, size_t *n);
+    int (*host_update)(cd_store *st, const cd_store_host *h);
+    int (*host_delete)(cd_store *st, int64_t id);
 
     /* Inserts or replaces the record of i->project_id; sets i->id (kept across replaces). */
     int (*instance_put)(cd_store *st, cd_store_instance *i);

@@ -98,6 +98,26 @@ static const char *const migrations[] = {
     "  finished_at {int} NOT NULL DEFAULT 0,"
     "  reason TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX prompts_active ON prompts(seq) WHERE state IN ('queued', 'dispatching', 'running');",
+    /* 3: hosts other than the implicit local one, and a project's pin to a host or a label
+     * (NULL: placed on any host). ssh_options holds one Key=Value per line. */
+    "CREATE TABLE hosts ("
+    "  id {id},"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  address TEXT NOT NULL,"
+    "  launcher TEXT NOT NULL CHECK (launcher IN ('ssh')),"
+    "  ssh_target TEXT NOT NULL,"
+    "  ssh_port INTEGER NOT NULL,"
+    "  ssh_key TEXT NOT NULL,"
+    "  ssh_options TEXT NOT NULL,"
+    "  command TEXT NOT NULL,"
+    "  base_dir TEXT NOT NULL,"
+    "  port_min INTEGER NOT NULL,"
+    "  port_max INTEGER NOT NULL,"
+    "  max_instances INTEGER NOT NULL,"
+    "  labels TEXT NOT NULL,"
+    "  disabled {int} NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
+    "  created_at {int} NOT NULL);"
+    "ALTER TABLE projects ADD COLUMN pin TEXT;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -21,6 +21,7 @@ enum {
     USER_CREATE, USER_GET, USER_BY_NAME, USER_LIST, USER_UPDATE, USER_DELETE, USER_COUNT,
     TOKEN_CREATE, TOKEN_GET, TOKEN_DELETE, TOKEN_DELETE_USER, TOKEN_PRUNE,
     PROJECT_CREATE, PROJECT_GET, PROJECT_LIST_ALL, PROJECT_LIST_OWNER, PROJECT_UPDATE, PROJECT_DELETE,
+    HOST_CREATE, HOST_GET, HOST_LIST, HOST_UPDATE, HOST_DELETE,
     INSTANCE_PUT, INSTANCE_GET, INSTANCE_BY_PROJECT, INSTANCE_LIST,
     FAILURES_GET, FAILURES_SET, FAILURES_CLEAR,
     AUDIT_ADD, AUDIT_LIST,
@@ -30,7 +31,10 @@ enum {
 
 #define USER_COLS "id, name, password_hash, role, disabled, created_at"
 #define TOKEN_COLS "hash, user_id, kind, name, created_at, expires_at"
-#define PROJECT_COLS "id, owner_id, name, created_at, updated_at"
+#define PROJECT_COLS "id, owner_id, name, created_at, updated_at, pin"
+#define HOST_COLS                                                                                          \
+    "id, name, address, launcher, ssh_target, ssh_port, ssh_key, ssh_options, command, base_dir, port_min, " \
+    "port_max, max_instances, labels, disabled, created_at"
 #define INSTANCE_COLS                                                                          \
     "id, project_id, user_id, host, address, port, pid, status, reason, base_dir, log_path, " \
     "started_at, last_seen_at, last_activity_at, crash_count"
@@ -55,13 +59,22 @@ static const char *const stmt_sql[N_STMT] = {
     [TOKEN_DELETE_USER] = "DELETE FROM tokens WHERE user_id = ?1 AND kind = ?2",
     /* <= so that a token token_get no longer returns is one prune removes. */
     [TOKEN_PRUNE] = "DELETE FROM tokens WHERE expires_at > 0 AND expires_at <= ?1",
-    [PROJECT_CREATE] = "INSERT INTO projects (owner_id, name, created_at, updated_at)"
-                       " VALUES (?1, ?2, ?3, ?4) RETURNING id",
+    [PROJECT_CREATE] = "INSERT INTO projects (owner_id, name, created_at, updated_at, pin)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
     [PROJECT_GET] = "SELECT " PROJECT_COLS " FROM projects WHERE id = ?1",
     [PROJECT_LIST_ALL] = "SELECT " PROJECT_COLS " FROM projects ORDER BY id",
     [PROJECT_LIST_OWNER] = "SELECT " PROJECT_COLS " FROM projects WHERE owner_id = ?1 ORDER BY id",
-    [PROJECT_UPDATE] = "UPDATE projects SET name = ?1, updated_at = ?2 WHERE id = ?3",
+    [PROJECT_UPDATE] = "UPDATE projects SET name = ?1, updated_at = ?2, pin = ?4 WHERE id = ?3",
     [PROJECT_DELETE] = "DELETE FROM projects WHERE id = ?1",
+    [HOST_CREATE] = "INSERT INTO hosts (name, address, launcher, ssh_target, ssh_port, ssh_key, ssh_options, command,"
+                    " base_dir, port_min, port_max, max_instances, labels, disabled, created_at)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
+    [HOST_GET] = "SELECT " HOST_COLS " FROM hosts WHERE id = ?1",
+    [HOST_LIST] = "SELECT " HOST_COLS " FROM hosts ORDER BY id",
+    [HOST_UPDATE] = "UPDATE hosts SET name = ?1, address = ?2, launcher = ?3, ssh_target = ?4, ssh_port = ?5,"
+                    " ssh_key = ?6, ssh_options = ?7, command = ?8, base_dir = ?9, port_min = ?10, port_max = ?11,"
+                    " max_instances = ?12, labels = ?13, disabled = ?14 WHERE id = ?16",
+    [HOST_DELETE] = "DELETE FROM hosts WHERE id = ?1",
     [INSTANCE_PUT] =
         "INSERT INTO instances (project_id, user_id, host, address, port, pid, status, reason, base_dir,"
         " log_path, started_at, last_seen_at, last_activity_at, crash_count)"
@@ -247,6 +260,7 @@ static bool commits_alone(int which) {
     case USER_CREATE: case USER_UPDATE: case USER_DELETE:
     case TOKEN_CREATE: case TOKEN_DELETE: case TOKEN_DELETE_USER: case TOKEN_PRUNE:
     case PROJECT_CREATE: case PROJECT_UPDATE: case PROJECT_DELETE:
+    case HOST_CREATE: case HOST_UPDATE: case HOST_DELETE:
     case INSTANCE_PUT: case FAILURES_SET: case FAILURES_CLEAR: case AUDIT_ADD:
         return true;
     default:
@@ -489,6 +503,13 @@ static void read_project(sqlite3_stmt *q, void *out) {
     COL_TEXT(q, 2, p->name);
     p->created_at = sqlite3_column_int64(q, 3);
     p->updated_at = sqlite3_column_int64(q, 4);
+    COL_TEXT(q, 5, p->pin);
+}
+
+/* "" is stored as NULL: no pin. */
+static void bind_pin(sqlite3_stmt *q, int idx, const char *pin, size_t cap) {
+    if (pin[0]) bind_array(q, idx, pin, cap);
+    else sqlite3_bind_null(q, idx);
 }
 
 static int sq_project_create(cd_store *st, cd_store_project *p) {
@@ -499,6 +520,7 @@ static int sq_project_create(cd_store *st, cd_store_project *p) {
     BIND_ARRAY(q, 2, p->name);
     sqlite3_bind_int64(q, 3, p->created_at);
     sqlite3_bind_int64(q, 4, p->updated_at);
+    bind_pin(q, 5, p->pin, sizeof p->pin);
     return insert(S(st), q, &p->id);
 }
 
@@ -523,11 +545,87 @@ static int sq_project_update(cd_store *st, const cd_store_project *p) {
     BIND_ARRAY(q, 1, p->name);
     sqlite3_bind_int64(q, 2, p->updated_at ? p->updated_at : now_ms());
     sqlite3_bind_int64(q, 3, p->id);
+    bind_pin(q, 4, p->pin, sizeof p->pin);
     return run(S(st), q, true);
 }
 
 static int sq_project_delete(cd_store *st, int64_t id) {
     sqlite3_stmt *q = use(S(st), PROJECT_DELETE);
+    sqlite3_bind_int64(q, 1, id);
+    return run(S(st), q, true);
+}
+
+/* ---- Hosts ---- */
+
+static void read_host(sqlite3_stmt *q, void *out) {
+    cd_store_host *h = out;
+    memset(h, 0, sizeof *h);
+    h->id = sqlite3_column_int64(q, 0);
+    COL_TEXT(q, 1, h->name);
+    COL_TEXT(q, 2, h->address);
+    COL_TEXT(q, 3, h->launcher);
+    COL_TEXT(q, 4, h->ssh_target);
+    h->ssh_port = sqlite3_column_int(q, 5);
+    COL_TEXT(q, 6, h->ssh_key);
+    COL_TEXT(q, 7, h->ssh_options);
+    COL_TEXT(q, 8, h->command);
+    COL_TEXT(q, 9, h->base_dir);
+    h->port_min = sqlite3_column_int(q, 10);
+    h->port_max = sqlite3_column_int(q, 11);
+    h->max_instances = sqlite3_column_int(q, 12);
+    COL_TEXT(q, 13, h->labels);
+    h->disabled = sqlite3_column_int(q, 14) != 0;
+    h->created_at = sqlite3_column_int64(q, 15);
+}
+
+/* The columns create and update share, ?1 to ?14. */
+static void bind_host(sqlite3_stmt *q, const cd_store_host *h) {
+    BIND_ARRAY(q, 1, h->name);
+    BIND_ARRAY(q, 2, h->address);
+    BIND_ARRAY(q, 3, h->launcher);
+    BIND_ARRAY(q, 4, h->ssh_target);
+    sqlite3_bind_int(q, 5, h->ssh_port);
+    BIND_ARRAY(q, 6, h->ssh_key);
+    BIND_ARRAY(q, 7, h->ssh_options);
+    BIND_ARRAY(q, 8, h->command);
+    BIND_ARRAY(q, 9, h->base_dir);
+    sqlite3_bind_int(q, 10, h->port_min);
+    sqlite3_bind_int(q, 11, h->port_max);
+    sqlite3_bind_int(q, 12, h->max_instances);
+    BIND_ARRAY(q, 13, h->labels);
+    sqlite3_bind_int(q, 14, h->disabled ? 1 : 0);
+}
+
+static int sq_host_create(cd_store *st, cd_store_host *h) {
+    sqlite3_stmt *q = use(S(st), HOST_CREATE);
+    if (!h->created_at) h->created_at = now_ms();
+    bind_host(q, h);
+    sqlite3_bind_int64(q, 15, h->created_at);
+    return insert(S(st), q, &h->id);
+}
+
+static int sq_host_get(cd_store *st, int64_t id, cd_store_host *out) {
+    sqlite3_stmt *q = use(S(st), HOST_GET);
+    sqlite3_bind_int64(q, 1, id);
+    return one_row(S(st), q, read_host, out);
+}
+
+static int sq_host_list(cd_store *st, cd_store_host **out, size_t *n) {
+    void *arr;
+    int r = rows(S(st), use(S(st), HOST_LIST), read_host, sizeof **out, &arr, n);
+    *out = arr;
+    return r;
+}
+
+static int sq_host_update(cd_store *st, const cd_store_host *h) {
+    sqlite3_stmt *q = use(S(st), HOST_UPDATE);
+    bind_host(q, h);
+    sqlite3_bind_int64(q, 16, h->id);
+    return run(S(st), q, true);
+}
+
+static int sq_host_delete(cd_store *st, int64_t id) {
+    sqlite3_stmt *q = use(S(st), HOST_DELETE);
     sqlite3_bind_int64(q, 1, id);
     return run(S(st), q, true);
 }
@@ -845,6 +943,11 @@ static const cd_store_ops sqlite_ops = {
     .project_list = sq_project_list,
     .project_update = sq_project_update,
     .project_delete = sq_project_delete,
+    .host_create = sq_host_create,
+    .host_get = sq_host_get,
+    .host_list = sq_host_list,
+    .host_update = sq_host_update,
+    .host_delete = sq_host_delete,
     .instance_put = sq_instance_put,
     .instance_get = sq_instance_get,
     .instance_by_project = sq_instance_by_project,

@@ -49,6 +49,8 @@ typedef struct slot {
     cd_supervisor *sup;
     cd_store_instance rec; /* what the store holds for this project */
     char owner_name[65];
+    char pin[65];  /* the project's pin when it was last opened: restarts go where it says */
+    cd_host *host; /* where the process runs (set while proc is) */
     phase ph;
     cd_proc *proc;
     waiter *waiters;
@@ -56,6 +58,7 @@ typedef struct slot {
     uv_timer_t timer; /* start polls, restart delays, the stop grace period */
     unsigned epoch;
     int polls;             /* start polls so far */
+    int remote_attempts;   /* starts on another host that exited at once, in a row */
     bool wanted;           /* in use: restart it when it crashes */
     bool restart_after_stop;
     bool beat_in_flight;
@@ -68,8 +71,7 @@ typedef struct slot {
 struct cd_supervisor {
     cd_supervisor_config c;
     slot *slots;
-    uv_timer_t tick; /* once a second: heartbeats, idle stops, log rotation */
-    int next_port;
+    uv_timer_t tick; /* once a second: heartbeats, idle stops, log rotation, host checks */
     int inflight; /* probes under way */
     bool shutting_down;
     cd_sup_done_cb shutdown_cb;
@@ -201,6 +203,16 @@ int cd_supervisor_running(const cd_supervisor *sup) {
     return n;
 }
 
+int cd_supervisor_running_on(const cd_supervisor *sup, const cd_host *h) {
+    int n = 0;
+    for (const slot *s = sup->slots; s; s = s->next) n += s->proc != NULL && s->host == h;
+    return n;
+}
+
+static int host_load(const cd_host *h, void *sup) { return cd_supervisor_running_on(sup, h); }
+
+static cd_launcher *launcher_of(const slot *s) { return s->proc->launcher; }
+
 /* ---- probes ---- */
 
 typedef enum { PROBE_START, PROBE_CHECK, PROBE_BEAT, PROBE_IDLE } probe_kind;
@@ -245,8 +257,12 @@ static void start_poll_later(slot *s);
 
 static void probe_start_result(slot *s, bool ok, const char *why) {
     cd_supervisor *sup = s->sup;
+    /* A remote instance says its pid on its first line; without it, it could not be stopped. */
+    if (ok && !cd_proc_pid(s->proc)) ok = false, why = "its pid is not known yet";
     if (ok) {
         int64_t now = now_ms();
+        s->rec.pid = cd_proc_pid(s->proc);
+        s->remote_attempts = 0;
         set_status(s, "online", "%s", "");
         s->rec.last_seen_at = now;
         s->online_since = now;
@@ -429,6 +445,17 @@ static void on_process_exit(cd_proc *p, int64_t status, int sig, void *user) {
     s->epoch++;
     switch (s->ph) {
     case PH_STARTING: {
+        /* The hub cannot ask another host whether a port is free: a start there that exits at
+         * once (most often its port was taken) is tried again on the next port, twice. */
+        if (s->host && s->host->launcher != &s->host->local && ++s->remote_attempts < 3 && s->waiters &&
+            !s->sup->shutting_down) {
+            cd_warn("hub: instance of project %lld %s during start-up on %s port %d; trying the next port",
+                    (long long)s->rec.project_id, how, s->host->rec.name, s->rec.port);
+            s->ph = PH_IDLE;
+            begin_start(s);
+            break;
+        }
+        s->remote_attempts = 0;
         char last[300];
         log_last_line(s->rec.log_path, last, sizeof last);
         s->rec.pid = 0;
@@ -494,22 +521,24 @@ static bool port_is_free(const char *address, int port) {
     return ok;
 }
 
-static bool port_taken_by_slot(cd_supervisor *sup, int port) {
+static bool port_taken_by_slot(cd_supervisor *sup, const cd_host *h, int port) {
     for (slot *s = sup->slots; s; s = s->next)
-        if (s->proc && s->rec.port == port) return true;
+        if (s->proc && s->host == h && s->rec.port == port) return true;
     return false;
 }
 
 /* Round-robin through the range from after the last port given out, so that a port whose
  * instance just died is not handed out again at once (browsers may still hold it). */
-static int pick_port(cd_supervisor *sup) {
-    const cd_hub_config *cfg = sup->c.cfg;
-    int span = cfg->port_max - cfg->port_min + 1;
-    if (sup->next_port < cfg->port_min || sup->next_port > cfg->port_max) sup->next_port = cfg->port_min;
+static int pick_port(cd_supervisor *sup, cd_host *h) {
+    int min = h->rec.port_min, max = h->rec.port_max, span = max - min + 1;
+    /* Only the hub's own machine can be asked whether a port is free; on another host, a port
+     * something else holds makes that start fail, and the next start takes the next port. */
+    bool here = h->launcher == &h->local;
+    if (h->next_port < min || h->next_port > max) h->next_port = min;
     for (int i = 0; i < span; i++) {
-        int port = cfg->port_min + (sup->next_port - cfg->port_min + i) % span;
-        if (port_taken_by_slot(sup, port) || !port_is_free(cfg->instance_listen, port)) continue;
-        sup->next_port = port + 1;
+        int port = min + (h->next_port - min + i) % span;
+        if (port_taken_by_slot(sup, h, port) || (here && !port_is_free(h->rec.address, port))) continue;
+        h->next_port = port + 1;
         return port;
     }
     return 0;
@@ -533,10 +562,20 @@ static int prepare_dir(slot *s, char *err, size_t errlen) {
     const cd_hub_config *cfg = s->sup->c.cfg;
     char rel[64];
     snprintf(rel, sizeof rel, "u%lld/p%lld", (long long)s->rec.user_id, (long long)s->rec.project_id);
-    char *dir = cd_path_join(cfg->instance_base_dir, rel);
+    const char *base = s->host->rec.base_dir[0] ? s->host->rec.base_dir : cfg->instance_base_dir;
+    char *dir = cd_path_join(base, rel);
     if (!dir) return -1;
     snprintf(s->rec.base_dir, sizeof s->rec.base_dir, "%s", dir);
     int rc = 0;
+    if (s->host->launcher != &s->host->local) {
+        /* another machine: the launcher creates it there; only the log stays here */
+        if (cd_path_mkdirs(cfg->log_dir, 0755) < 0) {
+            snprintf(err, errlen, "cannot create %s: %s", cfg->log_dir, strerror(errno));
+            rc = -1;
+        }
+        free(dir);
+        return rc;
+    }
     const char *dirs[] = {dir, cfg->custom_nodes_dir, cfg->models_dir, cfg->log_dir};
     for (size_t i = 0; i < 4 && rc == 0; i++) {
         if (cd_path_mkdirs(dirs[i], 0755) < 0) {
@@ -565,44 +604,46 @@ static void start_failed(slot *s, int status, const char *fmt, ...) {
     notify_waiters(s, status, s->rec.reason, false);
 }
 
-static int instance_cap(const cd_hub_config *cfg) {
-    int span = cfg->port_max - cfg->port_min + 1;
-    return cfg->max_instances > 0 && cfg->max_instances < span ? cfg->max_instances : span;
-}
-
 static void begin_start(slot *s) {
     cd_supervisor *sup = s->sup;
     const cd_hub_config *cfg = sup->c.cfg;
     uv_timer_stop(&s->timer);
-    int cap = instance_cap(cfg);
-    if (cd_supervisor_running(sup) >= cap) {
-        start_failed(s, 503, "the hub already runs its maximum of %d instances; stop one first", cap);
-        return;
-    }
-    int port = pick_port(sup);
-    if (!port) {
-        start_failed(s, 503, "no free port in COMFYUI_PORT_RANGE %d-%d", cfg->port_min, cfg->port_max);
-        return;
-    }
     char err[512] = "";
+    cd_host *h = cd_hosts_place(sup->c.hosts, s->pin, host_load, sup, err, sizeof err);
+    if (!h) {
+        start_failed(s, 503, "%s", err);
+        return;
+    }
+    int port = pick_port(sup, h);
+    if (!port && h->launcher == &h->local) {
+        start_failed(s, 503, "no free port in COMFYUI_PORT_RANGE %d-%d", h->rec.port_min, h->rec.port_max);
+        return;
+    } else if (!port) {
+        start_failed(s, 503, "no free port in host %s's range %d-%d", h->rec.name, h->rec.port_min, h->rec.port_max);
+        return;
+    }
+    s->host = h;
     s->rec.port = port;
-    snprintf(s->rec.host, sizeof s->rec.host, "%s", sup->c.launcher->ops->name);
-    snprintf(s->rec.address, sizeof s->rec.address, "%s", cfg->instance_listen);
+    snprintf(s->rec.host, sizeof s->rec.host, "%s", h->rec.name);
+    snprintf(s->rec.address, sizeof s->rec.address, "%s", h->rec.address);
     if (prepare_dir(s, err, sizeof err) < 0) {
         start_failed(s, 500, "%s", err[0] ? err : "out of memory");
         return;
     }
     snprintf(s->rec.log_path, sizeof s->rec.log_path, "%s/comfy_u%lld_p%lld_%d.log", cfg->log_dir,
              (long long)s->rec.user_id, (long long)s->rec.project_id, port);
-    cd_hub_command_vars vars = {.listen = cfg->instance_listen, .base_dir = s->rec.base_dir, .user = s->owner_name,
-                                .port = port, .project = s->rec.project_id};
+    bool here = h->launcher == &h->local;
+    cd_hub_command_vars vars = {.listen = h->rec.address, .base_dir = s->rec.base_dir, .user = s->owner_name,
+                                .port = port, .project = s->rec.project_id,
+                                .template = h->rec.command[0] ? h->rec.command : NULL};
     char **argv = cd_hub_config_command_argv(cfg, &vars, err, sizeof err);
     if (!argv) {
         start_failed(s, 500, "%s", err[0] ? err : "out of memory");
         return;
     }
-    cd_launch_spec spec = {.argv = argv, .cwd = cfg->repo_path, .log_path = s->rec.log_path};
-    int rc = sup->c.launcher->ops->spawn(sup->c.launcher, &spec, on_process_exit, s, &s->proc, err, sizeof err);
+    cd_launch_spec spec = {.argv = argv, .cwd = here ? cfg->repo_path : NULL, .log_path = s->rec.log_path,
+                           .make_dir = here ? NULL : s->rec.base_dir, .port = port};
+    int rc = h->launcher->ops->spawn(h->launcher, &spec, on_process_exit, s, &s->proc, err, sizeof err);
     cd_hub_argv_free(argv);
     if (rc < 0) {
         s->proc = NULL;
@@ -619,9 +660,10 @@ static void begin_start(slot *s) {
     s->start_deadline = now + (int64_t)cfg->startup_timeout_s * 1000;
     set_status(s, "starting", "%s", "");
     save(s);
-    audit(s, "instance_start", "port %d pid %d", port, s->rec.pid);
-    cd_info("hub: starting the instance of project %lld on port %d (pid %d)", (long long)s->rec.project_id, port,
-            s->rec.pid);
+    if (here) audit(s, "instance_start", "port %d pid %d", port, s->rec.pid);
+    else audit(s, "instance_start", "host %s address %s port %d", h->rec.name, h->rec.address, port);
+    cd_info("hub: starting the instance of project %lld on %s port %d (pid %d)", (long long)s->rec.project_id,
+            h->rec.name, port, s->rec.pid);
     start_poll_later(s);
 }
 
@@ -631,7 +673,7 @@ static void on_grace_over(uv_timer_t *t) {
     slot *s = t->data;
     if (s->ph == PH_STOPPING && s->proc) {
         cd_warn("hub: instance of project %lld did not stop in time: SIGKILL", (long long)s->rec.project_id);
-        s->sup->c.launcher->ops->kill(s->proc, SIGKILL);
+        launcher_of(s)->ops->kill(s->proc, SIGKILL);
     }
 }
 
@@ -647,7 +689,7 @@ static void begin_stop(slot *s, const char *reason) {
     uv_timer_stop(&s->timer);
     /* A start-up failure is not worth the grace period: nobody is using it. */
     unsigned grace = s->fail_reason[0] ? 0 : (unsigned)s->sup->c.cfg->stop_grace_s * 1000;
-    if (s->sup->c.launcher->ops->kill(s->proc, grace ? SIGTERM : SIGKILL) < 0) {
+    if (launcher_of(s)->ops->kill(s->proc, grace ? SIGTERM : SIGKILL) < 0) {
         cd_warn("hub: cannot signal pid %d of project %lld", s->rec.pid, (long long)s->rec.project_id);
     }
     uv_timer_start(&s->timer, on_grace_over, grace, 0);
@@ -667,6 +709,7 @@ void cd_supervisor_open(cd_supervisor *sup, const cd_store_project *p, const cd_
         return;
     }
     snprintf(s->owner_name, sizeof s->owner_name, "%s", owner->name);
+    snprintf(s->pin, sizeof s->pin, "%s", p->pin);
     s->wanted = true;
     s->rec.last_activity_at = now_ms();
     /* The record belongs to the project's owner (the seed's second check): a record left by
@@ -797,6 +840,31 @@ static void on_tick(uv_timer_t *t) {
     cd_supervisor *sup = t->data;
     int64_t now = now_ms();
     for (slot *s = sup->slots; s; s = s->next) housekeep(s, now);
+    cd_hosts_tick(sup->c.hosts, now);
+}
+
+/* A host that cannot be reached: its instances can neither be reached nor stopped. They are let
+ * go (their ssh sessions ended) and marked offline with the reason, so that proxied requests and
+ * running prompts fail with it rather than wait; a later open places the project again. */
+static void on_host_down(cd_host *h, const char *why, void *user) {
+    cd_supervisor *sup = user;
+    for (slot *s = sup->slots; s; s = s->next) {
+        if (!s->proc || s->host != h) continue;
+        launcher_of(s)->ops->release(s->proc);
+        s->proc = NULL;
+        s->epoch++;
+        uv_timer_stop(&s->timer);
+        s->ph = PH_IDLE;
+        s->wanted = false;
+        s->restart_after_stop = false;
+        set_status(s, "offline", "host %s unreachable: %s", h->rec.name, why);
+        audit(s, "host_down", "%s", s->rec.reason);
+        cd_warn("hub: instance of project %lld offline: %s", (long long)s->rec.project_id, s->rec.reason);
+        save(s);
+        notify_waiters(s, 503, s->rec.reason, false);
+        run_stoppers(s);
+    }
+    shutdown_progress(sup);
 }
 
 /* ---- adoption at start ---- */
@@ -810,15 +878,22 @@ static void adopt_one(cd_supervisor *sup, const cd_store_instance *rec) {
     cd_store_user owner;
     if (sup->c.store->ops->user_get(sup->c.store, rec->user_id, &owner) == 0)
         snprintf(s->owner_name, sizeof s->owner_name, "%s", owner.name);
-    cd_launcher *l = sup->c.launcher;
-    if (strcmp(rec->host, l->ops->name) != 0 || !l->ops->is_instance(l, rec->pid, rec->port) ||
-        l->ops->adopt(l, rec->pid, on_process_exit, s, &s->proc) < 0) {
+    cd_store_project project; /* its pin: a restart after a crash goes where the pin says */
+    if (sup->c.store->ops->project_get(sup->c.store, rec->project_id, &project) == 0)
+        snprintf(s->pin, sizeof s->pin, "%s", project.pin);
+    /* An instance on another host is adopted on its record's word and then asked through its
+     * address, like any adoption: a bad answer replaces it (and kills the pid over ssh). */
+    cd_host *h = cd_hosts_find(sup->c.hosts, rec->host);
+    cd_launcher *l = h ? h->launcher : NULL;
+    if (!l || !l->ops->is_instance(l, rec->pid, rec->port) ||
+        l->ops->adopt(l, rec->pid, rec->port, on_process_exit, s, &s->proc) < 0) {
         s->proc = NULL;
         s->rec.pid = 0;
-        set_status(s, "stopped", "%s", "not running when the hub started");
+        set_status(s, "stopped", "%s", h ? "not running when the hub started" : "its host is no longer configured");
         save(s);
         return;
     }
+    s->host = h;
     /* Ours and alive: ask it whether it is healthy; a bad answer replaces it. */
     s->wanted = true;
     s->epoch++;
@@ -836,7 +911,7 @@ int cd_supervisor_new(const cd_supervisor_config *c, cd_supervisor **out, char *
         return -1;
     }
     sup->c = *c;
-    sup->next_port = c->cfg->port_min;
+    cd_hosts_set_listener(c->hosts, on_host_down, sup);
     uv_timer_init(c->loop, &sup->tick);
     sup->tick.data = sup;
     sup->handles_open = 1;

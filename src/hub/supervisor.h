@@ -19,7 +19,7 @@
 #include <uv.h>
 
 #include "hub/config.h"
-#include "hub/launcher.h"
+#include "hub/hosts.h"
 #include "hub/store.h"
 
 typedef struct cd_supervisor cd_supervisor;
@@ -33,7 +33,7 @@ typedef struct {
     uv_loop_t *loop;
     const cd_hub_config *cfg;
     cd_store *store;
-    cd_launcher *launcher;
+    cd_hosts *hosts; /* where instances run (hosts.h); the supervisor listens for hosts going down */
     cd_sup_change_cb on_change;
     cd_sup_audit_cb on_audit;
     void *user;
@@ -48,7 +48,8 @@ int cd_supervisor_new(const cd_supervisor_config *c, cd_supervisor **out, char *
  * reached, 500 when the instance could not start (the reason is in the record too). */
 typedef void (*cd_sup_open_cb)(int status, const char *message, const cd_store_instance *inst, bool reused,
                                void *user);
-/* Opens the project's instance for its owner. cb runs exactly once (possibly before this
+/* Opens the project's instance for its owner, on a host placement picks (the project's pin
+ * decides among the hosts, hosts.h). cb runs exactly once (possibly before this
  * returns when nothing needs to wait), unless cd_supervisor_cancel() is called with the same
  * user pointer first. */
 void cd_supervisor_open(cd_supervisor *s, const cd_store_project *p, const cd_store_user *owner, cd_sup_open_cb cb,
@@ -68,6 +69,8 @@ int cd_supervisor_target(cd_supervisor *s, int64_t project_id, char *host, size_
 void cd_supervisor_touch(cd_supervisor *s, int64_t project_id);
 /* Instances whose process runs (starting, online or offline). */
 int cd_supervisor_running(const cd_supervisor *s);
+/* The same, on one host. */
+int cd_supervisor_running_on(const cd_supervisor *s, const cd_host *h);
 
 /* Stops every instance and then calls cb; the supervisor is freed by cd_supervisor_free once cb
  * has run. */

@@ -4,6 +4,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { Client } from '@stable-canvas/comfyui-client';
@@ -251,6 +252,43 @@ describe('the admission queue', () => {
     }
   });
 
+  test('clients that go away: before the answer nothing or all of it, after it the prompt still runs', T, async () => {
+    const [, , cat] = users;
+    // a client that hangs up right after sending: its prompt is either refused as a whole (never
+    // stored) or stored and run; never half of it
+    const ids = [];
+    for (let i = 0; i < 5; i++) {
+      const id = `gone-${i}-${Date.now()}`;
+      ids.push(id);
+      const body = JSON.stringify({ prompt: chain(3, 7000 + i), prompt_id: id });
+      await new Promise((resolve) => {
+        const sock = net.connect(hub.port, HOST, () => {
+          sock.write(`POST ${cat.base}/prompt HTTP/1.1\r\nHost: x\r\nCookie: ${cat.client.cookie}\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+          setTimeout(() => { sock.destroy(); resolve(); }, i); // 0-4 ms: before or during the answer
+        });
+        sock.on('error', resolve);
+      });
+    }
+    for (const id of ids) {
+      const t = await cat.client.get(`/api/queue/tasks/${id}`);
+      if (t.status === 404) continue; // never accepted: nothing was promised
+      assert.equal(t.status, 200, t.text);
+      await waitFor(async () => (await cat.client.get(`/api/queue/tasks/${id}`)).body.state === 'done', 30000, `${id} done`);
+      const h = await cat.client.get(`${cat.base}/history/${id}`);
+      assert.equal(h.body[id]?.status?.status_str, 'success', `${id} is in history`);
+    }
+    // a page that closes its socket while its prompt waits: the prompt runs all the same
+    const ws = new WebSocket(`ws://${HOST}:${hub.port}${cat.base}/ws?clientId=gone`, { headers: { cookie: cat.client.cookie } });
+    await new Promise((r) => ws.once('open', r));
+    const r = await cat.client.post(`${cat.base}/prompt`, { prompt: chain(3, 7777), client_id: 'gone' });
+    assert.equal(r.status, 200);
+    ws.terminate();
+    await waitFor(async () => (await cat.client.get(`/api/queue/tasks/${r.body.prompt_id}`)).body.state === 'done', 30000, 'done');
+    assert.equal((await cat.client.get(`${cat.base}/history/${r.body.prompt_id}`)).body[r.body.prompt_id].status.status_str, 'success');
+    assert.equal((await cat.client.get('/api/queue/status')).status, 200, 'the hub is healthy');
+  });
+
   test('a killed instance fails its running prompt with a reason and frees the slot', T, async () => {
     const [, , , dan] = users;
     const r = await dan.client.post(`${dan.base}/prompt`, { prompt: sleeper(60, 31337) });
@@ -263,6 +301,61 @@ describe('the admission queue', () => {
     }, 10000, 'failed');
     assert.match(t.reason, /instance stopped/);
     await waitFor(async () => (await admin.get('/api/queue/status')).body.processing_count === 0, 20000, 'the slot freed');
+  });
+});
+
+describe('the admission queue at the issue\'s scale', () => {
+  test('40 prompts from 4 users, COMFY_MAX_CONCURRENT=2: never more than 2 at once, in turns, all once', T, async () => {
+    const hub = await startHub({ env: { COMFY_MAX_CONCURRENT: '2' } });
+    try {
+      installTestingPack(hub.dataDir);
+      const admin = await hub.login('admin', hub.adminPassword);
+      const users = [];
+      for (const name of ['eve', 'fay', 'gus', 'hal']) {
+        const { client } = await hub.addUser(admin, name);
+        const project = (await client.post('/api/projects', { name: 'p' })).body;
+        const inst = (await client.post(`/api/projects/${project.id}/open_comfy`)).body.instance;
+        trackInstancePid(inst.pid);
+        users.push({ name, client, inst, base: `/comfyui/${name}/${project.id}`, listener: await listenDirect(inst.port, `s-${name}`) });
+      }
+      // each user's ten in a row, one user after the other: the queue must still serve them in turns
+      const submitted = [];
+      let seed = 20000;
+      for (const u of users)
+        for (let i = 0; i < 10; i++) {
+          const r = await u.client.post(`${u.base}/prompt`, { prompt: sleeper(0.15, seed++), client_id: `s-${u.name}` });
+          assert.equal(r.status, 200, r.text);
+          submitted.push({ user: u.name, id: r.body.prompt_id, at: Date.now() });
+        }
+      const lastSubmitted = submitted[submitted.length - 1].at;
+      await waitFor(async () => {
+        const states = await Promise.all(submitted.map(async (p) => (await admin.get(`/api/queue/tasks/${p.id}`)).body.state));
+        return states.every((st) => st === 'done');
+      }, 90000, 'all 40 done');
+      await sleep(200);
+      const all = new Map();
+      for (const u of users) {
+        for (const [id, r] of runs(u.listener.events)) all.set(id, { ...r, user: u.name });
+        u.listener.ws.close();
+      }
+      for (const p of submitted) {
+        const r = all.get(p.id);
+        assert.ok(r?.start && r?.end, `${p.id} of ${p.user} ran`);
+        assert.equal(r.starts, 1, `${p.id} ran once`);
+      }
+      assert.ok(maxOverlap([...all.values()]) <= 2, `at most 2 at once (from the instances' events), saw ${maxOverlap([...all.values()])}`);
+      // in turns: once all were queued, no user starts twice in a row while another still waits
+      const order = [...all.values()].filter((r) => r.start > lastSubmitted).sort((a, b) => a.start - b.start);
+      const left = new Map(users.map((u) => [u.name, order.filter((r) => r.user === u.name).length]));
+      for (let i = 0; i + 1 < order.length; i++) {
+        left.set(order[i].user, left.get(order[i].user) - 1);
+        const othersWaiting = [...left].some(([name, n]) => name !== order[i].user && n > 0);
+        if (othersWaiting) assert.notEqual(order[i + 1].user, order[i].user, `start ${i + 1}: ${order[i].user} twice in a row while others wait`);
+      }
+      assert.ok(order.length >= 20, `most started after the last submission: ${order.length}`);
+    } finally {
+      await hub.stop();
+    }
   });
 });
 

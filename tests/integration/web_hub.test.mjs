@@ -95,7 +95,9 @@ describe('the hub dashboard in a browser', () => {
       cats.getByRole('button', { name: 'Open' }).click(),
     ]);
     await cats.getByText('Online').waitFor({ timeout: 60000 });
-    await tab.waitForURL(`${hub.base}/comfyui/${STUDENT.name}/${projects.cats.id}/`, { timeout: 60000 });
+    // the instance's own page may add a #view to its address as soon as it runs
+    const proxied = `${hub.base}/comfyui/${STUDENT.name}/${projects.cats.id}/`;
+    await tab.waitForURL((u) => u.href === proxied || u.href.startsWith(`${proxied}#`), { timeout: 60000 });
     await tab.waitForLoadState();
     assert.match(await tab.title(), /comfyd/);
     // the tab's page is the instance's, through the proxy: its API answers relative to it

@@ -1,8 +1,8 @@
 /* The hub's store (hub/store.h) on both backends: every case runs on SQLite (a real file per
  * test) and on PostgreSQL (a new database per test): migrations and reopening, every operation
  * with its NOT_FOUND and CONFLICT cases, the cascades, audit paging, the group commit, and what
- * is particular to each (SQLite's WAL mode; PostgreSQL's concurrent migrations and lost
- * connections).
+ * is particular to each (SQLite's WAL mode, a file an earlier comfyd left at version 3, and for
+ * now hosts and projects' pins; PostgreSQL's concurrent migrations and lost connections).
  *
  * The PostgreSQL server: COMFYD_TEST_PG_URL when set (a URI whose user may create databases),
  * else a throw-away server this test starts with tests/pg/start.sh and stops at the end.
@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "hub/store.h"
+#include "hub/store_schema.h"
 
 typedef enum { SQLITE, POSTGRES } backend;
 
@@ -245,9 +246,10 @@ static void test_migrations_and_reopen(void **state) {
                                      : "SELECT count(*) FROM information_schema.tables WHERE"
                                        " table_schema = current_schema() AND table_name IN (";
     char sql[512];
-    snprintf(sql, sizeof sql, "%s'users', 'tokens', 'projects', 'instances', 'login_failures', 'audit', 'prompts')",
+    snprintf(sql, sizeof sql, "%s'users', 'tokens', 'projects', 'instances', 'login_failures', 'audit', 'prompts',"
+             " 'hosts')",
              tables);
-    assert_int_equal(raw_int(db, sql), 7);
+    assert_int_equal(raw_int(db, sql), 8);
     raw_close(db);
 
     int64_t uid = add_user(st, "ann", CD_ROLE_TEACHER);
@@ -1046,6 +1048,210 @@ static void test_pg_role_without_create(void **state) {
     raw_close(db);
 }
 
+static cd_store_host make_host(const char *name, int n) {
+    cd_store_host h;
+    memset(&h, 0, sizeof h);
+    snprintf(h.name, sizeof h.name, "%s", name);
+    snprintf(h.address, sizeof h.address, "10.0.0.%d", n);
+    snprintf(h.launcher, sizeof h.launcher, "ssh");
+    snprintf(h.ssh_target, sizeof h.ssh_target, "comfy@gpu%d.lan", n);
+    h.ssh_port = 2200 + n;
+    snprintf(h.ssh_key, sizeof h.ssh_key, "/etc/comfyd/key%d", n);
+    snprintf(h.ssh_options, sizeof h.ssh_options, "StrictHostKeyChecking=yes\nConnectTimeout=%d", n);
+    snprintf(h.command, sizeof h.command, "comfyd serve --listen {listen} --port {port}");
+    snprintf(h.base_dir, sizeof h.base_dir, "/srv/gpu%d", n);
+    h.port_min = 9000 + n * 10;
+    h.port_max = 9009 + n * 10;
+    h.max_instances = n;
+    snprintf(h.labels, sizeof h.labels, "gpu,a100-%d", n);
+    h.disabled = n % 2 == 0;
+    return h;
+}
+
+static void assert_host_equal(const cd_store_host *a, const cd_store_host *b) {
+    assert_int_equal(a->id, b->id);
+    assert_string_equal(a->name, b->name);
+    assert_string_equal(a->address, b->address);
+    assert_string_equal(a->launcher, b->launcher);
+    assert_string_equal(a->ssh_target, b->ssh_target);
+    assert_int_equal(a->ssh_port, b->ssh_port);
+    assert_string_equal(a->ssh_key, b->ssh_key);
+    assert_string_equal(a->ssh_options, b->ssh_options);
+    assert_string_equal(a->command, b->command);
+    assert_string_equal(a->base_dir, b->base_dir);
+    assert_int_equal(a->port_min, b->port_min);
+    assert_int_equal(a->port_max, b->port_max);
+    assert_int_equal(a->max_instances, b->max_instances);
+    assert_string_equal(a->labels, b->labels);
+    assert_int_equal(a->disabled, b->disabled);
+    assert_int_equal(a->created_at, b->created_at);
+}
+
+static void test_hosts(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t before = wall_ms();
+    cd_store_host a = make_host("gpu1", 1), b = make_host("gpu2", 2);
+    assert_int_equal(st->ops->host_create(st, &a), 0);
+    assert_true(a.id > 0);
+    assert_true(a.created_at >= before && a.created_at <= wall_ms());
+    assert_int_equal(st->ops->host_create(st, &b), 0);
+    cd_store_host dup = make_host("gpu1", 3);
+    assert_int_equal(st->ops->host_create(st, &dup), CD_STORE_CONFLICT);
+
+    cd_store_host got;
+    assert_int_equal(st->ops->host_get(st, b.id, &got), 0);
+    assert_host_equal(&got, &b);
+    assert_int_equal(st->ops->host_get(st, 9999, &got), CD_STORE_NOT_FOUND);
+    reopen_store(f); /* what was acknowledged is there after a restart */
+    st = f->st;
+    cd_store_host *list = NULL;
+    size_t n = 0;
+    assert_int_equal(st->ops->host_list(st, &list, &n), 0);
+    assert_int_equal(n, 2);
+    assert_host_equal(&list[0], &a);
+    assert_host_equal(&list[1], &b);
+    free(list);
+
+    cd_store_host upd = make_host("gpu1-renamed", 5);
+    upd.id = a.id;
+    upd.created_at = 42; /* not updated */
+    assert_int_equal(st->ops->host_update(st, &upd), 0);
+    assert_int_equal(st->ops->host_get(st, a.id, &got), 0);
+    upd.created_at = a.created_at;
+    assert_host_equal(&got, &upd);
+    snprintf(upd.name, sizeof upd.name, "gpu2");
+    assert_int_equal(st->ops->host_update(st, &upd), CD_STORE_CONFLICT);
+    upd.id = 9999;
+    snprintf(upd.name, sizeof upd.name, "gpu9");
+    assert_int_equal(st->ops->host_update(st, &upd), CD_STORE_NOT_FOUND);
+
+    assert_int_equal(st->ops->host_delete(st, a.id), 0);
+    assert_int_equal(st->ops->host_delete(st, a.id), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->host_list(st, &list, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].id, b.id);
+    free(list);
+    /* a new host never takes a deleted one's id */
+    cd_store_host c = make_host("gpu3", 3);
+    assert_int_equal(st->ops->host_create(st, &c), 0);
+    assert_true(c.id > b.id);
+}
+
+static void test_project_pin(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t ann = add_user(st, "ann", CD_ROLE_STUDENT);
+    cd_store_project p = {.owner_id = ann};
+    snprintf(p.name, sizeof p.name, "pinned");
+    snprintf(p.pin, sizeof p.pin, "gpu");
+    assert_int_equal(st->ops->project_create(st, &p), 0);
+    int64_t plain = add_project(st, ann, "anywhere");
+    cd_store_project got;
+    assert_int_equal(st->ops->project_get(st, p.id, &got), 0);
+    assert_string_equal(got.pin, "gpu");
+    assert_int_equal(st->ops->project_get(st, plain, &got), 0);
+    assert_string_equal(got.pin, "");
+    /* no pin is NULL in the store, not an empty name */
+    raw db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM projects WHERE pin IS NULL"), 1);
+    raw_close(db);
+
+    snprintf(got.name, sizeof got.name, "anywhere");
+    snprintf(got.pin, sizeof got.pin, "gpu2");
+    assert_int_equal(st->ops->project_update(st, &got), 0);
+    cd_store_project again;
+    assert_int_equal(st->ops->project_get(st, plain, &again), 0);
+    assert_string_equal(again.pin, "gpu2");
+    got.pin[0] = '\0';
+    assert_int_equal(st->ops->project_update(st, &got), 0);
+    assert_int_equal(st->ops->project_get(st, plain, &again), 0);
+    assert_string_equal(again.pin, "");
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM projects WHERE pin IS NULL"), 1);
+    raw_close(db);
+}
+
+/* Migration 3 as comfyd released it for SQLite (hosts and projects.pin, before the PostgreSQL
+ * backend), character for character: store_schema.c's SQLite expansion must stay this text,
+ * and a file an earlier comfyd brought to version 3 with it opens and works. */
+static const char released_migration_3[] =
+    "CREATE TABLE hosts ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  address TEXT NOT NULL,"
+    "  launcher TEXT NOT NULL CHECK (launcher IN ('ssh')),"
+    "  ssh_target TEXT NOT NULL,"
+    "  ssh_port INTEGER NOT NULL,"
+    "  ssh_key TEXT NOT NULL,"
+    "  ssh_options TEXT NOT NULL,"
+    "  command TEXT NOT NULL,"
+    "  base_dir TEXT NOT NULL,"
+    "  port_min INTEGER NOT NULL,"
+    "  port_max INTEGER NOT NULL,"
+    "  max_instances INTEGER NOT NULL,"
+    "  labels TEXT NOT NULL,"
+    "  disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
+    "  created_at INTEGER NOT NULL);"
+    "ALTER TABLE projects ADD COLUMN pin TEXT;";
+
+static void test_sqlite_released_schema_3(void **state) {
+    fixture *f = *state;
+    char *sql = cd_store_schema_migration(2, CD_DIALECT_SQLITE);
+    assert_non_null(sql);
+    assert_string_equal(sql, released_migration_3);
+    free(sql);
+
+    int64_t ann = add_user(f->st, "ann", CD_ROLE_STUDENT);
+    cd_store_close(f->st);
+    f->st = NULL;
+    raw db = raw_open(f); /* as the earlier comfyd left it: version 3 by the released text */
+    raw_exec(db, "DROP TABLE hosts; ALTER TABLE projects DROP COLUMN pin; PRAGMA user_version = 2");
+    raw_exec(db, released_migration_3);
+    raw_exec(db, "PRAGMA user_version = 3");
+    raw_exec(db, "INSERT INTO projects (owner_id, name, created_at, updated_at, pin) VALUES (1, 'old', 1, 1, 'gpu')");
+    raw_close(db);
+    open_store(f);
+    cd_store *st = f->st;
+    cd_store_project *list = NULL;
+    size_t n = 0;
+    assert_int_equal(st->ops->project_list(st, ann, &list, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].pin, "gpu");
+    free(list);
+    cd_store_host h = make_host("gpu1", 1), got;
+    assert_int_equal(st->ops->host_create(st, &h), 0);
+    assert_int_equal(st->ops->host_get(st, h.id, &got), 0);
+    assert_host_equal(&got, &h);
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), cd_store_schema_version());
+    raw_close(db);
+}
+
+/* A store written by the schema before hosts (version 2) gains the table and the column, and
+ * its projects keep no pin. */
+static void test_migration_to_hosts(void **state) {
+    fixture *f = *state;
+    int64_t ann = add_user(f->st, "ann", CD_ROLE_STUDENT);
+    int64_t pid = add_project(f->st, ann, "old");
+    cd_store_close(f->st);
+    f->st = NULL;
+    raw db = raw_open(f);
+    raw_exec(db, B == SQLITE ? "DROP TABLE hosts; ALTER TABLE projects DROP COLUMN pin; PRAGMA user_version = 2"
+                             : "DROP TABLE hosts; ALTER TABLE projects DROP COLUMN pin;"
+                               " UPDATE schema_version SET version = 2");
+    raw_close(db);
+    open_store(f);
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, version_sql()), cd_store_sqlite_schema_version());
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM hosts"), 0);
+    raw_close(db);
+    cd_store_project p;
+    assert_int_equal(f->st->ops->project_get(f->st, pid, &p), 0);
+    assert_string_equal(p.name, "old");
+    assert_string_equal(p.pin, "");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define COMMON_TESTS                          \
     T(test_migrations_and_reopen),            \
@@ -1085,7 +1291,8 @@ static void stop_server(const char *dir) {
 }
 
 int main(void) {
-    const struct CMUnitTest sqlite_tests[] = {COMMON_TESTS, T(test_wal_mode)};
+    const struct CMUnitTest sqlite_tests[] = {COMMON_TESTS, T(test_wal_mode), T(test_sqlite_released_schema_3),
+                                               T(test_hosts), T(test_project_pin), T(test_migration_to_hosts)};
     const struct CMUnitTest pg_tests[] = {COMMON_TESTS, T(test_pg_concurrent_migrations), T(test_pg_connection_lost),
                                            T(test_pg_role_without_create), T(test_pg_claim_across_hubs)};
     B = SQLITE;
