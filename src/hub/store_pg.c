@@ -20,6 +20,7 @@ enum {
     USER_CREATE, USER_GET, USER_BY_NAME, USER_LIST, USER_UPDATE, USER_DELETE, USER_COUNT,
     TOKEN_CREATE, TOKEN_GET, TOKEN_DELETE, TOKEN_DELETE_USER, TOKEN_PRUNE,
     PROJECT_CREATE, PROJECT_GET, PROJECT_LIST_ALL, PROJECT_LIST_OWNER, PROJECT_UPDATE, PROJECT_DELETE,
+    HOST_CREATE, HOST_GET, HOST_LIST, HOST_UPDATE, HOST_DELETE,
     INSTANCE_PUT, INSTANCE_GET, INSTANCE_BY_PROJECT, INSTANCE_LIST,
     FAILURES_GET, FAILURES_SET, FAILURES_CLEAR,
     AUDIT_ADD, AUDIT_LIST,
@@ -29,7 +30,10 @@ enum {
 
 #define USER_COLS "id, name, password_hash, role, disabled, created_at"
 #define TOKEN_COLS "hash, user_id, kind, name, created_at, expires_at"
-#define PROJECT_COLS "id, owner_id, name, created_at, updated_at"
+#define PROJECT_COLS "id, owner_id, name, created_at, updated_at, pin"
+#define HOST_COLS                                                                                          \
+    "id, name, address, launcher, ssh_target, ssh_port, ssh_key, ssh_options, command, base_dir, port_min, " \
+    "port_max, max_instances, labels, disabled, created_at"
 #define INSTANCE_COLS                                                                          \
     "id, project_id, user_id, host, address, port, pid, status, reason, base_dir, log_path, " \
     "started_at, last_seen_at, last_activity_at, crash_count"
@@ -55,13 +59,22 @@ static const char *const stmt_sql[N_STMT] = {
     [TOKEN_DELETE] = "DELETE FROM tokens WHERE hash = $1",
     [TOKEN_DELETE_USER] = "DELETE FROM tokens WHERE user_id = $1 AND kind = $2",
     [TOKEN_PRUNE] = "DELETE FROM tokens WHERE expires_at > 0 AND expires_at <= $1",
-    [PROJECT_CREATE] = "INSERT INTO projects (owner_id, name, created_at, updated_at)"
-                       " VALUES ($1, $2, $3, $4) RETURNING id",
+    [PROJECT_CREATE] = "INSERT INTO projects (owner_id, name, created_at, updated_at, pin)"
+                       " VALUES ($1, $2, $3, $4, $5) RETURNING id",
     [PROJECT_GET] = "SELECT " PROJECT_COLS " FROM projects WHERE id = $1",
     [PROJECT_LIST_ALL] = "SELECT " PROJECT_COLS " FROM projects ORDER BY id",
     [PROJECT_LIST_OWNER] = "SELECT " PROJECT_COLS " FROM projects WHERE owner_id = $1 ORDER BY id",
-    [PROJECT_UPDATE] = "UPDATE projects SET name = $1, updated_at = $2 WHERE id = $3",
+    [PROJECT_UPDATE] = "UPDATE projects SET name = $1, updated_at = $2, pin = $4 WHERE id = $3",
     [PROJECT_DELETE] = "DELETE FROM projects WHERE id = $1",
+    [HOST_CREATE] = "INSERT INTO hosts (name, address, launcher, ssh_target, ssh_port, ssh_key, ssh_options, command,"
+                    " base_dir, port_min, port_max, max_instances, labels, disabled, created_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+    [HOST_GET] = "SELECT " HOST_COLS " FROM hosts WHERE id = $1",
+    [HOST_LIST] = "SELECT " HOST_COLS " FROM hosts ORDER BY id",
+    [HOST_UPDATE] = "UPDATE hosts SET name = $1, address = $2, launcher = $3, ssh_target = $4, ssh_port = $5,"
+                    " ssh_key = $6, ssh_options = $7, command = $8, base_dir = $9, port_min = $10, port_max = $11,"
+                    " max_instances = $12, labels = $13, disabled = $14 WHERE id = $15",
+    [HOST_DELETE] = "DELETE FROM hosts WHERE id = $1",
     [INSTANCE_PUT] =
         "INSERT INTO instances (project_id, user_id, host, address, port, pid, status, reason, base_dir,"
         " log_path, started_at, last_seen_at, last_activity_at, crash_count)"
@@ -217,6 +230,13 @@ static void p_text_n(params *p, const char *s, size_t cap) {
 
 static void p_text(params *p, const char *s) {
     p_text_n(p, s, SIZE_MAX);
+}
+
+/* SQL NULL: libpq sends a parameter whose value pointer is NULL as one. */
+static void p_null(params *p) {
+    int i = p->n++;
+    p->owned[i] = NULL;
+    p->v[i] = NULL;
 }
 
 /* ---- Results ---- */
@@ -377,6 +397,7 @@ static bool commits_alone(int which) {
     case USER_CREATE: case USER_UPDATE: case USER_DELETE:
     case TOKEN_CREATE: case TOKEN_DELETE: case TOKEN_DELETE_USER: case TOKEN_PRUNE:
     case PROJECT_CREATE: case PROJECT_UPDATE: case PROJECT_DELETE:
+    case HOST_CREATE: case HOST_UPDATE: case HOST_DELETE:
     case INSTANCE_PUT: case FAILURES_SET: case FAILURES_CLEAR: case AUDIT_ADD:
         return true;
     default:
@@ -620,6 +641,13 @@ static void read_project(const PGresult *r, int row, void *out) {
     COL_TEXT(r, row, 2, pr->name);
     pr->created_at = col_i64(r, row, 3);
     pr->updated_at = col_i64(r, row, 4);
+    COL_TEXT(r, row, 5, pr->pin); /* NULL reads as "" */
+}
+
+/* "" is stored as NULL: no pin, as in store_sqlite.c. */
+static void p_pin(params *p, const char *pin, size_t cap) {
+    if (pin[0]) p_text_n(p, pin, cap);
+    else p_null(p);
 }
 
 static int pg_project_create(cd_store *st, cd_store_project *pr) {
@@ -630,6 +658,7 @@ static int pg_project_create(cd_store *st, cd_store_project *pr) {
     P_ARRAY(&p, pr->name);
     p_int(&p, pr->created_at);
     p_int(&p, pr->updated_at);
+    p_pin(&p, pr->pin, sizeof pr->pin);
     return insert(S(st), PROJECT_CREATE, &p, &pr->id, CD_STORE_ERROR);
 }
 
@@ -654,6 +683,7 @@ static int pg_project_update(cd_store *st, const cd_store_project *pr) {
     P_ARRAY(&p, pr->name);
     p_int(&p, pr->updated_at ? pr->updated_at : now_ms());
     p_int(&p, pr->id);
+    p_pin(&p, pr->pin, sizeof pr->pin);
     return run(S(st), PROJECT_UPDATE, &p, true);
 }
 
@@ -661,6 +691,84 @@ static int pg_project_delete(cd_store *st, int64_t id) {
     params p = {0};
     p_int(&p, id);
     return run(S(st), PROJECT_DELETE, &p, true);
+}
+
+/* ---- Hosts ---- */
+
+static void read_host(const PGresult *r, int row, void *out) {
+    cd_store_host *h = out;
+    memset(h, 0, sizeof *h);
+    h->id = col_i64(r, row, 0);
+    COL_TEXT(r, row, 1, h->name);
+    COL_TEXT(r, row, 2, h->address);
+    COL_TEXT(r, row, 3, h->launcher);
+    COL_TEXT(r, row, 4, h->ssh_target);
+    h->ssh_port = col_int(r, row, 5);
+    COL_TEXT(r, row, 6, h->ssh_key);
+    COL_TEXT(r, row, 7, h->ssh_options);
+    COL_TEXT(r, row, 8, h->command);
+    COL_TEXT(r, row, 9, h->base_dir);
+    h->port_min = col_int(r, row, 10);
+    h->port_max = col_int(r, row, 11);
+    h->max_instances = col_int(r, row, 12);
+    COL_TEXT(r, row, 13, h->labels);
+    h->disabled = col_int(r, row, 14) != 0;
+    h->created_at = col_i64(r, row, 15);
+}
+
+/* $1..$14, shared by create and update. */
+static void p_host(params *p, const cd_store_host *h) {
+    P_ARRAY(p, h->name);
+    P_ARRAY(p, h->address);
+    P_ARRAY(p, h->launcher);
+    P_ARRAY(p, h->ssh_target);
+    p_int(p, h->ssh_port);
+    P_ARRAY(p, h->ssh_key);
+    P_ARRAY(p, h->ssh_options);
+    P_ARRAY(p, h->command);
+    P_ARRAY(p, h->base_dir);
+    p_int(p, h->port_min);
+    p_int(p, h->port_max);
+    p_int(p, h->max_instances);
+    P_ARRAY(p, h->labels);
+    p_int(p, h->disabled ? 1 : 0);
+}
+
+/* A name already taken is CONFLICT (unique_violation), as in SQLite. */
+static int pg_host_create(cd_store *st, cd_store_host *h) {
+    params p = {0};
+    if (!h->created_at) h->created_at = now_ms();
+    p_host(&p, h);
+    p_int(&p, h->created_at);
+    return insert(S(st), HOST_CREATE, &p, &h->id, CD_STORE_ERROR);
+}
+
+static int pg_host_get(cd_store *st, int64_t id, cd_store_host *out) {
+    params p = {0};
+    p_int(&p, id);
+    return one_row(S(st), HOST_GET, &p, read_host, out);
+}
+
+static int pg_host_list(cd_store *st, cd_store_host **out, size_t *n) {
+    params p = {0};
+    void *arr;
+    int r = rows(S(st), HOST_LIST, &p, read_host, sizeof **out, &arr, n);
+    *out = arr;
+    return r;
+}
+
+/* Every column but created_at. */
+static int pg_host_update(cd_store *st, const cd_store_host *h) {
+    params p = {0};
+    p_host(&p, h);
+    p_int(&p, h->id);
+    return run(S(st), HOST_UPDATE, &p, true);
+}
+
+static int pg_host_delete(cd_store *st, int64_t id) {
+    params p = {0};
+    p_int(&p, id);
+    return run(S(st), HOST_DELETE, &p, true);
 }
 
 /* ---- Instances ---- */
@@ -992,6 +1100,11 @@ static const cd_store_ops pg_ops = {
     .project_list = pg_project_list,
     .project_update = pg_project_update,
     .project_delete = pg_project_delete,
+    .host_create = pg_host_create,
+    .host_get = pg_host_get,
+    .host_list = pg_host_list,
+    .host_update = pg_host_update,
+    .host_delete = pg_host_delete,
     .instance_put = pg_instance_put,
     .instance_get = pg_instance_get,
     .instance_by_project = pg_instance_by_project,

@@ -1,8 +1,9 @@
 /* The hub's store (hub/store.h) on both backends: every case runs on SQLite (a real file per
  * test) and on PostgreSQL (a new database per test): migrations and reopening, every operation
- * with its NOT_FOUND and CONFLICT cases, the cascades, audit paging, the group commit, and what
- * is particular to each (SQLite's WAL mode, a file an earlier comfyd left at version 3, and for
- * now hosts and projects' pins; PostgreSQL's concurrent migrations and lost connections).
+ * with its NOT_FOUND and CONFLICT cases (hosts and projects' pins included), the cascades, audit
+ * paging, the group commit, the migration of a version-2 store to hosts, and what is particular
+ * to each (SQLite's WAL mode and a file an earlier comfyd left at version 3; PostgreSQL's
+ * concurrent migrations and lost connections).
  *
  * The PostgreSQL server: COMFYD_TEST_PG_URL when set (a URI whose user may create databases),
  * else a throw-away server this test starts with tests/pg/start.sh and stops at the end.
@@ -1172,6 +1173,42 @@ static void test_project_pin(void **state) {
     raw_close(db);
 }
 
+/* A host's or a pin's array full to the last byte (no terminator) is stored whole, and a value
+ * longer than the array in the store is cut to fit when read, as for users. */
+static void test_host_strings_truncated(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    cd_store_host h = make_host("x", 1);
+    memset(h.name, 'n', sizeof h.name);
+    memset(h.labels, 'l', sizeof h.labels);
+    memset(h.ssh_options, 'o', sizeof h.ssh_options);
+    assert_int_equal(st->ops->host_create(st, &h), 0);
+    int64_t ann = add_user(st, "ann", CD_ROLE_STUDENT);
+    cd_store_project p = {.owner_id = ann};
+    snprintf(p.name, sizeof p.name, "p");
+    memset(p.pin, 'p', sizeof p.pin);
+    assert_int_equal(st->ops->project_create(st, &p), 0);
+    raw db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT length(name) FROM hosts"), sizeof h.name);
+    assert_int_equal(raw_int(db, "SELECT length(labels) FROM hosts"), sizeof h.labels);
+    assert_int_equal(raw_int(db, "SELECT length(ssh_options) FROM hosts"), sizeof h.ssh_options);
+    assert_int_equal(raw_int(db, "SELECT length(pin) FROM projects"), sizeof p.pin);
+    raw_exec(db, B == SQLITE ? "UPDATE hosts SET address = printf('%.300c', 'a')"
+                             : "UPDATE hosts SET address = repeat('a', 300)");
+    raw_close(db);
+    cd_store_host got;
+    assert_int_equal(st->ops->host_get(st, h.id, &got), 0);
+    assert_int_equal(strlen(got.name), sizeof got.name - 1);
+    assert_int_equal(strlen(got.labels), sizeof got.labels - 1);
+    assert_int_equal(strlen(got.ssh_options), sizeof got.ssh_options - 1);
+    assert_int_equal(strlen(got.address), sizeof got.address - 1);
+    assert_int_equal(got.address[0], 'a');
+    cd_store_project pg;
+    assert_int_equal(st->ops->project_get(st, p.id, &pg), 0);
+    assert_int_equal(strlen(pg.pin), sizeof pg.pin - 1);
+    assert_int_equal(pg.pin[0], 'p');
+}
+
 /* Migration 3 as comfyd released it for SQLite (hosts and projects.pin, before the PostgreSQL
  * backend), character for character: store_schema.c's SQLite expansion must stay this text,
  * and a file an earlier comfyd brought to version 3 with it opens and works. */
@@ -1268,7 +1305,11 @@ static void test_migration_to_hosts(void **state) {
     T(test_prompt_batches),                   \
     T(test_prompt_claim),                     \
     T(test_text_not_utf8),                    \
-    T(test_store_open_spec)
+    T(test_store_open_spec),                  \
+    T(test_hosts),                            \
+    T(test_project_pin),                      \
+    T(test_host_strings_truncated),           \
+    T(test_migration_to_hosts)
 
 /* A server of the test's own, in a directory that stop_server removes. */
 static int start_server(char *dir, size_t dirlen) {
@@ -1291,8 +1332,7 @@ static void stop_server(const char *dir) {
 }
 
 int main(void) {
-    const struct CMUnitTest sqlite_tests[] = {COMMON_TESTS, T(test_wal_mode), T(test_sqlite_released_schema_3),
-                                               T(test_hosts), T(test_project_pin), T(test_migration_to_hosts)};
+    const struct CMUnitTest sqlite_tests[] = {COMMON_TESTS, T(test_wal_mode), T(test_sqlite_released_schema_3)};
     const struct CMUnitTest pg_tests[] = {COMMON_TESTS, T(test_pg_concurrent_migrations), T(test_pg_connection_lost),
                                            T(test_pg_role_without_create), T(test_pg_claim_across_hubs)};
     B = SQLITE;
