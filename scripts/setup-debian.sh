@@ -13,12 +13,14 @@ packages=(
   # libraries (DESIGN.md, Dependencies)
   libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsqlite3-dev libsodium-dev
   libxxhash-dev libcmocka-dev libvips-dev libpng-dev libgit2-dev libcurl4-openssl-dev
-  libarchive-dev libyaml-dev
+  libarchive-dev libyaml-dev libpq-dev
   # tests: clang and its runtime for the libFuzzer targets, Node.js for the integration tests,
   # git for the node-pack installs from local repositories; the vips tool is bench/images' reference
   clang libclang-rt-14-dev nodejs npm curl git libvips-tools
   # the page tests: playwright-core (npm) drives Debian's chromium, headless; a CJK font for 中文
   chromium fonts-wqy-microhei
+  # the hub's store on PostgreSQL: tests/pg/start.sh runs a throw-away server of its own
+  postgresql
   # the hub's ssh launcher: its test starts an sshd of its own on a loopback port
   openssh-client openssh-server
 )
@@ -46,6 +48,10 @@ if ((${#missing[@]})); then
   # nginx is only a benchmark reference; do not leave a system service running.
   if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null; then
     $sudo systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
+  # the tests run PostgreSQL servers of their own (tests/pg/start.sh), not the system's cluster
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && command -v systemctl >/dev/null; then
+    $sudo systemctl disable --now postgresql >/dev/null 2>&1 || true
   fi
   if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null; then
     $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true

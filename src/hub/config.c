@@ -31,6 +31,9 @@ static const setting settings[] = {
     {"COMFYD_HUB_PORT", "--port", T_INT, OFF(port), "8188", 0, 65535, "port the hub listens on (0: any free one)"},
     {"COMFYD_HUB_DATA_DIR", "--data-dir", T_STR, OFF(data_dir), "./hub-data",
      0, 0, "the hub's directory: its store (hub.sqlite3) and the defaults below"},
+    {"COMFYD_HUB_STORE", "--store", T_STR, OFF(store), "", 0, 0,
+     "where users, projects and the queue live: sqlite:PATH (default DATA_DIR/hub.sqlite3) or a PostgreSQL "
+     "URI, postgres://USER:PASSWORD@HOST:PORT/DB"},
     {"COMFYD_ADMIN_PASSWORD", NULL, T_STR, OFF(admin_password), NULL, 0, 0,
      "password of the 'admin' account created on first start (else one is generated and printed once)"},
     {"COMFYD_SESSION_HOURS", NULL, T_INT, OFF(session_hours), "168", 1, 24 * 366, "how long a login lasts"},

@@ -18,6 +18,7 @@ typedef struct {
     char *listen;
     int port;
     char *data_dir;    /* absolute */
+    char *store;       /* COMFYD_HUB_STORE: "" (DATA_DIR/hub.sqlite3), sqlite:PATH or postgres://… */
     char *config_file; /* NULL when none was read */
     char *admin_password;
     int session_hours;

@@ -24,6 +24,7 @@
 #include "net/static_files.h"
 #include "hub/launcher.h"
 #include "hub/supervisor.h"
+#include "hub/store_schema.h"
 
 void cd_hub_forget_lookups(cd_hub *hub) {
     cd_lookup_cache_clear(hub->credentials);
@@ -185,11 +186,12 @@ static int open_store(cd_hub *hub, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot create the data directory %s: %s", hub->cfg->data_dir, strerror(errno));
         return -1;
     }
-    char *path = cd_path_join(hub->cfg->data_dir, "hub.sqlite3");
-    if (!path) return -1;
-    int rc = cd_store_sqlite_open(path, &hub->store, err, errlen);
-    if (rc == 0) cd_info("hub: store %s (schema %d)", path, cd_store_sqlite_schema_version());
-    free(path);
+    int rc = cd_store_open(hub->cfg->store, hub->cfg->data_dir, &hub->store, err, errlen);
+    if (rc == 0) {
+        char where[512];
+        cd_store_describe(hub->cfg->store, hub->cfg->data_dir, where, sizeof where);
+        cd_info("hub: store %s %s (schema %d)", hub->store->ops->name, where, cd_store_schema_version());
+    }
     return rc;
 }
 

@@ -2,9 +2,10 @@
  * killed at any moment loses nothing it acknowledged. Users, sessions and API tokens, projects,
  * the hosts instances run on, their instances, failed-login counters and the audit log.
  *
- * This header is the interface; store_sqlite.c is the embedded backend (SQLite in WAL mode,
- * numbered migrations) and a PostgreSQL backend implements the same operations later. Callers
- * go through the cd_store_* wrappers below, which dispatch through the backend's table.
+ * This header is the interface; store_sqlite.c is the embedded backend (SQLite in WAL mode) and
+ * store_pg.c the same operations on a PostgreSQL server, both with the numbered migrations of
+ * store_schema.c. cd_store_open picks one from the COMFYD_HUB_STORE setting; callers then go
+ * through the backend's table (st->ops) and the cd_store_* wrappers below.
  *
  * Calls are synchronous and short (one statement or one small transaction); the hub makes them
  * on its loop thread. Every call returns 0, CD_STORE_NOT_FOUND, CD_STORE_CONFLICT (a unique
@@ -120,7 +121,7 @@ typedef struct cd_store cd_store;
 
 /* The backend's table. Lists return a malloc'd array (caller frees) and its length. */
 typedef struct {
-    const char *name; /* "sqlite" */
+    const char *name; /* "sqlite", "postgres" */
     void (*close)(cd_store *st);
     const char *(*error)(const cd_store *st);
 
@@ -185,6 +186,12 @@ typedef struct {
     /* Moves a prompt to state with a reason at time at (dispatched_at for dispatching/running,
      * finished_at for done/failed/cancelled). */
     int (*prompt_set_state)(cd_store *st, const char *prompt_id, const char *state, const char *reason, int64_t at);
+    /* Moves a prompt from state `from` to `to` (the times as prompt_set_state sets them, the
+     * reason cleared) only if it is in `from`: the atomic claim with which one of several hubs
+     * sharing a database would take a prompt to dispatch. CONFLICT when it is in another state,
+     * or (PostgreSQL) another transaction holds its row, without waiting for that one (SKIP
+     * LOCKED); NOT_FOUND when there is no such prompt. A queue write: it joins a batch. */
+    int (*prompt_claim)(cd_store *st, const char *prompt_id, const char *from, const char *to, int64_t at);
 
     /* Group commit (the admission queue's writes of a loop turn): the writes between begin and
      * commit are one transaction. Its commit is atomic and survives the process being killed,
@@ -211,6 +218,20 @@ struct cd_store {
 int cd_store_sqlite_open(const char *path, cd_store **out, char *err, size_t errlen);
 /* The schema version a store opened by this binary has (the number of migrations). */
 int cd_store_sqlite_schema_version(void);
+
+/* Connects to the PostgreSQL database of a libpq connection URI (postgres://… or
+ * postgresql://…) and brings its schema up to date as the SQLite store does; the version is in
+ * its table schema_version, and of several hubs opening one new database at once one migrates.
+ * Returns 0 and the store, or CD_STORE_ERROR with a message in err. */
+int cd_store_pg_open(const char *uri, cd_store **out, char *err, size_t errlen);
+
+/* The store a COMFYD_HUB_STORE value names: "sqlite:PATH", a PostgreSQL connection URI, or ""
+ * for the default, DATA_DIR/hub.sqlite3 (data_dir must then exist). Returns 0 and the store,
+ * or CD_STORE_ERROR with a message in err (an unknown scheme included). */
+int cd_store_open(const char *spec, const char *data_dir, cd_store **out, char *err, size_t errlen);
+/* What to log about the store spec names: the SQLite path, or the URI without its password.
+ * Writes into out (truncated to outlen). */
+void cd_store_describe(const char *spec, const char *data_dir, char *out, size_t outlen);
 
 static inline void cd_store_close(cd_store *st) {
     if (st) st->ops->close(st);

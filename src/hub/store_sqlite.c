@@ -1,6 +1,6 @@
 /* The hub's store in SQLite (store.h): one database file in WAL mode whose schema is brought up
- * to date at open by numbered migrations, and every operation a statement prepared once at open
- * and kept until close. */
+ * to date at open by the numbered migrations of store_schema.c, and every operation a statement
+ * prepared once at open and kept until close. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -13,109 +13,9 @@
 
 #include "base/log.h"
 #include "hub/store.h"
+#include "hub/store_schema.h"
 
-/* Append-only: a released comfyd has run these on someone's data, so a schema change is a new
- * entry and never an edit of an old one. Entry i leaves user_version at i + 1.
- *
- * Ids are AUTOINCREMENT so that one is never reused: a stale reference (an audit line, a URL, an
- * instance's user_id) must never come to mean a newer user or project. Roles and token kinds are
- * spelled out, as the API spells them, so the file reads without this source at hand. */
-static const char *const migrations[] = {
-    /* 1: the first schema. */
-    "CREATE TABLE users ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  name TEXT NOT NULL UNIQUE," /* BINARY: "Ann" and "ann" are two users */
-    "  password_hash TEXT NOT NULL,"
-    "  role TEXT NOT NULL CHECK (role IN ('student', 'teacher', 'admin')),"
-    "  disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
-    "  created_at INTEGER NOT NULL);"
-    "CREATE TABLE tokens ("
-    "  hash TEXT PRIMARY KEY,"
-    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-    "  kind TEXT NOT NULL CHECK (kind IN ('session', 'api')),"
-    "  name TEXT NOT NULL DEFAULT '',"
-    "  created_at INTEGER NOT NULL,"
-    "  expires_at INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
-    /* The cascade from users and token_delete_user look tokens up by user. */
-    "CREATE INDEX tokens_user ON tokens(user_id, kind);"
-    "CREATE INDEX tokens_expiry ON tokens(expires_at) WHERE expires_at > 0;"
-    "CREATE TABLE projects ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-    "  name TEXT NOT NULL,"
-    "  created_at INTEGER NOT NULL,"
-    "  updated_at INTEGER NOT NULL);"
-    "CREATE INDEX projects_owner ON projects(owner_id, id);"
-    /* user_id has no foreign key: it records who started the instance (0 allowed), and the
-     * record goes with its project, which goes with its owner. */
-    "CREATE TABLE instances ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  project_id INTEGER NOT NULL UNIQUE REFERENCES projects(id) ON DELETE CASCADE,"
-    "  user_id INTEGER NOT NULL,"
-    "  host TEXT NOT NULL,"
-    "  address TEXT NOT NULL,"
-    "  port INTEGER NOT NULL,"
-    "  pid INTEGER NOT NULL,"
-    "  status TEXT NOT NULL,"
-    "  reason TEXT NOT NULL,"
-    "  base_dir TEXT NOT NULL,"
-    "  log_path TEXT NOT NULL,"
-    "  started_at INTEGER NOT NULL,"
-    "  last_seen_at INTEGER NOT NULL,"
-    "  last_activity_at INTEGER NOT NULL,"
-    "  crash_count INTEGER NOT NULL);"
-    "CREATE TABLE login_failures ("
-    "  name TEXT PRIMARY KEY,"
-    "  count INTEGER NOT NULL,"
-    "  last_at INTEGER NOT NULL) WITHOUT ROWID;"
-    /* No foreign key: the log outlives the users it names. Paging walks the rowid. */
-    "CREATE TABLE audit ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  at INTEGER NOT NULL,"
-    "  user_id INTEGER NOT NULL,"
-    "  username TEXT NOT NULL,"
-    "  action TEXT NOT NULL,"
-    "  target TEXT NOT NULL,"
-    "  detail TEXT NOT NULL,"
-    "  ip TEXT NOT NULL);",
-    /* 2: the admission queue. Finished prompts stay (history of who ran what, and a prompt_id
-     * is never reused); the partial index keeps the active ones quick to find. */
-    "CREATE TABLE prompts ("
-    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  prompt_id TEXT NOT NULL UNIQUE,"
-    "  user_id INTEGER NOT NULL,"
-    "  project_id INTEGER NOT NULL,"
-    "  priority INTEGER NOT NULL,"
-    "  state TEXT NOT NULL,"
-    "  client_id TEXT NOT NULL,"
-    "  body TEXT NOT NULL,"
-    "  created_at INTEGER NOT NULL,"
-    "  dispatched_at INTEGER NOT NULL DEFAULT 0,"
-    "  finished_at INTEGER NOT NULL DEFAULT 0,"
-    "  reason TEXT NOT NULL DEFAULT '');"
-    "CREATE INDEX prompts_active ON prompts(seq) WHERE state IN ('queued', 'dispatching', 'running');",
-    /* 3: hosts other than the implicit local one, and a project's pin to a host or a label
-     * (NULL: placed on any host). ssh_options holds one Key=Value per line. */
-    "CREATE TABLE hosts ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  name TEXT NOT NULL UNIQUE,"
-    "  address TEXT NOT NULL,"
-    "  launcher TEXT NOT NULL CHECK (launcher IN ('ssh')),"
-    "  ssh_target TEXT NOT NULL,"
-    "  ssh_port INTEGER NOT NULL,"
-    "  ssh_key TEXT NOT NULL,"
-    "  ssh_options TEXT NOT NULL,"
-    "  command TEXT NOT NULL,"
-    "  base_dir TEXT NOT NULL,"
-    "  port_min INTEGER NOT NULL,"
-    "  port_max INTEGER NOT NULL,"
-    "  max_instances INTEGER NOT NULL,"
-    "  labels TEXT NOT NULL,"
-    "  disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
-    "  created_at INTEGER NOT NULL);"
-    "ALTER TABLE projects ADD COLUMN pin TEXT;",
-};
-#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+#define N_MIGRATIONS cd_store_schema_version()
 
 enum {
     USER_CREATE, USER_GET, USER_BY_NAME, USER_LIST, USER_UPDATE, USER_DELETE, USER_COUNT,
@@ -125,7 +25,7 @@ enum {
     INSTANCE_PUT, INSTANCE_GET, INSTANCE_BY_PROJECT, INSTANCE_LIST,
     FAILURES_GET, FAILURES_SET, FAILURES_CLEAR,
     AUDIT_ADD, AUDIT_LIST,
-    PROMPT_ADD, PROMPT_GET, PROMPT_BODY, PROMPT_ACTIVE, PROMPT_STATE,
+    PROMPT_ADD, PROMPT_GET, PROMPT_BODY, PROMPT_ACTIVE, PROMPT_STATE, PROMPT_CLAIM,
     N_STMT
 };
 
@@ -207,6 +107,13 @@ static const char *const stmt_sql[N_STMT] = {
                      " THEN ?4 ELSE dispatched_at END,"
                      " finished_at = CASE WHEN ?2 IN ('done', 'failed', 'cancelled') THEN ?4 ELSE finished_at END"
                      " WHERE prompt_id = ?1",
+    /* One writer at a time: the state read in WHERE is the one the update replaces. */
+    [PROMPT_CLAIM] = "UPDATE prompts SET state = ?3, reason = '',"
+                     " dispatched_at = CASE WHEN ?3 = 'queued' THEN 0"
+                     " WHEN ?3 IN ('dispatching', 'running') AND dispatched_at = 0"
+                     " THEN ?4 ELSE dispatched_at END,"
+                     " finished_at = CASE WHEN ?3 IN ('done', 'failed', 'cancelled') THEN ?4 ELSE finished_at END"
+                     " WHERE prompt_id = ?1 AND state = ?2",
 };
 
 typedef struct {
@@ -296,8 +203,15 @@ static int migrate_step(sqlite3 *db, bool *done, char *err, size_t errlen) {
     }
     *done = version == N_MIGRATIONS;
     if (!*done) {
+        char *sql = cd_store_schema_migration(version, CD_DIALECT_SQLITE);
+        if (!sql) {
+            snprintf(err, errlen, "out of memory");
+            goto rollback;
+        }
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d", version + 1);
-        if (exec(db, migrations[version], err, errlen) || exec(db, bump, err, errlen)) goto rollback;
+        int rc = exec(db, sql, err, errlen) || exec(db, bump, err, errlen);
+        free(sql);
+        if (rc) goto rollback;
     }
     if (exec(db, "COMMIT", err, errlen)) goto rollback;
     return 0;
@@ -928,6 +842,22 @@ static int sq_prompt_set_state(cd_store *st, const char *prompt_id, const char *
     return run(S(st), q, true);
 }
 
+/* Nothing changed: the prompt is in another state (CONFLICT) or does not exist. */
+static int sq_prompt_claim(cd_store *st, const char *prompt_id, const char *from, const char *to, int64_t at) {
+    sqlite3_stmt *q = use(S(st), PROMPT_CLAIM);
+    bind_str(q, 1, prompt_id);
+    bind_str(q, 2, from);
+    bind_str(q, 3, to);
+    sqlite3_bind_int64(q, 4, at ? at : now_ms());
+    int r = run(S(st), q, true);
+    if (r != CD_STORE_NOT_FOUND) return r;
+    cd_store_prompt p;
+    r = sq_prompt_get(st, prompt_id, &p);
+    if (r != 0) return r;
+    snprintf(S(st)->err, sizeof S(st)->err, "prompt %.128s is %s, not %.32s", prompt_id, p.state, from);
+    return CD_STORE_CONFLICT;
+}
+
 /* ---- Group commit ---- */
 
 /* Idempotent: begin in a batch and commit outside one do nothing. */
@@ -1032,6 +962,7 @@ static const cd_store_ops sqlite_ops = {
     .prompt_body = sq_prompt_body,
     .prompt_list_active = sq_prompt_list_active,
     .prompt_set_state = sq_prompt_set_state,
+    .prompt_claim = sq_prompt_claim,
     .batch_begin = sq_batch_begin,
     .batch_commit = sq_batch_commit,
     .batch_rollback = sq_batch_rollback,
@@ -1039,7 +970,7 @@ static const cd_store_ops sqlite_ops = {
 };
 
 int cd_store_sqlite_schema_version(void) {
-    return N_MIGRATIONS;
+    return cd_store_schema_version();
 }
 
 int cd_store_sqlite_open(const char *path, cd_store **out, char *err, size_t errlen) {

@@ -18,7 +18,7 @@ static char tmpdir[64];
 
 static const char *const vars[] = {"COMFYD_HUB_CONFIG", "COMFYD_HUB_DATA_DIR", "COMFYD_HUB_PORT", "COMFYUI_PORT_RANGE",
                                    "COMFYUI_COMMAND", "COMFYUI_REPO_PATH", "COMFYUI_MAX_INSTANCES",
-                                   "COMFYD_ADMIN_PASSWORD", "COMFYUI_LOG_DIR", NULL};
+                                   "COMFYD_ADMIN_PASSWORD", "COMFYUI_LOG_DIR", "COMFYD_HUB_STORE", NULL};
 
 static int setup(void **state) {
     for (const char *const *v = vars; *v; v++) unsetenv(*v);
@@ -63,6 +63,21 @@ static void test_defaults(void **state) {
     assert_non_null(strstr(cfg.command, "{comfyd} serve"));
     assert_null(cfg.repo_path);
     assert_null(cfg.config_file);
+    assert_string_equal(cfg.store, ""); /* DATA_DIR/hub.sqlite3 */
+    cd_hub_config_free(&cfg);
+}
+
+/* The store: the environment, overridden by --store. */
+static void test_store(void **state) {
+    cd_hub_config cfg;
+    char err[512];
+    setenv("COMFYD_HUB_STORE", "postgres://hub@db.example/comfyd", 1);
+    assert_int_equal(load(&cfg, NULL, err), 0);
+    assert_string_equal(cfg.store, "postgres://hub@db.example/comfyd");
+    cd_hub_config_free(&cfg);
+    char *flags[] = {"--store", "sqlite:/var/lib/comfyd/hub.sqlite3", NULL};
+    assert_int_equal(load(&cfg, flags, err), 0);
+    assert_string_equal(cfg.store, "sqlite:/var/lib/comfyd/hub.sqlite3");
     cd_hub_config_free(&cfg);
 }
 
@@ -202,6 +217,7 @@ int main(void) {
     if (sodium_init() < 0) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_template, setup, teardown),

@@ -1,24 +1,51 @@
-/* The hub's SQLite store (hub/store.h) on a real file per test: migrations and reopening, every
- * operation with its NOT_FOUND and CONFLICT cases, the cascades, audit paging and WAL mode. */
+/* The hub's store (hub/store.h) on both backends: every case runs on SQLite (a real file per
+ * test) and on PostgreSQL (a new database per test): migrations and reopening, every operation
+ * with its NOT_FOUND and CONFLICT cases (hosts and projects' pins included), the cascades, audit
+ * paging, the group commit, the migration of a version-2 store to hosts, and what is particular
+ * to each (SQLite's WAL mode and a file an earlier comfyd left at version 3; PostgreSQL's
+ * concurrent migrations and lost connections).
+ *
+ * The PostgreSQL server: COMFYD_TEST_PG_URL when set (a URI whose user may create databases),
+ * else a throw-away server this test starts with tests/pg/start.sh and stops at the end.
+ * COMFYD_TEST_PG=skip runs the SQLite cases only. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <libpq-fe.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "hub/store.h"
+#include "hub/store_schema.h"
+
+typedef enum { SQLITE, POSTGRES } backend;
+
+/* The backend the cases run on now (main runs the group once per backend), and the server. */
+static backend B;
+static char pg_base[512]; /* the URI of the server's maintenance database */
+static int pg_db_counter;
 
 typedef struct {
     char dir[64];
-    char path[96];
+    char path[96];     /* SQLite: the file */
+    char db[64];       /* PostgreSQL: the database */
+    char uri[700];     /* PostgreSQL: the store's URI */
     cd_store *st;
 } fixture;
+
+/* Another connection, as another process (or hub) would see the store. */
+typedef struct {
+    sqlite3 *db;
+    PGconn *pg;
+} raw;
 
 static int64_t wall_ms(void) {
     struct timespec ts;
@@ -26,12 +53,39 @@ static int64_t wall_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void uri_with_db(char *out, size_t outlen, const char *db) {
+    snprintf(out, outlen, "%s%sdbname=%s", pg_base, strchr(pg_base, '?') ? "&" : "?", db);
+}
+
+static PGconn *pg_connect(const char *uri) {
+    PGconn *c = PQconnectdb(uri);
+    if (PQstatus(c) != CONNECTION_OK) fail_msg("connect %s: %s", uri, PQerrorMessage(c));
+    return c;
+}
+
+static void pg_exec(PGconn *c, const char *sql) {
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+/* verb "CREATE" or "DROP". Test code: the names are the test's own, never a user's value. */
+static void pg_database(const char *verb, const char *db) {
+    char sql[256];
+    snprintf(sql, sizeof sql, "%s DATABASE %s", verb, db);
+    PGconn *c = pg_connect(pg_base);
+    pg_exec(c, sql);
+    PQfinish(c);
+}
+
 static void open_store(fixture *f) {
     char err[256] = "";
-    int r = cd_store_sqlite_open(f->path, &f->st, err, sizeof err);
-    if (r) fail_msg("open %s: %s", f->path, err);
+    int r = B == SQLITE ? cd_store_sqlite_open(f->path, &f->st, err, sizeof err)
+                        : cd_store_pg_open(f->uri, &f->st, err, sizeof err);
+    if (r) fail_msg("open %s: %s", B == SQLITE ? f->path : f->uri, err);
     assert_non_null(f->st);
-    assert_string_equal(f->st->ops->name, "sqlite");
+    assert_string_equal(f->st->ops->name, B == SQLITE ? "sqlite" : "postgres");
 }
 
 static void reopen_store(fixture *f) {
@@ -43,9 +97,15 @@ static void reopen_store(fixture *f) {
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/cd-hubstore-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof f->path, "%s/hub.db", f->dir);
+    if (B == SQLITE) {
+        snprintf(f->dir, sizeof f->dir, "/tmp/cd-hubstore-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->path, sizeof f->path, "%s/hub.db", f->dir);
+    } else {
+        snprintf(f->db, sizeof f->db, "cd_store_test_%d_%d", (int)getpid(), ++pg_db_counter);
+        pg_database("CREATE", f->db);
+        uri_with_db(f->uri, sizeof f->uri, f->db);
+    }
     open_store(f);
     *state = f;
     return 0;
@@ -54,36 +114,64 @@ static int setup(void **state) {
 static int teardown(void **state) {
     fixture *f = *state;
     cd_store_close(f->st);
-    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-        char p[128];
-        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-        unlink(p);
+    if (B == SQLITE) {
+        const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+            char p[128];
+            snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+            unlink(p);
+        }
+        assert_int_equal(rmdir(f->dir), 0); /* nothing else was left behind */
+    } else {
+        pg_database("DROP", f->db); /* fails if a connection was left open */
     }
-    assert_int_equal(rmdir(f->dir), 0); /* nothing else was left behind */
     free(f);
     return 0;
 }
 
-/* A second connection, as another process would see the file. */
-static sqlite3 *raw_open(const fixture *f) {
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL), SQLITE_OK);
-    return db;
+static raw raw_open(const fixture *f) {
+    raw r = {0};
+    if (B == SQLITE)
+        assert_int_equal(sqlite3_open_v2(f->path, &r.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL), SQLITE_OK);
+    else
+        r.pg = pg_connect(f->uri);
+    return r;
 }
 
-static void raw_exec(sqlite3 *db, const char *sql) {
+static void raw_close(raw r) {
+    if (r.db) sqlite3_close(r.db);
+    if (r.pg) PQfinish(r.pg);
+}
+
+static void raw_exec(raw r, const char *sql) {
+    if (r.pg) {
+        pg_exec(r.pg, sql);
+        return;
+    }
     char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg);
+    if (sqlite3_exec(r.db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg);
 }
 
-static int64_t raw_int(sqlite3 *db, const char *sql) {
+static int64_t raw_int(raw r, const char *sql) {
+    if (r.pg) {
+        PGresult *res = PQexec(r.pg, sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+            fail_msg("%s: %s", sql, PQresultErrorMessage(res));
+        int64_t v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        return v;
+    }
     sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(r.db, sql, -1, &q, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     int64_t v = sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
     return v;
+}
+
+/* Where each backend keeps its schema version. */
+static const char *version_sql(void) {
+    return B == SQLITE ? "PRAGMA user_version" : "SELECT version FROM schema_version";
 }
 
 static int64_t add_user(cd_store *st, const char *name, cd_role role) {
@@ -153,12 +241,17 @@ static void test_migrations_and_reopen(void **state) {
     fixture *f = *state;
     cd_store *st = f->st;
     assert_true(cd_store_sqlite_schema_version() >= 1);
-    sqlite3 *db = raw_open(f);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), cd_store_sqlite_schema_version());
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('users',"
-                                 " 'tokens', 'projects', 'instances', 'login_failures', 'audit')"),
-                     6);
-    sqlite3_close(db);
+    raw db = raw_open(f);
+    assert_int_equal(raw_int(db, version_sql()), cd_store_sqlite_schema_version());
+    const char *tables = B == SQLITE ? "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ("
+                                     : "SELECT count(*) FROM information_schema.tables WHERE"
+                                       " table_schema = current_schema() AND table_name IN (";
+    char sql[512];
+    snprintf(sql, sizeof sql, "%s'users', 'tokens', 'projects', 'instances', 'login_failures', 'audit', 'prompts',"
+             " 'hosts')",
+             tables);
+    assert_int_equal(raw_int(db, sql), 8);
+    raw_close(db);
 
     int64_t uid = add_user(st, "ann", CD_ROLE_TEACHER);
     int64_t pid = add_project(st, uid, "Landscapes");
@@ -178,40 +271,49 @@ static void test_migrations_and_reopen(void **state) {
     assert_int_equal(st->ops->instance_by_project(st, pid, &got), 0);
     assert_instance_equal(&got, &in);
     db = raw_open(f);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), cd_store_sqlite_schema_version());
-    sqlite3_close(db);
+    assert_int_equal(raw_int(db, version_sql()), cd_store_sqlite_schema_version());
+    raw_close(db);
 }
 
 static void test_newer_version_refused(void **state) {
     fixture *f = *state;
     cd_store_close(f->st);
     f->st = NULL;
-    sqlite3 *db = raw_open(f);
+    raw db = raw_open(f);
     char sql[64];
-    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", cd_store_sqlite_schema_version() + 1);
+    snprintf(sql, sizeof sql, B == SQLITE ? "PRAGMA user_version = %d" : "UPDATE schema_version SET version = %d",
+             cd_store_sqlite_schema_version() + 1);
     raw_exec(db, sql);
-    sqlite3_close(db);
+    raw_close(db);
 
     char err[256] = "", want[256];
     cd_store dummy = {0};
     cd_store *st = &dummy; /* must be reset to NULL */
-    assert_int_equal(cd_store_sqlite_open(f->path, &st, err, sizeof err), CD_STORE_ERROR);
+    int rc = B == SQLITE ? cd_store_sqlite_open(f->path, &st, err, sizeof err)
+                         : cd_store_pg_open(f->uri, &st, err, sizeof err);
+    assert_int_equal(rc, CD_STORE_ERROR);
     assert_null(st);
     snprintf(want, sizeof want, "store schema version %d is newer than this comfyd knows (%d)",
              cd_store_sqlite_schema_version() + 1, cd_store_sqlite_schema_version());
     assert_string_equal(err, want);
     db = raw_open(f); /* left as it was */
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), cd_store_sqlite_schema_version() + 1);
-    sqlite3_close(db);
+    assert_int_equal(raw_int(db, version_sql()), cd_store_sqlite_schema_version() + 1);
+    raw_close(db);
 }
 
 static void test_open_error(void **state) {
     (void)state;
     char err[256] = "";
     cd_store *st = NULL;
-    assert_int_equal(cd_store_sqlite_open("/nonexistent-dir-cd/hub.db", &st, err, sizeof err), CD_STORE_ERROR);
+    if (B == SQLITE) {
+        assert_int_equal(cd_store_sqlite_open("/nonexistent-dir-cd/hub.db", &st, err, sizeof err), CD_STORE_ERROR);
+    } else {
+        assert_int_equal(cd_store_pg_open("postgresql:///hub?host=/nonexistent-dir-cd", &st, err, sizeof err),
+                         CD_STORE_ERROR);
+        assert_non_null(strstr(err, "connecting to PostgreSQL"));
+    }
     assert_null(st);
-    assert_non_null(strstr(err, "/nonexistent-dir-cd/hub.db"));
+    assert_non_null(strstr(err, "/nonexistent-dir-cd"));
 }
 
 static void test_users(void **state) {
@@ -304,10 +406,11 @@ static void test_strings_truncated(void **state) {
     memset(u.name, 'n', sizeof u.name);
     memset(u.password_hash, 'h', sizeof u.password_hash);
     assert_int_equal(st->ops->user_create(st, &u), 0);
-    sqlite3 *db = raw_open(f);
+    raw db = raw_open(f);
     assert_int_equal(raw_int(db, "SELECT length(name) FROM users"), sizeof u.name);
-    raw_exec(db, "UPDATE users SET password_hash = printf('%.300c', 'x')");
-    sqlite3_close(db);
+    raw_exec(db, B == SQLITE ? "UPDATE users SET password_hash = printf('%.300c', 'x')"
+                             : "UPDATE users SET password_hash = repeat('x', 300)");
+    raw_close(db);
     cd_store_user got;
     assert_int_equal(st->ops->user_get(st, u.id, &got), 0);
     assert_int_equal(strlen(got.name), sizeof got.name - 1);
@@ -366,10 +469,10 @@ static void test_tokens(void **state) {
     add_token(st, "edge", bob, CD_TOKEN_SESSION, 3000);
     add_token(st, "new", bob, CD_TOKEN_SESSION, 3001);
     assert_int_equal(st->ops->token_prune(st, 3000), 0);
-    sqlite3 *db = raw_open(f);
+    raw db = raw_open(f);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM tokens WHERE hash IN ('old', 'edge')"), 0);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM tokens"), 4); /* a2, b1, orphan, new */
-    sqlite3_close(db);
+    raw_close(db);
     assert_int_equal(st->ops->token_get(st, "new", 3000, &t), 0);
 }
 
@@ -619,14 +722,15 @@ static void test_audit(void **state) {
 static void test_wal_mode(void **state) {
     fixture *f = *state;
     add_user(f->st, "ann", CD_ROLE_STUDENT); /* a write, so that the log exists */
-    sqlite3 *db = raw_open(f);
+    raw r = raw_open(f);
+    sqlite3 *db = r.db;
     sqlite3_stmt *q = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
     sqlite3_finalize(q);
     /* The other connection sees the committed row while the store still has the file open. */
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM users WHERE name = 'ann'"), 1);
+    assert_int_equal(raw_int(r, "SELECT count(*) FROM users WHERE name = 'ann'"), 1);
     sqlite3_close(db);
     char wal[128];
     snprintf(wal, sizeof wal, "%s-wal", f->path);
@@ -646,7 +750,7 @@ static void test_prompt_batches(void **state) {
     fixture *f = *state;
     cd_store *st = f->st;
     int64_t u = add_user(st, "ann", CD_ROLE_STUDENT), pr = add_project(st, u, "p");
-    sqlite3 *db = raw_open(f);
+    raw db = raw_open(f);
 
     assert_int_equal(st->ops->batch_begin(st), 0);
     assert_int_equal(st->ops->batch_begin(st), 0); /* joins */
@@ -676,7 +780,7 @@ static void test_prompt_batches(void **state) {
     assert_int_equal(st->ops->prompt_add(st, &c, "{}"), 0);
     st->ops->batch_rollback(st);
     assert_int_equal(st->ops->prompt_get(st, "c", &got), CD_STORE_NOT_FOUND);
-    sqlite3_close(db);
+    raw_close(db);
 
     /* what was committed is there after a reopen */
     reopen_store(f);
@@ -687,6 +791,262 @@ static void test_prompt_batches(void **state) {
     assert_string_equal(list[0].prompt_id, "a");
     assert_string_equal(list[0].state, "running");
     free(list);
+}
+
+/* The claim: a prompt moves only from the state the caller saw; the times follow the state. */
+static void test_prompt_claim(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t u = add_user(st, "ann", CD_ROLE_STUDENT), pr = add_project(st, u, "p");
+    cd_store_prompt a = make_prompt("a", u, pr), got;
+    assert_int_equal(st->ops->prompt_add(st, &a, "{}"), 0);
+    assert_int_equal(st->ops->prompt_set_state(st, "a", "queued", "waited", 1), 0);
+
+    assert_int_equal(st->ops->prompt_claim(st, "a", "queued", "dispatching", 50), 0);
+    assert_int_equal(st->ops->prompt_get(st, "a", &got), 0);
+    assert_string_equal(got.state, "dispatching");
+    assert_int_equal(got.dispatched_at, 50);
+    assert_string_equal(got.reason, "");
+    assert_int_equal(st->ops->prompt_claim(st, "a", "queued", "dispatching", 60), CD_STORE_CONFLICT);
+    assert_non_null(strstr(cd_store_error(st), "dispatching"));
+    assert_int_equal(st->ops->prompt_claim(st, "nope", "queued", "dispatching", 60), CD_STORE_NOT_FOUND);
+    assert_int_equal(st->ops->prompt_claim(st, "a", "dispatching", "running", 70), 0);
+    assert_int_equal(st->ops->prompt_claim(st, "a", "running", "done", 80), 0);
+    assert_int_equal(st->ops->prompt_get(st, "a", &got), 0);
+    assert_int_equal(got.dispatched_at, 50); /* kept from the first dispatch */
+    assert_int_equal(got.finished_at, 80);
+
+    /* in a batch, as the queue's other writes */
+    raw db = raw_open(f);
+    cd_store_prompt b = make_prompt("b", u, pr);
+    assert_int_equal(st->ops->prompt_add(st, &b, "{}"), 0);
+    assert_int_equal(st->ops->batch_begin(st), 0);
+    assert_int_equal(st->ops->prompt_claim(st, "b", "queued", "dispatching", 90), 0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM prompts WHERE state = 'dispatching'"), 0);
+    assert_int_equal(st->ops->batch_commit(st), 0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM prompts WHERE state = 'dispatching'"), 1);
+    raw_close(db);
+}
+
+/* Two hubs on one database: a prompt one of them is claiming (its transaction open) is CONFLICT
+ * for the other at once, without waiting; once claimed it stays the first one's. */
+static void test_pg_claim_across_hubs(void **state) {
+    fixture *f = *state;
+    cd_store *one = f->st, *two = NULL;
+    char err[256] = "";
+    if (cd_store_pg_open(f->uri, &two, err, sizeof err)) fail_msg("second hub: %s", err);
+    int64_t u = add_user(one, "ann", CD_ROLE_STUDENT), pr = add_project(one, u, "p");
+    cd_store_prompt x = make_prompt("x", u, pr), y = make_prompt("y", u, pr);
+    assert_int_equal(one->ops->prompt_add(one, &x, "{}"), 0);
+    assert_int_equal(one->ops->prompt_add(one, &y, "{}"), 0);
+
+    assert_int_equal(one->ops->batch_begin(one), 0);
+    assert_int_equal(one->ops->prompt_claim(one, "x", "queued", "dispatching", 10), 0);
+    int64_t t0 = wall_ms();
+    assert_int_equal(two->ops->prompt_claim(two, "x", "queued", "dispatching", 11), CD_STORE_CONFLICT);
+    assert_true(wall_ms() - t0 < 2000); /* skipped, not waited for */
+    assert_non_null(strstr(cd_store_error(two), "another hub"));
+    assert_int_equal(two->ops->prompt_claim(two, "y", "queued", "dispatching", 12), 0);
+    assert_int_equal(one->ops->batch_commit(one), 0);
+
+    assert_int_equal(two->ops->prompt_claim(two, "x", "queued", "dispatching", 13), CD_STORE_CONFLICT);
+    cd_store_prompt got;
+    assert_int_equal(two->ops->prompt_get(two, "x", &got), 0);
+    assert_int_equal(got.dispatched_at, 10);
+    assert_int_equal(one->ops->prompt_get(one, "y", &got), 0);
+    assert_string_equal(got.state, "dispatching");
+    assert_int_equal(got.dispatched_at, 12);
+    cd_store_close(two);
+}
+
+/* Bytes that are not UTF-8 (a log line cut to fit `reason` inside a character) are stored on
+ * both: SQLite keeps them as they are; PostgreSQL, which refuses them, gets '?' for each byte
+ * that starts no character, at the same length, the valid text untouched. */
+static void test_text_not_utf8(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t u = add_user(st, "ann", CD_ROLE_STUDENT), pr = add_project(st, u, "p");
+    cd_store_instance in = make_instance(pr, u, 1);
+    snprintf(in.reason, sizeof in.reason, "cut \xe4\xb8\xad\xe6\x96"); /* 中, then two bytes of 文 */
+    snprintf(in.host, sizeof in.host, "h\xff");
+    assert_int_equal(st->ops->instance_put(st, &in), 0);
+    cd_store_instance got;
+    assert_int_equal(st->ops->instance_get(st, in.id, &got), 0);
+    assert_string_equal(got.reason, B == SQLITE ? "cut \xe4\xb8\xad\xe6\x96" : "cut \xe4\xb8\xad??");
+    assert_string_equal(got.host, B == SQLITE ? "h\xff" : "h?");
+    assert_string_equal(got.status, in.status);
+}
+
+/* COMFYD_HUB_STORE picks the backend; the log shows where, without a password. */
+static void test_store_open_spec(void **state) {
+    fixture *f = *state;
+    int64_t u = add_user(f->st, "ann", CD_ROLE_STUDENT);
+    cd_store_close(f->st);
+    f->st = NULL;
+    char spec[800], err[256] = "";
+    cd_store *st = NULL;
+    if (B == SQLITE) {
+        snprintf(spec, sizeof spec, "sqlite:%s", f->path);
+    } else { /* both schemes, the short one here */
+        assert_true(!strncmp(f->uri, "postgresql://", 13));
+        snprintf(spec, sizeof spec, "postgres://%s", f->uri + 13);
+    }
+    assert_int_equal(cd_store_open(spec, "/nonexistent-dir-cd", &st, err, sizeof err), 0);
+    assert_string_equal(st->ops->name, B == SQLITE ? "sqlite" : "postgres");
+    cd_store_user got;
+    assert_int_equal(st->ops->user_get(st, u, &got), 0);
+    assert_string_equal(got.name, "ann");
+    cd_store_close(st);
+    open_store(f);
+
+    assert_int_equal(cd_store_open("mysql://db/hub", f->dir, &st, err, sizeof err), CD_STORE_ERROR);
+    assert_null(st);
+    assert_string_equal(err, "COMFYD_HUB_STORE: \"mysql://db/hub\" is neither sqlite:PATH nor a postgres:// URI");
+    assert_int_equal(cd_store_open("sqlite:", f->dir, &st, err, sizeof err), CD_STORE_ERROR);
+    if (B == SQLITE) { /* the default: DATA_DIR/hub.sqlite3 */
+        assert_int_equal(cd_store_open("", f->dir, &st, err, sizeof err), 0);
+        assert_string_equal(st->ops->name, "sqlite");
+        cd_store_close(st);
+        char p[128];
+        snprintf(p, sizeof p, "%s/hub.sqlite3", f->dir);
+        struct stat sb;
+        assert_int_equal(stat(p, &sb), 0);
+        const char *suffixes[] = {"", "-wal", "-shm"};
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(p, sizeof p, "%s/hub.sqlite3%s", f->dir, suffixes[i]);
+            unlink(p);
+        }
+    }
+
+    char where[256];
+    cd_store_describe("", "/srv/hub", where, sizeof where);
+    assert_string_equal(where, "/srv/hub/hub.sqlite3");
+    cd_store_describe("sqlite:/var/lib/hub.db", "/srv/hub", where, sizeof where);
+    assert_string_equal(where, "/var/lib/hub.db");
+    cd_store_describe("postgres://ann:s3cret@db.example:5433/hub", "", where, sizeof where);
+    assert_string_equal(where, "postgres://ann:***@db.example:5433/hub");
+    cd_store_describe("postgresql://ann@db/hub?password=s3cret&sslmode=require", "", where, sizeof where);
+    assert_string_equal(where, "postgresql://ann@db/hub?password=***&sslmode=require");
+    cd_store_describe("postgresql:///hub?host=/run/pg", "", where, sizeof where);
+    assert_string_equal(where, "postgresql:///hub?host=/run/pg");
+}
+
+typedef struct {
+    const char *uri;
+    pthread_barrier_t *start;
+    int rc;
+    char err[256];
+} opener;
+
+static void *open_at_once(void *arg) {
+    opener *o = arg;
+    cd_store *st = NULL;
+    pthread_barrier_wait(o->start);
+    o->rc = cd_store_pg_open(o->uri, &st, o->err, sizeof o->err);
+    cd_store_close(st);
+    return NULL;
+}
+
+/* Hubs opening one new database at once: each migration runs once (under an advisory lock),
+ * every hub opens it. */
+static void test_pg_concurrent_migrations(void **state) {
+    fixture *f = *state;
+    char db[96], uri[800];
+    snprintf(db, sizeof db, "%s_race", f->db);
+    pg_database("CREATE", db);
+    uri_with_db(uri, sizeof uri, db);
+    enum { N = 4 };
+    pthread_t t[N];
+    opener o[N];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, N);
+    for (int i = 0; i < N; i++) {
+        o[i] = (opener){.uri = uri, .start = &start};
+        assert_int_equal(pthread_create(&t[i], NULL, open_at_once, &o[i]), 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < N; i++)
+        if (o[i].rc) fail_msg("hub %d: %s", i, o[i].err);
+    PGconn *c = pg_connect(uri);
+    raw r = {.pg = c};
+    assert_int_equal(raw_int(r, "SELECT count(*) FROM schema_version"), 1);
+    assert_int_equal(raw_int(r, "SELECT version FROM schema_version"), cd_store_sqlite_schema_version());
+    PQfinish(c);
+    pg_database("DROP", db);
+}
+
+static void terminate_store_connection(raw db) {
+    /* OFFSET 0 keeps the filter apart from the call, which must never see this connection */
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM (SELECT pid FROM pg_stat_activity"
+                                 " WHERE datname = current_database() AND application_name = 'comfyd hub'"
+                                 " AND pid <> pg_backend_pid() OFFSET 0) s WHERE pg_terminate_backend(pid, 5000)"),
+                     1);
+}
+
+/* The server drops the store's connection (a restart, an administrator): the operation that
+ * finds it gone fails, the next one connects again. A group commit under way is lost with the
+ * connection, and its commit says so rather than answering 0. */
+static void test_pg_connection_lost(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    int64_t u = add_user(st, "ann", CD_ROLE_STUDENT), pr = add_project(st, u, "p");
+    raw db = raw_open(f);
+
+    terminate_store_connection(db);
+    cd_store_user got;
+    assert_int_equal(st->ops->user_get(st, u, &got), CD_STORE_ERROR);
+    assert_string_not_equal(cd_store_error(st), "");
+    assert_int_equal(st->ops->user_get(st, u, &got), 0);
+    assert_string_equal(got.name, "ann");
+
+    assert_int_equal(st->ops->batch_begin(st), 0);
+    cd_store_prompt a = make_prompt("a", u, pr), b = make_prompt("b", u, pr);
+    assert_int_equal(st->ops->prompt_add(st, &a, "{}"), 0);
+    terminate_store_connection(db);
+    assert_int_equal(st->ops->prompt_add(st, &b, "{}"), CD_STORE_ERROR);
+    assert_int_equal(st->ops->batch_commit(st), CD_STORE_ERROR);
+    assert_string_not_equal(cd_store_error(st), "");
+    cd_store_prompt p;
+    assert_int_equal(st->ops->prompt_get(st, "a", &p), CD_STORE_NOT_FOUND);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM prompts"), 0);
+    assert_int_equal(st->ops->prompt_add(st, &a, "{}"), 0); /* and the store goes on */
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM prompts"), 1);
+    raw_close(db);
+}
+
+/* Once the schema is there, a hub whose role may only read and write rows opens the store and
+ * works (no CREATE in the schema, not the tables' owner). Needs a server user that may create
+ * roles: skipped otherwise. */
+static void test_pg_role_without_create(void **state) {
+    fixture *f = *state;
+    char role[96], sql[700], uri[900];
+    snprintf(role, sizeof role, "%s_dml", f->db);
+    raw db = raw_open(f);
+    PGresult *r = PQexec(db.pg, "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user");
+    bool may = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 0), "t");
+    PQclear(r);
+    if (!may) {
+        raw_close(db);
+        skip();
+    }
+    snprintf(sql, sizeof sql,
+             "CREATE ROLE %s LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+             " GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s;"
+             " GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %s",
+             role, role, role);
+    raw_exec(db, sql);
+    snprintf(uri, sizeof uri, "%s&user=%s", f->uri, role);
+    char err[256] = "";
+    cd_store *st = NULL;
+    int rc = cd_store_pg_open(uri, &st, err, sizeof err);
+    if (rc) fail_msg("open as %s: %s", role, err);
+    int64_t u = add_user(st, "ann", CD_ROLE_STUDENT);
+    assert_true(add_project(st, u, "p") > 0);
+    cd_store_close(st);
+    snprintf(sql, sizeof sql, "DROP OWNED BY %s; DROP ROLE %s", role, role);
+    raw_exec(db, sql);
+    raw_close(db);
 }
 
 static cd_store_host make_host(const char *name, int n) {
@@ -793,10 +1153,10 @@ static void test_project_pin(void **state) {
     assert_string_equal(got.pin, "gpu");
     assert_int_equal(st->ops->project_get(st, plain, &got), 0);
     assert_string_equal(got.pin, "");
-    /* no pin is NULL in the file, not an empty name */
-    sqlite3 *db = raw_open(f);
+    /* no pin is NULL in the store, not an empty name */
+    raw db = raw_open(f);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM projects WHERE pin IS NULL"), 1);
-    sqlite3_close(db);
+    raw_close(db);
 
     snprintf(got.name, sizeof got.name, "anywhere");
     snprintf(got.pin, sizeof got.pin, "gpu2");
@@ -810,10 +1170,102 @@ static void test_project_pin(void **state) {
     assert_string_equal(again.pin, "");
     db = raw_open(f);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM projects WHERE pin IS NULL"), 1);
-    sqlite3_close(db);
+    raw_close(db);
 }
 
-/* A file written by the schema before hosts (version 2) gains the table and the column, and
+/* A host's or a pin's array full to the last byte (no terminator) is stored whole, and a value
+ * longer than the array in the store is cut to fit when read, as for users. */
+static void test_host_strings_truncated(void **state) {
+    fixture *f = *state;
+    cd_store *st = f->st;
+    cd_store_host h = make_host("x", 1);
+    memset(h.name, 'n', sizeof h.name);
+    memset(h.labels, 'l', sizeof h.labels);
+    memset(h.ssh_options, 'o', sizeof h.ssh_options);
+    assert_int_equal(st->ops->host_create(st, &h), 0);
+    int64_t ann = add_user(st, "ann", CD_ROLE_STUDENT);
+    cd_store_project p = {.owner_id = ann};
+    snprintf(p.name, sizeof p.name, "p");
+    memset(p.pin, 'p', sizeof p.pin);
+    assert_int_equal(st->ops->project_create(st, &p), 0);
+    raw db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT length(name) FROM hosts"), sizeof h.name);
+    assert_int_equal(raw_int(db, "SELECT length(labels) FROM hosts"), sizeof h.labels);
+    assert_int_equal(raw_int(db, "SELECT length(ssh_options) FROM hosts"), sizeof h.ssh_options);
+    assert_int_equal(raw_int(db, "SELECT length(pin) FROM projects"), sizeof p.pin);
+    raw_exec(db, B == SQLITE ? "UPDATE hosts SET address = printf('%.300c', 'a')"
+                             : "UPDATE hosts SET address = repeat('a', 300)");
+    raw_close(db);
+    cd_store_host got;
+    assert_int_equal(st->ops->host_get(st, h.id, &got), 0);
+    assert_int_equal(strlen(got.name), sizeof got.name - 1);
+    assert_int_equal(strlen(got.labels), sizeof got.labels - 1);
+    assert_int_equal(strlen(got.ssh_options), sizeof got.ssh_options - 1);
+    assert_int_equal(strlen(got.address), sizeof got.address - 1);
+    assert_int_equal(got.address[0], 'a');
+    cd_store_project pg;
+    assert_int_equal(st->ops->project_get(st, p.id, &pg), 0);
+    assert_int_equal(strlen(pg.pin), sizeof pg.pin - 1);
+    assert_int_equal(pg.pin[0], 'p');
+}
+
+/* Migration 3 as comfyd released it for SQLite (hosts and projects.pin, before the PostgreSQL
+ * backend), character for character: store_schema.c's SQLite expansion must stay this text,
+ * and a file an earlier comfyd brought to version 3 with it opens and works. */
+static const char released_migration_3[] =
+    "CREATE TABLE hosts ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  address TEXT NOT NULL,"
+    "  launcher TEXT NOT NULL CHECK (launcher IN ('ssh')),"
+    "  ssh_target TEXT NOT NULL,"
+    "  ssh_port INTEGER NOT NULL,"
+    "  ssh_key TEXT NOT NULL,"
+    "  ssh_options TEXT NOT NULL,"
+    "  command TEXT NOT NULL,"
+    "  base_dir TEXT NOT NULL,"
+    "  port_min INTEGER NOT NULL,"
+    "  port_max INTEGER NOT NULL,"
+    "  max_instances INTEGER NOT NULL,"
+    "  labels TEXT NOT NULL,"
+    "  disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
+    "  created_at INTEGER NOT NULL);"
+    "ALTER TABLE projects ADD COLUMN pin TEXT;";
+
+static void test_sqlite_released_schema_3(void **state) {
+    fixture *f = *state;
+    char *sql = cd_store_schema_migration(2, CD_DIALECT_SQLITE);
+    assert_non_null(sql);
+    assert_string_equal(sql, released_migration_3);
+    free(sql);
+
+    int64_t ann = add_user(f->st, "ann", CD_ROLE_STUDENT);
+    cd_store_close(f->st);
+    f->st = NULL;
+    raw db = raw_open(f); /* as the earlier comfyd left it: version 3 by the released text */
+    raw_exec(db, "DROP TABLE hosts; ALTER TABLE projects DROP COLUMN pin; PRAGMA user_version = 2");
+    raw_exec(db, released_migration_3);
+    raw_exec(db, "PRAGMA user_version = 3");
+    raw_exec(db, "INSERT INTO projects (owner_id, name, created_at, updated_at, pin) VALUES (1, 'old', 1, 1, 'gpu')");
+    raw_close(db);
+    open_store(f);
+    cd_store *st = f->st;
+    cd_store_project *list = NULL;
+    size_t n = 0;
+    assert_int_equal(st->ops->project_list(st, ann, &list, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].pin, "gpu");
+    free(list);
+    cd_store_host h = make_host("gpu1", 1), got;
+    assert_int_equal(st->ops->host_create(st, &h), 0);
+    assert_int_equal(st->ops->host_get(st, h.id, &got), 0);
+    assert_host_equal(&got, &h);
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), cd_store_schema_version());
+    raw_close(db);
+}
+
+/* A store written by the schema before hosts (version 2) gains the table and the column, and
  * its projects keep no pin. */
 static void test_migration_to_hosts(void **state) {
     fixture *f = *state;
@@ -821,14 +1273,16 @@ static void test_migration_to_hosts(void **state) {
     int64_t pid = add_project(f->st, ann, "old");
     cd_store_close(f->st);
     f->st = NULL;
-    sqlite3 *db = raw_open(f);
-    raw_exec(db, "DROP TABLE hosts; ALTER TABLE projects DROP COLUMN pin; PRAGMA user_version = 2");
-    sqlite3_close(db);
+    raw db = raw_open(f);
+    raw_exec(db, B == SQLITE ? "DROP TABLE hosts; ALTER TABLE projects DROP COLUMN pin; PRAGMA user_version = 2"
+                             : "DROP TABLE hosts; ALTER TABLE projects DROP COLUMN pin;"
+                               " UPDATE schema_version SET version = 2");
+    raw_close(db);
     open_store(f);
     db = raw_open(f);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), cd_store_sqlite_schema_version());
+    assert_int_equal(raw_int(db, version_sql()), cd_store_sqlite_schema_version());
     assert_int_equal(raw_int(db, "SELECT count(*) FROM hosts"), 0);
-    sqlite3_close(db);
+    raw_close(db);
     cd_store_project p;
     assert_int_equal(f->st->ops->project_get(f->st, pid, &p), 0);
     assert_string_equal(p.name, "old");
@@ -836,25 +1290,70 @@ static void test_migration_to_hosts(void **state) {
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define COMMON_TESTS                          \
+    T(test_migrations_and_reopen),            \
+    T(test_newer_version_refused),            \
+    cmocka_unit_test(test_open_error),        \
+    T(test_users),                            \
+    T(test_strings_truncated),                \
+    T(test_tokens),                           \
+    T(test_projects),                         \
+    T(test_instances),                        \
+    T(test_cascades),                         \
+    T(test_login_failures),                   \
+    T(test_audit),                            \
+    T(test_prompt_batches),                   \
+    T(test_prompt_claim),                     \
+    T(test_text_not_utf8),                    \
+    T(test_store_open_spec),                  \
+    T(test_hosts),                            \
+    T(test_project_pin),                      \
+    T(test_host_strings_truncated),           \
+    T(test_migration_to_hosts)
+
+/* A server of the test's own, in a directory that stop_server removes. */
+static int start_server(char *dir, size_t dirlen) {
+    snprintf(dir, dirlen, "/tmp/cd-pg-XXXXXX");
+    if (!mkdtemp(dir)) return -1;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "'%s/tests/pg/start.sh' '%s'", CD_SOURCE_DIR, dir);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    bool got = fgets(pg_base, sizeof pg_base, p) != NULL;
+    int status = pclose(p);
+    pg_base[strcspn(pg_base, "\n")] = '\0';
+    return got && status == 0 && pg_base[0] ? 0 : -1;
+}
+
+static void stop_server(const char *dir) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "'%s/tests/pg/stop.sh' '%s'", CD_SOURCE_DIR, dir);
+    if (system(cmd) != 0) fprintf(stderr, "hub_store: %s failed\n", cmd);
+}
 
 int main(void) {
-    const struct CMUnitTest tests[] = {
-        T(test_migrations_and_reopen),
-        T(test_newer_version_refused),
-        cmocka_unit_test(test_open_error),
-        T(test_users),
-        T(test_strings_truncated),
-        T(test_tokens),
-        T(test_projects),
-        T(test_instances),
-        T(test_cascades),
-        T(test_login_failures),
-        T(test_audit),
-        T(test_wal_mode),
-        T(test_prompt_batches),
-        T(test_hosts),
-        T(test_project_pin),
-        T(test_migration_to_hosts),
-    };
-    return cmocka_run_group_tests_name("hub_store", tests, NULL, NULL);
+    const struct CMUnitTest sqlite_tests[] = {COMMON_TESTS, T(test_wal_mode), T(test_sqlite_released_schema_3)};
+    const struct CMUnitTest pg_tests[] = {COMMON_TESTS, T(test_pg_concurrent_migrations), T(test_pg_connection_lost),
+                                           T(test_pg_role_without_create), T(test_pg_claim_across_hubs)};
+    B = SQLITE;
+    int failed = cmocka_run_group_tests_name("hub_store_sqlite", sqlite_tests, NULL, NULL);
+
+    const char *mode = getenv("COMFYD_TEST_PG"), *url = getenv("COMFYD_TEST_PG_URL");
+    if (mode && !strcmp(mode, "skip")) {
+        fprintf(stderr, "hub_store: COMFYD_TEST_PG=skip: the PostgreSQL cases did not run\n");
+        return failed;
+    }
+    char dir[64] = "";
+    if (url && *url) {
+        snprintf(pg_base, sizeof pg_base, "%s", url);
+    } else if (start_server(dir, sizeof dir) < 0) {
+        fprintf(stderr, "hub_store: cannot start a PostgreSQL server (tests/pg/start.sh); set COMFYD_TEST_PG_URL,"
+                        " or COMFYD_TEST_PG=skip\n");
+        if (dir[0]) stop_server(dir);
+        return 1;
+    }
+    B = POSTGRES;
+    failed += cmocka_run_group_tests_name("hub_store_postgres", pg_tests, NULL, NULL);
+    if (dir[0]) stop_server(dir);
+    return failed;
 }

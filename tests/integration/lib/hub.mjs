@@ -6,6 +6,10 @@
 //   await hub.stop();       // SIGTERM, exit 0, no sanitizer report (in the hub or its instances' logs)
 //   await hub.kill9();      // for crash tests; startHub({ dataDir: hub.dataDir }) starts it again
 //
+// COMFYD_TEST_HUB_STORE=postgres runs every hub of a suite on PostgreSQL: one throw-away server
+// per test process (lib/pg.mjs), a new database per data directory (the same one when a hub is
+// started again on its data dir). A test that sets COMFYD_HUB_STORE itself keeps its own.
+//
 // Instances run in their own session, so they outlive a killed hub: every pid a test learns is
 // also SIGKILLed at exit, whatever happened.
 import { spawn } from 'node:child_process';
@@ -15,6 +19,21 @@ import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { COMFYD_BIN, HOST, freePort, probeStatus, sanitizerReports, sleep, waitForBinary } from './server.mjs';
+import { startPostgres } from './pg.mjs';
+
+let suitePostgres = null;
+const storeOfDataDir = new Map();
+
+/** The store of a data dir under COMFYD_TEST_HUB_STORE=postgres: a database of its own. */
+async function postgresStoreFor(dataDir) {
+  if (!storeOfDataDir.has(dataDir)) {
+    suitePostgres ??= await startPostgres();
+    const db = `hub_${storeOfDataDir.size + 1}`;
+    suitePostgres.query(`CREATE DATABASE ${db}`);
+    storeOfDataDir.set(dataDir, `${suitePostgres.uri}&dbname=${db}`);
+  }
+  return storeOfDataDir.get(dataDir);
+}
 
 const instancePids = new Set();
 export function trackInstancePid(pid) { if (pid) instancePids.add(pid); }
@@ -90,6 +109,7 @@ export async function startHub(options = {}) {
     UBSAN_OPTIONS: process.env.UBSAN_OPTIONS || 'print_stacktrace=1:halt_on_error=1',
     COMFYD_ADMIN_PASSWORD: adminPassword,
     COMFYUI_PORT_RANGE: `${portRange[0]}-${portRange[1]}`,
+    ...(process.env.COMFYD_TEST_HUB_STORE === 'postgres' ? { COMFYD_HUB_STORE: await postgresStoreFor(dataDir) } : {}),
     ...(options.env || {}),
   };
   const argv = ['hub', '--listen', HOST, '--port', String(port), '--data-dir', dataDir, ...(options.args || [])];

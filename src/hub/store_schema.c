@@ -1,0 +1,148 @@
+/* The migrations of the hub's store (store_schema.h), in both dialects. */
+#include "hub/store_schema.h"
+
+#include <string.h>
+
+#include "base/buf.h"
+
+/* What differs between the dialects, and nothing else:
+ *   {id}    a key that is never reused: SQLite's AUTOINCREMENT (its plain rowid may reuse the
+ *           largest id after a delete); PostgreSQL's identity column (a sequence never goes back).
+ *   {int}   a 64-bit integer: SQLite's INTEGER already is one; PostgreSQL's is 32 bits.
+ *   {clustered} a table keyed by its text primary key alone: SQLite's WITHOUT ROWID; PostgreSQL
+ *           has no such choice and needs nothing. */
+typedef struct {
+    const char *word, *sqlite, *postgres;
+} dialect_word;
+
+static const dialect_word words[] = {
+    {"{id}", "INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
+    {"{int}", "INTEGER", "BIGINT"},
+    {"{clustered}", " WITHOUT ROWID", ""},
+};
+
+/* Ids are never reused so that a stale reference (an audit line, a URL, an instance's user_id)
+ * never comes to mean a newer user or project. Roles and token kinds are spelled out, as the API
+ * spells them, so the database reads without this source at hand. */
+static const char *const migrations[] = {
+    /* 1: the first schema. */
+    "CREATE TABLE users ("
+    "  id {id},"
+    "  name TEXT NOT NULL UNIQUE," /* byte-wise: "Ann" and "ann" are two users */
+    "  password_hash TEXT NOT NULL,"
+    "  role TEXT NOT NULL CHECK (role IN ('student', 'teacher', 'admin')),"
+    "  disabled {int} NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
+    "  created_at {int} NOT NULL);"
+    "CREATE TABLE tokens ("
+    "  hash TEXT PRIMARY KEY,"
+    "  user_id {int} NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('session', 'api')),"
+    "  name TEXT NOT NULL DEFAULT '',"
+    "  created_at {int} NOT NULL,"
+    "  expires_at {int} NOT NULL DEFAULT 0){clustered};"
+    /* The cascade from users and token_delete_user look tokens up by user. */
+    "CREATE INDEX tokens_user ON tokens(user_id, kind);"
+    "CREATE INDEX tokens_expiry ON tokens(expires_at) WHERE expires_at > 0;"
+    "CREATE TABLE projects ("
+    "  id {id},"
+    "  owner_id {int} NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"
+    "  created_at {int} NOT NULL,"
+    "  updated_at {int} NOT NULL);"
+    "CREATE INDEX projects_owner ON projects(owner_id, id);"
+    /* user_id has no foreign key: it records who started the instance (0 allowed), and the
+     * record goes with its project, which goes with its owner. */
+    "CREATE TABLE instances ("
+    "  id {id},"
+    "  project_id {int} NOT NULL UNIQUE REFERENCES projects(id) ON DELETE CASCADE,"
+    "  user_id {int} NOT NULL,"
+    "  host TEXT NOT NULL,"
+    "  address TEXT NOT NULL,"
+    "  port INTEGER NOT NULL,"
+    "  pid INTEGER NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  base_dir TEXT NOT NULL,"
+    "  log_path TEXT NOT NULL,"
+    "  started_at {int} NOT NULL,"
+    "  last_seen_at {int} NOT NULL,"
+    "  last_activity_at {int} NOT NULL,"
+    "  crash_count INTEGER NOT NULL);"
+    "CREATE TABLE login_failures ("
+    "  name TEXT PRIMARY KEY,"
+    "  count INTEGER NOT NULL,"
+    "  last_at {int} NOT NULL){clustered};"
+    /* No foreign key: the log outlives the users it names. Paging walks the id. */
+    "CREATE TABLE audit ("
+    "  id {id},"
+    "  at {int} NOT NULL,"
+    "  user_id {int} NOT NULL,"
+    "  username TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  target TEXT NOT NULL,"
+    "  detail TEXT NOT NULL,"
+    "  ip TEXT NOT NULL);",
+    /* 2: the admission queue. Finished prompts stay (history of who ran what, and a prompt_id
+     * is never reused); the partial index keeps the active ones quick to find. */
+    "CREATE TABLE prompts ("
+    "  seq {id},"
+    "  prompt_id TEXT NOT NULL UNIQUE,"
+    "  user_id {int} NOT NULL,"
+    "  project_id {int} NOT NULL,"
+    "  priority INTEGER NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  created_at {int} NOT NULL,"
+    "  dispatched_at {int} NOT NULL DEFAULT 0,"
+    "  finished_at {int} NOT NULL DEFAULT 0,"
+    "  reason TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX prompts_active ON prompts(seq) WHERE state IN ('queued', 'dispatching', 'running');",
+    /* 3: hosts other than the implicit local one, and a project's pin to a host or a label
+     * (NULL: placed on any host). ssh_options holds one Key=Value per line. */
+    "CREATE TABLE hosts ("
+    "  id {id},"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  address TEXT NOT NULL,"
+    "  launcher TEXT NOT NULL CHECK (launcher IN ('ssh')),"
+    "  ssh_target TEXT NOT NULL,"
+    "  ssh_port INTEGER NOT NULL,"
+    "  ssh_key TEXT NOT NULL,"
+    "  ssh_options TEXT NOT NULL,"
+    "  command TEXT NOT NULL,"
+    "  base_dir TEXT NOT NULL,"
+    "  port_min INTEGER NOT NULL,"
+    "  port_max INTEGER NOT NULL,"
+    "  max_instances INTEGER NOT NULL,"
+    "  labels TEXT NOT NULL,"
+    "  disabled {int} NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
+    "  created_at {int} NOT NULL);"
+    "ALTER TABLE projects ADD COLUMN pin TEXT;",
+};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+int cd_store_schema_version(void) {
+    return N_MIGRATIONS;
+}
+
+static const dialect_word *word_at(const char *p) {
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (!strncmp(p, words[i].word, strlen(words[i].word))) return &words[i];
+    return NULL;
+}
+
+char *cd_store_schema_migration(int i, cd_store_dialect dialect) {
+    if (i < 0 || i >= N_MIGRATIONS) return NULL;
+    cd_buf b = {0};
+    for (const char *p = migrations[i]; *p;) {
+        const dialect_word *w = *p == '{' ? word_at(p) : NULL;
+        int rc = w ? cd_buf_append_str(&b, dialect == CD_DIALECT_SQLITE ? w->sqlite : w->postgres)
+                   : cd_buf_append(&b, p, 1);
+        if (rc < 0) {
+            cd_buf_free(&b);
+            return NULL;
+        }
+        p += w ? strlen(w->word) : 1;
+    }
+    return cd_buf_take(&b);
+}
