@@ -380,6 +380,7 @@ static void finish(cd_admission *a, held *h, const char *state, const char *reas
 
 static void pump_soon(cd_admission *a);
 static void on_settle(uv_check_t *c);
+static void start_sync(cd_admission *a);
 
 /* ---- dispatching ---- */
 
@@ -736,6 +737,7 @@ static void on_tick(uv_timer_t *t) {
     cd_admission *a = t->data;
     int64_t now = now_ms();
     take_sample(a, now);
+    if (a->sync_rc < 0 && !a->sync_running) start_sync(a); /* the last one failed */
     /* one /queue per project that has prompts out, then /history for those it no longer holds */
     int64_t seen[64];
     size_t nseen = 0;
@@ -898,9 +900,15 @@ static void after_sync(int rc, void *user) {
     cd_admission *a = user;
     a->inflight--;
     a->sync_running = false;
-    a->syncs_done = a->syncs_started;
     a->sync_rc = rc;
-    if (a->sync_rc < 0) cd_error("hub: cannot sync the store to disk: %s", strerror(-a->sync_rc));
+    if (rc < 0) {
+        /* nothing is known to be on disk: what waits keeps waiting, and the tick tries again */
+        cd_error("hub: cannot sync the store to disk: %s; trying again", strerror(-rc));
+        a->syncs_started--;
+        close_syncer_when_done(a);
+        return;
+    }
+    a->syncs_done = a->syncs_started;
     release_synced(a);
     commit_writes(a, false); /* what gathered meanwhile (starts the next sync) */
     bool more = false;

@@ -10,11 +10,15 @@ bool cd_hub_badge_wanted(const char *method, const char *rest) {
     return (n == 1 && rest[0] == '/') || (n == 11 && !strncmp(rest, "/index.html", 11));
 }
 
-/* The first "</tag" of html, case-insensitively, or NULL. */
+/* The first "</tag" of html, case-insensitively, ending the name ("</head>", "</head >", not
+ * "</header>"), or NULL. */
 static const char *find_closing(const char *html, size_t len, const char *tag) {
     size_t tl = strlen(tag);
-    for (size_t i = 0; i + tl <= len; i++)
-        if (html[i] == '<' && !strncasecmp(html + i, tag, tl)) return html + i;
+    for (size_t i = 0; i + tl < len; i++) {
+        if (html[i] != '<' || strncasecmp(html + i, tag, tl) != 0) continue;
+        char after = html[i + tl];
+        if (after == '>' || after == ' ' || after == '\t' || after == '\n' || after == '\r' || after == '/') return html + i;
+    }
     return NULL;
 }
 

@@ -30,6 +30,10 @@ static void test_fallbacks(void **state) {
     check_inject("just text", "just text" CD_HUB_BADGE_TAG);
     check_inject("", CD_HUB_BADGE_TAG);
     check_inject("</hea", "</hea" CD_HUB_BADGE_TAG); /* a cut tag is no tag */
+    check_inject("</head", "</head" CD_HUB_BADGE_TAG);
+    /* </header> is no </head>: the tag goes before </body> */
+    check_inject("<header>h</header><body>b</body>", "<header>h</header><body>b" CD_HUB_BADGE_TAG "</body>");
+    check_inject("<head></head >", "<head>" CD_HUB_BADGE_TAG "</head >");
 }
 
 static void test_binary_page(void **state) {
