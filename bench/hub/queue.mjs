@@ -3,7 +3,7 @@
 // 1. Enqueue: USERS users (each with a project and its own `comfyd serve` instance) submit
 //    PER_USER prompts each through the hub's proxy (POST /comfyui/{user}/{project}/prompt), all
 //    users at once, each waiting for its answer before the next (as an SDK does). Every answer
-//    means the prompt was validated by its instance and is on disk (SQLite, synchronous=FULL).
+//    means the prompt was validated by its instance and is on disk (the store's group commit).
 //    Reference: the same loop (USERS connections, PER_USER prompts each, RPUSH + SET as in seed
 //    003's plan, pipelined in one round trip) against Debian's redis-server, once as it ships
 //    (no fsync) and once with appendfsync always (durable like the hub).
@@ -11,6 +11,8 @@
 // 3. Dispatch delay: with COMFY_MAX_CONCURRENT=1, the time from one prompt's execution_success
 //    to the next prompt's execution_start, both as the instances stamp them (the slot frees, the
 //    hub learns it, picks the next prompt and sends it to its instance), over DRAIN prompts.
+// All three for the hub's store on SQLite (its default) and on PostgreSQL (a throw-away server
+// from tests/pg/start.sh, when Debian's postgresql is installed; one hub), in the same run.
 // Targets: enqueue >= 5,000/s durable, dispatch delay p99 < 5 ms.
 // Not a pass/fail test: it exits non-zero only when it could not measure.
 //
@@ -117,12 +119,13 @@ async function pool(items, n, fn) {
 
 // ---- the hub ----------------------------------------------------------------------------------
 
-async function startHub(tmp) {
+async function startHub(tmp, store) {
   const port = await freePort();
   const first = await freeRange(USERS + 10);
   const hub = spawn(BIN, ['hub', '--listen', HOST, '--port', String(port), '--data-dir', path.join(tmp, 'hub')], {
     env: {
       ...process.env,
+      ...(store ? { COMFYD_HUB_STORE: store } : {}),
       COMFYD_ADMIN_PASSWORD: 'bench-password-1',
       COMFYUI_PORT_RANGE: `${first}-${first + USERS + 9}`,
       COMFYUI_IDLE_STOP_SECONDS: '0',
@@ -260,30 +263,31 @@ async function redisRate(bin, dir, durable) {
 
 // ---- the run ----------------------------------------------------------------------------------
 
-async function main() {
-  if (!fs.existsSync(BIN)) throw new Error(`no ${BIN}: run make release`);
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'comfyd-bench-queue-'));
-  let hub;
+/** One hub on a store (undefined: its SQLite file; else a postgres:// URI), measured. */
+async function measureHub(tmp, store) {
+  fs.mkdirSync(tmp, { recursive: true });
+  let hub, users = [];
   try {
-    console.log(`queue bench: ${USERS} users x ${PER_USER} prompts through the hub's proxy (${BIN})`);
-    const started = await startHub(tmp);
+    const started = await startHub(tmp, store);
     hub = started.hub;
-    const { admin, users } = await setUpUsers(started.base);
+    const setUp = await setUpUsers(started.base);
+    const admin = setUp.admin;
+    users = setUp.users;
     const stamps = await listen(users);
     // warm-up: one prompt per user (connections, each instance's first validation), then idle
     await submitAll(users, 1, 1);
     for (let i = 0; i < 600 && ((await queueStatus(admin)).queue_length > 0 || (await queueStatus(admin)).processing_count > 0); i++) await sleep(100);
-    const rssBefore = rssKiB(hub.pid);
+    const m = { rssBefore: rssKiB(hub.pid) };
     const cpuBefore = cpuMs(hub.pid);
-    const enqueue = await submitAll(users, 100000, PER_USER);
-    const hubCpuPerPrompt = (cpuMs(hub.pid) - cpuBefore) / (USERS * PER_USER);
-    const afterEnqueue = await queueStatus(admin);
-    const rssAfter = rssKiB(hub.pid), hwm = rssKiB(hub.pid, 'VmHWM');
+    m.enqueue = await submitAll(users, 100000, PER_USER);
+    m.cpuPerPrompt = (cpuMs(hub.pid) - cpuBefore) / (USERS * PER_USER);
+    m.waiting = (await queueStatus(admin)).queue_length;
+    m.rssAfter = rssKiB(hub.pid);
     // drain: the stamps of the next DRAIN prompts
     const finishedBefore = stamps.success.size;
     const t0 = Date.now();
     while (stamps.success.size - finishedBefore < DRAIN && Date.now() - t0 < 600000) await sleep(200);
-    const drainSeconds = (Date.now() - t0) / 1000;
+    m.drainRate = (stamps.success.size - finishedBefore) / ((Date.now() - t0) / 1000);
     const runs = [...stamps.start.entries()].filter(([id]) => stamps.success.has(id))
       .map(([id, start]) => ({ start, end: stamps.success.get(id) })).sort((a, b) => a.start - b.start);
     const delays = [];
@@ -291,8 +295,40 @@ async function main() {
       const gap = runs[i].start - runs[i - 1].end;
       if (gap >= 0 && gap < 10000) delays.push(gap); // consecutive: the slot freed, the next started
     }
-    const lastDelays = delays.slice(-Math.min(delays.length, DRAIN)).sort((a, b) => a - b);
+    m.delays = delays.slice(-Math.min(delays.length, DRAIN)).sort((a, b) => a - b);
+    return m;
+  } finally {
+    for (const u of users) u.ws?.close();
+    if (hub) {
+      hub.kill('SIGTERM');
+      await new Promise((r) => { const t = setTimeout(() => { hub.kill('SIGKILL'); r(); }, 30000); hub.on('exit', () => { clearTimeout(t); r(); }); });
+    }
+  }
+}
 
+/** A throw-away PostgreSQL (tests/pg/start.sh), or null when the server is not installed. */
+function startPostgres(tmp) {
+  const dir = path.join(tmp, 'pg');
+  try {
+    const uri = execFileSync(path.join(repo, 'tests', 'pg', 'start.sh'), [dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return { uri, stop: () => execFileSync(path.join(repo, 'tests', 'pg', 'stop.sh'), [dir], { stdio: 'ignore' }) };
+  } catch {
+    return null;
+  }
+}
+
+async function main() {
+  if (!fs.existsSync(BIN)) throw new Error(`no ${BIN}: run make release`);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'comfyd-bench-queue-'));
+  fs.chmodSync(tmp, 0o755); // PostgreSQL's server (as nobody under root) makes its directory inside
+  try {
+    console.log(`queue bench: ${USERS} users x ${PER_USER} prompts through the hub's proxy (${BIN})`);
+    const sqlite = await measureHub(path.join(tmp, 'sqlite'), undefined);
+    let postgres = null;
+    const pg = startPostgres(tmp);
+    if (pg) {
+      try { postgres = await measureHub(path.join(tmp, 'postgres'), pg.uri); } finally { pg.stop(); }
+    }
     let redisPlain = NaN, redisDurable = NaN;
     const redis = redisBin();
     if (redis) {
@@ -300,24 +336,22 @@ async function main() {
       redisDurable = await redisRate(redis, path.join(tmp, 'redis-durable'), true);
     }
     const f = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
+    const both = (fn) => `${fn(sqlite)} | ${postgres ? fn(postgres) : 'n/a'}`;
     console.log('');
-    console.log('| measure | comfyd hub | redis-server (no fsync) | redis-server (appendfsync always) | target |');
-    console.log('|---|---|---|---|---|');
-    console.log(`| enqueue, ${USERS} clients x ${PER_USER} (prompts/s) | ${f(enqueue.rate)} | ${f(redisPlain)} | ${f(redisDurable)} | >= 5,000 durable |`);
-    console.log(`| enqueue answer p50 / p99 (ms) | ${f(enqueue.p50, 2)} / ${f(enqueue.p99, 2)} | | | |`);
-    console.log(`| hub CPU per prompt enqueued (ms; its instances' validation not counted) | ${f(hubCpuPerPrompt, 3)} | | | |`);
-    console.log(`| waiting after enqueue | ${f(afterEnqueue.queue_length)} | | | ~${USERS * PER_USER} |`);
-    console.log(`| hub RSS before / with the queue / peak (MiB) | ${f(rssBefore / 1024, 1)} / ${f(rssAfter / 1024, 1)} / ${f(hwm / 1024, 1)} | | | |`);
-    console.log(`| dispatch delay p50 / p99 / max (ms), ${lastDelays.length} prompts | ${f(percentile(lastDelays, 50), 1)} / ${f(percentile(lastDelays, 99), 1)} / ${f(lastDelays[lastDelays.length - 1], 1)} | | | p99 < 5 |`);
-    console.log(`| drain rate, one at a time (prompts/s) | ${f((stamps.success.size - finishedBefore) / drainSeconds)} | | | |`);
-    if (enqueue.refused) console.log(`\n${enqueue.refused} submissions were refused (see ${tmp}/hub.log)`);
+    console.log('| measure | hub on SQLite | hub on PostgreSQL | redis-server (no fsync) | redis-server (appendfsync always) | target |');
+    console.log('|---|---|---|---|---|---|');
+    console.log(`| enqueue, ${USERS} clients x ${PER_USER} (prompts/s) | ${both((m) => f(m.enqueue.rate))} | ${f(redisPlain)} | ${f(redisDurable)} | >= 5,000 durable |`);
+    console.log(`| enqueue answer p50 / p99 (ms) | ${both((m) => `${f(m.enqueue.p50, 2)} / ${f(m.enqueue.p99, 2)}`)} | | | |`);
+    console.log(`| hub CPU per prompt enqueued (ms; its instances' validation not counted) | ${both((m) => f(m.cpuPerPrompt, 3))} | | | |`);
+    console.log(`| waiting after enqueue | ${both((m) => f(m.waiting))} | | | ~${USERS * PER_USER} |`);
+    console.log(`| hub RSS before / with the queue (MiB) | ${both((m) => `${f(m.rssBefore / 1024, 1)} / ${f(m.rssAfter / 1024, 1)}`)} | | | |`);
+    console.log(`| dispatch delay p50 / p99 / max (ms) | ${both((m) => `${f(percentile(m.delays, 50), 1)} / ${f(percentile(m.delays, 99), 1)} / ${f(m.delays[m.delays.length - 1], 1)}`)} | | | p99 < 5 |`);
+    console.log(`| drain rate, one at a time (prompts/s) | ${both((m) => f(m.drainRate))} | | | |`);
+    for (const [name, m] of [['SQLite', sqlite], ['PostgreSQL', postgres]])
+      if (m?.enqueue.refused) console.log(`\n${m.enqueue.refused} submissions were refused on ${name}`);
+    if (!pg) console.log('\nno PostgreSQL server (apt-get install postgresql): its column is empty');
     if (!redis) console.log('\nredis-server not found: the Redis columns are empty (scripts/setup-debian.sh --bench installs it)');
-    for (const u of users) u.ws.close();
   } finally {
-    if (hub) {
-      hub.kill('SIGTERM');
-      await new Promise((r) => { const t = setTimeout(() => { hub.kill('SIGKILL'); r(); }, 30000); hub.on('exit', () => { clearTimeout(t); r(); }); });
-    }
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
