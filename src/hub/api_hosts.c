@@ -10,6 +10,9 @@
  * A host that runs instances may only be disabled, relabelled or capped; anything that changes
  * where or how they run (and a delete) waits until they are stopped: 409. */
 #include <stdio.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,10 +106,21 @@ static int copy_int(json_t *v, int min, int max, int *dst, const char *field, ch
     return 0;
 }
 
+/* One port number at *s (1 to 65535, digits only); moves *s past it. */
+static bool parse_port(const char **s, int *out) {
+    if (!isdigit((unsigned char)**s)) return false;
+    char *end;
+    errno = 0;
+    long n = strtol(*s, &end, 10);
+    if (errno || n < 1 || n > 65535) return false;
+    *out = (int)n;
+    *s = end;
+    return true;
+}
+
 static int copy_ports(json_t *v, cd_store_host *h, char *problem, size_t plen) {
     const char *s = json_string_value(v);
-    char tail;
-    if (!s || sscanf(s, "%d-%d%c", &h->port_min, &h->port_max, &tail) != 2) {
+    if (!s || !parse_port(&s, &h->port_min) || *s++ != '-' || !parse_port(&s, &h->port_max) || *s) {
         snprintf(problem, plen, "'ports' is FIRST-LAST, e.g. \"8200-8299\"");
         return -1;
     }

@@ -120,6 +120,8 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
       [{ ssh_options: ['LocalCommand=id'] }, /ssh options allowed/],
       [{ ssh_key: 'relative/key' }, /absolute/],
       [{ ports: '9000-8000' }, /ports/],
+      [{ ports: '99999999999-1' }, /ports/], [{ ports: '8200-' }, /ports/], [{ ports: '+8200-8300' }, /ports/],
+      [{ ports: '8200-8300x' }, /ports/], [{ ports: '0-10' }, /ports/],
       [{ labels: ['a,b'] }, /labels/],
     ];
     for (const [change, why] of bad) {
