@@ -5,20 +5,11 @@
 #include "base/str.h"
 #include "hub/hub.h"
 
-static long query_long(cd_http_req *req, const char *name, long def) {
-    char *v = cd_str_query_get(cd_http_req_query(req), name);
-    char *end = NULL;
-    long n = v ? strtol(v, &end, 10) : def;
-    if (v && (!*v || *end)) n = -1;
-    free(v);
-    return n;
-}
-
 static void handle_audit(cd_http_req *req, void *ctx) {
     cd_hub *hub = ctx;
     cd_hub_caller c;
     if (cd_hub_require_role(hub, req, CD_ROLE_ADMIN, &c) < 0) return;
-    long limit = query_long(req, "limit", 100), before = query_long(req, "before", 0);
+    long limit = cd_hub_query_long(req, "limit", 100), before = cd_hub_query_long(req, "before", 0);
     if (limit < 1 || limit > 1000 || before < 0) {
         cd_hub_error(req, 400, "invalid_request", "limit is 1 to 1000; before is an audit entry id");
         return;

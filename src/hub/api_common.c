@@ -10,6 +10,7 @@
 
 #include "base/json.h"
 #include "base/log.h"
+#include "base/str.h"
 #include "hub/auth.h"
 #include "hub/hub.h"
 #include "hub/session.h"
@@ -115,6 +116,15 @@ bool cd_hub_may_reach(const cd_hub_caller *c, const cd_store_project *p) {
 }
 
 /* ---- bodies and parameters ---- */
+
+long cd_hub_query_long(cd_http_req *req, const char *name, long def) {
+    char *v = cd_str_query_get(cd_http_req_query(req), name);
+    char *end = NULL;
+    long n = v ? strtol(v, &end, 10) : def;
+    if (v && (!*v || *end)) n = -1;
+    free(v);
+    return n;
+}
 
 json_t *cd_hub_body_object(cd_http_req *req, const char *const *allowed) {
     size_t len;

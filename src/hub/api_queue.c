@@ -93,20 +93,11 @@ static json_t *task_json(const cd_admission_entry *e, const char *user, const ch
                      (json_int_t)e->p.dispatched_at);
 }
 
-static long query_long(cd_http_req *req, const char *name, long def) {
-    char *v = cd_str_query_get(cd_http_req_query(req), name);
-    char *end = NULL;
-    long n = v ? strtol(v, &end, 10) : def;
-    if (v && (!*v || *end)) n = -1;
-    free(v);
-    return n;
-}
-
 static void handle_list(cd_http_req *req, void *ctx) {
     cd_hub *hub = ctx;
     cd_hub_caller c;
     if (cd_hub_authenticate(hub, req, &c) < 0) return;
-    long limit = query_long(req, "limit", 1000), mine = query_long(req, "mine", 0);
+    long limit = cd_hub_query_long(req, "limit", 1000), mine = cd_hub_query_long(req, "mine", 0);
     if (limit < 1 || limit > 100000 || mine < 0 || mine > 1) {
         cd_hub_error(req, 400, "invalid_request", "limit is 1 to 100000; mine is 0 or 1");
         return;

@@ -79,6 +79,9 @@ int cd_hub_require_role(cd_hub *hub, cd_http_req *req, cd_role role, cd_hub_call
 /* The request body as a JSON object whose keys are all in `allowed` (NULL-terminated). Answers
  * 400 and returns NULL otherwise. */
 json_t *cd_hub_body_object(cd_http_req *req, const char *const *allowed);
+/* A query parameter as a whole number: def when absent, -1 when it is not one (callers check
+ * their ranges). */
+long cd_hub_query_long(cd_http_req *req, const char *name, long def);
 /* Path parameter as a positive id; answers 404 and returns -1 otherwise. */
 int64_t cd_hub_param_id(cd_http_req *req, const char *name, const char *what);
 

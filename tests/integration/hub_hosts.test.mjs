@@ -11,19 +11,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { COMFYD_BIN, freePort, probeStatus, sleep } from './lib/server.mjs';
-import { startHub, waitFor, pidAlive, trackInstancePid } from './lib/hub.mjs';
+import { startHub, waitFor, pidAlive, trackInstancePid, sleeper } from './lib/hub.mjs';
 
 const T = { timeout: 60000 };
 const SSHD = '/usr/sbin/sshd';
-
-/** A prompt that takes `seconds` (the testing pack's TestSleep), different per seed. */
-function sleeper(seconds, seed) {
-  return {
-    1: { class_type: 'PrimitiveInt', inputs: { value: seed } },
-    2: { class_type: 'TestSleep', inputs: { value: ['1', 0], seconds } },
-    3: { class_type: 'PreviewAny', inputs: { source: ['2', 0] } },
-  };
-}
 
 /** n consecutive ports that can be listened on, below Linux's ephemeral range (32768 up), so that
  * no outgoing connection of this busy machine takes one between now and the instance's bind. */

@@ -7,26 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { HOST, sleep, COMFYD_BIN } from './lib/server.mjs';
-import { startHub, waitFor, trackInstancePid } from './lib/hub.mjs';
+import { startHub, waitFor, trackInstancePid, sleeper, installTestingPack } from './lib/hub.mjs';
 import { startPostgres } from './lib/pg.mjs';
 
 const T = { timeout: 90000 };
-
-/** A prompt that takes `seconds` (ComfyUI's testing pack's TestSleep), different per seed. */
-function sleeper(seconds, seed) {
-  return {
-    1: { class_type: 'PrimitiveInt', inputs: { value: seed } },
-    2: { class_type: 'TestSleep', inputs: { value: ['1', 0], seconds } },
-    3: { class_type: 'PreviewAny', inputs: { source: ['2', 0] } },
-  };
-}
-
-function installTestingPack(dataDir) {
-  const pack = path.join(path.dirname(COMFYD_BIN), 'tests', 'conformance', 'testing_pack', 'testing_pack.so');
-  const dir = path.join(dataDir, 'shared', 'custom_nodes', 'testing-pack');
-  fs.mkdirSync(dir, { recursive: true });
-  fs.copyFileSync(pack, path.join(dir, 'testing_pack.so'));
-}
 
 /** Every message an instance sends to clientId. */
 function listenDirect(port, clientId) {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { Client } from '@stable-canvas/comfyui-client';
 import { HOST, sleep, COMFYD_BIN } from './lib/server.mjs';
-import { startHub, waitFor, trackInstancePid } from './lib/hub.mjs';
+import { startHub, waitFor, trackInstancePid, sleeper, installTestingPack } from './lib/hub.mjs';
 
 const T = { timeout: 120000 };
 
@@ -19,23 +19,6 @@ function chain(n, seed) {
   for (let i = 1; i < n; i++) p[i] = { class_type: 'IntAdd', inputs: { a: [String(i - 1), 0], b: 1 } };
   p.out = { class_type: 'PreviewAny', inputs: { source: [String(n - 1), 0] } };
   return p;
-}
-
-/** A prompt that takes `seconds` (ComfyUI's testing pack's TestSleep), different per seed. */
-function sleeper(seconds, seed) {
-  return {
-    1: { class_type: 'PrimitiveInt', inputs: { value: seed } },
-    2: { class_type: 'TestSleep', inputs: { value: ['1', 0], seconds } },
-    3: { class_type: 'PreviewAny', inputs: { source: ['2', 0] } },
-  };
-}
-
-/** The testing pack, in the shared custom_nodes every instance of the hub links to. */
-function installTestingPack(dataDir) {
-  const pack = path.join(path.dirname(COMFYD_BIN), 'tests', 'conformance', 'testing_pack', 'testing_pack.so');
-  const dir = path.join(dataDir, 'shared', 'custom_nodes', 'testing-pack');
-  fs.mkdirSync(dir, { recursive: true });
-  fs.copyFileSync(pack, path.join(dir, 'testing_pack.so'));
 }
 
 /** Every message an instance sends to clientId, with the time it arrived. */

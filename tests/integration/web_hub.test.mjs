@@ -7,28 +7,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { COMFYD_BIN } from './lib/server.mjs';
-import { startHub, waitFor, trackInstancePid } from './lib/hub.mjs';
+import { startHub, waitFor, trackInstancePid, sleeper, installTestingPack } from './lib/hub.mjs';
 import { launchBrowser, screenshot } from './lib/browser.mjs';
 
 const T = { timeout: 120000 };
 const STUDENT = { name: 'mia', password: 'mia-password-1' };
-
-/** The testing pack (its TestSleep node), in the shared custom_nodes every instance links to. */
-function installTestingPack(dataDir) {
-  const pack = path.join(path.dirname(COMFYD_BIN), 'tests', 'conformance', 'testing_pack', 'testing_pack.so');
-  const dir = path.join(dataDir, 'shared', 'custom_nodes', 'testing-pack');
-  fs.mkdirSync(dir, { recursive: true });
-  fs.copyFileSync(pack, path.join(dir, 'testing_pack.so'));
-}
-
-/** A prompt that takes `seconds`, different per seed so no cache can skip it. */
-function sleeper(seconds, seed) {
-  return {
-    1: { class_type: 'PrimitiveInt', inputs: { value: seed } },
-    2: { class_type: 'TestSleep', inputs: { value: ['1', 0], seconds } },
-    3: { class_type: 'PreviewAny', inputs: { source: ['2', 0] } },
-  };
-}
 
 /** Logs in through the login form and waits for the dashboard. */
 async function logIn(page, base, { name, password }) {

@@ -198,3 +198,22 @@ export async function waitFor(fn, timeoutMs = 10000, what = 'condition') {
     await sleep(50);
   }
 }
+
+/** A prompt that takes `seconds` (the testing pack's TestSleep), different per seed so that no
+ * cache can skip it. */
+export function sleeper(seconds, seed) {
+  return {
+    1: { class_type: 'PrimitiveInt', inputs: { value: seed } },
+    2: { class_type: 'TestSleep', inputs: { value: ['1', 0], seconds } },
+    3: { class_type: 'PreviewAny', inputs: { source: ['2', 0] } },
+  };
+}
+
+/** The testing pack (TestSleep and the rest), in the shared custom_nodes every instance of the
+ * hub in dataDir links to. */
+export function installTestingPack(dataDir) {
+  const pack = path.join(path.dirname(COMFYD_BIN), 'tests', 'conformance', 'testing_pack', 'testing_pack.so');
+  const dir = path.join(dataDir, 'shared', 'custom_nodes', 'testing-pack');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(pack, path.join(dir, 'testing_pack.so'));
+}
