@@ -11,8 +11,10 @@
 // 3. Dispatch delay: with COMFY_MAX_CONCURRENT=1, the time from one prompt's execution_success
 //    to the next prompt's execution_start, both as the instances stamp them (the slot frees, the
 //    hub learns it, picks the next prompt and sends it to its instance), over DRAIN prompts.
-// All three for the hub's store on SQLite (its default) and on PostgreSQL (a throw-away server
-// from tests/pg/start.sh, when Debian's postgresql is installed; one hub), in the same run.
+// All three for the hub's store on SQLite (its default), on PostgreSQL (a throw-away server
+// from tests/pg/start.sh, when Debian's postgresql is installed) with one hub, and with two hubs
+// on that database (half the users open their instance and send their prompts through each;
+// the store's dispatch keeps the one limit across both), in the same run.
 // Targets: enqueue >= 5,000/s durable, dispatch delay p99 < 5 ms.
 // Not a pass/fail test: it exits non-zero only when it could not measure.
 //
@@ -119,10 +121,11 @@ async function pool(items, n, fn) {
 
 // ---- the hub ----------------------------------------------------------------------------------
 
-async function startHub(tmp, store) {
+async function startHub(tmp, store, name = 'hub') {
   const port = await freePort();
   const first = await freeRange(USERS + 10);
-  const hub = spawn(BIN, ['hub', '--listen', HOST, '--port', String(port), '--data-dir', path.join(tmp, 'hub')], {
+  const log = path.join(tmp, `${name}.log`);
+  const hub = spawn(BIN, ['hub', '--listen', HOST, '--port', String(port), '--data-dir', path.join(tmp, name)], {
     env: {
       ...process.env,
       ...(store ? { COMFYD_HUB_STORE: store } : {}),
@@ -132,17 +135,18 @@ async function startHub(tmp, store) {
       COMFY_MAX_CONCURRENT: '1',
       COMFY_MAX_WAITING_PER_USER: String(PER_USER + 10),
     },
-    stdio: ['ignore', fs.openSync(path.join(tmp, 'hub.log'), 'w'), fs.openSync(path.join(tmp, 'hub.log'), 'a')],
+    stdio: ['ignore', fs.openSync(log, 'w'), fs.openSync(log, 'a')],
   });
   const base = `http://${HOST}:${port}`;
   for (let i = 0; i < 200; i++) {
     try { if ((await new Api(base).req('GET', '/api/me')).status === 401) return { hub, base }; } catch { /* not yet */ }
     await sleep(50);
   }
-  throw new Error(`the hub did not start: ${fs.readFileSync(path.join(tmp, 'hub.log'), 'utf8').slice(-2000)}`);
+  throw new Error(`the hub did not start: ${fs.readFileSync(log, 'utf8').slice(-2000)}`);
 }
 
-async function setUpUsers(base) {
+/** Users with a project each, opened (and later sent to) through the hubs in turn. */
+async function setUpUsers(base, bases = [base]) {
   const admin = new Api(base);
   if ((await admin.req('POST', '/api/login', { username: 'admin', password: 'bench-password-1' })).status !== 200)
     throw new Error('admin login failed');
@@ -150,7 +154,7 @@ async function setUpUsers(base) {
   await pool(users, 4, async (u) => {
     const r = await admin.req('POST', '/api/users', { name: u.name, password: `${u.name}-password` });
     if (r.status !== 201) throw new Error(`create ${u.name}: ${r.text}`);
-    u.api = new Api(base);
+    u.api = new Api(bases[users.indexOf(u) % bases.length]);
     await u.api.req('POST', '/api/login', { username: u.name, password: `${u.name}-password` });
     u.project = (await u.api.req('POST', '/api/projects', { name: 'bench' })).body;
   });
@@ -263,26 +267,27 @@ async function redisRate(bin, dir, durable) {
 
 // ---- the run ----------------------------------------------------------------------------------
 
-/** One hub on a store (undefined: its SQLite file; else a postgres:// URI), measured. */
-async function measureHub(tmp, store) {
+/** `count` hubs on a store (undefined: one hub's SQLite file; else a postgres:// URI), measured. */
+async function measureHub(tmp, store, count = 1) {
   fs.mkdirSync(tmp, { recursive: true });
-  let hub, users = [];
+  let hubs = [], users = [];
   try {
-    const started = await startHub(tmp, store);
-    hub = started.hub;
-    const setUp = await setUpUsers(started.base);
+    for (let i = 0; i < count; i++) hubs.push(await startHub(tmp, store, `hub${i}`));
+    const hub = { pids: hubs.map((h) => h.hub.pid) };
+    const setUp = await setUpUsers(hubs[0].base, hubs.map((h) => h.base));
     const admin = setUp.admin;
     users = setUp.users;
     const stamps = await listen(users);
     // warm-up: one prompt per user (connections, each instance's first validation), then idle
     await submitAll(users, 1, 1);
     for (let i = 0; i < 600 && ((await queueStatus(admin)).queue_length > 0 || (await queueStatus(admin)).processing_count > 0); i++) await sleep(100);
-    const m = { rssBefore: rssKiB(hub.pid) };
-    const cpuBefore = cpuMs(hub.pid);
+    const sum = (fn) => hub.pids.reduce((t, pid) => t + fn(pid), 0);
+    const m = { rssBefore: sum(rssKiB) };
+    const cpuBefore = sum(cpuMs);
     m.enqueue = await submitAll(users, 100000, PER_USER);
-    m.cpuPerPrompt = (cpuMs(hub.pid) - cpuBefore) / (USERS * PER_USER);
+    m.cpuPerPrompt = (sum(cpuMs) - cpuBefore) / (USERS * PER_USER);
     m.waiting = (await queueStatus(admin)).queue_length;
-    m.rssAfter = rssKiB(hub.pid);
+    m.rssAfter = sum(rssKiB);
     // drain: the stamps of the next DRAIN prompts
     const finishedBefore = stamps.success.size;
     const t0 = Date.now();
@@ -299,10 +304,10 @@ async function measureHub(tmp, store) {
     return m;
   } finally {
     for (const u of users) u.ws?.close();
-    if (hub) {
+    await Promise.all(hubs.map(({ hub }) => {
       hub.kill('SIGTERM');
-      await new Promise((r) => { const t = setTimeout(() => { hub.kill('SIGKILL'); r(); }, 30000); hub.on('exit', () => { clearTimeout(t); r(); }); });
-    }
+      return new Promise((r) => { const t = setTimeout(() => { hub.kill('SIGKILL'); r(); }, 30000); hub.on('exit', () => { clearTimeout(t); r(); }); });
+    }));
   }
 }
 
@@ -324,10 +329,14 @@ async function main() {
   try {
     console.log(`queue bench: ${USERS} users x ${PER_USER} prompts through the hub's proxy (${BIN})`);
     const sqlite = await measureHub(path.join(tmp, 'sqlite'), undefined);
-    let postgres = null;
+    let postgres = null, postgres2 = null;
     const pg = startPostgres(tmp);
     if (pg) {
       try { postgres = await measureHub(path.join(tmp, 'postgres'), pg.uri); } finally { pg.stop(); }
+    }
+    const pg2 = startPostgres(path.join(tmp, 'two')); // a fresh database: the same starting point
+    if (pg2) {
+      try { postgres2 = await measureHub(path.join(tmp, 'postgres2'), pg2.uri, 2); } finally { pg2.stop(); }
     }
     let redisPlain = NaN, redisDurable = NaN;
     const redis = redisBin();
@@ -336,10 +345,10 @@ async function main() {
       redisDurable = await redisRate(redis, path.join(tmp, 'redis-durable'), true);
     }
     const f = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
-    const both = (fn) => `${fn(sqlite)} | ${postgres ? fn(postgres) : 'n/a'}`;
+    const both = (fn) => [sqlite, postgres, postgres2].map((m) => (m ? fn(m) : 'n/a')).join(' | ');
     console.log('');
-    console.log('| measure | hub on SQLite | hub on PostgreSQL | redis-server (no fsync) | redis-server (appendfsync always) | target |');
-    console.log('|---|---|---|---|---|---|');
+    console.log('| measure | hub on SQLite | hub on PostgreSQL | two hubs on PostgreSQL | redis-server (no fsync) | redis-server (appendfsync always) | target |');
+    console.log('|---|---|---|---|---|---|---|');
     console.log(`| enqueue, ${USERS} clients x ${PER_USER} (prompts/s) | ${both((m) => f(m.enqueue.rate))} | ${f(redisPlain)} | ${f(redisDurable)} | >= 5,000 durable |`);
     console.log(`| enqueue answer p50 / p99 (ms) | ${both((m) => `${f(m.enqueue.p50, 2)} / ${f(m.enqueue.p99, 2)}`)} | | | |`);
     console.log(`| hub CPU per prompt enqueued (ms; its instances' validation not counted) | ${both((m) => f(m.cpuPerPrompt, 3))} | | | |`);
@@ -347,9 +356,9 @@ async function main() {
     console.log(`| hub RSS before / with the queue (MiB) | ${both((m) => `${f(m.rssBefore / 1024, 1)} / ${f(m.rssAfter / 1024, 1)}`)} | | | |`);
     console.log(`| dispatch delay p50 / p99 / max (ms) | ${both((m) => `${f(percentile(m.delays, 50), 1)} / ${f(percentile(m.delays, 99), 1)} / ${f(m.delays[m.delays.length - 1], 1)}`)} | | | p99 < 5 |`);
     console.log(`| drain rate, one at a time (prompts/s) | ${both((m) => f(m.drainRate))} | | | |`);
-    for (const [name, m] of [['SQLite', sqlite], ['PostgreSQL', postgres]])
+    for (const [name, m] of [['SQLite', sqlite], ['PostgreSQL', postgres], ['two hubs on PostgreSQL', postgres2]])
       if (m?.enqueue.refused) console.log(`\n${m.enqueue.refused} submissions were refused on ${name}`);
-    if (!pg) console.log('\nno PostgreSQL server (apt-get install postgresql): its column is empty');
+    if (!pg) console.log('\nno PostgreSQL server (apt-get install postgresql): its columns are empty');
     if (!redis) console.log('\nredis-server not found: the Redis columns are empty (scripts/setup-debian.sh --bench installs it)');
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -31,6 +31,8 @@ typedef struct held {
     bool sending;        /* its POST /prompt is under way: the instance may not show it yet */
     int last_position;   /* last announced to its user's WebSockets */
     bool to_send;        /* dispatching: sent once that state is on disk */
+    bool foreign;        /* several hubs: out at an instance for another hub, which watches it */
+    bool listed;         /* seen in the store's list by the refresh under way */
     int64_t send_need;   /* ... that is, once this many syncs have completed (0: not committed yet) */
     struct held *next;   /* by seq */
 } held;
@@ -107,6 +109,10 @@ struct cd_admission {
     int handles_open;
     cd_instance_watch *watch; /* the event streams of instances with prompts out */
     cd_upstream_pool *pool;   /* keep-alive connections to the instances */
+    /* Several hubs on one store (peers.h): the queue above mirrors the store's, read again when
+     * another hub says it changed it (at most every REFRESH_MS) and every SHARED_POLL_MS. */
+    uv_timer_t refresh_timer;
+    int64_t last_refresh_at, last_shared_pump_at;
     bool stopping;
     int inflight; /* fetches under way */
 };
@@ -116,6 +122,15 @@ static int64_t now_ms(void) { return cd_hub_now_ms(); }
 static bool is_active_running(const held *h) {
     return !strcmp(h->p.state, "running") || !strcmp(h->p.state, "dispatching");
 }
+
+/* Out at an instance for this hub, which watches it until it ends. */
+static bool watched(const held *h) { return is_active_running(h) && !h->foreign; }
+
+/* Several hubs share the store and its queue (peers.h). */
+static bool shared(const cd_admission *a) { return a->hub->peers != NULL; }
+
+#define REFRESH_MS 100
+#define SHARED_POLL_MS 2000
 
 static user_counts *counts_of(cd_admission *a, int64_t user_id, bool create) {
     for (size_t i = 0; i < a->nusers; i++)
@@ -158,7 +173,7 @@ static void count(cd_admission *a, held *h, int delta) {
     if (is_active_running(h)) {
         a->running += delta;
         if (u) u->running += delta;
-        track_out(a, h, delta);
+        if (!h->foreign) track_out(a, h, delta);
     } else if (!strcmp(h->p.state, "queued")) {
         a->waiting += delta;
         if (u) u->waiting += delta;
@@ -379,6 +394,7 @@ static void finish(cd_admission *a, held *h, const char *state, const char *reas
 }
 
 static void pump_soon(cd_admission *a);
+static void refresh(cd_admission *a);
 static void on_settle(uv_check_t *c);
 static void start_sync(cd_admission *a);
 
@@ -596,9 +612,62 @@ static void pump_soon(cd_admission *a) {
     settle_soon(a);
 }
 
+/* A prompt the store's dispatch gave this hub: ours to send and watch from now. */
+static held *take_dispatched(cd_admission *a, const cd_store_prompt *row) {
+    held *h = find(a, row->prompt_id);
+    if (!h) {
+        if (!(h = calloc(1, sizeof *h))) return NULL;
+        h->p = *row;
+        append_held(a, h);
+        return h;
+    }
+    bool was_shown = !strcmp(h->p.state, "queued") && h->last_position;
+    count(a, h, -1);
+    h->p = *row;
+    h->foreign = false;
+    h->misses = 0;
+    count(a, h, +1);
+    if (h->p.created_at)
+        cd_hub_metrics_dispatch_wait(a->hub->metrics, (double)(now_ms() - h->p.created_at) / 1000.0);
+    if (was_shown) tell_left_queue(a, h);
+    return h;
+}
+
+/* Several hubs: the store picks the prompts for the free slots across all of them, in the
+ * queue's order, under a lock every hub's dispatch takes (store.h prompt_dispatch). The commit
+ * is durable when it returns, so the prompts go out at once. */
+static void pump_shared(cd_admission *a) {
+    int64_t now = now_ms();
+    /* the mirror counts every hub's prompts out: while it says full, the hub that frees a slot
+     * dispatches (its own pump), and a poll now and then covers a missed word */
+    if (a->running >= a->hub->cfg->max_concurrent && now - a->last_shared_pump_at < SHARED_POLL_MS) return;
+    a->last_shared_pump_at = now;
+    commit_writes(a, true); /* what this turn accepted takes part, and a failed commit is dropped */
+    cd_store *st = a->hub->store;
+    cd_store_prompt *rows = NULL;
+    size_t n = 0;
+    int64_t turn = a->last_served_user;
+    if (st->ops->prompt_dispatch(st, a->hub->id, a->hub->cfg->max_concurrent, a->hub->cfg->max_running_per_user, now,
+                                 &rows, &n, &turn) < 0) {
+        cd_warn("hub: cannot dispatch from the shared queue: %s", cd_store_error(st));
+        return;
+    }
+    a->last_served_user = turn;
+    for (size_t i = 0; i < n; i++) {
+        held *h = take_dispatched(a, &rows[i]);
+        if (h) send_one(a, h);
+    }
+    free(rows);
+    if (n) a->announce_due = true;
+}
+
 static void pump(cd_admission *a) {
     a->pump_due = false;
     if (a->stopping) return;
+    if (shared(a)) {
+        pump_shared(a);
+        return;
+    }
     bool changed = false;
     while (a->running < a->hub->cfg->max_concurrent) {
         held *pick = pick_next(a);
@@ -691,7 +760,7 @@ static void on_queue(const char *error, const cd_http_client_response *res, void
     for (held *h = a->all, *next; q && h; h = next) {
         next = h->next;
         /* one not sent yet, or on its way, is in no queue of the instance: that is no loss */
-        if (h->p.project_id != qc->project_id || !is_active_running(h) || h->checking || h->to_send || h->sending)
+        if (h->p.project_id != qc->project_id || !watched(h) || h->checking || h->to_send || h->sending)
             continue;
         if (queue_has(q, h->p.prompt_id)) {
             h->misses = 0;
@@ -743,7 +812,7 @@ static void on_tick(uv_timer_t *t) {
     size_t nseen = 0;
     for (held *h = a->all, *next; h; h = next) {
         next = h->next;
-        if (!is_active_running(h)) continue;
+        if (!watched(h)) continue;
         char host[65];
         int port;
         if (cd_supervisor_target(a->hub->sup, h->p.project_id, host, sizeof host, &port) < 0) {
@@ -769,6 +838,7 @@ static void on_tick(uv_timer_t *t) {
         if (cd_upstream_fetch(a->pool, &r, on_queue, qc) < 0) on_queue("cannot connect", NULL, qc);
     }
     cd_instance_watch_sweep(a->watch);
+    if (shared(a) && now - a->last_refresh_at >= SHARED_POLL_MS) refresh(a);
     pump_soon(a);
 }
 
@@ -782,6 +852,115 @@ static void on_instance_changed(int64_t project_id, void *user) {
         held *h = a->out[i];
         if (h->p.project_id == project_id && !h->checking) check_history(a, h, host, port, false);
     }
+}
+
+/* ---- several hubs: the shared queue ---- */
+
+static int by_prompt_id(const void *x, const void *y) {
+    return strcmp((*(held *const *)x)->p.prompt_id, (*(held *const *)y)->p.prompt_id);
+}
+
+/* The counts and the list of prompts out, from the list itself. */
+static void recount(cd_admission *a) {
+    a->waiting = a->running = 0;
+    a->nout = 0;
+    for (size_t i = 0; i < a->nusers; i++) a->users[i].waiting = a->users[i].running = 0;
+    for (held *h = a->all; h; h = h->next) count(a, h, +1);
+}
+
+/* Reads the store's queue (every hub's prompts) into the list: what another hub accepted,
+ * dispatched, cancelled or finished. The prompts this hub watches keep what it knows of them.
+ * Ten thousand prompts take a few milliseconds: one read, a sort, a look-up each. */
+static void refresh(cd_admission *a) {
+    a->last_refresh_at = now_ms();
+    cd_store *st = a->hub->store;
+    cd_store_prompt *rows = NULL;
+    size_t n = 0;
+    if (st->ops->prompt_list_active(st, &rows, &n) < 0) {
+        cd_warn("hub: cannot read the shared queue: %s", cd_store_error(st));
+        return;
+    }
+    int64_t turn;
+    if (st->ops->queue_turn(st, &turn) == 0) a->last_served_user = turn;
+    size_t nold = 0;
+    for (held *h = a->all; h; h = h->next) nold++;
+    held **index = malloc((nold ? nold : 1) * sizeof *index);
+    if (!index) {
+        free(rows);
+        return;
+    }
+    size_t k = 0;
+    for (held *h = a->all; h; h = h->next) {
+        h->listed = false;
+        index[k++] = h;
+    }
+    qsort(index, nold, sizeof *index, by_prompt_id);
+    held *head = NULL, *tail = NULL;
+    for (size_t i = 0; i < n; i++) {
+        held key, *kp = &key;
+        memcpy(key.p.prompt_id, rows[i].prompt_id, sizeof key.p.prompt_id);
+        held **found = bsearch(&kp, index, nold, sizeof *index, by_prompt_id);
+        held *h = found ? *found : calloc(1, sizeof *h);
+        if (!h) continue;
+        bool ours = found && watched(h) && !strcmp(rows[i].hub, a->hub->id);
+        if (!ours) {
+            h->p = rows[i];
+            h->foreign = is_active_running(h) && strcmp(h->p.hub, a->hub->id) != 0;
+        }
+        h->listed = true;
+        h->next = NULL;
+        if (tail) tail->next = h;
+        else head = h;
+        tail = h;
+    }
+    /* Not in the store's list: ended elsewhere (cancelled, done), unless this hub watches it. */
+    for (size_t i = 0; i < nold; i++) {
+        held *h = index[i];
+        if (h->listed) continue;
+        if (watched(h) || h->to_send || h->sending) {
+            h->next = NULL;
+            if (tail) tail->next = h;
+            else head = h;
+            tail = h;
+        } else {
+            free(h);
+        }
+    }
+    free(index);
+    free(rows);
+    a->all = head;
+    a->last = tail;
+    recount(a);
+    a->announce_due = true;
+    pump_soon(a);
+}
+
+static void on_refresh_timer(uv_timer_t *t) {
+    cd_admission *a = t->data;
+    if (!a->stopping) refresh(a);
+}
+
+void cd_admission_store_changed(cd_admission *a) {
+    if (!a || !shared(a) || a->stopping || uv_is_active((uv_handle_t *)&a->refresh_timer)) return;
+    int64_t wait = a->last_refresh_at + REFRESH_MS - now_ms();
+    uv_timer_start(&a->refresh_timer, on_refresh_timer, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
+void cd_admission_take_over(cd_admission *a, const char *hub_id) {
+    if (!a || !shared(a) || a->stopping) return;
+    cd_store *st = a->hub->store;
+    commit_writes(a, true);
+    cd_store_prompt *rows = NULL;
+    size_t n = 0;
+    if (st->ops->prompt_take_over(st, hub_id, a->hub->id, &rows, &n) < 0) {
+        cd_warn("hub: cannot take over the prompts of hub %s: %s", hub_id, cd_store_error(st));
+        return;
+    }
+    /* as after a restart: the instance's queue and history tell what became of each */
+    for (size_t i = 0; i < n; i++) take_dispatched(a, &rows[i]);
+    if (n) cd_info("hub: took over %zu prompt(s) of hub %s", n, hub_id);
+    free(rows);
+    pump_soon(a);
 }
 
 /* ---- submitting ---- */
@@ -1241,6 +1420,10 @@ int cd_admission_cancel(cd_admission *a, const cd_hub_caller *c, int64_t project
         json_t *id;
         json_array_foreach(ids, i, id) match = match || (json_is_string(id) && !strcmp(json_string_value(id), h->p.prompt_id));
         if (!match) continue;
+        /* another hub may be taking it this very moment: only one of the two wins */
+        if (shared(a) && a->hub->store->ops->prompt_claim(a->hub->store, h->p.prompt_id, "queued", "cancelled",
+                                                          now_ms()) != 0)
+            continue;
         char reason[100];
         snprintf(reason, sizeof reason, "cancelled by %s", c->user.name);
         if (h->p.user_id != c->user.id) {
@@ -1352,6 +1535,8 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
         held *h = calloc(1, sizeof *h);
         if (!h) break;
         h->p = list[i];
+        /* several hubs: those out for another hub are its to watch */
+        h->foreign = hub->peers && is_active_running(h) && strcmp(h->p.hub, hub->id) != 0;
         append_held(a, h);
     }
     free(list);
@@ -1360,8 +1545,10 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
     uv_check_init(hub->loop, &a->settle);
     uv_idle_init(hub->loop, &a->wake);
     uv_timer_init(hub->loop, &a->announce_timer);
-    a->tick.data = a->settle.data = a->wake.data = a->announce_timer.data = a;
-    a->handles_open += 4;
+    uv_timer_init(hub->loop, &a->refresh_timer);
+    a->tick.data = a->settle.data = a->wake.data = a->announce_timer.data = a->refresh_timer.data = a;
+    a->handles_open += 5;
+    a->last_refresh_at = now_ms();
     /* the first tick waits for the adopted instances to answer their health check */
     if (hub->cfg->max_concurrent > 0) uv_timer_start(&a->tick, on_tick, 1000, TICK_MS);
     return a;
@@ -1386,6 +1573,7 @@ void cd_admission_stop(cd_admission *a) {
     uv_close((uv_handle_t *)&a->settle, handle_closed);
     uv_close((uv_handle_t *)&a->wake, handle_closed);
     uv_close((uv_handle_t *)&a->announce_timer, handle_closed);
+    uv_close((uv_handle_t *)&a->refresh_timer, handle_closed);
     cd_instance_watch_close_all(a->watch);
     cd_upstream_pool_close_idle(a->pool);
     close_syncer_when_done(a);

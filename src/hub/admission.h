@@ -72,6 +72,11 @@ int cd_admission_max_concurrent(const cd_admission *a);
 /* The queue's length and the prompts out, from its counters (no walk of the queue). */
 void cd_admission_counts(const cd_admission *a, int *waiting, int *running);
 
+/* Several hubs (peers.h): another hub changed the queue in the store (read it again soon);
+ * a hub went silent (take over its prompts out at instances). */
+void cd_admission_store_changed(cd_admission *a);
+void cd_admission_take_over(cd_admission *a, const char *hub_id);
+
 /* The routes of GET /api/queue/... (api_queue.c). */
 void cd_hub_api_queue_register(cd_hub *hub);
 /* Stops dispatching; cd_admission_idle tells when nothing of it is under way any more. */

@@ -34,6 +34,12 @@ static const setting settings[] = {
     {"COMFYD_HUB_STORE", "--store", T_STR, OFF(store), "", 0, 0,
      "where users, projects and the queue live: sqlite:PATH (default DATA_DIR/hub.sqlite3) or a PostgreSQL "
      "URI, postgres://USER:PASSWORD@HOST:PORT/DB"},
+    {"COMFYD_HUB_ID", NULL, T_STR, OFF(hub_id), "", 0, 0,
+     "this hub's name among several on one PostgreSQL store (default HOSTNAME:a hash of the data directory; "
+     "each hub needs its own)"},
+    {"COMFYD_HUB_SILENT_AFTER_SECONDS", NULL, T_INT, OFF(hub_silent_after_s), "15", 2, 3600,
+     "several hubs: one not heard from for this long is taken for dead, and the others take over its "
+     "prompts and instances"},
     {"COMFYD_ADMIN_PASSWORD", NULL, T_STR, OFF(admin_password), NULL, 0, 0,
      "password of the 'admin' account created on first start (else one is generated and printed once)"},
     {"COMFYD_SESSION_HOURS", NULL, T_INT, OFF(session_hours), "168", 1, 24 * 366, "how long a login lasts"},

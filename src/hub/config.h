@@ -42,6 +42,9 @@ typedef struct {
     int queue_badge; /* 1: the proxied page gets the hub's queue-position badge */
     /* the admission queue in front of POST /prompt */
     int max_concurrent, prompt_timeout_s, max_waiting_per_user, max_running_per_user;
+    /* several hubs on one PostgreSQL store (peers.h) */
+    char *hub_id;
+    int hub_silent_after_s;
 } cd_hub_config;
 
 /* Parses argv[first..] over the defaults, the config file and the environment. Returns 0, 1

@@ -18,6 +18,7 @@
 #include "hub/api_packs.h"
 #include "hub/events.h"
 #include "hub/lookup_cache.h"
+#include "hub/peers.h"
 #include "hub/metrics.h"
 #include "hub/proxy.h"
 #include "hub/web.h"
@@ -163,6 +164,7 @@ void cd_hub_stop(cd_hub *hub) {
     close_signals(hub);
     cd_hub_events_close_all(hub->events);
     if (hub->proxy) cd_hub_proxy_close_all(hub->proxy);
+    cd_hub_peers_stop(hub->peers);
     cd_admission_stop(hub->admission);
     cd_hub_packs_cancel(hub->packs);
     if (hub->hosts) cd_hosts_stop(hub->hosts);
@@ -205,6 +207,8 @@ static int start_supervisor(cd_hub *hub, char *err, size_t errlen) {
         .on_change = on_instance_change,
         .on_audit = on_supervisor_audit,
         .user = hub,
+        .peers = hub->peers,
+        .hub_id = hub->id,
     };
     return cd_supervisor_new(&sc, &hub->sup, err, errlen);
 }
@@ -247,9 +251,13 @@ int cd_hub_start(cd_hub *hub, const cd_hub_config *cfg, uv_loop_t *loop, char *e
     hub->started = true;
     if (open_store(hub, err, errlen) < 0) return -1;
     if (cd_hub_ensure_admin(hub, err, errlen) < 0) return -1;
+    bool peers_failed;
+    hub->peers = cd_hub_peers_new(hub, &peers_failed, err, errlen);
+    if (peers_failed) return -1;
     if (start_http(hub, err, errlen) < 0) return -1;
     if (start_supervisor(hub, err, errlen) < 0) return -1;
     if (!(hub->admission = cd_admission_new(hub, err, errlen))) return -1;
+    cd_hub_peers_start(hub->peers);
     if (cd_hub_packs_start(hub, err, errlen) < 0) return -1;
     if (cd_http_server_listen(hub->http, cfg->listen, cfg->port, err, errlen) < 0) return -1;
     uv_signal_init(loop, &hub->sigint);
@@ -263,7 +271,7 @@ void cd_hub_destroy(cd_hub *hub) {
     if (!hub->started) return;
     cd_hub_stop(hub);
     while (!hub->stopped || !cd_hub_events_empty(hub->events) || !cd_hub_proxy_idle(hub->proxy) ||
-           !cd_admission_idle(hub->admission) || !cd_hub_packs_idle(hub->packs) ||
+           !cd_admission_idle(hub->admission) || !cd_hub_packs_idle(hub->packs) || !cd_hub_peers_idle(hub->peers) ||
            (hub->hosts && !cd_hosts_idle(hub->hosts)))
         uv_run(hub->loop, UV_RUN_ONCE);
     close_signals(hub);
@@ -273,6 +281,7 @@ void cd_hub_destroy(cd_hub *hub) {
     cd_hub_events_free(hub->events);
     cd_hub_proxy_free(hub->proxy);
     cd_admission_free(hub->admission);
+    cd_hub_peers_free(hub->peers);
     cd_hub_metrics_free(hub->metrics);
     cd_lookup_cache_free(hub->credentials);
     cd_lookup_cache_free(hub->routes);

@@ -21,6 +21,7 @@ typedef struct cd_lookup_cache cd_lookup_cache;
 typedef struct cd_admission cd_admission;
 typedef struct cd_hub_metrics cd_hub_metrics;
 typedef struct cd_hub_packs cd_hub_packs;
+typedef struct cd_hub_peers cd_hub_peers;
 
 typedef struct cd_hub {
     uv_loop_t *loop;
@@ -37,6 +38,9 @@ typedef struct cd_hub {
     /* recent look-ups of the hot path (lookup_cache.h): tokens to users, proxy paths to projects */
     cd_lookup_cache *credentials, *routes;
     cd_hosts *hosts; /* where instances run: "local" and the store's hosts */
+    /* several hubs on one PostgreSQL store (peers.h): this hub's id ("" alone on SQLite) */
+    char id[65];
+    cd_hub_peers *peers;
     uv_signal_t sigint, sigterm;
     bool started, signals_open, stopping, stopped;
     bool http_stopped, sup_stopped; /* the two halves of a stop */

@@ -88,6 +88,7 @@ typedef struct {
     char log_path[1024];
     int64_t started_at, last_seen_at, last_activity_at;
     int crash_count;    /* crashes in a row since it was last online for a while */
+    char hub[65];       /* the hub that supervises it ("" : a hub alone on its store) */
 } cd_store_instance;
 
 typedef struct {
@@ -115,7 +116,14 @@ typedef struct {
     char client_id[129];
     int64_t created_at, dispatched_at, finished_at;
     char reason[512];
+    char hub[65]; /* while dispatching or running: the hub that sent it and watches it ("" : a hub alone) */
 } cd_store_prompt;
+
+/* A hub sharing the store with others (several hubs on one PostgreSQL): it beats every second. */
+typedef struct {
+    char id[65];
+    int64_t started_at, last_seen_at;
+} cd_store_hub;
 
 typedef struct cd_store cd_store;
 
@@ -192,6 +200,33 @@ typedef struct {
      * or (PostgreSQL) another transaction holds its row, without waiting for that one (SKIP
      * LOCKED); NOT_FOUND when there is no such prompt. A queue write: it joins a batch. */
     int (*prompt_claim)(cd_store *st, const char *prompt_id, const char *from, const char *to, int64_t at);
+
+    /* Several hubs on one database: PostgreSQL only (NULL in the SQLite backend, whose file
+     * one hub owns). set_hub names this hub: the queue's and instances' changes it commits are
+     * announced to the other hubs with NOTIFY (channels comfyd_queue and comfyd_instances, the
+     * hub's id as payload; store_listen.h hears them). */
+    void (*set_hub)(cd_store *st, const char *hub_id);
+    /* Records that the hub is alive at now (inserting it, with started_at, the first time). */
+    int (*hub_beat)(cd_store *st, const char *hub_id, int64_t started_at, int64_t now);
+    int (*hub_list)(cd_store *st, cd_store_hub **out, size_t *n);
+    /* Takes queued prompts for free slots, in the queue's order, for hub: the priority ones by
+     * seq, then one per user in turn from the user after the shared turn's last one, a user with
+     * max_per_user prompts out skipped (0: no limit), until max_running prompts are dispatching
+     * or running across all hubs. One transaction under a lock that every hub's dispatch takes,
+     * committed (and durable) before it returns: each prompt is taken by exactly one hub and
+     * the limit holds across them. Commits an open batch first. Returns the prompts taken (now
+     * dispatching, hub set) and the turn's last user. */
+    int (*prompt_dispatch)(cd_store *st, const char *hub_id, int max_running, int max_per_user, int64_t now,
+                           cd_store_prompt **out, size_t *n, int64_t *last_user);
+    /* Gives the prompts out of a silent hub to another (dispatching and running ones): returns
+     * those this call moved, so that of two hubs taking over at once each gets its own. */
+    int (*prompt_take_over)(cd_store *st, const char *from_hub, const char *to_hub, cd_store_prompt **out,
+                            size_t *n);
+    /* The round-robin's last user, as the last dispatch of any hub left it. */
+    int (*queue_turn)(cd_store *st, int64_t *last_user);
+    /* Moves the project's instance record from a silent hub to another: 0, or NOT_FOUND when it
+     * is no longer that hub's (another took it first). */
+    int (*instance_take_over)(cd_store *st, int64_t project_id, const char *from_hub, const char *to_hub);
 
     /* Group commit (the admission queue's writes of a loop turn): the writes between begin and
      * commit are one transaction. Its commit is atomic and survives the process being killed,

@@ -21,7 +21,13 @@
  * parameter used where the server could not infer one. Every order is by an integer, and text
  * equality is byte-wise under every deterministic collation, so "Ann" and "ann" stay two names
  * as in SQLite. */
-static const char *const stmt_sql[N_STMT] = {
+/* Statements only this backend has: several hubs on one database (store.h). */
+enum {
+    HUB_BEAT = N_STMT, HUB_LIST, Q_RUNNING, Q_TURN, Q_TURN_SET, Q_USER_OUT, Q_PRIORITY, Q_NEXT_USER, Q_USER_FIRST,
+    Q_TAKE, Q_TAKE_OVER, INSTANCE_TAKE_OVER, N_PG_STMT
+};
+
+static const char *const stmt_sql[N_PG_STMT] = {
     [USER_CREATE] = "INSERT INTO users (name, password_hash, role, disabled, created_at)"
                     " VALUES ($1, $2, $3, $4, $5) RETURNING id",
     [USER_GET] = "SELECT " USER_COLS " FROM users WHERE id = $1",
@@ -53,13 +59,13 @@ static const char *const stmt_sql[N_STMT] = {
     [HOST_DELETE] = "DELETE FROM hosts WHERE id = $1",
     [INSTANCE_PUT] =
         "INSERT INTO instances (project_id, user_id, host, address, port, pid, status, reason, base_dir,"
-        " log_path, started_at, last_seen_at, last_activity_at, crash_count)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        " log_path, started_at, last_seen_at, last_activity_at, crash_count, hub)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         " ON CONFLICT (project_id) DO UPDATE SET user_id = excluded.user_id, host = excluded.host,"
         " address = excluded.address, port = excluded.port, pid = excluded.pid, status = excluded.status,"
         " reason = excluded.reason, base_dir = excluded.base_dir, log_path = excluded.log_path,"
         " started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,"
-        " last_activity_at = excluded.last_activity_at, crash_count = excluded.crash_count"
+        " last_activity_at = excluded.last_activity_at, crash_count = excluded.crash_count, hub = excluded.hub"
         " RETURNING id",
     [INSTANCE_GET] = "SELECT " INSTANCE_COLS " FROM instances WHERE id = $1",
     [INSTANCE_BY_PROJECT] = "SELECT " INSTANCE_COLS " FROM instances WHERE project_id = $1",
@@ -85,7 +91,8 @@ static const char *const stmt_sql[N_STMT] = {
                      " WHEN $2::text IN ('dispatching', 'running') AND dispatched_at = 0"
                      " THEN $4::bigint ELSE dispatched_at END,"
                      " finished_at = CASE WHEN $2::text IN ('done', 'failed', 'cancelled') THEN $4::bigint"
-                     " ELSE finished_at END"
+                     " ELSE finished_at END,"
+                     " hub = CASE WHEN $2::text = 'queued' THEN '' ELSE hub END"
                      " WHERE prompt_id = $1::text",
     /* The row is locked before it is changed, and a row another transaction holds (another hub
      * claiming it) is skipped rather than waited for: this hub's loop never blocks on another. */
@@ -97,6 +104,26 @@ static const char *const stmt_sql[N_STMT] = {
                      " ELSE finished_at END"
                      " WHERE seq = (SELECT seq FROM prompts WHERE prompt_id = $1::text AND state = $2::text"
                      " FOR UPDATE SKIP LOCKED)",
+    [HUB_BEAT] = "INSERT INTO hubs (id, started_at, last_seen_at) VALUES ($1, $2, $3)"
+                 " ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, last_seen_at = excluded.last_seen_at",
+    [HUB_LIST] = "SELECT id, started_at, last_seen_at FROM hubs ORDER BY id",
+    [Q_RUNNING] = "SELECT count(*) FROM prompts WHERE state IN ('queued', 'dispatching', 'running')"
+                  " AND state <> 'queued'", /* the partial index prompts_active covers it */
+    [Q_TURN] = "SELECT last_user FROM queue_turn WHERE id = 1",
+    [Q_TURN_SET] = "UPDATE queue_turn SET last_user = $1 WHERE id = 1",
+    [Q_USER_OUT] = "SELECT count(*) FROM prompts WHERE state IN ('queued', 'dispatching', 'running')"
+                   " AND state <> 'queued' AND user_id = $1",
+    [Q_PRIORITY] = "SELECT " PROMPT_COLS " FROM prompts WHERE state = 'queued' AND priority <> 0 ORDER BY seq LIMIT 64",
+    /* the index prompts_queued (user_id, seq) answers these two without reading the queue */
+    [Q_NEXT_USER] = "SELECT min(user_id) FROM prompts WHERE state = 'queued' AND priority = 0 AND user_id > $1",
+    [Q_USER_FIRST] = "SELECT " PROMPT_COLS " FROM prompts WHERE state = 'queued' AND priority = 0 AND user_id = $1"
+                     " ORDER BY seq LIMIT 1",
+    [Q_TAKE] = "UPDATE prompts SET state = 'dispatching', hub = $2, reason = '',"
+               " dispatched_at = CASE WHEN dispatched_at = 0 THEN $3::bigint ELSE dispatched_at END"
+               " WHERE seq = $1 AND state = 'queued'",
+    [Q_TAKE_OVER] = "UPDATE prompts SET hub = $2 WHERE hub = $1 AND state IN ('dispatching', 'running')"
+                    " RETURNING " PROMPT_COLS,
+    [INSTANCE_TAKE_OVER] = "UPDATE instances SET hub = $3 WHERE project_id = $1 AND hub = $2",
 };
 
 typedef struct {
@@ -104,6 +131,8 @@ typedef struct {
     PGconn *conn;
     char err[512];
     bool batch_open; /* a group commit's transaction is under way */
+    char hub[65];    /* this hub's id, the payload of its notifications ("" : none sent) */
+    bool queue_changed; /* the open batch changed the queue: NOTIFY before its COMMIT */
 } pg_store;
 
 static pg_store *S(cd_store *st) {
@@ -251,7 +280,7 @@ static int exec_simple(PGconn *conn, const char *sql, char *err, size_t errlen) 
 }
 
 static int prepare_all(pg_store *s, char *err, size_t errlen) {
-    for (int i = 0; i < N_STMT; i++) {
+    for (int i = 0; i < N_PG_STMT; i++) {
         char name[16];
         snprintf(name, sizeof name, "s%d", i);
         PGresult *r = PQprepare(s->conn, name, stmt_sql[i], 0, NULL);
@@ -374,7 +403,8 @@ static bool commits_alone(int which) {
     case TOKEN_CREATE: case TOKEN_DELETE: case TOKEN_DELETE_USER: case TOKEN_PRUNE:
     case PROJECT_CREATE: case PROJECT_UPDATE: case PROJECT_DELETE:
     case HOST_CREATE: case HOST_UPDATE: case HOST_DELETE:
-    case INSTANCE_PUT: case FAILURES_SET: case FAILURES_CLEAR: case AUDIT_ADD:
+    case INSTANCE_PUT: case FAILURES_SET: case FAILURES_CLEAR: case AUDIT_ADD: case HUB_BEAT:
+    case INSTANCE_TAKE_OVER:
         return true;
     default:
         return false;
@@ -747,6 +777,29 @@ static int pg_host_delete(cd_store *st, int64_t id) {
     return run(S(st), HOST_DELETE, &p, true);
 }
 
+/* ---- Telling the other hubs ----
+ *
+ * A hub that changed the queue or an instance says so on a channel, with its id as payload, so
+ * that the others read the store again at once rather than at their next poll (store_listen.c
+ * hears it). A NOTIFY inside a transaction is delivered at its COMMIT, and not at all if it
+ * rolls back; PostgreSQL folds the same one sent twice in a transaction into one. */
+static void notify(pg_store *s, const char *channel) {
+    if (!s->hub[0]) return;
+    const char *values[2] = {channel, s->hub};
+    PGresult *r = PQexecParams(s->conn, "SELECT pg_notify($1, $2)", 2, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) cd_warn("store: cannot notify %s: %s", channel, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+static void queue_written(pg_store *s) {
+    if (s->batch_open) s->queue_changed = true;
+    else notify(s, "comfyd_queue");
+}
+
+static void pg_set_hub(cd_store *st, const char *hub_id) {
+    snprintf(S(st)->hub, sizeof S(st)->hub, "%s", hub_id ? hub_id : "");
+}
+
 /* ---- Instances ---- */
 
 static void read_instance(const PGresult *r, int row, void *out) {
@@ -767,6 +820,7 @@ static void read_instance(const PGresult *r, int row, void *out) {
     i->last_seen_at = col_i64(r, row, 12);
     i->last_activity_at = col_i64(r, row, 13);
     i->crash_count = col_int(r, row, 14);
+    COL_TEXT(r, row, 15, i->hub);
 }
 
 static int pg_instance_put(cd_store *st, cd_store_instance *i) {
@@ -785,7 +839,10 @@ static int pg_instance_put(cd_store *st, cd_store_instance *i) {
     p_int(&p, i->last_seen_at);
     p_int(&p, i->last_activity_at);
     p_int(&p, i->crash_count);
-    return insert(S(st), INSTANCE_PUT, &p, &i->id, CD_STORE_ERROR);
+    P_ARRAY(&p, i->hub);
+    int rc = insert(S(st), INSTANCE_PUT, &p, &i->id, CD_STORE_ERROR);
+    if (rc == 0) notify(S(st), "comfyd_instances"); /* it committed alone (commits_alone) */
+    return rc;
 }
 
 static int pg_instance_get(cd_store *st, int64_t id, cd_store_instance *out) {
@@ -903,6 +960,7 @@ static void read_prompt(const PGresult *r, int row, void *out) {
     pr->dispatched_at = col_i64(r, row, 8);
     pr->finished_at = col_i64(r, row, 9);
     COL_TEXT(r, row, 10, pr->reason);
+    COL_TEXT(r, row, 11, pr->hub);
 }
 
 static int pg_prompt_add(cd_store *st, cd_store_prompt *pr, const char *body) {
@@ -917,6 +975,7 @@ static int pg_prompt_add(cd_store *st, cd_store_prompt *pr, const char *body) {
     p_text(&p, body);
     p_int(&p, pr->created_at);
     int rc = insert(S(st), PROMPT_ADD, &p, &pr->seq, CD_STORE_CONFLICT);
+    if (rc == 0) queue_written(S(st));
     if (rc == CD_STORE_CONFLICT)
         snprintf(S(st)->err, sizeof S(st)->err, "prompt_id \"%.*s\" is taken", 128, pr->prompt_id);
     return rc;
@@ -959,7 +1018,9 @@ static int pg_prompt_set_state(cd_store *st, const char *prompt_id, const char *
     p_text(&p, state);
     p_text(&p, reason ? reason : "");
     p_int(&p, at ? at : now_ms());
-    return run(S(st), PROMPT_STATE, &p, true);
+    int rc = run(S(st), PROMPT_STATE, &p, true);
+    if (rc == 0) queue_written(S(st));
+    return rc;
 }
 
 /* Nothing changed: the prompt is in another state or held by another transaction (CONFLICT),
@@ -971,6 +1032,7 @@ static int pg_prompt_claim(cd_store *st, const char *prompt_id, const char *from
     p_text(&p, to);
     p_int(&p, at ? at : now_ms());
     int r = run(S(st), PROMPT_CLAIM, &p, true);
+    if (r == 0) queue_written(S(st));
     if (r != CD_STORE_NOT_FOUND) return r;
     cd_store_prompt got;
     r = pg_prompt_get(st, prompt_id, &got);
@@ -1011,6 +1073,8 @@ static int pg_batch_begin(cd_store *st) {
 static int pg_batch_commit(cd_store *st) {
     pg_store *s = S(st);
     if (!s->batch_open) return 0;
+    if (s->queue_changed) notify(s, "comfyd_queue");
+    s->queue_changed = false;
     s->batch_open = false;
     PGresult *r = PQexec(s->conn, "COMMIT");
     int rc = 0;
@@ -1030,6 +1094,7 @@ static void pg_batch_rollback(cd_store *st) {
     pg_store *s = S(st);
     if (!s->batch_open) return;
     s->batch_open = false;
+    s->queue_changed = false;
     PQclear(PQexec(s->conn, "ROLLBACK"));
 }
 
@@ -1040,6 +1105,222 @@ static int pg_sync(cd_store *st) {
 
 static void batch_end(pg_store *s) {
     if (pg_batch_commit(&s->base) < 0) cd_error("store: cannot commit the queue's changes: %s", s->err);
+}
+
+/* ---- Several hubs ---- */
+
+static int pg_hub_beat(cd_store *st, const char *hub_id, int64_t started_at, int64_t now) {
+    params p = {0};
+    p_text(&p, hub_id);
+    p_int(&p, started_at);
+    p_int(&p, now);
+    return run(S(st), HUB_BEAT, &p, false);
+}
+
+static void read_hub(const PGresult *r, int row, void *out) {
+    cd_store_hub *h = out;
+    memset(h, 0, sizeof *h);
+    COL_TEXT(r, row, 0, h->id);
+    h->started_at = col_i64(r, row, 1);
+    h->last_seen_at = col_i64(r, row, 2);
+}
+
+static int pg_hub_list(cd_store *st, cd_store_hub **out, size_t *n) {
+    params p = {0};
+    void *arr;
+    int r = rows(S(st), HUB_LIST, &p, read_hub, sizeof **out, &arr, n);
+    *out = arr;
+    return r;
+}
+
+static void read_i64(const PGresult *r, int row, void *out) {
+    *(int64_t *)out = PQgetisnull(r, row, 0) ? -1 : col_i64(r, row, 0);
+}
+
+static int count_of(pg_store *s, int which, params *p, int64_t *out) {
+    return one_row(s, which, p, read_i64, out);
+}
+
+static int pg_queue_turn(cd_store *st, int64_t *last_user) {
+    params p = {0};
+    return count_of(S(st), Q_TURN, &p, last_user);
+}
+
+/* What one dispatch has learnt and taken so far. */
+typedef struct {
+    pg_store *s;
+    const char *hub;
+    int max_running, max_per_user;
+    int64_t now, running;
+    struct { int64_t user, out; } users[64]; /* prompts out per user, as looked up */
+    int nusers;
+    cd_store_prompt *taken;
+    size_t ntaken;
+} dispatch_run;
+
+static int user_out(dispatch_run *d, int64_t user, int64_t **slot) {
+    for (int i = 0; i < d->nusers; i++)
+        if (d->users[i].user == user) {
+            *slot = &d->users[i].out;
+            return 0;
+        }
+    int64_t n = 0;
+    params p = {0};
+    p_int(&p, user);
+    if (count_of(d->s, Q_USER_OUT, &p, &n)) return CD_STORE_ERROR;
+    int i = d->nusers < 64 ? d->nusers++ : 63; /* more users than that in one dispatch: forget one */
+    d->users[i].user = user;
+    d->users[i].out = n;
+    *slot = &d->users[i].out;
+    return 0;
+}
+
+/* 1: the user may have one more out; 0: not; <0: an error. */
+static int may_run(dispatch_run *d, int64_t user) {
+    if (d->max_per_user <= 0) return 1;
+    int64_t *out;
+    if (user_out(d, user, &out)) return CD_STORE_ERROR;
+    return *out < d->max_per_user;
+}
+
+static int take(dispatch_run *d, const cd_store_prompt *row) {
+    params p = {0};
+    p_int(&p, row->seq);
+    p_text(&p, d->hub);
+    p_int(&p, d->now);
+    int rc = run(d->s, Q_TAKE, &p, true);
+    if (rc == CD_STORE_NOT_FOUND) return 0; /* cancelled meanwhile (cancelling takes no lock) */
+    if (rc) return rc;
+    cd_store_prompt *grown = realloc(d->taken, (d->ntaken + 1) * sizeof *grown);
+    if (!grown) {
+        snprintf(d->s->err, sizeof d->s->err, "out of memory");
+        return CD_STORE_ERROR;
+    }
+    d->taken = grown;
+    cd_store_prompt *t = &d->taken[d->ntaken++];
+    *t = *row;
+    snprintf(t->state, sizeof t->state, "dispatching");
+    snprintf(t->hub, sizeof t->hub, "%s", d->hub);
+    t->reason[0] = '\0';
+    if (!t->dispatched_at) t->dispatched_at = d->now;
+    d->running++;
+    int64_t *out;
+    if (d->max_per_user > 0 && user_out(d, row->user_id, &out) == 0) (*out)++;
+    return 0;
+}
+
+static int take_priority(dispatch_run *d) {
+    params p = {0};
+    void *arr;
+    size_t n;
+    int rc = rows(d->s, Q_PRIORITY, &p, read_prompt, sizeof(cd_store_prompt), &arr, &n);
+    cd_store_prompt *list = arr;
+    for (size_t i = 0; rc == 0 && i < n && d->running < d->max_running; i++) {
+        int ok = may_run(d, list[i].user_id);
+        if (ok < 0) rc = ok;
+        else if (ok) rc = take(d, &list[i]);
+    }
+    free(list);
+    return rc;
+}
+
+/* One prompt per user in turn, from the user after *turn; a user at its limit is skipped, and a
+ * whole round of skips ends it. */
+static int take_round_robin(dispatch_run *d, int64_t *turn) {
+    int64_t cursor = *turn, first_skipped = -1;
+    while (d->running < d->max_running) {
+        int64_t user = -1;
+        params p = {0};
+        p_int(&p, cursor);
+        if (count_of(d->s, Q_NEXT_USER, &p, &user)) return CD_STORE_ERROR;
+        if (user < 0) {
+            if (cursor == 0) return 0; /* nothing queued */
+            cursor = 0;                /* round again from the first user */
+            continue;
+        }
+        if (user == first_skipped) return 0;
+        int ok = may_run(d, user);
+        if (ok < 0) return ok;
+        cursor = user;
+        if (!ok) {
+            if (first_skipped < 0) first_skipped = user;
+            continue;
+        }
+        cd_store_prompt row;
+        params q = {0};
+        p_int(&q, user);
+        int rc = one_row(d->s, Q_USER_FIRST, &q, read_prompt, &row);
+        if (rc == CD_STORE_NOT_FOUND) continue;
+        if (rc || (rc = take(d, &row))) return rc;
+        first_skipped = -1;
+        *turn = user;
+    }
+    return 0;
+}
+
+/* Every hub's dispatch takes this lock for its transaction: counting the prompts out and taking
+ * the next ones is then one step across all hubs ("comfyd" + 2). */
+#define DISPATCH_LOCK_KEY "7164207397838061570"
+
+static int pg_prompt_dispatch(cd_store *st, const char *hub_id, int max_running, int max_per_user, int64_t now,
+                              cd_store_prompt **out, size_t *n, int64_t *last_user) {
+    pg_store *s = S(st);
+    *out = NULL;
+    *n = 0;
+    if (s->batch_open) batch_end(s);
+    s->err[0] = '\0';
+    if (reconnect_if_lost(s) ||
+        exec_simple(s->conn, "BEGIN; SELECT pg_advisory_xact_lock(" DISPATCH_LOCK_KEY ")", s->err, sizeof s->err))
+        return CD_STORE_ERROR;
+    dispatch_run d = {.s = s, .hub = hub_id, .max_running = max_running, .max_per_user = max_per_user, .now = now};
+    int64_t turn = 0, turn_before;
+    params none = {0}, none2 = {0};
+    int rc = count_of(s, Q_RUNNING, &none, &d.running);
+    if (!rc) rc = count_of(s, Q_TURN, &none2, &turn);
+    turn_before = turn;
+    if (!rc && d.running < max_running) rc = take_priority(&d);
+    if (!rc && d.running < max_running) rc = take_round_robin(&d, &turn);
+    if (!rc && turn != turn_before) {
+        params p = {0};
+        p_int(&p, turn);
+        rc = run(s, Q_TURN_SET, &p, false);
+    }
+    if (!rc && d.ntaken) notify(s, "comfyd_queue");
+    if (!rc) rc = exec_simple(s->conn, "COMMIT", s->err, sizeof s->err);
+    if (rc) {
+        char kept[sizeof s->err];
+        snprintf(kept, sizeof kept, "%s", s->err);
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+        snprintf(s->err, sizeof s->err, "%s", kept);
+        free(d.taken);
+        return rc;
+    }
+    *out = d.taken;
+    *n = d.ntaken;
+    *last_user = turn;
+    return 0;
+}
+
+static int pg_prompt_take_over(cd_store *st, const char *from_hub, const char *to_hub, cd_store_prompt **out,
+                               size_t *n) {
+    params p = {0};
+    p_text(&p, from_hub);
+    p_text(&p, to_hub);
+    void *arr;
+    int r = rows(S(st), Q_TAKE_OVER, &p, read_prompt, sizeof **out, &arr, n);
+    *out = arr;
+    if (r == 0 && *n) queue_written(S(st));
+    return r;
+}
+
+static int pg_instance_take_over(cd_store *st, int64_t project_id, const char *from_hub, const char *to_hub) {
+    params p = {0};
+    p_int(&p, project_id);
+    p_text(&p, from_hub);
+    p_text(&p, to_hub);
+    int rc = run(S(st), INSTANCE_TAKE_OVER, &p, true);
+    if (rc == 0) notify(S(st), "comfyd_instances");
+    return rc;
 }
 
 /* ---- The table ---- */
@@ -1096,6 +1377,13 @@ static const cd_store_ops pg_ops = {
     .prompt_list_active = pg_prompt_list_active,
     .prompt_set_state = pg_prompt_set_state,
     .prompt_claim = pg_prompt_claim,
+    .set_hub = pg_set_hub,
+    .hub_beat = pg_hub_beat,
+    .hub_list = pg_hub_list,
+    .prompt_dispatch = pg_prompt_dispatch,
+    .prompt_take_over = pg_prompt_take_over,
+    .queue_turn = pg_queue_turn,
+    .instance_take_over = pg_instance_take_over,
     .batch_begin = pg_batch_begin,
     .batch_commit = pg_batch_commit,
     .batch_rollback = pg_batch_rollback,

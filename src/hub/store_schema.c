@@ -118,6 +118,21 @@ static const char *const migrations[] = {
     "  disabled {int} NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
     "  created_at {int} NOT NULL);"
     "ALTER TABLE projects ADD COLUMN pin TEXT;",
+    /* 4: several hubs on one database (PostgreSQL). Each hub beats in hubs; a prompt out at an
+     * instance names the hub that sent it and watches it, an instance the hub that supervises
+     * it ("" on a hub alone), so that the others take them over when it goes silent. The turn
+     * of the round-robin is shared, and the queued prompts are found by user in order. */
+    "CREATE TABLE hubs ("
+    "  id TEXT PRIMARY KEY,"
+    "  started_at {int} NOT NULL,"
+    "  last_seen_at {int} NOT NULL){clustered};"
+    "CREATE TABLE queue_turn ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  last_user {int} NOT NULL);"
+    "INSERT INTO queue_turn (id, last_user) VALUES (1, 0);"
+    "ALTER TABLE prompts ADD COLUMN hub TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE instances ADD COLUMN hub TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX prompts_queued ON prompts(user_id, seq) WHERE state = 'queued';",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

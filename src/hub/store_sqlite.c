@@ -53,13 +53,13 @@ static const char *const stmt_sql[N_STMT] = {
     [HOST_DELETE] = "DELETE FROM hosts WHERE id = ?1",
     [INSTANCE_PUT] =
         "INSERT INTO instances (project_id, user_id, host, address, port, pid, status, reason, base_dir,"
-        " log_path, started_at, last_seen_at, last_activity_at, crash_count)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        " log_path, started_at, last_seen_at, last_activity_at, crash_count, hub)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
         " ON CONFLICT (project_id) DO UPDATE SET user_id = excluded.user_id, host = excluded.host,"
         " address = excluded.address, port = excluded.port, pid = excluded.pid, status = excluded.status,"
         " reason = excluded.reason, base_dir = excluded.base_dir, log_path = excluded.log_path,"
         " started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,"
-        " last_activity_at = excluded.last_activity_at, crash_count = excluded.crash_count"
+        " last_activity_at = excluded.last_activity_at, crash_count = excluded.crash_count, hub = excluded.hub"
         " RETURNING id",
     [INSTANCE_GET] = "SELECT " INSTANCE_COLS " FROM instances WHERE id = ?1",
     [INSTANCE_BY_PROJECT] = "SELECT " INSTANCE_COLS " FROM instances WHERE project_id = ?1",
@@ -626,6 +626,7 @@ static void read_instance(sqlite3_stmt *q, void *out) {
     i->last_seen_at = sqlite3_column_int64(q, 12);
     i->last_activity_at = sqlite3_column_int64(q, 13);
     i->crash_count = sqlite3_column_int(q, 14);
+    COL_TEXT(q, 15, i->hub);
 }
 
 static int sq_instance_put(cd_store *st, cd_store_instance *i) {
@@ -644,6 +645,7 @@ static int sq_instance_put(cd_store *st, cd_store_instance *i) {
     sqlite3_bind_int64(q, 12, i->last_seen_at);
     sqlite3_bind_int64(q, 13, i->last_activity_at);
     sqlite3_bind_int(q, 14, i->crash_count);
+    BIND_ARRAY(q, 15, i->hub);
     return insert(S(st), q, &i->id);
 }
 
@@ -761,6 +763,7 @@ static void read_prompt(sqlite3_stmt *q, void *out) {
     p->dispatched_at = sqlite3_column_int64(q, 8);
     p->finished_at = sqlite3_column_int64(q, 9);
     COL_TEXT(q, 10, p->reason);
+    COL_TEXT(q, 11, p->hub);
 }
 
 static int sq_prompt_add(cd_store *st, cd_store_prompt *p, const char *body) {

@@ -24,9 +24,10 @@ enum {
     "port_max, max_instances, labels, disabled, created_at"
 #define INSTANCE_COLS                                                                          \
     "id, project_id, user_id, host, address, port, pid, status, reason, base_dir, log_path, " \
-    "started_at, last_seen_at, last_activity_at, crash_count"
+    "started_at, last_seen_at, last_activity_at, crash_count, hub"
 #define AUDIT_COLS "id, at, user_id, username, action, target, detail, ip"
 #define PROMPT_COLS \
-    "seq, prompt_id, user_id, project_id, priority, state, client_id, created_at, dispatched_at, finished_at, reason"
+    "seq, prompt_id, user_id, project_id, priority, state, client_id, created_at, dispatched_at, finished_at, reason, " \
+    "hub"
 
 #endif

@@ -29,6 +29,7 @@
 
 #include "base/log.h"
 #include "base/path.h"
+#include "hub/peers.h"
 #include "net/http_client.h"
 
 typedef enum { PH_IDLE, PH_CHECKING, PH_STARTING, PH_RUNNING, PH_STOPPING } phase;
@@ -68,8 +69,21 @@ typedef struct slot {
     struct slot *next;
 } slot;
 
+/* Where another hub's instance of a project answers, as its record said a moment ago (several
+ * hubs: asked for every proxied request, so not read from the store each time). */
+#define FOREIGN_SLOTS 64
+#define FOREIGN_TTL_MS 1000
+typedef struct {
+    int64_t project_id;
+    char address[65];
+    int port;
+    bool ok;
+    int64_t at;
+} foreign_target;
+
 struct cd_supervisor {
     cd_supervisor_config c;
+    foreign_target foreign[FOREIGN_SLOTS];
     slot *slots;
     uv_timer_t tick; /* once a second: heartbeats, idle stops, log rotation, host checks */
     int inflight; /* probes under way */
@@ -112,6 +126,7 @@ static void set_status(slot *s, const char *status, const char *reason_fmt, ...)
  * must find again after a crash. */
 static void save(slot *s) {
     cd_supervisor *sup = s->sup;
+    snprintf(s->rec.hub, sizeof s->rec.hub, "%s", sup->c.hub_id ? sup->c.hub_id : "");
     if (sup->c.store->ops->instance_put(sup->c.store, &s->rec) < 0)
         cd_error("hub: cannot store the instance of project %lld: %s", (long long)s->rec.project_id,
                  cd_store_error(sup->c.store));
@@ -697,12 +712,98 @@ static void begin_stop(slot *s, const char *reason) {
 
 /* ---- the public operations ---- */
 
+/* ---- several hubs (peers.h) ---- */
+
+/* The project's instance as another hub runs it, from the store: its record names another hub
+ * and a process that passed its start. */
+static bool foreign_record(cd_supervisor *sup, int64_t project_id, cd_store_instance *rec) {
+    if (!sup->c.peers || sup->c.store->ops->instance_by_project(sup->c.store, project_id, rec) != 0) return false;
+    return rec->hub[0] && strcmp(rec->hub, sup->c.hub_id) != 0 && rec->port > 0 && rec->pid > 0 &&
+           (!strcmp(rec->status, "online") || !strcmp(rec->status, "offline") || !strcmp(rec->status, "starting"));
+}
+
+static int foreign_target_of(cd_supervisor *sup, int64_t project_id, char *host, size_t hostlen, int *port) {
+    if (!sup->c.peers) return -1;
+    int64_t now = now_ms();
+    foreign_target *oldest = &sup->foreign[0], *t = NULL;
+    for (int i = 0; i < FOREIGN_SLOTS && !t; i++) {
+        if (sup->foreign[i].project_id == project_id) t = &sup->foreign[i];
+        else if (sup->foreign[i].at < oldest->at) oldest = &sup->foreign[i];
+    }
+    if (!t || now - t->at >= FOREIGN_TTL_MS) {
+        if (!t) t = oldest;
+        cd_store_instance rec;
+        *t = (foreign_target){.project_id = project_id, .at = now};
+        t->ok = foreign_record(sup, project_id, &rec) && strcmp(rec.status, "starting") != 0;
+        snprintf(t->address, sizeof t->address, "%s", rec.address);
+        t->port = rec.port;
+    }
+    if (!t->ok) return -1;
+    snprintf(host, hostlen, "%s", t->address);
+    *port = t->port;
+    return 0;
+}
+
+void cd_supervisor_store_changed(cd_supervisor *sup) {
+    if (sup) memset(sup->foreign, 0, sizeof sup->foreign);
+}
+
+static void adopt_one(cd_supervisor *sup, const cd_store_instance *rec);
+
+/* A record of a silent hub's instance becomes ours if the store gives it to us, and is adopted
+ * like one of ours after a restart (asked whether it is healthy, replaced if not). */
+static bool take_over_one(cd_supervisor *sup, const cd_store_instance *rec) {
+    cd_store *st = sup->c.store;
+    slot *s = find_slot(sup, rec->project_id);
+    if (s && s->ph != PH_IDLE) return false; /* ours already runs (cannot be: the record would say so) */
+    if (st->ops->instance_take_over(st, rec->project_id, rec->hub, sup->c.hub_id) != 0) return false;
+    cd_info("hub: taking over the instance of project %lld (port %d) from hub %s", (long long)rec->project_id,
+            rec->port, rec->hub);
+    cd_store_instance mine = *rec;
+    snprintf(mine.hub, sizeof mine.hub, "%s", sup->c.hub_id);
+    if (s) s->rec = mine; /* an idle slot read the old record */
+    adopt_one(sup, &mine);
+    cd_supervisor_store_changed(sup);
+    return true;
+}
+
+void cd_supervisor_take_over(cd_supervisor *sup, const char *hub_id) {
+    if (!sup || !sup->c.peers || sup->shutting_down) return;
+    cd_store_instance *list = NULL;
+    size_t n = 0;
+    if (sup->c.store->ops->instance_list(sup->c.store, &list, &n) < 0) return;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(list[i].hub, hub_id)) take_over_one(sup, &list[i]);
+    free(list);
+}
+
+/* An open of a project whose instance another hub runs: used where it is while that hub lives,
+ * taken over when it went silent. Returns true when that answered the open. */
+static bool open_foreign(cd_supervisor *sup, const cd_store_project *p, cd_sup_open_cb cb, void *user) {
+    slot *s = find_slot(sup, p->id);
+    cd_store_instance rec;
+    if ((s && s->ph != PH_IDLE) || !foreign_record(sup, p->id, &rec)) return false;
+    if (!cd_hub_peers_alive(sup->c.peers, rec.hub)) {
+        if (!take_over_one(sup, &rec)) return false;
+        s = find_slot(sup, p->id);
+        if (!s || add_waiter(s, cb, user) < 0) cb(500, "out of memory", NULL, false, user);
+        return true; /* the adoption's health check answers */
+    }
+    if (!strcmp(rec.status, "starting")) {
+        cb(503, "the instance is starting on another hub; try again in a moment", NULL, false, user);
+        return true;
+    }
+    cb(0, NULL, &rec, true, user);
+    return true;
+}
+
 void cd_supervisor_open(cd_supervisor *sup, const cd_store_project *p, const cd_store_user *owner, cd_sup_open_cb cb,
                         void *user) {
     if (sup->shutting_down) {
         cb(503, "the hub is stopping", NULL, false, user);
         return;
     }
+    if (open_foreign(sup, p, cb, user)) return;
     slot *s = get_slot(sup, p->id);
     if (!s || add_waiter(s, cb, user) < 0) {
         cb(500, "out of memory", NULL, false, user);
@@ -758,6 +859,14 @@ void cd_supervisor_stop(cd_supervisor *sup, int64_t project_id, const char *reas
         if (cb) cb(user);
         return;
     }
+    cd_store_instance other;
+    if (!s->proc && s->ph == PH_IDLE && foreign_record(sup, project_id, &other) &&
+        cd_hub_peers_alive(sup->c.peers, other.hub)) {
+        /* not ours to stop, nor to mark stopped: the hub that runs it stops it */
+        cd_warn("hub: the instance of project %lld is run by hub %s; it stops it", (long long)project_id, other.hub);
+        if (cb) cb(user);
+        return;
+    }
     s->wanted = false;
     s->restart_after_stop = false;
     notify_waiters(s, 503, "the instance was stopped while it started", false);
@@ -787,7 +896,8 @@ void cd_supervisor_stop(cd_supervisor *sup, int64_t project_id, const char *reas
 
 int cd_supervisor_target(cd_supervisor *sup, int64_t project_id, char *host, size_t hostlen, int *port) {
     slot *s = find_slot(sup, project_id);
-    if (!s || !s->proc || (s->ph != PH_RUNNING && s->ph != PH_CHECKING)) return -1;
+    if (!s || !s->proc || (s->ph != PH_RUNNING && s->ph != PH_CHECKING))
+        return foreign_target_of(sup, project_id, host, hostlen, port);
     snprintf(host, hostlen, "%s", s->rec.address);
     *port = s->rec.port;
     return 0;
@@ -923,7 +1033,12 @@ int cd_supervisor_new(const cd_supervisor_config *c, cd_supervisor **out, char *
         *out = sup;
         return -1;
     }
-    for (size_t i = 0; i < n; i++) adopt_one(sup, &list[i]);
+    for (size_t i = 0; i < n; i++) {
+        const cd_store_instance *rec = &list[i];
+        bool others = c->peers && rec->hub[0] && strcmp(rec->hub, c->hub_id) != 0;
+        if (!others) adopt_one(sup, rec);
+        else if (!cd_hub_peers_alive(c->peers, rec->hub)) take_over_one(sup, rec); /* else: that hub's */
+    }
     free(list);
     *out = sup;
     return 0;

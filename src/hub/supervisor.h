@@ -37,6 +37,10 @@ typedef struct {
     cd_sup_change_cb on_change;
     cd_sup_audit_cb on_audit;
     void *user;
+    /* several hubs on one store (peers.h; NULL alone): this hub's instances are those whose
+     * record names hub_id; another live hub's are used where they run, a silent hub's taken over */
+    struct cd_hub_peers *peers;
+    const char *hub_id;
 } cd_supervisor_config;
 
 /* Creates the supervisor and adopts the instances of the store whose process still runs and
@@ -71,6 +75,12 @@ void cd_supervisor_touch(cd_supervisor *s, int64_t project_id);
 int cd_supervisor_running(const cd_supervisor *s);
 /* The same, on one host. */
 int cd_supervisor_running_on(const cd_supervisor *s, const cd_host *h);
+
+/* Several hubs: the store's instances changed (another hub said so): forget what was read of
+ * other hubs' instances. */
+void cd_supervisor_store_changed(cd_supervisor *s);
+/* Several hubs: takes over the instances of a hub gone silent (each goes to one hub). */
+void cd_supervisor_take_over(cd_supervisor *s, const char *hub_id);
 
 /* Stops every instance and then calls cb; the supervisor is freed by cd_supervisor_free once cb
  * has run. */

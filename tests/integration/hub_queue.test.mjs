@@ -10,6 +10,7 @@ import WebSocket from 'ws';
 import { Client } from '@stable-canvas/comfyui-client';
 import { HOST, sleep, COMFYD_BIN } from './lib/server.mjs';
 import { startHub, waitFor, trackInstancePid, sleeper, installTestingPack } from './lib/hub.mjs';
+import { listenDirect, runs, maxOverlap } from './lib/queue-events.mjs';
 
 const T = { timeout: 120000 };
 
@@ -19,36 +20,6 @@ function chain(n, seed) {
   for (let i = 1; i < n; i++) p[i] = { class_type: 'IntAdd', inputs: { a: [String(i - 1), 0], b: 1 } };
   p.out = { class_type: 'PreviewAny', inputs: { source: [String(n - 1), 0] } };
   return p;
-}
-
-/** Every message an instance sends to clientId, with the time it arrived. */
-function listenDirect(port, clientId) {
-  const ws = new WebSocket(`ws://${HOST}:${port}/ws?clientId=${clientId}`);
-  const events = [];
-  ws.on('message', (d, bin) => { if (!bin) events.push({ at: Date.now(), ...JSON.parse(d.toString()) }); });
-  return new Promise((r) => ws.once('open', () => r({ ws, events })));
-}
-
-/** Intervals [start, end] of each prompt from an instance's events. */
-function runs(events) {
-  const out = new Map();
-  for (const e of events) {
-    const id = e.data?.prompt_id;
-    if (!id) continue;
-    if (e.type === 'execution_start') out.set(id, { ...(out.get(id) || {}), start: e.at, starts: (out.get(id)?.starts || 0) + 1 });
-    if (['execution_success', 'execution_error', 'execution_interrupted'].includes(e.type))
-      out.set(id, { ...(out.get(id) || {}), end: e.at });
-  }
-  return out;
-}
-
-function maxOverlap(intervals) {
-  const points = [];
-  for (const { start, end } of intervals) { points.push([start, 1]); points.push([end, -1]); }
-  points.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let cur = 0, max = 0;
-  for (const [, d] of points) { cur += d; max = Math.max(max, cur); }
-  return max;
 }
 
 describe('the admission queue', () => {

@@ -859,6 +859,91 @@ static void test_pg_claim_across_hubs(void **state) {
     cd_store_close(two);
 }
 
+/* Several hubs' dispatch (store.h prompt_dispatch): the limit holds across two connections,
+ * priority prompts go first, then one per user in turn from the shared turn, a user at its
+ * running limit is skipped; a silent hub's prompts and instances go to one other hub only. */
+static void test_pg_shared_dispatch(void **state) {
+    fixture *f = *state;
+    cd_store *one = f->st, *two = NULL;
+    char err[256] = "";
+    if (cd_store_pg_open(f->uri, &two, err, sizeof err)) fail_msg("second hub: %s", err);
+    int64_t ann = add_user(one, "ann", CD_ROLE_STUDENT), bob = add_user(one, "bob", CD_ROLE_STUDENT);
+    int64_t tom = add_user(one, "tom", CD_ROLE_TEACHER);
+    int64_t pa = add_project(one, ann, "a"), pb = add_project(one, bob, "b"), pt = add_project(one, tom, "t");
+    const struct { const char *id; int64_t user, project; int priority; } queue[] = {
+        {"a1", ann, pa, 0}, {"a2", ann, pa, 0}, {"a3", ann, pa, 0}, {"b1", bob, pb, 0}, {"b2", bob, pb, 0},
+        {"t1", tom, pt, 1},
+    };
+    for (size_t i = 0; i < sizeof queue / sizeof queue[0]; i++) {
+        cd_store_prompt p = make_prompt(queue[i].id, queue[i].user, queue[i].project);
+        p.priority = queue[i].priority;
+        assert_int_equal((i % 2 ? two : one)->ops->prompt_add(i % 2 ? two : one, &p, "{}"), 0);
+    }
+    cd_store_prompt *got = NULL;
+    size_t n = 0;
+    int64_t turn = -1;
+    /* three slots: the teacher's first, then ann and bob in turn */
+    assert_int_equal(one->ops->prompt_dispatch(one, "hub-1", 3, 0, 100, &got, &n, &turn), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(got[0].prompt_id, "t1");
+    assert_string_equal(got[1].prompt_id, "a1");
+    assert_string_equal(got[2].prompt_id, "b1");
+    assert_string_equal(got[0].state, "dispatching");
+    assert_string_equal(got[0].hub, "hub-1");
+    assert_int_equal(turn, bob);
+    free(got);
+    /* the limit is across hubs: the other one finds no slot */
+    assert_int_equal(two->ops->prompt_dispatch(two, "hub-2", 3, 0, 101, &got, &n, &turn), 0);
+    assert_int_equal(n, 0);
+    free(got);
+    /* a slot frees: the next in turn after bob is ann */
+    assert_int_equal(one->ops->prompt_set_state(one, "t1", "done", "", 102), 0);
+    assert_int_equal(two->ops->prompt_dispatch(two, "hub-2", 3, 0, 103, &got, &n, &turn), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0].prompt_id, "a2");
+    assert_string_equal(got[0].hub, "hub-2");
+    free(got);
+    /* per-user limit 1: ann and bob each have one out, so nothing more even with room */
+    assert_int_equal(one->ops->prompt_set_state(one, "a1", "done", "", 104), 0);
+    assert_int_equal(one->ops->prompt_dispatch(one, "hub-1", 10, 1, 105, &got, &n, &turn), 0);
+    assert_int_equal(n, 0);
+    free(got);
+    assert_int_equal(one->ops->prompt_dispatch(one, "hub-1", 10, 2, 106, &got, &n, &turn), 0);
+    assert_int_equal(n, 2); /* b2, then a3: from the turn (ann) on, bob comes first */
+    assert_string_equal(got[0].prompt_id, "b2");
+    assert_string_equal(got[1].prompt_id, "a3");
+    free(got);
+
+    /* hub-1 goes silent: its prompts out go to whichever hub asks first, once */
+    assert_int_equal(two->ops->prompt_take_over(two, "hub-1", "hub-2", &got, &n), 0);
+    assert_int_equal(n, 3); /* b1, b2, a3 (a1 and t1 are done) */
+    free(got);
+    assert_int_equal(one->ops->prompt_take_over(one, "hub-1", "hub-3", &got, &n), 0);
+    assert_int_equal(n, 0);
+    free(got);
+    cd_store_instance in = make_instance(pa, ann, 1);
+    snprintf(in.hub, sizeof in.hub, "hub-1");
+    assert_int_equal(one->ops->instance_put(one, &in), 0);
+    assert_int_equal(two->ops->instance_take_over(two, pa, "hub-1", "hub-2"), 0);
+    assert_int_equal(one->ops->instance_take_over(one, pa, "hub-1", "hub-3"), CD_STORE_NOT_FOUND);
+    cd_store_instance back;
+    assert_int_equal(one->ops->instance_by_project(one, pa, &back), 0);
+    assert_string_equal(back.hub, "hub-2");
+
+    /* beats: both hubs are listed with their times */
+    assert_int_equal(one->ops->hub_beat(one, "hub-1", 5, 200), 0);
+    assert_int_equal(two->ops->hub_beat(two, "hub-2", 6, 210), 0);
+    assert_int_equal(one->ops->hub_beat(one, "hub-1", 5, 220), 0);
+    cd_store_hub *hubs = NULL;
+    assert_int_equal(two->ops->hub_list(two, &hubs, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(hubs[0].id, "hub-1");
+    assert_int_equal(hubs[0].last_seen_at, 220);
+    assert_int_equal(hubs[1].started_at, 6);
+    free(hubs);
+    cd_store_close(two);
+}
+
 /* Bytes that are not UTF-8 (a log line cut to fit `reason` inside a character) are stored on
  * both: SQLite keeps them as they are; PostgreSQL, which refuses them, gets '?' for each byte
  * that starts no character, at the same length, the valid text untouched. */
@@ -1232,6 +1317,11 @@ static const char released_migration_3[] =
     "  created_at INTEGER NOT NULL);"
     "ALTER TABLE projects ADD COLUMN pin TEXT;";
 
+/* What migration 4 (several hubs) added, taken away again: a store as version 3 left it. */
+#define UNDO_MIGRATION_4                                                                        \
+    "DROP TABLE hubs; DROP TABLE queue_turn; DROP INDEX prompts_queued;"                        \
+    " ALTER TABLE prompts DROP COLUMN hub; ALTER TABLE instances DROP COLUMN hub"
+
 static void test_sqlite_released_schema_3(void **state) {
     fixture *f = *state;
     char *sql = cd_store_schema_migration(2, CD_DIALECT_SQLITE);
@@ -1243,6 +1333,7 @@ static void test_sqlite_released_schema_3(void **state) {
     cd_store_close(f->st);
     f->st = NULL;
     raw db = raw_open(f); /* as the earlier comfyd left it: version 3 by the released text */
+    raw_exec(db, UNDO_MIGRATION_4);
     raw_exec(db, "DROP TABLE hosts; ALTER TABLE projects DROP COLUMN pin; PRAGMA user_version = 2");
     raw_exec(db, released_migration_3);
     raw_exec(db, "PRAGMA user_version = 3");
@@ -1274,6 +1365,7 @@ static void test_migration_to_hosts(void **state) {
     cd_store_close(f->st);
     f->st = NULL;
     raw db = raw_open(f);
+    raw_exec(db, UNDO_MIGRATION_4);
     raw_exec(db, B == SQLITE ? "DROP TABLE hosts; ALTER TABLE projects DROP COLUMN pin; PRAGMA user_version = 2"
                              : "DROP TABLE hosts; ALTER TABLE projects DROP COLUMN pin;"
                                " UPDATE schema_version SET version = 2");
@@ -1334,7 +1426,8 @@ static void stop_server(const char *dir) {
 int main(void) {
     const struct CMUnitTest sqlite_tests[] = {COMMON_TESTS, T(test_wal_mode), T(test_sqlite_released_schema_3)};
     const struct CMUnitTest pg_tests[] = {COMMON_TESTS, T(test_pg_concurrent_migrations), T(test_pg_connection_lost),
-                                           T(test_pg_role_without_create), T(test_pg_claim_across_hubs)};
+                                           T(test_pg_role_without_create), T(test_pg_claim_across_hubs),
+                                           T(test_pg_shared_dispatch)};
     B = SQLITE;
     int failed = cmocka_run_group_tests_name("hub_store_sqlite", sqlite_tests, NULL, NULL);
 
