@@ -129,6 +129,12 @@ static bool watched(const held *h) { return is_active_running(h) && !h->foreign;
 /* Several hubs share the store and its queue (peers.h). */
 static bool shared(const cd_admission *a) { return a->hub->peers != NULL; }
 
+/* Out for another hub: a record of a hub alone ("", from before several hubs) is anyone's. */
+static bool out_elsewhere(const cd_store_prompt *p, const char *self) {
+    bool out = !strcmp(p->state, "running") || !strcmp(p->state, "dispatching");
+    return out && p->hub[0] && strcmp(p->hub, self) != 0;
+}
+
 #define REFRESH_MS 100
 #define SHARED_POLL_MS 2000
 
@@ -902,10 +908,10 @@ static void refresh(cd_admission *a) {
         held **found = bsearch(&kp, index, nold, sizeof *index, by_prompt_id);
         held *h = found ? *found : calloc(1, sizeof *h);
         if (!h) continue;
-        bool ours = found && watched(h) && !strcmp(rows[i].hub, a->hub->id);
+        bool ours = found && watched(h) && !out_elsewhere(&rows[i], a->hub->id);
         if (!ours) {
             h->p = rows[i];
-            h->foreign = is_active_running(h) && strcmp(h->p.hub, a->hub->id) != 0;
+            h->foreign = out_elsewhere(&h->p, a->hub->id);
         }
         h->listed = true;
         h->next = NULL;
@@ -1536,7 +1542,7 @@ cd_admission *cd_admission_new(cd_hub *hub, char *err, size_t errlen) {
         if (!h) break;
         h->p = list[i];
         /* several hubs: those out for another hub are its to watch */
-        h->foreign = hub->peers && is_active_running(h) && strcmp(h->p.hub, hub->id) != 0;
+        h->foreign = hub->peers && out_elsewhere(&h->p, hub->id);
         append_held(a, h);
     }
     free(list);

@@ -167,7 +167,9 @@ typedef struct {
     int (*host_update)(cd_store *st, const cd_store_host *h);
     int (*host_delete)(cd_store *st, int64_t id);
 
-    /* Inserts or replaces the record of i->project_id; sets i->id (kept across replaces). */
+    /* Inserts or replaces the record of i->project_id; sets i->id (kept across replaces).
+     * PostgreSQL, several hubs: CONFLICT when the record names another hub and a process (that
+     * hub has taken it over), so that two hubs never both write one instance's record. */
     int (*instance_put)(cd_store *st, cd_store_instance *i);
     int (*instance_get)(cd_store *st, int64_t id, cd_store_instance *out);
     int (*instance_by_project)(cd_store *st, int64_t project_id, cd_store_instance *out);
@@ -192,7 +194,8 @@ typedef struct {
     /* Queued, dispatching and running prompts, by seq. */
     int (*prompt_list_active)(cd_store *st, cd_store_prompt **out, size_t *n);
     /* Moves a prompt to state with a reason at time at (dispatched_at for dispatching/running,
-     * finished_at for done/failed/cancelled). */
+     * finished_at for done/failed/cancelled). Several hubs: NOT_FOUND for a prompt out for
+     * another hub than the one set_hub named. */
     int (*prompt_set_state)(cd_store *st, const char *prompt_id, const char *state, const char *reason, int64_t at);
     /* Moves a prompt from state `from` to `to` (the times as prompt_set_state sets them, the
      * reason cleared) only if it is in `from`: the atomic claim with which one of several hubs

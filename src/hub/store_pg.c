@@ -66,6 +66,8 @@ static const char *const stmt_sql[N_PG_STMT] = {
         " reason = excluded.reason, base_dir = excluded.base_dir, log_path = excluded.log_path,"
         " started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,"
         " last_activity_at = excluded.last_activity_at, crash_count = excluded.crash_count, hub = excluded.hub"
+        /* several hubs: a record another hub has taken over (its process alive) is not this one's to write */
+        " WHERE instances.hub = excluded.hub OR instances.hub = '' OR instances.pid = 0"
         " RETURNING id",
     [INSTANCE_GET] = "SELECT " INSTANCE_COLS " FROM instances WHERE id = $1",
     [INSTANCE_BY_PROJECT] = "SELECT " INSTANCE_COLS " FROM instances WHERE project_id = $1",
@@ -93,7 +95,10 @@ static const char *const stmt_sql[N_PG_STMT] = {
                      " finished_at = CASE WHEN $2::text IN ('done', 'failed', 'cancelled') THEN $4::bigint"
                      " ELSE finished_at END,"
                      " hub = CASE WHEN $2::text = 'queued' THEN '' ELSE hub END"
-                     " WHERE prompt_id = $1::text",
+                     " WHERE prompt_id = $1::text"
+                     /* several hubs: a prompt out for another hub (taken over from this one while
+                      * it was silent) is that hub's to move; $5 is this hub's id ('' : any) */
+                     " AND ($5::text = '' OR hub = '' OR hub = $5::text)",
     /* The row is locked before it is changed, and a row another transaction holds (another hub
      * claiming it) is skipped rather than waited for: this hub's loop never blocks on another. */
     [PROMPT_CLAIM] = "UPDATE prompts SET state = $3::text, reason = '',"
@@ -840,7 +845,10 @@ static int pg_instance_put(cd_store *st, cd_store_instance *i) {
     p_int(&p, i->last_activity_at);
     p_int(&p, i->crash_count);
     P_ARRAY(&p, i->hub);
-    int rc = insert(S(st), INSTANCE_PUT, &p, &i->id, CD_STORE_ERROR);
+    int rc = insert(S(st), INSTANCE_PUT, &p, &i->id, CD_STORE_CONFLICT);
+    if (rc == CD_STORE_CONFLICT)
+        snprintf(S(st)->err, sizeof S(st)->err, "the instance of project %lld is another hub's",
+                 (long long)i->project_id);
     if (rc == 0) notify(S(st), "comfyd_instances"); /* it committed alone (commits_alone) */
     return rc;
 }
@@ -1018,6 +1026,7 @@ static int pg_prompt_set_state(cd_store *st, const char *prompt_id, const char *
     p_text(&p, state);
     p_text(&p, reason ? reason : "");
     p_int(&p, at ? at : now_ms());
+    p_text(&p, S(st)->hub);
     int rc = run(S(st), PROMPT_STATE, &p, true);
     if (rc == 0) queue_written(S(st));
     return rc;

@@ -84,6 +84,7 @@ typedef struct {
 struct cd_supervisor {
     cd_supervisor_config c;
     foreign_target foreign[FOREIGN_SLOTS];
+    bool recheck_due; /* another hub changed instances: are all of ours still ours? */
     slot *slots;
     uv_timer_t tick; /* once a second: heartbeats, idle stops, log rotation, host checks */
     int inflight; /* probes under way */
@@ -127,7 +128,12 @@ static void set_status(slot *s, const char *status, const char *reason_fmt, ...)
 static void save(slot *s) {
     cd_supervisor *sup = s->sup;
     snprintf(s->rec.hub, sizeof s->rec.hub, "%s", sup->c.hub_id ? sup->c.hub_id : "");
-    if (sup->c.store->ops->instance_put(sup->c.store, &s->rec) < 0)
+    int rc = sup->c.store->ops->instance_put(sup->c.store, &s->rec);
+    if (rc == CD_STORE_CONFLICT) {
+        sup->recheck_due = true; /* another hub took it over: the tick lets go of it */
+        return;
+    }
+    if (rc < 0)
         cd_error("hub: cannot store the instance of project %lld: %s", (long long)s->rec.project_id,
                  cd_store_error(sup->c.store));
     if (sup->c.on_change) sup->c.on_change(&s->rec, sup->c.user);
@@ -744,8 +750,40 @@ static int foreign_target_of(cd_supervisor *sup, int64_t project_id, char *host,
     return 0;
 }
 
+/* Another hub took over an instance this hub still watches (this hub was silent too long, a
+ * stalled loop, a cut link): it is that hub's now, and this one lets it go rather than have two
+ * supervisors restart it. */
+static void let_go_of_taken(cd_supervisor *sup) {
+    sup->recheck_due = false;
+    cd_store_instance *list = NULL;
+    size_t n = 0;
+    if (sup->c.store->ops->instance_list(sup->c.store, &list, &n) < 0) return;
+    for (slot *s = sup->slots; s; s = s->next) {
+        cd_store_instance rec = {0};
+        for (size_t i = 0; i < n && !rec.project_id; i++)
+            if (list[i].project_id == s->rec.project_id) rec = list[i];
+        if (!s->proc || !rec.project_id || !rec.hub[0] || !strcmp(rec.hub, sup->c.hub_id)) continue;
+        cd_warn("hub: hub %s took over the instance of project %lld: letting it go", rec.hub,
+                (long long)s->rec.project_id);
+        launcher_of(s)->ops->release(s->proc);
+        s->proc = NULL;
+        s->epoch++;
+        uv_timer_stop(&s->timer);
+        s->ph = PH_IDLE;
+        s->wanted = false;
+        s->restart_after_stop = false;
+        s->rec = rec;
+        notify_waiters(s, 503, "another hub took over the instance; open it again", false);
+        run_stoppers(s);
+    }
+    free(list);
+    shutdown_progress(sup);
+}
+
 void cd_supervisor_store_changed(cd_supervisor *sup) {
-    if (sup) memset(sup->foreign, 0, sizeof sup->foreign);
+    if (!sup || !sup->c.peers) return;
+    memset(sup->foreign, 0, sizeof sup->foreign);
+    sup->recheck_due = true; /* at the next tick: other hubs' heartbeats change records every few seconds */
 }
 
 static void adopt_one(cd_supervisor *sup, const cd_store_instance *rec);
@@ -772,8 +810,12 @@ void cd_supervisor_take_over(cd_supervisor *sup, const char *hub_id) {
     cd_store_instance *list = NULL;
     size_t n = 0;
     if (sup->c.store->ops->instance_list(sup->c.store, &list, &n) < 0) return;
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(list[i].hub, hub_id)) take_over_one(sup, &list[i]);
+    for (size_t i = 0; i < n; i++) {
+        const cd_store_instance *r = &list[i];
+        bool has_process = r->pid > 0 && (!strcmp(r->status, "starting") || !strcmp(r->status, "online") ||
+                                          !strcmp(r->status, "offline"));
+        if (has_process && !strcmp(r->hub, hub_id)) take_over_one(sup, r);
+    }
     free(list);
 }
 
@@ -951,6 +993,7 @@ static void on_tick(uv_timer_t *t) {
     int64_t now = now_ms();
     for (slot *s = sup->slots; s; s = s->next) housekeep(s, now);
     cd_hosts_tick(sup->c.hosts, now);
+    if (sup->recheck_due && !sup->shutting_down) let_go_of_taken(sup);
 }
 
 /* A host that cannot be reached: its instances can neither be reached nor stopped. They are let

@@ -55,8 +55,22 @@ describe('several hubs on one PostgreSQL', () => {
       assert.equal(pg.query(`SELECT hub FROM instances WHERE project_id = ${users[0].project.id}`), idA);
       assert.equal(pg.query(`SELECT hub FROM instances WHERE project_id = ${users[1].project.id}`), idB);
 
-      // each user sends through both hubs, in turn
+      // hub A sends two long prompts of eve's (B is frozen for a moment, so that A is the one to
+      // dispatch them): when A dies they are out, one running and one in the instance's queue
       const submitted = [];
+      const outOfA = () => Number(pg.query(`SELECT count(*) FROM prompts WHERE hub = '${idA}' AND state IN ('dispatching', 'running')`));
+      b.child.kill('SIGSTOP');
+      try {
+        for (let i = 0; i < 2; i++) {
+          const r = await users[0].onA.post(`${users[0].base}/prompt`, { prompt: sleeper(2, 30900 + i), client_id: 'm-eve' });
+          assert.equal(r.status, 200, r.text);
+          submitted.push({ user: 'eve', via: 'onA', id: r.body.prompt_id });
+        }
+        await waitFor(() => outOfA() === 2, 5000, 'hub A to dispatch both');
+      } finally {
+        b.child.kill('SIGCONT');
+      }
+      // then each user sends through both hubs, in turn
       let seed = 31000;
       for (let i = 0; i < 6; i++)
         for (const u of users)
@@ -76,10 +90,8 @@ describe('several hubs on one PostgreSQL', () => {
       const onA = (await adminA.get(`/api/queue/tasks/${lastViaA.id}`)).body;
       assert.ok(Math.abs(onA.position - seenOnB.position) <= 2, `A says ${onA.position}, B ${seenOnB.position}`);
 
-      // some run, then hub A dies with prompts running and waiting
-      await waitFor(() => users.some((u) => u.listener.events.some((e) => e.type === 'execution_success')), 30000, 'one done');
-      const outOfA = () => Number(pg.query(`SELECT count(*) FROM prompts WHERE hub = '${idA}' AND state IN ('dispatching', 'running')`));
-      await waitFor(() => outOfA() > 0, 30000, 'hub A to have a prompt out');
+      // hub A dies with prompts out and others waiting
+      assert.ok(outOfA() > 0, 'hub A has prompts out');
       await a.kill9();
       const queuedAtKill = Number(pg.query(`SELECT count(*) FROM prompts WHERE state = 'queued'`));
       assert.ok(queuedAtKill > 0, 'prompts were still waiting when hub A died');
@@ -109,7 +121,50 @@ describe('several hubs on one PostgreSQL', () => {
       assert.equal(q.status, 200, q.text);
     } finally {
       for (const l of listeners) l.ws.close();
-      await a.stop().catch(() => {});
+      await a.stop().catch(() => {}); // killed: its exit is not a clean one
+      await b.stop();
+    }
+  });
+
+  test('a hub that stalls past the silence is taken over, and lets go of what it had when it wakes', T, async () => {
+    const env = { COMFYD_HUB_STORE: pg.uri, COMFY_MAX_CONCURRENT: '1', COMFYD_HUB_SILENT_AFTER_SECONDS: '3' };
+    const a = await startHub({ env });
+    const b = await startHub({ env });
+    let listener = null;
+    try {
+      installTestingPack(a.dataDir);
+      installTestingPack(b.dataDir);
+      const adminA = await a.login('admin', a.adminPassword);
+      const { client } = await a.addUser(adminA, 'gus');
+      const project = (await client.post('/api/projects', { name: 'stall' })).body;
+      const inst = (await client.post(`/api/projects/${project.id}/open_comfy`)).body.instance;
+      trackInstancePid(inst.pid);
+      listener = await listenDirect(inst.port, 'stall');
+      const ids = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await client.post(`/comfyui/gus/${project.id}/prompt`, { prompt: sleeper(0.5, 32000 + i), client_id: 'stall' });
+        assert.equal(r.status, 200, r.text);
+        ids.push(r.body.prompt_id);
+      }
+      await waitFor(() => listener.events.some((e) => e.type === 'execution_start'), 20000, 'one running');
+      const idA = /this is hub (\S+);/.exec(a.output())[1];
+      a.child.kill('SIGSTOP');
+      await waitFor(() => b.output().includes(`hub ${idA} has been silent`), 20000, 'hub B to take over');
+      await waitFor(() => /took over 1 prompt\(s\) of hub/.test(b.output()), 5000, 'hub B to take the running prompt');
+      a.child.kill('SIGCONT');
+      await waitFor(() => /took over the instance of project \d+: letting it go/.test(a.output()), 20000, 'hub A to let go');
+      const adminB = b.client({ cookie: adminA.cookie });
+      await waitFor(async () => {
+        const states = await Promise.all(ids.map(async (id) => (await adminB.get(`/api/queue/tasks/${id}`)).body.state));
+        return states.every((st) => st === 'done');
+      }, 60000, 'all done');
+      await new Promise((r) => setTimeout(r, 300));
+      const seen = runs(listener.events);
+      for (const id of ids) assert.equal(seen.get(id)?.starts, 1, `${id} ran exactly once`);
+      assert.ok(maxOverlap([...seen.values()]) <= 1);
+    } finally {
+      listener?.ws.close();
+      await a.stop(); // awake again: a clean stop, nothing for the sanitizers
       await b.stop();
     }
   });
