@@ -60,14 +60,27 @@ struct cd_launcher {
 void cd_launcher_local_init(cd_launcher *l, uv_loop_t *loop);
 static inline int cd_proc_pid(const cd_proc *p) { return p->pid; }
 
+/* ---- what launchers share (launcher.c) ---- */
+
+/* A random tag per spawn (hex), so that a launcher's own marks (the pid line of an ssh session,
+ * a unit's name) are never confused with anything a shell or another process prints. */
+#define CD_LAUNCHER_NONCE_LEN 16
+void cd_launcher_nonce(char out[CD_LAUNCHER_NONCE_LEN + 1]);
+/* Whether a process of this machine has "--port" and then the port among its arguments: the
+ * instance on that port, not a process that got its recycled pid. */
+bool cd_launcher_cmdline_names_port(int pid, int port);
+
 /* Instances on another machine, started with OpenSSH's `ssh` (the operator's key, BatchMode).
- * The remote command is `mkdir -p DIR && echo PID $$ && exec COMMAND…` (each word quoted for
- * the remote shell): the first line of its output gives the pid, and since the instance runs in
- * the foreground of that ssh session, the session's end is the instance's exit (or the link's
- * death). Stopping is `ssh HOST kill -SIG PID`, sent only when /proc/PID/cmdline there still
- * names the instance's port (a recycled pid is never signalled). The remote user's shell must
- * be a POSIX one (sh, bash, dash, zsh). The hub-side ssh is always run from an argv:
- * no local shell sees any of these values. */
+ * The remote command is `mkdir -p DIR && cd CWD && echo COMFYD-PID-NONCE $$ && exec COMMAND…`
+ * (each word quoted for the remote shell; DIR and CWD when the spec has them): the line tagged
+ * with this spawn's nonce gives the pid, wherever it comes in the output, so that what a login
+ * banner or an rc file prints first is never taken for it (it goes to the log). Since the
+ * instance runs in the foreground of that ssh session, the session's end is the instance's exit
+ * (or the link's death). Stopping is `ssh HOST kill -SIG PID`, sent only when /proc/PID/cmdline
+ * there still names " --port N " (so a host's command must pass --port {port}); otherwise the
+ * remote script fails and the hub logs why, and a recycled pid is never signalled. The remote
+ * user's shell must be a POSIX one (sh, bash, dash, zsh). The hub-side ssh is always run from an
+ * argv: no local shell sees any of these values. */
 typedef struct {
     cd_launcher base;
     char target[129];   /* [user@]host */
@@ -85,5 +98,12 @@ int cd_launcher_ssh_check(cd_launcher_ssh *l, cd_ssh_check_cb cb, void *user);
 /* Validates an -o option line for ssh: Key=Value with a key from a short allowlist (nothing that
  * runs a command or loads a library on the hub's machine). Returns the problem or NULL. */
 const char *cd_launcher_ssh_option_problem(const char *line, size_t len);
+/* The remote shell's commands, exposed for the tests (which run them through a local sh): the
+ * one a spawn runs, and the guarded kill. Both are malloc'd (the caller frees), NULL when out
+ * of memory. */
+char *cd_launcher_ssh_spawn_command(const cd_launch_spec *spec, const char *nonce);
+char *cd_launcher_ssh_kill_command(int pid, int port, int sig);
+/* The pid on a line "COMFYD-PID-<nonce> <pid>" of that nonce, or 0 when the line is not it. */
+int cd_launcher_ssh_pid_of_line(const char *line, size_t len, const char *nonce);
 
 #endif
