@@ -128,7 +128,7 @@ static int copy_ports(json_t *v, cd_store_host *h, char *problem, size_t plen) {
 }
 
 /* Applies the fields of body to h. Returns 0, or -1 with the problem. */
-static int apply_fields(json_t *body, cd_store_host *h, char *problem, size_t plen) {
+static int apply_fields(cd_hub *hub, json_t *body, cd_store_host *h, char *problem, size_t plen) {
     const char *key;
     json_t *v;
     json_object_foreach(body, key, v) {
@@ -148,7 +148,7 @@ static int apply_fields(json_t *body, cd_store_host *h, char *problem, size_t pl
 #undef STR
         if (rc < 0) return -1;
     }
-    const char *why = cd_hosts_record_problem(h);
+    const char *why = cd_hosts_record_problem(h, hub->cfg);
     if (why) snprintf(problem, plen, "%s", why);
     return why ? -1 : 0;
 }
@@ -189,7 +189,7 @@ static void handle_create(cd_http_req *req, void *ctx) {
     int rc = 0;
     if (!json_object_get(body, "name") || !json_object_get(body, "address") || !json_object_get(body, "ssh_target"))
         snprintf(problem, sizeof problem, "a new host needs 'name', 'address' and 'ssh_target'"), rc = -1;
-    else rc = apply_fields(body, &h, problem, sizeof problem);
+    else rc = apply_fields(hub, body, &h, problem, sizeof problem);
     json_decref(body);
     if (rc < 0) {
         cd_hub_error(req, 400, "invalid_host", "%s", problem);
@@ -240,7 +240,7 @@ static void handle_update(cd_http_req *req, void *ctx) {
                      h.name, running);
         return;
     }
-    rc = apply_fields(body, &h, problem, sizeof problem);
+    rc = apply_fields(hub, body, &h, problem, sizeof problem);
     json_decref(body);
     if (rc < 0) {
         cd_hub_error(req, 400, "invalid_host", "%s", problem);

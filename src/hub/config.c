@@ -430,6 +430,19 @@ char **cd_hub_config_command_argv(const cd_hub_config *cfg, const cd_hub_command
     return argv;
 }
 
+bool cd_hub_command_names_port(const char *template) {
+    bool after_flag = false;
+    for (const char *p = template; *p;) {
+        p += strspn(p, " \t");
+        size_t len = strcspn(p, " \t");
+        if (!len) break;
+        if (after_flag && len == 6 && !strncmp(p, "{port}", 6)) return true;
+        after_flag = len == 6 && !strncmp(p, "--port", 6);
+        p += len;
+    }
+    return false;
+}
+
 void cd_hub_argv_free(char **argv) {
     if (!argv) return;
     for (char **p = argv; *p; p++) free(*p);

@@ -60,6 +60,9 @@ typedef struct {
     const char *template; /* NULL: COMFYUI_COMMAND's (a host may have its own) */
 } cd_hub_command_vars;
 char **cd_hub_config_command_argv(const cd_hub_config *cfg, const cd_hub_command_vars *v, char *err, size_t errlen);
+/* Whether a template passes the port as the two words `--port {port}`: how a pid is told to
+ * be the instance on its port (a remote kill's guard, an adoption) rather than a recycled one. */
+bool cd_hub_command_names_port(const char *template);
 void cd_hub_argv_free(char **argv);
 
 #endif

@@ -74,8 +74,10 @@ cd_host *cd_hosts_place(cd_hosts *hs, const char *pin, cd_host_load_fn running, 
                         size_t whylen);
 
 /* Checks a host record before it is stored: names, an IP literal address, the ssh target, key
- * path and options, the port range. Returns the problem or NULL. */
-const char *cd_hosts_record_problem(const cd_store_host *h);
+ * path and options, a command that passes --port {port} (cfg's COMFYUI_COMMAND when it has none),
+ * the port range (which on a loopback address, the hub's own machine, may not overlap
+ * COMFYUI_PORT_RANGE). Returns the problem or NULL. */
+const char *cd_hosts_record_problem(const cd_store_host *h, const cd_hub_config *cfg);
 /* A host name, label or pin: 1 to 64 of [A-Za-z0-9._-], not starting with '-' or '.'. */
 bool cd_hosts_name_ok(const char *name);
 
