@@ -32,6 +32,8 @@ typedef struct {
     char *repo_path; /* a Python ComfyUI checkout, or NULL */
     char *python;
     char *comfyd_bin; /* this executable, for the default command */
+    char *launcher;   /* COMFYUI_LAUNCHER: "local" or "systemd" (hosts.h) */
+    char *memory_max, *cpu_quota; /* systemd's MemoryMax= and CPUQuota= per instance; "" : none */
     int startup_timeout_s, heartbeat_interval_s, heartbeat_timeout_ms, idle_stop_s, max_instances;
     int stop_grace_s, max_restarts;
     int64_t log_max_bytes;
