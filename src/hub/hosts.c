@@ -127,11 +127,12 @@ static cd_host *local_host(cd_hosts *hs) {
     const cd_hub_config *cfg = hs->cfg;
     snprintf(h->rec.name, sizeof h->rec.name, "local");
     snprintf(h->rec.address, sizeof h->rec.address, "%s", cfg->instance_listen);
-    snprintf(h->rec.launcher, sizeof h->rec.launcher, "local");
+    snprintf(h->rec.launcher, sizeof h->rec.launcher, "%s", cfg->launcher ? cfg->launcher : "local");
     h->rec.port_min = cfg->port_min;
     h->rec.port_max = cfg->port_max;
     h->rec.max_instances = cfg->max_instances;
-    cd_launcher_local_init(&h->local, hs->loop);
+    if (!strcmp(h->rec.launcher, "systemd")) cd_launcher_systemd_init(&h->systemd, hs->loop, cfg->memory_max, cfg->cpu_quota);
+    else cd_launcher_local_init(&h->local, hs->loop);
     h->launcher = &h->local;
     h->reachable = true;
     h->next_port = cfg->port_min;
@@ -204,8 +205,10 @@ cd_host *cd_hosts_find(cd_hosts *hs, const char *name) {
 void cd_hosts_stop(cd_hosts *hs) { hs->stopped = true; }
 
 bool cd_hosts_idle(const cd_hosts *hs) {
-    for (const cd_host *h = hs->list; h; h = h->next)
+    for (const cd_host *h = hs->list; h; h = h->next) {
         if (h->launcher == &h->ssh.base && h->ssh.running > 0) return false;
+        if (h->launcher == &h->local && !strcmp(h->rec.launcher, "systemd") && h->systemd.running > 0) return false;
+    }
     return true;
 }
 

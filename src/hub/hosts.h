@@ -1,8 +1,10 @@
 /* Hosts: the machines instances run on, and where a new instance goes.
  *
- * There is always the implicit host "local" (child processes of the hub, described by the
- * settings COMFYUI_LISTEN, COMFYUI_PORT_RANGE and COMFYUI_MAX_INSTANCES), so that a hub with no
- * hosts configured behaves as it always did. Admins add others in the store (api_hosts.c), each
+ * There is always the implicit host "local" (the hub's machine, described by the settings
+ * COMFYUI_LISTEN, COMFYUI_PORT_RANGE and COMFYUI_MAX_INSTANCES), so that a hub with no hosts
+ * configured behaves as it always did. Its launcher is COMFYUI_LAUNCHER's: "local" (child
+ * processes of the hub) or "systemd" (a `systemd-run --user` unit each, with COMFYUI_MEMORY_MAX
+ * and COMFYUI_CPU_QUOTA as its MemoryMax and CPUQuota). Admins add others in the store (api_hosts.c), each
  * with its launcher (today "ssh"), the address instances listen on there and the hub connects
  * to, a port range, a cap and labels such as a GPU type.
  *
@@ -27,9 +29,14 @@
 
 /* Not opaque: the supervisor reads a host's record, launcher and port cursor, the API its state. */
 typedef struct cd_host {
-    cd_store_host rec;     /* "local" is built from the settings (id 0, launcher "local") */
+    cd_store_host rec;     /* "local" is built from the settings (id 0, launcher "local" or "systemd") */
     cd_launcher *launcher; /* &local or &ssh.base */
-    cd_launcher local;
+    /* The hub's machine: the supervisor tells it by launcher == &local, whichever launcher
+     * runs there (systemd's starts with its cd_launcher, so &local is &systemd.base). */
+    union {
+        cd_launcher local;
+        cd_launcher_systemd systemd;
+    };
     cd_launcher_ssh ssh;
     bool removed;          /* gone from the store: no new instance */
     bool reachable;

@@ -33,7 +33,7 @@ typedef struct {
 } cd_launch_spec;
 
 typedef struct {
-    const char *name; /* "local", "ssh" */
+    const char *name; /* "local", "ssh", "systemd" */
     /* Starts a process. Returns 0 and *out, or a negative error with a message. */
     int (*spawn)(cd_launcher *l, const cd_launch_spec *spec, cd_proc_exit_cb cb, void *user, cd_proc **out, char *err,
                  size_t errlen);
@@ -59,6 +59,24 @@ struct cd_launcher {
  * does not reach them (the hub stops them itself, in order). */
 void cd_launcher_local_init(cd_launcher *l, uv_loop_t *loop);
 static inline int cd_proc_pid(const cd_proc *p) { return p->pid; }
+
+/* Instances on the hub's machine as transient units of the user's systemd manager
+ * (COMFYUI_LAUNCHER=systemd): `systemd-run --user --unit=comfyd-PORT-NONCE --collect --wait
+ * -p StandardOutput=append:LOG -p StandardError=append:LOG [-p MemoryMax=…] [-p CPUQuota=…]
+ * [--working-directory=CWD] --setenv=NAME… -- COMMAND…`, the client a child of the hub whose
+ * end is the unit's end (and whose last lines say the exit code or signal). The pid is the
+ * unit's MainPID (`systemctl --user show`), signals go to the whole unit (`systemctl --user
+ * kill`), and an instance adopted after a hub restart is found in its unit by its cgroup and
+ * watched through a pidfd. Needs a running user manager (`systemd --user`, reached through
+ * XDG_RUNTIME_DIR) for the hub's user. Otherwise it is "local" for the supervisor: the same
+ * machine, ports checked here, the instance directory prepared here. */
+typedef struct {
+    cd_launcher base;    /* first: the host's cd_launcher * is this */
+    char memory_max[32]; /* MemoryMax=, "" : none */
+    char cpu_quota[32];  /* CPUQuota=, "" : none */
+    int running;         /* systemctl commands under way */
+} cd_launcher_systemd;
+void cd_launcher_systemd_init(cd_launcher_systemd *l, uv_loop_t *loop, const char *memory_max, const char *cpu_quota);
 
 /* ---- what launchers share (launcher.c) ---- */
 
