@@ -128,7 +128,7 @@ static int copy_ports(json_t *v, cd_store_host *h, char *problem, size_t plen) {
 }
 
 /* Applies the fields of body to h. Returns 0, or -1 with the problem. */
-static int apply_fields(json_t *body, cd_store_host *h, char *problem, size_t plen) {
+static int apply_fields(cd_hub *hub, json_t *body, cd_store_host *h, char *problem, size_t plen) {
     const char *key;
     json_t *v;
     json_object_foreach(body, key, v) {
@@ -148,15 +148,51 @@ static int apply_fields(json_t *body, cd_store_host *h, char *problem, size_t pl
 #undef STR
         if (rc < 0) return -1;
     }
-    const char *why = cd_hosts_record_problem(h);
+    const char *why = cd_hosts_record_problem(h, hub->cfg);
     if (why) snprintf(problem, plen, "%s", why);
     return why ? -1 : 0;
 }
 
 /* ---- writes ---- */
 
-static void answer_write(cd_hub *hub, cd_http_req *req, const cd_hub_caller *c, int rc, const cd_store_host *h,
-                         const char *action, int status) {
+/* A write is stored, then the registry reads the store again. When that read fails, the
+ * registry is as it was (cd_hosts_reload changes nothing before its read succeeds), so the
+ * write is undone: an error then always means nothing changed. undo puts the store back (the
+ * created host deleted, the old record written back, the deleted one created again) and
+ * returns 0; if even that fails, the answer says the change is stored and applies at the next
+ * restart. Returns 0 when the registry is current. */
+typedef int (*undo_fn)(cd_hub *hub, const cd_store_host *before, const cd_store_host *after);
+
+static int reload_or_undo(cd_hub *hub, cd_http_req *req, undo_fn undo, const cd_store_host *before,
+                          const cd_store_host *after) {
+    if (cd_hosts_reload(hub->hosts) == 0) return 0;
+    char why[300];
+    snprintf(why, sizeof why, "%s", cd_store_error(hub->store));
+    if (undo(hub, before, after) == 0)
+        cd_hub_error(req, 500, "store_error", "the hosts could not be read back (%s): the change was undone", why);
+    else
+        cd_hub_error(req, 500, "store_error",
+                     "the hosts could not be read back (%s) and the change could not be undone: it is stored and "
+                     "applies at the next change of the hosts or restart of the hub",
+                     why);
+    return -1;
+}
+
+static int undo_create(cd_hub *hub, const cd_store_host *before, const cd_store_host *after) {
+    return hub->store->ops->host_delete(hub->store, after->id);
+}
+
+static int undo_update(cd_hub *hub, const cd_store_host *before, const cd_store_host *after) {
+    return hub->store->ops->host_update(hub->store, before);
+}
+
+static int undo_delete(cd_hub *hub, const cd_store_host *before, const cd_store_host *after) {
+    cd_store_host again = *before; /* a new id: instances name their host, not its id */
+    return hub->store->ops->host_create(hub->store, &again);
+}
+
+static void answer_write(cd_hub *hub, cd_http_req *req, const cd_hub_caller *c, int rc, const cd_store_host *before,
+                         const cd_store_host *h, undo_fn undo, const char *action, int status) {
     if (rc == CD_STORE_CONFLICT) {
         cd_hub_error(req, 409, "conflict", "the host name '%s' is taken", h->name);
         return;
@@ -165,10 +201,11 @@ static void answer_write(cd_hub *hub, cd_http_req *req, const cd_hub_caller *c, 
         cd_hub_error(req, 404, "not_found", "no host %lld", (long long)h->id);
         return;
     }
-    if (rc < 0 || cd_hosts_reload(hub->hosts) < 0) {
+    if (rc < 0) {
         cd_hub_error(req, 500, "store_error", "%s", cd_store_error(hub->store));
         return;
     }
+    if (reload_or_undo(hub, req, undo, before, h) < 0) return;
     char target[96];
     snprintf(target, sizeof target, "host %s", h->name);
     cd_hub_audit(hub, req, &c->user, action, target, "%s via %s, address %s, ports %d-%d", h->launcher,
@@ -189,14 +226,15 @@ static void handle_create(cd_http_req *req, void *ctx) {
     int rc = 0;
     if (!json_object_get(body, "name") || !json_object_get(body, "address") || !json_object_get(body, "ssh_target"))
         snprintf(problem, sizeof problem, "a new host needs 'name', 'address' and 'ssh_target'"), rc = -1;
-    else rc = apply_fields(body, &h, problem, sizeof problem);
+    else rc = apply_fields(hub, body, &h, problem, sizeof problem);
     json_decref(body);
     if (rc < 0) {
         cd_hub_error(req, 400, "invalid_host", "%s", problem);
         return;
     }
     h.created_at = cd_hub_now_ms();
-    answer_write(hub, req, &c, hub->store->ops->host_create(hub->store, &h), &h, "host_create", 201);
+    answer_write(hub, req, &c, hub->store->ops->host_create(hub->store, &h), NULL, &h, undo_create, "host_create",
+                 201);
 }
 
 /* The stored host of the path, and how many instances run on it. Answers 404 otherwise. */
@@ -229,6 +267,7 @@ static void handle_update(cd_http_req *req, void *ctx) {
     cd_store_host h;
     int running;
     if (cd_hub_require_role(hub, req, CD_ROLE_ADMIN, &c) < 0 || load_host(hub, req, &h, &running) < 0) return;
+    const cd_store_host before = h;
     json_t *body = cd_hub_body_object(req, host_fields);
     if (!body) return;
     char problem[300];
@@ -240,13 +279,14 @@ static void handle_update(cd_http_req *req, void *ctx) {
                      h.name, running);
         return;
     }
-    rc = apply_fields(body, &h, problem, sizeof problem);
+    rc = apply_fields(hub, body, &h, problem, sizeof problem);
     json_decref(body);
     if (rc < 0) {
         cd_hub_error(req, 400, "invalid_host", "%s", problem);
         return;
     }
-    answer_write(hub, req, &c, hub->store->ops->host_update(hub->store, &h), &h, "host_update", 200);
+    answer_write(hub, req, &c, hub->store->ops->host_update(hub->store, &h), &before, &h, undo_update, "host_update",
+                 200);
 }
 
 static void handle_delete(cd_http_req *req, void *ctx) {
@@ -260,10 +300,11 @@ static void handle_delete(cd_http_req *req, void *ctx) {
         return;
     }
     int rc = hub->store->ops->host_delete(hub->store, h.id);
-    if (rc < 0 || cd_hosts_reload(hub->hosts) < 0) {
+    if (rc < 0) {
         cd_hub_error(req, rc == CD_STORE_NOT_FOUND ? 404 : 500, "store_error", "%s", cd_store_error(hub->store));
         return;
     }
+    if (reload_or_undo(hub, req, undo_delete, &h, NULL) < 0) return;
     char target[96];
     snprintf(target, sizeof target, "host %s", h.name);
     cd_hub_audit(hub, req, &c.user, "host_delete", target, "%s", h.address);

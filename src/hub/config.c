@@ -67,6 +67,15 @@ static const setting settings[] = {
      "{port} --base-directory {base_dir}' run in that checkout)"},
     {"COMFYUI_REPO_PATH", NULL, T_STR, OFF(repo_path), NULL, 0, 0, "a Python ComfyUI checkout to run as the instance"},
     {"COMFYUI_PYTHON", NULL, T_STR, OFF(python), "python3", 0, 0, "the Python for COMFYUI_REPO_PATH"},
+    {"COMFYUI_LAUNCHER", NULL, T_STR, OFF(launcher), "local", 0, 0,
+     "how instances start on the hub's machine: local (child processes of the hub) or systemd (a `systemd-run "
+     "--user` unit each, with the limits below)"},
+    {"COMFYUI_MEMORY_MAX", NULL, T_STR, OFF(memory_max), "", 0, 0,
+     "with COMFYUI_LAUNCHER=systemd: each instance's MemoryMax, bytes with an optional K, M, G or T suffix (4G), "
+     "a percentage of the machine's memory (25%) or infinity (default: none)"},
+    {"COMFYUI_CPU_QUOTA", NULL, T_STR, OFF(cpu_quota), "", 0, 0,
+     "with COMFYUI_LAUNCHER=systemd: each instance's CPUQuota, a percentage of one CPU (200% is two CPUs; default: "
+     "none)"},
     {"COMFYUI_STARTUP_TIMEOUT_SECONDS", NULL, T_INT, OFF(startup_timeout_s), "240", 1, 86400,
      "how long a starting instance may take to answer GET /system_stats"},
     {"COMFYUI_HEARTBEAT_INTERVAL_SECONDS", NULL, T_INT, OFF(heartbeat_interval_s), "30", 1, 86400,
@@ -267,7 +276,67 @@ static int resolve_dir(char **slot, const char *data_dir, const char *sub) {
     return abs ? 0 : -1;
 }
 
+/* A decimal number at *s (digits, then optionally '.' and digits); moves *s past it. */
+static bool number(const char **s) {
+    const char *p = *s;
+    size_t whole = strspn(p, "0123456789");
+    if (!whole) return false;
+    p += whole;
+    if (*p == '.') {
+        size_t frac = strspn(p + 1, "0123456789");
+        if (!frac) return false;
+        p += 1 + frac;
+    }
+    *s = p;
+    return true;
+}
+
+/* "4G", "512M", "1073741824", "25%", "infinity": what systemd's MemoryMax= takes. */
+static bool memory_max_ok(const char *v) {
+    if (!strcmp(v, "infinity")) return true;
+    const char *p = v;
+    if (!number(&p) || strtod(v, NULL) <= 0) return false;
+    if (*p == '%') return p[1] == '\0' && strtod(v, NULL) <= 100;
+    if (*p && strchr("KMGTPE", *p)) return p[1] == '\0';
+    return *p == '\0' && !strchr(v, '.'); /* a whole number of bytes */
+}
+
+/* "50%", "200%": what systemd's CPUQuota= takes. */
+static bool cpu_quota_ok(const char *v) {
+    const char *p = v;
+    return number(&p) && p[0] == '%' && p[1] == '\0' && strtod(v, NULL) > 0;
+}
+
+/* The launcher of the hub's machine and its limits (hosts.c hands them to the systemd one). */
+static int check_launcher(const cd_hub_config *cfg, char *err, size_t errlen) {
+    bool systemd = !strcmp(cfg->launcher, "systemd");
+    if (!systemd && strcmp(cfg->launcher, "local") != 0) {
+        snprintf(err, errlen, "COMFYUI_LAUNCHER: '%s' is local or systemd", cfg->launcher);
+        return -1;
+    }
+    if (cfg->memory_max[0] && !memory_max_ok(cfg->memory_max)) {
+        snprintf(err, errlen,
+                 "COMFYUI_MEMORY_MAX: '%s' is bytes with an optional K, M, G or T suffix (4G), a percentage of the "
+                 "machine's memory (25%%) or infinity",
+                 cfg->memory_max);
+        return -1;
+    }
+    if (cfg->cpu_quota[0] && !cpu_quota_ok(cfg->cpu_quota)) {
+        snprintf(err, errlen, "COMFYUI_CPU_QUOTA: '%s' is a percentage of one CPU (50%%, or 200%% for two)",
+                 cfg->cpu_quota);
+        return -1;
+    }
+    const char *limit = cfg->memory_max[0] ? "COMFYUI_MEMORY_MAX" : cfg->cpu_quota[0] ? "COMFYUI_CPU_QUOTA" : NULL;
+    if (limit && !systemd) {
+        snprintf(err, errlen, "%s needs COMFYUI_LAUNCHER=systemd (a child process of the hub has no limits of its own)",
+                 limit);
+        return -1;
+    }
+    return 0;
+}
+
 static int finish(cd_hub_config *cfg, char *err, size_t errlen) {
+    if (check_launcher(cfg, err, errlen) < 0) return -1;
     char *abs = cd_path_absolute(cfg->data_dir);
     if (!abs) return -1;
     free(cfg->data_dir);
@@ -434,6 +503,19 @@ char **cd_hub_config_command_argv(const cd_hub_config *cfg, const cd_hub_command
         return NULL;
     }
     return argv;
+}
+
+bool cd_hub_command_names_port(const char *template) {
+    bool after_flag = false;
+    for (const char *p = template; *p;) {
+        p += strspn(p, " \t");
+        size_t len = strcspn(p, " \t");
+        if (!len) break;
+        if (after_flag && len == 6 && !strncmp(p, "{port}", 6)) return true;
+        after_flag = len == 6 && !strncmp(p, "--port", 6);
+        p += len;
+    }
+    return false;
 }
 
 void cd_hub_argv_free(char **argv) {

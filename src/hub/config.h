@@ -32,6 +32,8 @@ typedef struct {
     char *repo_path; /* a Python ComfyUI checkout, or NULL */
     char *python;
     char *comfyd_bin; /* this executable, for the default command */
+    char *launcher;   /* COMFYUI_LAUNCHER: "local" or "systemd" (hosts.h) */
+    char *memory_max, *cpu_quota; /* systemd's MemoryMax= and CPUQuota= per instance; "" : none */
     int startup_timeout_s, heartbeat_interval_s, heartbeat_timeout_ms, idle_stop_s, max_instances;
     int stop_grace_s, max_restarts;
     int64_t log_max_bytes;
@@ -63,6 +65,9 @@ typedef struct {
     const char *template; /* NULL: COMFYUI_COMMAND's (a host may have its own) */
 } cd_hub_command_vars;
 char **cd_hub_config_command_argv(const cd_hub_config *cfg, const cd_hub_command_vars *v, char *err, size_t errlen);
+/* Whether a template passes the port as the two words `--port {port}`: how a pid is told to
+ * be the instance on its port (a remote kill's guard, an adoption) rather than a recycled one. */
+bool cd_hub_command_names_port(const char *template);
 void cd_hub_argv_free(char **argv);
 
 #endif

@@ -68,13 +68,22 @@ static const char *options_problem(const char *opts) {
     return NULL;
 }
 
+/* 127.0.0.0/8, ::1 and ::ffff:127.x: the hub's own machine. */
+static bool loopback(const char *s) {
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, s, buf) == 1) return buf[0] == 127;
+    if (inet_pton(AF_INET6, s, buf) != 1) return false;
+    static const unsigned char one[16] = {[15] = 1}, mapped[12] = {[10] = 0xff, [11] = 0xff};
+    return !memcmp(buf, one, 16) || (!memcmp(buf, mapped, 12) && buf[12] == 127);
+}
+
 static bool printable(const char *s) {
     for (; *s; s++)
         if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
     return true;
 }
 
-const char *cd_hosts_record_problem(const cd_store_host *h) {
+const char *cd_hosts_record_problem(const cd_store_host *h, const cd_hub_config *cfg) {
     if (!cd_hosts_name_ok(h->name)) return "a host name has 1 to 64 of A-Z a-z 0-9 . _ - (not first: . -)";
     if (!strcmp(h->name, "local")) return "'local' is the hub's own machine, set by COMFYUI_* settings";
     if (strcmp(h->launcher, "ssh") != 0) return "launcher is 'ssh'";
@@ -85,8 +94,18 @@ const char *cd_hosts_record_problem(const cd_store_host *h) {
     const char *problem = options_problem(h->ssh_options);
     if (problem) return problem;
     if (!printable(h->command)) return "command may not hold control characters";
+    /* a remote kill signals a pid only while its command line names the instance's port */
+    if (h->command[0] && !cd_hub_command_names_port(h->command))
+        return "command passes the port as the two words --port {port} (the hub tells its instance from a recycled "
+               "pid by them)";
+    if (!h->command[0] && !(cfg->command && cd_hub_command_names_port(cfg->command)))
+        return "command is empty, so COMFYUI_COMMAND is used, and it does not pass --port {port}: give the host a "
+               "command with --port {port}";
     if (h->base_dir[0] && (h->base_dir[0] != '/' || !printable(h->base_dir))) return "base_dir is an absolute path";
     if (h->port_min < 1 || h->port_max > 65535 || h->port_min > h->port_max) return "ports are FIRST-LAST, 1 to 65535";
+    /* the same machine as "local": both would hand out the same ports */
+    if (loopback(h->address) && h->port_min <= cfg->port_max && cfg->port_min <= h->port_max)
+        return "a host on a loopback address is this machine: its ports may not overlap COMFYUI_PORT_RANGE";
     if (h->max_instances < 0) return "max_instances is 0 (the port range) or more";
     if (!labels_ok(h->labels)) return "labels are names separated by commas";
     return NULL;
@@ -108,11 +127,12 @@ static cd_host *local_host(cd_hosts *hs) {
     const cd_hub_config *cfg = hs->cfg;
     snprintf(h->rec.name, sizeof h->rec.name, "local");
     snprintf(h->rec.address, sizeof h->rec.address, "%s", cfg->instance_listen);
-    snprintf(h->rec.launcher, sizeof h->rec.launcher, "local");
+    snprintf(h->rec.launcher, sizeof h->rec.launcher, "%s", cfg->launcher ? cfg->launcher : "local");
     h->rec.port_min = cfg->port_min;
     h->rec.port_max = cfg->port_max;
     h->rec.max_instances = cfg->max_instances;
-    cd_launcher_local_init(&h->local, hs->loop);
+    if (!strcmp(h->rec.launcher, "systemd")) cd_launcher_systemd_init(&h->systemd, hs->loop, cfg->memory_max, cfg->cpu_quota);
+    else cd_launcher_local_init(&h->local, hs->loop);
     h->launcher = &h->local;
     h->reachable = true;
     h->next_port = cfg->port_min;
@@ -185,8 +205,10 @@ cd_host *cd_hosts_find(cd_hosts *hs, const char *name) {
 void cd_hosts_stop(cd_hosts *hs) { hs->stopped = true; }
 
 bool cd_hosts_idle(const cd_hosts *hs) {
-    for (const cd_host *h = hs->list; h; h = h->next)
+    for (const cd_host *h = hs->list; h; h = h->next) {
         if (h->launcher == &h->ssh.base && h->ssh.running > 0) return false;
+        if (h->launcher == &h->local && !strcmp(h->rec.launcher, "systemd") && h->systemd.running > 0) return false;
+    }
     return true;
 }
 

@@ -1,8 +1,10 @@
 /* Hosts: the machines instances run on, and where a new instance goes.
  *
- * There is always the implicit host "local" (child processes of the hub, described by the
- * settings COMFYUI_LISTEN, COMFYUI_PORT_RANGE and COMFYUI_MAX_INSTANCES), so that a hub with no
- * hosts configured behaves as it always did. Admins add others in the store (api_hosts.c), each
+ * There is always the implicit host "local" (the hub's machine, described by the settings
+ * COMFYUI_LISTEN, COMFYUI_PORT_RANGE and COMFYUI_MAX_INSTANCES), so that a hub with no hosts
+ * configured behaves as it always did. Its launcher is COMFYUI_LAUNCHER's: "local" (child
+ * processes of the hub) or "systemd" (a `systemd-run --user` unit each, with COMFYUI_MEMORY_MAX
+ * and COMFYUI_CPU_QUOTA as its MemoryMax and CPUQuota). Admins add others in the store (api_hosts.c), each
  * with its launcher (today "ssh"), the address instances listen on there and the hub connects
  * to, a port range, a cap and labels such as a GPU type.
  *
@@ -27,9 +29,14 @@
 
 /* Not opaque: the supervisor reads a host's record, launcher and port cursor, the API its state. */
 typedef struct cd_host {
-    cd_store_host rec;     /* "local" is built from the settings (id 0, launcher "local") */
+    cd_store_host rec;     /* "local" is built from the settings (id 0, launcher "local" or "systemd") */
     cd_launcher *launcher; /* &local or &ssh.base */
-    cd_launcher local;
+    /* The hub's machine: the supervisor tells it by launcher == &local, whichever launcher
+     * runs there (systemd's starts with its cd_launcher, so &local is &systemd.base). */
+    union {
+        cd_launcher local;
+        cd_launcher_systemd systemd;
+    };
     cd_launcher_ssh ssh;
     bool removed;          /* gone from the store: no new instance */
     bool reachable;
@@ -74,8 +81,10 @@ cd_host *cd_hosts_place(cd_hosts *hs, const char *pin, cd_host_load_fn running, 
                         size_t whylen);
 
 /* Checks a host record before it is stored: names, an IP literal address, the ssh target, key
- * path and options, the port range. Returns the problem or NULL. */
-const char *cd_hosts_record_problem(const cd_store_host *h);
+ * path and options, a command that passes --port {port} (cfg's COMFYUI_COMMAND when it has none),
+ * the port range (which on a loopback address, the hub's own machine, may not overlap
+ * COMFYUI_PORT_RANGE). Returns the problem or NULL. */
+const char *cd_hosts_record_problem(const cd_store_host *h, const cd_hub_config *cfg);
 /* A host name, label or pin: 1 to 64 of [A-Za-z0-9._-], not starting with '-' or '.'. */
 bool cd_hosts_name_ok(const char *name);
 

@@ -33,7 +33,7 @@ typedef struct {
 } cd_launch_spec;
 
 typedef struct {
-    const char *name; /* "local", "ssh" */
+    const char *name; /* "local", "ssh", "systemd" */
     /* Starts a process. Returns 0 and *out, or a negative error with a message. */
     int (*spawn)(cd_launcher *l, const cd_launch_spec *spec, cd_proc_exit_cb cb, void *user, cd_proc **out, char *err,
                  size_t errlen);
@@ -60,14 +60,45 @@ struct cd_launcher {
 void cd_launcher_local_init(cd_launcher *l, uv_loop_t *loop);
 static inline int cd_proc_pid(const cd_proc *p) { return p->pid; }
 
+/* Instances on the hub's machine as transient units of the user's systemd manager
+ * (COMFYUI_LAUNCHER=systemd): `systemd-run --user --unit=comfyd-PORT-NONCE --collect --wait
+ * -p StandardOutput=append:LOG -p StandardError=append:LOG [-p MemoryMax=…] [-p CPUQuota=…]
+ * [--working-directory=CWD] --setenv=NAME… -- COMMAND…`, the client a child of the hub whose
+ * end is the unit's end (and whose last lines say the exit code or signal). The pid is the
+ * unit's MainPID (`systemctl --user show`), signals go to the whole unit (`systemctl --user
+ * kill`), and an instance adopted after a hub restart is found in its unit by its cgroup and
+ * watched through a pidfd. Needs a running user manager (`systemd --user`, reached through
+ * XDG_RUNTIME_DIR) for the hub's user. Otherwise it is "local" for the supervisor: the same
+ * machine, ports checked here, the instance directory prepared here. */
+typedef struct {
+    cd_launcher base;    /* first: the host's cd_launcher * is this */
+    char memory_max[32]; /* MemoryMax=, "" : none */
+    char cpu_quota[32];  /* CPUQuota=, "" : none */
+    int running;         /* systemctl commands under way */
+} cd_launcher_systemd;
+void cd_launcher_systemd_init(cd_launcher_systemd *l, uv_loop_t *loop, const char *memory_max, const char *cpu_quota);
+
+/* ---- what launchers share (launcher.c) ---- */
+
+/* A random tag per spawn (hex), so that a launcher's own marks (the pid line of an ssh session,
+ * a unit's name) are never confused with anything a shell or another process prints. */
+#define CD_LAUNCHER_NONCE_LEN 16
+void cd_launcher_nonce(char out[CD_LAUNCHER_NONCE_LEN + 1]);
+/* Whether a process of this machine has "--port" and then the port among its arguments: the
+ * instance on that port, not a process that got its recycled pid. */
+bool cd_launcher_cmdline_names_port(int pid, int port);
+
 /* Instances on another machine, started with OpenSSH's `ssh` (the operator's key, BatchMode).
- * The remote command is `mkdir -p DIR && echo PID $$ && exec COMMAND…` (each word quoted for
- * the remote shell): the first line of its output gives the pid, and since the instance runs in
- * the foreground of that ssh session, the session's end is the instance's exit (or the link's
- * death). Stopping is `ssh HOST kill -SIG PID`, sent only when /proc/PID/cmdline there still
- * names the instance's port (a recycled pid is never signalled). The remote user's shell must
- * be a POSIX one (sh, bash, dash, zsh). The hub-side ssh is always run from an argv:
- * no local shell sees any of these values. */
+ * The remote command is `mkdir -p DIR && cd CWD && echo COMFYD-PID-NONCE $$ && exec COMMAND…`
+ * (each word quoted for the remote shell; DIR and CWD when the spec has them): the line tagged
+ * with this spawn's nonce gives the pid, wherever it comes in the output, so that what a login
+ * banner or an rc file prints first is never taken for it (it goes to the log). Since the
+ * instance runs in the foreground of that ssh session, the session's end is the instance's exit
+ * (or the link's death). Stopping is `ssh HOST kill -SIG PID`, sent only when /proc/PID/cmdline
+ * there still names " --port N " (so a host's command must pass --port {port}); otherwise the
+ * remote script fails and the hub logs why, and a recycled pid is never signalled. The remote
+ * user's shell must be a POSIX one (sh, bash, dash, zsh). The hub-side ssh is always run from an
+ * argv: no local shell sees any of these values. */
 typedef struct {
     cd_launcher base;
     char target[129];   /* [user@]host */
@@ -85,5 +116,12 @@ int cd_launcher_ssh_check(cd_launcher_ssh *l, cd_ssh_check_cb cb, void *user);
 /* Validates an -o option line for ssh: Key=Value with a key from a short allowlist (nothing that
  * runs a command or loads a library on the hub's machine). Returns the problem or NULL. */
 const char *cd_launcher_ssh_option_problem(const char *line, size_t len);
+/* The remote shell's commands, exposed for the tests (which run them through a local sh): the
+ * one a spawn runs, and the guarded kill. Both are malloc'd (the caller frees), NULL when out
+ * of memory. */
+char *cd_launcher_ssh_spawn_command(const cd_launch_spec *spec, const char *nonce);
+char *cd_launcher_ssh_kill_command(int pid, int port, int sig);
+/* The pid on a line "COMFYD-PID-<nonce> <pid>" of that nonce, or 0 when the line is not it. */
+int cd_launcher_ssh_pid_of_line(const char *line, size_t len, const char *nonce);
 
 #endif

@@ -119,23 +119,7 @@ static int local_adopt(cd_launcher *l, int pid, int port, cd_proc_exit_cb cb, vo
     return 0;
 }
 
-static int local_is_instance(cd_launcher *l, int pid, int port) {
-    char path[64], buf[8192], want[16];
-    snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
-    snprintf(want, sizeof want, "%d", port);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = '\0';
-    /* The arguments are NUL-separated: look for "--port" followed by the port. */
-    for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
-        char *next = a + strlen(a) + 1;
-        if (!strcmp(a, "--port") && next < buf + n && !strcmp(next, want)) return 1;
-    }
-    return 0;
-}
+static int local_is_instance(cd_launcher *l, int pid, int port) { return cd_launcher_cmdline_names_port(pid, port); }
 
 static int local_kill(cd_proc *base, int sig) {
     local_proc *p = (local_proc *)base;

@@ -3,8 +3,9 @@
  * A started instance is watched through its ssh session, a child process of the hub: the
  * remote command runs in that session's foreground, so the session ending means the instance
  * exited or the link died (ServerAliveInterval ends a session whose link is dead within about
- * 15 s). The session's stdout comes through a pipe and carries one line, "PID n"; the
- * instance's output goes to its stderr, the log file. There is no pidfd for a remote process: an
+ * 15 s). The session's stdout comes through a pipe and carries the line "COMFYD-PID-NONCE n",
+ * after whatever the remote login prints (which goes to the log); the instance's output goes to
+ * its stderr, the log file. There is no pidfd for a remote process: an
  * instance adopted after a hub restart gets a watcher session instead, a remote loop that ends
  * when the pid is no longer the instance. Stopping is `ssh HOST kill -SIG PID`, guarded the same
  * way; the session's end says it worked. */
@@ -251,11 +252,12 @@ typedef struct {
     int port;     /* the instance's, to tell it from a recycled pid */
     bool adopted; /* the session is a watcher: the exit status is not known */
     uv_process_t session;
-    uv_pipe_t out; /* a started session's stdout: the PID line */
+    uv_pipe_t out; /* a started session's stdout: the pid line */
     int log_fd;
-    char first[64]; /* the "PID n" line as it arrives */
-    size_t first_len;
-    bool first_done;
+    char nonce[CD_LAUNCHER_NONCE_LEN + 1]; /* this spawn's, in the pid line */
+    char line[128]; /* the stdout line as it arrives, until the pid line */
+    size_t line_len;
+    bool pid_seen;
     int open; /* handles still to close, and a SIGKILL under way */
     bool session_ended;
     bool gone_announced;
@@ -293,20 +295,37 @@ static void to_log(ssh_proc *p, const char *data, size_t n) {
     }
 }
 
-/* The first line is "PID n" (from the remote shell, before it execs the instance). */
-static void take_first_line(ssh_proc *p, const char *data, size_t n, size_t *used) {
+int cd_launcher_ssh_pid_of_line(const char *line, size_t len, const char *nonce) {
+    char tag[32];
+    int tlen = snprintf(tag, sizeof tag, "COMFYD-PID-%s ", nonce);
+    if (len <= (size_t)tlen || memcmp(line, tag, (size_t)tlen) != 0) return 0;
+    long pid = 0;
+    for (size_t i = (size_t)tlen; i < len; i++) {
+        if (line[i] == '\r' && i + 1 == len) break;
+        if (line[i] < '0' || line[i] > '9' || (pid = pid * 10 + (line[i] - '0')) > 0x7fffffff) return 0;
+    }
+    return (int)pid;
+}
+
+/* Lines until the one tagged with our nonce (printed by the remote shell just before it execs
+ * the instance): anything else is what the remote login printed, kept in the log. */
+static void take_lines(ssh_proc *p, const char *data, size_t n, size_t *used) {
     size_t i = 0;
-    while (i < n && !p->first_done) {
+    while (i < n && !p->pid_seen) {
         char c = data[i++];
-        if (c == '\n' || p->first_len == sizeof p->first - 1) {
-            p->first[p->first_len] = '\0';
-            p->first_done = true;
-            int pid = 0;
-            if (sscanf(p->first, "PID %d", &pid) == 1 && pid > 0) p->base.pid = pid;
-            else to_log(p, p->first, p->first_len); /* not ours: keep it in the log */
-        } else {
-            p->first[p->first_len++] = c;
+        if (c != '\n' && p->line_len < sizeof p->line - 1) {
+            p->line[p->line_len++] = c;
+            continue;
         }
+        int pid = c == '\n' ? cd_launcher_ssh_pid_of_line(p->line, p->line_len, p->nonce) : 0;
+        if (pid > 0) {
+            p->base.pid = pid;
+            p->pid_seen = true;
+        } else {
+            to_log(p, p->line, p->line_len);
+            to_log(p, &c, 1); /* the newline, or the character a long line had no room for */
+        }
+        p->line_len = 0;
     }
     *used = i;
 }
@@ -318,7 +337,7 @@ static void out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
         return;
     }
     size_t used = 0;
-    if (!p->first_done) take_first_line(p, buf->base, (size_t)n, &used);
+    if (!p->pid_seen) take_lines(p, buf->base, (size_t)n, &used);
     to_log(p, buf->base + used, (size_t)n - used);
 }
 
@@ -354,14 +373,14 @@ static void define_ours(cd_buf *b, int pid, int port) {
     cd_buf_append_str(b, text);
 }
 
-static char *remote_command(const cd_launch_spec *spec) {
+char *cd_launcher_ssh_spawn_command(const cd_launch_spec *spec, const char *nonce) {
     cd_buf b = CD_BUF_INIT;
     if (spec->make_dir) {
         cd_buf_append_str(&b, "mkdir -p ");
         sh_quote(&b, spec->make_dir);
         cd_buf_append_str(&b, " && ");
     }
-    if (spec->cwd) {
+    if (spec->cwd && spec->cwd[0]) { /* a checkout such as a Python ComfyUI's runs in its directory */
         cd_buf_append_str(&b, "cd ");
         sh_quote(&b, spec->cwd);
         cd_buf_append_str(&b, " && ");
@@ -369,7 +388,7 @@ static char *remote_command(const cd_launch_spec *spec) {
     /* $$ is the remote shell's pid, which exec hands to the instance. After that line the
      * instance writes only to stderr, which goes straight to the log file: nothing passes
      * through the hub's pipe, so a hub that dies (and closes it) does not break the session. */
-    cd_buf_append_str(&b, "echo PID $$ && exec");
+    cd_buf_printf(&b, "echo COMFYD-PID-%s $$ && exec", nonce);
     for (char **w = spec->argv; *w; w++) {
         cd_buf_append_str(&b, " ");
         sh_quote(&b, *w);
@@ -417,7 +436,8 @@ static int ssh_spawn(cd_launcher *base, const cd_launch_spec *spec, cd_proc_exit
         return -1;
     }
     ssh_proc *p = proc_new(base, cb, user);
-    char *remote = p ? remote_command(spec) : NULL;
+    if (p) cd_launcher_nonce(p->nonce);
+    char *remote = p ? cd_launcher_ssh_spawn_command(spec, p->nonce) : NULL;
     if (!remote) {
         free(p);
         close(fd);
@@ -451,6 +471,28 @@ static int ssh_adopt(cd_launcher *l, int pid, int port, cd_proc_exit_cb cb, void
 
 static int ssh_is_instance(cd_launcher *l, int pid, int port) { return pid > 0; }
 
+char *cd_launcher_ssh_kill_command(int pid, int port, int sig) {
+    cd_buf b = CD_BUF_INIT;
+    define_ours(&b, pid, port);
+    /* a pid that is no longer the instance is left alone, and said so (exit 3) */
+    cd_buf_printf(&b,
+                  "if ours; then kill -%d %d; else echo \"pid %d is not the instance on port %d (gone, or another "
+                  "process): not signalled\" >&2; exit 3; fi",
+                  sig, pid, pid, port);
+    return b.data ? cd_buf_take(&b) : NULL;
+}
+
+typedef struct {
+    int pid, sig;
+} kill_ctx;
+
+static void soft_kill_done(int64_t status, const char *last, void *user) {
+    kill_ctx *k = user;
+    if (status != 0)
+        cd_warn("hub: ssh kill -%d of pid %d failed (%s)", k->sig, k->pid, last[0] ? last : "no reason given");
+    free(k);
+}
+
 /* SIGKILL is the last word: once the remote kill has landed (the session then ends by itself),
  * or failed because the host cannot be reached (the session might linger until its keep-alives
  * give up), the session is ended here, so that the exit is seen now and never before the kill. */
@@ -468,19 +510,18 @@ static int ssh_kill(cd_proc *base, int sig) {
         /* it has not said its pid yet: ending the session is all we can do */
         return uv_process_kill(&p->session, SIGTERM);
     }
-    cd_buf remote = CD_BUF_INIT;
-    define_ours(&remote, p->base.pid, p->port);
-    char kill[64];
-    snprintf(kill, sizeof kill, "if ours; then kill -%d %d; fi", sig, p->base.pid);
-    cd_buf_append_str(&remote, kill);
+    char *remote = cd_launcher_ssh_kill_command(p->base.pid, p->port, sig);
     int rc;
     if (sig == SIGKILL) {
         p->open++; /* held until the kill is done */
-        if ((rc = remote.data ? run_ssh(L(p), remote.data, hard_kill_done, p) : -1) < 0) hard_kill_done(-1, "", p);
+        if ((rc = remote ? run_ssh(L(p), remote, hard_kill_done, p) : -1) < 0) hard_kill_done(-1, "", p);
     } else {
-        rc = remote.data ? run_ssh(L(p), remote.data, NULL, NULL) : -1;
+        kill_ctx *k = malloc(sizeof *k);
+        if (k) *k = (kill_ctx){p->base.pid, sig};
+        rc = remote && k ? run_ssh(L(p), remote, soft_kill_done, k) : -1;
+        if (rc < 0) free(k);
     }
-    cd_buf_free(&remote);
+    free(remote);
     return rc;
 }
 

@@ -11,7 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { COMFYD_BIN, freePort, probeStatus, sleep } from './lib/server.mjs';
-import { startHub, waitFor, pidAlive, trackInstancePid, sleeper } from './lib/hub.mjs';
+import { startHub, waitFor, pidAlive, trackInstancePid, sleeper, freePortRange } from './lib/hub.mjs';
 
 const T = { timeout: 60000 };
 const SSHD = '/usr/sbin/sshd';
@@ -33,7 +33,10 @@ async function freeLowPorts(n) {
   throw new Error('no free port range below 32768');
 }
 
-/** An sshd of our own: its host key, the client key it accepts, a config in a temp dir. */
+/** An sshd of our own: its host key, the client key it accepts, a config in a temp dir. Every
+ * session first prints what a chatty login would (a banner, an rc file's output, even a line that
+ * looks like the old untagged "PID n"), then runs the command it was given, as `eval` in the same
+ * shell so that $$ and exec behave as without it. */
 async function startSshd() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'comfyd-sshd-'));
   for (const k of ['host_key', 'client_key']) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, k)]);
@@ -42,7 +45,8 @@ async function startSshd() {
   fs.writeFileSync(path.join(dir, 'sshd_config'), [
     `HostKey ${dir}/host_key`, `AuthorizedKeysFile ${dir}/authorized_keys`, 'ListenAddress 127.0.0.1',
     `Port ${port}`, 'UsePAM no', 'StrictModes no', `PidFile ${dir}/sshd.pid`, 'PasswordAuthentication no',
-    'KbdInteractiveAuthentication no', '',
+    'KbdInteractiveAuthentication no',
+    'ForceCommand echo "Welcome to gpu1 (motd)"; echo "PID 1"; eval "$SSH_ORIGINAL_COMMAND"', '',
   ].join('\n'));
   // sshd run as root wants its privilege separation directory, which a container may lack
   if (process.getuid() === 0) fs.mkdirSync('/run/sshd', { recursive: true });
@@ -77,7 +81,10 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
     sshd = await startSshd();
     ports = await freeLowPorts(5);
     remoteBase = path.join(sshd.dir, 'remote-instances');
-    hub = await startHub({ env: { COMFYUI_HEARTBEAT_INTERVAL_SECONDS: '1', COMFYUI_STOP_GRACE_SECONDS: '10' } });
+    // the "remote" host is this machine's loopback: its ports may not overlap the hub's own range
+    let portRange;
+    do portRange = await freePortRange(10); while (portRange[0] <= ports[1] && ports[0] <= portRange[1]);
+    hub = await startHub({ portRange, env: { COMFYUI_HEARTBEAT_INTERVAL_SECONDS: '1', COMFYUI_STOP_GRACE_SECONDS: '10' } });
     admin = await hub.login('admin', hub.adminPassword);
     stu = await hub.addUser(admin, 'stu');
   });
@@ -114,6 +121,12 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
       [{ ports: '99999999999-1' }, /ports/], [{ ports: '8200-' }, /ports/], [{ ports: '+8200-8300' }, /ports/],
       [{ ports: '8200-8300x' }, /ports/], [{ ports: '0-10' }, /ports/],
       [{ labels: ['a,b'] }, /labels/],
+      // the remote kill's guard looks for " --port N " in the pid's command line
+      [{ command: `${COMFYD_BIN} serve --listen {listen} --base-directory {base_dir}` }, /--port \{port\}/],
+      [{ command: `${COMFYD_BIN} serve --port={port}` }, /--port \{port\}/],
+      // loopback is this machine: the same ports as "local" would be handed out twice
+      [{ ports: `${hub.portRange[0]}-${hub.portRange[1]}` }, /loopback.*COMFYUI_PORT_RANGE/],
+      [{ address: '::1', ports: `${hub.portRange[1]}-${hub.portRange[1] + 5}` }, /loopback.*COMFYUI_PORT_RANGE/],
     ];
     for (const [change, why] of bad) {
       const r = await admin.post('/api/hosts', { ...hostBody(), ...change });
@@ -185,7 +198,11 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
     assert.equal(inst.status, 'online');
     assert.equal(inst.port, ports[0] + 1, 'the next port after the taken one');
     assert.match(hub.output(), new RegExp(`project ${project.id} exited with code 1 during start-up on gpu1 port ${ports[0]}; trying the next port`));
-    assert.ok(inst.pid > 0, 'the pid the remote shell printed');
+    assert.ok(inst.pid > 1, 'the pid the remote shell printed (not the "PID 1" the login printed before it)');
+    // what the login printed went to the instance's log
+    const log = await stu.client.get(`/api/instances/${inst.id}/log?tail=1000`);
+    assert.equal(log.status, 200, log.text);
+    assert.match(log.text, /Welcome to gpu1 \(motd\)/);
     // it really is comfyd serve on that port, started by sshd (not by the hub)
     const cmdline = fs.readFileSync(`/proc/${inst.pid}/cmdline`, 'utf8').split('\0');
     assert.equal(cmdline[0], COMFYD_BIN);

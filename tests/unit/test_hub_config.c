@@ -18,7 +18,8 @@ static char tmpdir[64];
 
 static const char *const vars[] = {"COMFYD_HUB_CONFIG", "COMFYD_HUB_DATA_DIR", "COMFYD_HUB_PORT", "COMFYUI_PORT_RANGE",
                                    "COMFYUI_COMMAND", "COMFYUI_REPO_PATH", "COMFYUI_MAX_INSTANCES",
-                                   "COMFYD_ADMIN_PASSWORD", "COMFYUI_LOG_DIR", "COMFYD_HUB_STORE", NULL};
+                                   "COMFYD_ADMIN_PASSWORD", "COMFYUI_LOG_DIR", "COMFYD_HUB_STORE", "COMFYUI_LAUNCHER",
+                                   "COMFYUI_MEMORY_MAX", "COMFYUI_CPU_QUOTA", NULL};
 
 static int setup(void **state) {
     for (const char *const *v = vars; *v; v++) unsetenv(*v);
@@ -171,6 +172,63 @@ static void test_command_template(void **state) {
     cd_hub_config_free(&cfg);
 }
 
+/* COMFYUI_LAUNCHER and the systemd limits: checked at load, with the setting's name. */
+static void test_launcher(void **state) {
+    cd_hub_config cfg;
+    char err[512];
+    assert_int_equal(load(&cfg, NULL, err), 0);
+    assert_string_equal(cfg.launcher, "local");
+    assert_string_equal(cfg.memory_max, "");
+    assert_string_equal(cfg.cpu_quota, "");
+    cd_hub_config_free(&cfg);
+    const char *memory_ok[] = {"4G", "512M", "1073741824", "1.5G", "25%", "100%", "0.5%", "infinity", "8T", "64K"};
+    for (size_t i = 0; i < sizeof memory_ok / sizeof memory_ok[0]; i++) {
+        char *flags[] = {"--comfyui-launcher", "systemd", "--comfyui-memory-max", (char *)memory_ok[i],
+                         "--comfyui-cpu-quota", "150%", NULL};
+        if (load(&cfg, flags, err) != 0) fail_msg("%s refused: %s", memory_ok[i], err);
+        assert_string_equal(cfg.launcher, "systemd");
+        assert_string_equal(cfg.memory_max, memory_ok[i]);
+        assert_string_equal(cfg.cpu_quota, "150%");
+        cd_hub_config_free(&cfg);
+    }
+    struct {
+        const char *name, *value, *why;
+    } bad[] = {
+        {"COMFYUI_LAUNCHER", "docker", "COMFYUI_LAUNCHER: 'docker' is local or systemd"},
+        {"COMFYUI_MEMORY_MAX", "4X", "COMFYUI_MEMORY_MAX: '4X'"},
+        {"COMFYUI_MEMORY_MAX", "4GB", "COMFYUI_MEMORY_MAX"},
+        {"COMFYUI_MEMORY_MAX", "1.5", "COMFYUI_MEMORY_MAX"},
+        {"COMFYUI_MEMORY_MAX", "0", "COMFYUI_MEMORY_MAX"},
+        {"COMFYUI_MEMORY_MAX", "-1G", "COMFYUI_MEMORY_MAX"},
+        {"COMFYUI_MEMORY_MAX", "150%", "COMFYUI_MEMORY_MAX"},
+        {"COMFYUI_MEMORY_MAX", "4G; rm", "COMFYUI_MEMORY_MAX"},
+        {"COMFYUI_CPU_QUOTA", "2", "COMFYUI_CPU_QUOTA: '2' is a percentage"},
+        {"COMFYUI_CPU_QUOTA", "0%", "COMFYUI_CPU_QUOTA"},
+        {"COMFYUI_CPU_QUOTA", "%", "COMFYUI_CPU_QUOTA"},
+        {"COMFYUI_CPU_QUOTA", "50%x", "COMFYUI_CPU_QUOTA"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("COMFYUI_LAUNCHER", "systemd", 1);
+        setenv(bad[i].name, bad[i].value, 1);
+        if (load(&cfg, NULL, err) == 0) fail_msg("%s=%s accepted", bad[i].name, bad[i].value);
+        if (!strstr(err, bad[i].why)) fail_msg("%s=%s: %s", bad[i].name, bad[i].value, err);
+        cd_hub_config_free(&cfg);
+        unsetenv(bad[i].name);
+    }
+    /* a limit the local launcher could not apply is refused, not ignored */
+    unsetenv("COMFYUI_LAUNCHER");
+    setenv("COMFYUI_MEMORY_MAX", "4G", 1);
+    assert_int_equal(load(&cfg, NULL, err), -1);
+    assert_string_equal(err, "COMFYUI_MEMORY_MAX needs COMFYUI_LAUNCHER=systemd (a child process of the hub has no "
+                             "limits of its own)");
+    cd_hub_config_free(&cfg);
+    unsetenv("COMFYUI_MEMORY_MAX");
+    setenv("COMFYUI_CPU_QUOTA", "50%", 1);
+    assert_int_equal(load(&cfg, NULL, err), -1);
+    assert_non_null(strstr(err, "COMFYUI_CPU_QUOTA needs COMFYUI_LAUNCHER=systemd"));
+    cd_hub_config_free(&cfg);
+}
+
 static void test_login_delay(void **state) {
     assert_int_equal(cd_auth_login_delay_ms(0), 0);
     assert_int_equal(cd_auth_login_delay_ms(2), 0);
@@ -221,6 +279,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_template, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_launcher, setup, teardown),
         cmocka_unit_test(test_login_delay),
         cmocka_unit_test(test_names_and_passwords),
         cmocka_unit_test(test_secrets),

@@ -13,6 +13,10 @@
 
 #include "hub/hosts.h"
 
+/* The settings a host record is checked against: "local" on 8200-8299, the default command. */
+static char default_command[] = "{comfyd} serve --listen {listen} --port {port} --base-directory {base_dir}";
+static const cd_hub_config cfg_for_checks = {.port_min = 8200, .port_max = 8299, .command = default_command};
+
 typedef struct {
     char dir[64], path[96];
     cd_store *st;
@@ -65,7 +69,7 @@ static cd_store_host ssh_host(const char *name, const char *labels, int max) {
 }
 
 static void add(fixture *f, cd_store_host h) {
-    assert_null(cd_hosts_record_problem(&h));
+    assert_null(cd_hosts_record_problem(&h, &cfg_for_checks));
     assert_int_equal(f->st->ops->host_create(f->st, &h), 0);
 }
 
@@ -191,7 +195,7 @@ static void test_reload(void **state) {
 static void test_record_problems(void **state) {
     (void)state;
     cd_store_host ok = ssh_host("gpu1", "gpu,a100", 0);
-    assert_null(cd_hosts_record_problem(&ok));
+    assert_null(cd_hosts_record_problem(&ok, &cfg_for_checks));
     struct {
         const char *field, *value;
     } bad[] = {
@@ -217,18 +221,70 @@ static void test_record_problems(void **state) {
                     : !strcmp(bad[i].field, "base_dir")    ? h.base_dir
                                                            : h.labels;
         strcpy(dst, bad[i].value);
-        if (!cd_hosts_record_problem(&h)) fail_msg("%s '%s' was accepted", bad[i].field, bad[i].value);
+        if (!cd_hosts_record_problem(&h, &cfg_for_checks)) fail_msg("%s '%s' was accepted", bad[i].field, bad[i].value);
     }
     cd_store_host opts = ok;
     strcpy(opts.ssh_options, "StrictHostKeyChecking=no\nUserKnownHostsFile=/dev/null\nLogLevel=ERROR");
-    assert_null(cd_hosts_record_problem(&opts));
+    assert_null(cd_hosts_record_problem(&opts, &cfg_for_checks));
     cd_store_host ports = ok;
     ports.port_min = 9010;
     ports.port_max = 9000;
-    assert_non_null(cd_hosts_record_problem(&ports));
+    assert_non_null(cd_hosts_record_problem(&ports, &cfg_for_checks));
     cd_store_host v6 = ok;
     strcpy(v6.address, "fd00::7");
-    assert_null(cd_hosts_record_problem(&v6));
+    assert_null(cd_hosts_record_problem(&v6, &cfg_for_checks));
+}
+
+/* A remote kill is guarded by " --port N " in the pid's command line: a command must say it. */
+static void test_record_command_names_port(void **state) {
+    (void)state;
+    cd_store_host h = ssh_host("gpu1", "", 0);
+    const char *good[] = {"", "{comfyd} serve --port {port}", "python3 main.py --listen {listen} --port {port}",
+                          "  x  --port  {port}  "};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        strcpy(h.command, good[i]);
+        if (cd_hosts_record_problem(&h, &cfg_for_checks)) fail_msg("'%s' was refused", good[i]);
+    }
+    const char *bad[] = {"{comfyd} serve", "{comfyd} serve --port={port}", "{comfyd} serve --port 8200",
+                         "{comfyd} serve -p {port}", "{comfyd} serve --port", "{comfyd} serve {port} --port"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        strcpy(h.command, bad[i]);
+        const char *why = cd_hosts_record_problem(&h, &cfg_for_checks);
+        if (!why || !strstr(why, "--port {port}")) fail_msg("'%s' was accepted (%s)", bad[i], why ? why : "");
+    }
+    /* no command of its own: COMFYUI_COMMAND's is the one checked */
+    char no_port[] = "{comfyd} serve --listen {listen}";
+    cd_hub_config cfg = cfg_for_checks;
+    cfg.command = no_port;
+    h.command[0] = '\0';
+    const char *why = cd_hosts_record_problem(&h, &cfg);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "COMFYUI_COMMAND"));
+}
+
+/* A host on this machine's loopback shares its ports with "local". */
+static void test_record_loopback_ports(void **state) {
+    (void)state;
+    struct {
+        const char *address;
+        int min, max;
+        bool ok;
+    } cases[] = {
+        {"127.0.0.1", 8250, 8260, false}, {"127.0.0.1", 8100, 8200, false}, {"127.0.0.1", 8299, 8400, false},
+        {"127.9.8.7", 8200, 8299, false}, {"::1", 8000, 9000, false},        {"::ffff:127.0.0.1", 8210, 8210, false},
+        {"127.0.0.1", 9000, 9009, true},  {"127.0.0.1", 8100, 8199, true},  {"::1", 8300, 8400, true},
+        {"10.0.0.7", 8200, 8299, true},   {"128.0.0.1", 8200, 8299, true},  {"::2", 8200, 8299, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cd_store_host h = ssh_host("gpu1", "", 0);
+        strcpy(h.address, cases[i].address);
+        h.port_min = cases[i].min;
+        h.port_max = cases[i].max;
+        const char *why = cd_hosts_record_problem(&h, &cfg_for_checks);
+        if (cases[i].ok && why) fail_msg("%s %d-%d refused: %s", cases[i].address, cases[i].min, cases[i].max, why);
+        if (!cases[i].ok && (!why || !strstr(why, "COMFYUI_PORT_RANGE")))
+            fail_msg("%s %d-%d accepted (%s)", cases[i].address, cases[i].min, cases[i].max, why ? why : "");
+    }
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -236,7 +292,8 @@ static void test_record_problems(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_local_only), T(test_placement), T(test_unreachable_and_disabled), T(test_reload),
-        cmocka_unit_test(test_record_problems),
+        cmocka_unit_test(test_record_problems), cmocka_unit_test(test_record_command_names_port),
+        cmocka_unit_test(test_record_loopback_ports),
     };
     return cmocka_run_group_tests_name("hub_hosts", tests, NULL, NULL);
 }
