@@ -23,6 +23,8 @@ packages=(
   postgresql
   # the hub's ssh launcher: its test starts an sshd of its own on a loopback port
   openssh-client openssh-server
+  # the hub's systemd launcher: its test runs a `systemd --user` manager of its own
+  systemd
 )
 # benchmarks: the load generator and the reference server
 $bench && packages+=(wrk nginx-light redis-server)
