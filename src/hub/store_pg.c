@@ -23,8 +23,7 @@
  * as in SQLite. */
 /* Statements only this backend has: several hubs on one database (store.h). */
 enum {
-    HUB_BEAT = N_STMT, HUB_LIST, Q_RUNNING, Q_TURN, Q_TURN_SET, Q_USER_OUT, Q_PRIORITY, Q_NEXT_USER, Q_USER_FIRST,
-    Q_TAKE, Q_TAKE_OVER, INSTANCE_TAKE_OVER, N_PG_STMT
+    HUB_BEAT = N_STMT, HUB_LIST, Q_TURN, Q_DISPATCH, Q_TAKE_OVER, INSTANCE_TAKE_OVER, N_PG_STMT
 };
 
 static const char *const stmt_sql[N_PG_STMT] = {
@@ -112,20 +111,9 @@ static const char *const stmt_sql[N_PG_STMT] = {
     [HUB_BEAT] = "INSERT INTO hubs (id, started_at, last_seen_at) VALUES ($1, $2, $3)"
                  " ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, last_seen_at = excluded.last_seen_at",
     [HUB_LIST] = "SELECT id, started_at, last_seen_at FROM hubs ORDER BY id",
-    [Q_RUNNING] = "SELECT count(*) FROM prompts WHERE state IN ('queued', 'dispatching', 'running')"
-                  " AND state <> 'queued'", /* the partial index prompts_active covers it */
     [Q_TURN] = "SELECT last_user FROM queue_turn WHERE id = 1",
-    [Q_TURN_SET] = "UPDATE queue_turn SET last_user = $1 WHERE id = 1",
-    [Q_USER_OUT] = "SELECT count(*) FROM prompts WHERE state IN ('queued', 'dispatching', 'running')"
-                   " AND state <> 'queued' AND user_id = $1",
-    [Q_PRIORITY] = "SELECT " PROMPT_COLS " FROM prompts WHERE state = 'queued' AND priority <> 0 ORDER BY seq LIMIT 64",
-    /* the index prompts_queued (user_id, seq) answers these two without reading the queue */
-    [Q_NEXT_USER] = "SELECT min(user_id) FROM prompts WHERE state = 'queued' AND priority = 0 AND user_id > $1",
-    [Q_USER_FIRST] = "SELECT " PROMPT_COLS " FROM prompts WHERE state = 'queued' AND priority = 0 AND user_id = $1"
-                     " ORDER BY seq LIMIT 1",
-    [Q_TAKE] = "UPDATE prompts SET state = 'dispatching', hub = $2, reason = '',"
-               " dispatched_at = CASE WHEN dispatched_at = 0 THEN $3::bigint ELSE dispatched_at END"
-               " WHERE seq = $1 AND state = 'queued'",
+    /* migration 5's function: the whole dispatch in one round trip, committed with it */
+    [Q_DISPATCH] = "SELECT * FROM comfyd_dispatch($1, $2, $3, $4)",
     [Q_TAKE_OVER] = "UPDATE prompts SET hub = $2 WHERE hub = $1 AND state IN ('dispatching', 'running')"
                     " RETURNING " PROMPT_COLS,
     [INSTANCE_TAKE_OVER] = "UPDATE instances SET hub = $3 WHERE project_id = $1 AND hub = $2",
@@ -1155,158 +1143,34 @@ static int pg_queue_turn(cd_store *st, int64_t *last_user) {
     return count_of(S(st), Q_TURN, &p, last_user);
 }
 
-/* What one dispatch has learnt and taken so far. */
-typedef struct {
-    pg_store *s;
-    const char *hub;
-    int max_running, max_per_user;
-    int64_t now, running;
-    struct { int64_t user, out; } users[64]; /* prompts out per user, as looked up */
-    int nusers;
-    cd_store_prompt *taken;
-    size_t ntaken;
-} dispatch_run;
-
-static int user_out(dispatch_run *d, int64_t user, int64_t **slot) {
-    for (int i = 0; i < d->nusers; i++)
-        if (d->users[i].user == user) {
-            *slot = &d->users[i].out;
-            return 0;
-        }
-    int64_t n = 0;
-    params p = {0};
-    p_int(&p, user);
-    if (count_of(d->s, Q_USER_OUT, &p, &n)) return CD_STORE_ERROR;
-    int i = d->nusers < 64 ? d->nusers++ : 63; /* more users than that in one dispatch: forget one */
-    d->users[i].user = user;
-    d->users[i].out = n;
-    *slot = &d->users[i].out;
-    return 0;
-}
-
-/* 1: the user may have one more out; 0: not; <0: an error. */
-static int may_run(dispatch_run *d, int64_t user) {
-    if (d->max_per_user <= 0) return 1;
-    int64_t *out;
-    if (user_out(d, user, &out)) return CD_STORE_ERROR;
-    return *out < d->max_per_user;
-}
-
-static int take(dispatch_run *d, const cd_store_prompt *row) {
-    params p = {0};
-    p_int(&p, row->seq);
-    p_text(&p, d->hub);
-    p_int(&p, d->now);
-    int rc = run(d->s, Q_TAKE, &p, true);
-    if (rc == CD_STORE_NOT_FOUND) return 0; /* cancelled meanwhile (cancelling takes no lock) */
-    if (rc) return rc;
-    cd_store_prompt *grown = realloc(d->taken, (d->ntaken + 1) * sizeof *grown);
-    if (!grown) {
-        snprintf(d->s->err, sizeof d->s->err, "out of memory");
-        return CD_STORE_ERROR;
-    }
-    d->taken = grown;
-    cd_store_prompt *t = &d->taken[d->ntaken++];
-    *t = *row;
-    snprintf(t->state, sizeof t->state, "dispatching");
-    snprintf(t->hub, sizeof t->hub, "%s", d->hub);
-    t->reason[0] = '\0';
-    if (!t->dispatched_at) t->dispatched_at = d->now;
-    d->running++;
-    int64_t *out;
-    if (d->max_per_user > 0 && user_out(d, row->user_id, &out) == 0) (*out)++;
-    return 0;
-}
-
-static int take_priority(dispatch_run *d) {
-    params p = {0};
-    void *arr;
-    size_t n;
-    int rc = rows(d->s, Q_PRIORITY, &p, read_prompt, sizeof(cd_store_prompt), &arr, &n);
-    cd_store_prompt *list = arr;
-    for (size_t i = 0; rc == 0 && i < n && d->running < d->max_running; i++) {
-        int ok = may_run(d, list[i].user_id);
-        if (ok < 0) rc = ok;
-        else if (ok) rc = take(d, &list[i]);
-    }
-    free(list);
-    return rc;
-}
-
-/* One prompt per user in turn, from the user after *turn; a user at its limit is skipped, and a
- * whole round of skips ends it. */
-static int take_round_robin(dispatch_run *d, int64_t *turn) {
-    int64_t cursor = *turn, first_skipped = -1;
-    while (d->running < d->max_running) {
-        int64_t user = -1;
-        params p = {0};
-        p_int(&p, cursor);
-        if (count_of(d->s, Q_NEXT_USER, &p, &user)) return CD_STORE_ERROR;
-        if (user < 0) {
-            if (cursor == 0) return 0; /* nothing queued */
-            cursor = 0;                /* round again from the first user */
-            continue;
-        }
-        if (user == first_skipped) return 0;
-        int ok = may_run(d, user);
-        if (ok < 0) return ok;
-        cursor = user;
-        if (!ok) {
-            if (first_skipped < 0) first_skipped = user;
-            continue;
-        }
-        cd_store_prompt row;
-        params q = {0};
-        p_int(&q, user);
-        int rc = one_row(d->s, Q_USER_FIRST, &q, read_prompt, &row);
-        if (rc == CD_STORE_NOT_FOUND) continue;
-        if (rc || (rc = take(d, &row))) return rc;
-        first_skipped = -1;
-        *turn = user;
-    }
-    return 0;
-}
-
-/* Every hub's dispatch takes this lock for its transaction: counting the prompts out and taking
- * the next ones is then one step across all hubs ("comfyd" + 2). */
-#define DISPATCH_LOCK_KEY "7164207397838061570"
-
+/* One statement: the function commits with it (durably: synchronous_commit is on), so a prompt
+ * it returned is this hub's even if the hub dies the next moment. */
 static int pg_prompt_dispatch(cd_store *st, const char *hub_id, int max_running, int max_per_user, int64_t now,
                               cd_store_prompt **out, size_t *n, int64_t *last_user) {
     pg_store *s = S(st);
     *out = NULL;
     *n = 0;
     if (s->batch_open) batch_end(s);
-    s->err[0] = '\0';
-    if (reconnect_if_lost(s) ||
-        exec_simple(s->conn, "BEGIN; SELECT pg_advisory_xact_lock(" DISPATCH_LOCK_KEY ")", s->err, sizeof s->err))
+    params p = {0};
+    p_text(&p, hub_id);
+    p_int(&p, max_running);
+    p_int(&p, max_per_user);
+    p_int(&p, now);
+    int rc;
+    PGresult *r = exec_stmt(s, Q_DISPATCH, &p, &rc);
+    if (!r) return rc;
+    int count = PQntuples(r);
+    cd_store_prompt *arr = count ? calloc((size_t)count, sizeof *arr) : NULL;
+    if (count && !arr) {
+        PQclear(r);
+        snprintf(s->err, sizeof s->err, "out of memory");
         return CD_STORE_ERROR;
-    dispatch_run d = {.s = s, .hub = hub_id, .max_running = max_running, .max_per_user = max_per_user, .now = now};
-    int64_t turn = 0, turn_before;
-    params none = {0}, none2 = {0};
-    int rc = count_of(s, Q_RUNNING, &none, &d.running);
-    if (!rc) rc = count_of(s, Q_TURN, &none2, &turn);
-    turn_before = turn;
-    if (!rc && d.running < max_running) rc = take_priority(&d);
-    if (!rc && d.running < max_running) rc = take_round_robin(&d, &turn);
-    if (!rc && turn != turn_before) {
-        params p = {0};
-        p_int(&p, turn);
-        rc = run(s, Q_TURN_SET, &p, false);
     }
-    if (!rc && d.ntaken) notify(s, "comfyd_queue");
-    if (!rc) rc = exec_simple(s->conn, "COMMIT", s->err, sizeof s->err);
-    if (rc) {
-        char kept[sizeof s->err];
-        snprintf(kept, sizeof kept, "%s", s->err);
-        PQclear(PQexec(s->conn, "ROLLBACK"));
-        snprintf(s->err, sizeof s->err, "%s", kept);
-        free(d.taken);
-        return rc;
-    }
-    *out = d.taken;
-    *n = d.ntaken;
-    *last_user = turn;
+    for (int i = 0; i < count; i++) read_prompt(r, i, &arr[i]);
+    if (count) *last_user = col_i64(r, 0, 12);
+    PQclear(r);
+    *out = arr;
+    *n = (size_t)count;
     return 0;
 }
 

@@ -19,6 +19,9 @@ static const dialect_word words[] = {
     {"{id}", "INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
     {"{int}", "INTEGER", "BIGINT"},
     {"{clustered}", " WITHOUT ROWID", ""},
+    /* {postgres}…{/postgres}: text for PostgreSQL alone (SQLite has no server-side functions) */
+    {"{postgres}", "", ""},
+    {"{/postgres}", "", ""},
 };
 
 /* Ids are never reused so that a stale reference (an audit line, a URL, an instance's user_id)
@@ -133,6 +136,70 @@ static const char *const migrations[] = {
     "ALTER TABLE prompts ADD COLUMN hub TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE instances ADD COLUMN hub TEXT NOT NULL DEFAULT '';"
     "CREATE INDEX prompts_queued ON prompts(user_id, seq) WHERE state = 'queued';",
+    /* 5: several hubs' dispatch as one function on the server (store.h prompt_dispatch), so
+     * that it is one round trip from a hub rather than ten. PostgreSQL only: a SQLite file has
+     * one hub, which chooses in memory. Under the lock every hub's dispatch takes: count the
+     * prompts out across all hubs, take the priority ones by seq, then one per user in turn
+     * from the user after the shared turn, skipping a user at p_per_user (0: no limit), until
+     * p_max are out; returns the prompts taken (PROMPT_COLS, then the turn). */
+    "{postgres}"
+    "CREATE OR REPLACE FUNCTION comfyd_dispatch(p_hub TEXT, p_max BIGINT, p_per_user BIGINT, p_now BIGINT)"
+    " RETURNS TABLE (r_seq BIGINT, r_prompt_id TEXT, r_user_id BIGINT, r_project_id BIGINT, r_priority INTEGER,"
+    "  r_state TEXT, r_client_id TEXT, r_created_at BIGINT, r_dispatched_at BIGINT, r_finished_at BIGINT,"
+    "  r_reason TEXT, r_hub TEXT, r_turn BIGINT)"
+    " LANGUAGE plpgsql AS $$\n"
+    "DECLARE\n"
+    "  v_running BIGINT; v_turn BIGINT; v_cursor BIGINT; v_user BIGINT; v_skipped BIGINT := -1;\n"
+    "  v_seq BIGINT; v_taken BIGINT[] := ARRAY[]::BIGINT[]; v_start BIGINT;\n"
+    "BEGIN\n"
+    "  PERFORM pg_advisory_xact_lock(7164207397838061570);\n"
+    "  SELECT count(*) INTO v_running FROM prompts p WHERE p.state IN ('dispatching', 'running');\n"
+    "  SELECT q.last_user INTO v_turn FROM queue_turn q WHERE q.id = 1;\n"
+    "  v_start := v_turn;\n"
+    "  FOR v_seq, v_user IN SELECT p.seq, p.user_id FROM prompts p\n"
+    "      WHERE p.state = 'queued' AND p.priority <> 0 ORDER BY p.seq LIMIT 64 LOOP\n"
+    "    EXIT WHEN v_running >= p_max;\n"
+    "    CONTINUE WHEN p_per_user > 0 AND (SELECT count(*) FROM prompts o WHERE o.user_id = v_user\n"
+    "      AND o.state IN ('dispatching', 'running')) >= p_per_user;\n"
+    "    UPDATE prompts p SET state = 'dispatching', hub = p_hub, reason = '',\n"
+    "      dispatched_at = CASE WHEN p.dispatched_at = 0 THEN p_now ELSE p.dispatched_at END\n"
+    "      WHERE p.seq = v_seq AND p.state = 'queued';\n"
+    "    IF FOUND THEN v_running := v_running + 1; v_taken := v_taken || v_seq; END IF;\n"
+    "  END LOOP;\n"
+    "  v_cursor := v_turn;\n"
+    "  WHILE v_running < p_max LOOP\n"
+    "    SELECT min(p.user_id) INTO v_user FROM prompts p\n"
+    "      WHERE p.state = 'queued' AND p.priority = 0 AND p.user_id > v_cursor;\n"
+    "    IF v_user IS NULL THEN\n"
+    "      EXIT WHEN v_cursor = 0;\n"
+    "      v_cursor := 0;\n"
+    "      CONTINUE;\n"
+    "    END IF;\n"
+    "    EXIT WHEN v_user = v_skipped;\n"
+    "    v_cursor := v_user;\n"
+    "    IF p_per_user > 0 AND (SELECT count(*) FROM prompts o WHERE o.user_id = v_user\n"
+    "        AND o.state IN ('dispatching', 'running')) >= p_per_user THEN\n"
+    "      IF v_skipped < 0 THEN v_skipped := v_user; END IF;\n"
+    "      CONTINUE;\n"
+    "    END IF;\n"
+    "    SELECT p.seq INTO v_seq FROM prompts p\n"
+    "      WHERE p.state = 'queued' AND p.priority = 0 AND p.user_id = v_user ORDER BY p.seq LIMIT 1;\n"
+    "    CONTINUE WHEN v_seq IS NULL;\n"
+    "    UPDATE prompts p SET state = 'dispatching', hub = p_hub, reason = '',\n"
+    "      dispatched_at = CASE WHEN p.dispatched_at = 0 THEN p_now ELSE p.dispatched_at END\n"
+    "      WHERE p.seq = v_seq AND p.state = 'queued';\n"
+    "    IF FOUND THEN\n"
+    "      v_running := v_running + 1; v_taken := v_taken || v_seq; v_turn := v_user; v_skipped := -1;\n"
+    "    END IF;\n"
+    "  END LOOP;\n"
+    "  IF v_turn <> v_start THEN UPDATE queue_turn SET last_user = v_turn WHERE id = 1; END IF;\n"
+    "  IF cardinality(v_taken) > 0 THEN PERFORM pg_notify('comfyd_queue', p_hub); END IF;\n"
+    "  RETURN QUERY SELECT p.seq, p.prompt_id, p.user_id, p.project_id, p.priority, p.state, p.client_id,\n"
+    "    p.created_at, p.dispatched_at, p.finished_at, p.reason, p.hub, v_turn\n"
+    "    FROM prompts p WHERE p.seq = ANY (v_taken) ORDER BY array_position(v_taken, p.seq);\n"
+    "END\n"
+    "$$;"
+    "{/postgres}",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -151,6 +218,11 @@ char *cd_store_schema_migration(int i, cd_store_dialect dialect) {
     cd_buf b = {0};
     for (const char *p = migrations[i]; *p;) {
         const dialect_word *w = *p == '{' ? word_at(p) : NULL;
+        if (w && !strcmp(w->word, "{postgres}") && dialect == CD_DIALECT_SQLITE) {
+            const char *end = strstr(p, "{/postgres}");
+            p = end ? end + strlen("{/postgres}") : p + strlen(p);
+            continue;
+        }
         int rc = w ? cd_buf_append_str(&b, dialect == CD_DIALECT_SQLITE ? w->sqlite : w->postgres)
                    : cd_buf_append(&b, p, 1);
         if (rc < 0) {
