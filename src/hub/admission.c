@@ -30,10 +30,10 @@ typedef struct held {
     bool checking;       /* a look-up of this prompt is under way */
     bool sending;        /* its POST /prompt is under way: the instance may not show it yet */
     int last_position;   /* last announced to its user's WebSockets */
-    bool to_send;        /* dispatching: sent once that state is on disk */
+    bool to_send;        /* dispatching: sent once that state is committed */
     bool foreign;        /* several hubs: out at an instance for another hub, which watches it */
     bool listed;         /* seen in the store's list by the refresh under way */
-    int64_t send_need;   /* ... that is, once this many syncs have completed (0: not committed yet) */
+    bool committed;      /* ... which it is: a hub killed from now on finds it dispatching */
     struct held *next;   /* by seq */
 } held;
 
@@ -507,8 +507,11 @@ static char *dispatch_body(cd_admission *a, const held *h) {
     return text;
 }
 
-/* Taken from the queue: its slot is counted at once, and it is sent once "dispatching" is on
- * disk (send_dispatched), so that a hub that dies in between knows to ask the instance first. */
+/* Taken from the queue: its slot is counted at once, and it is sent once "dispatching" is
+ * committed (send_dispatched), so that a hub killed in between knows to ask the instance first.
+ * It does not wait for the disk flush that answers wait for: a commit survives the process being
+ * killed, and only a power cut of the hub's machine in the millisecond before the flush could
+ * send it again (see commit_writes). */
 static bool dispatch(cd_admission *a, held *h) {
     if (a->nsends == a->capsends) {
         size_t cap = a->capsends ? a->capsends * 2 : 16;
@@ -520,7 +523,7 @@ static bool dispatch(cd_admission *a, held *h) {
     set_state(a, h, "dispatching", "");
     a->last_served_user = h->p.priority ? a->last_served_user : h->p.user_id;
     h->to_send = true;
-    h->send_need = 0;
+    h->committed = false;
     a->sends[a->nsends++] = h;
     a->sends_due = true;
     return true;
@@ -585,7 +588,7 @@ static void send_dispatched(cd_admission *a) {
     a->sends_due = false;
     for (size_t i = 0; i < a->nsends;) {
         held *h = a->sends[i];
-        if (h->send_need && h->send_need <= a->syncs_done && !a->stopping) send_one(a, h); /* takes it out */
+        if (h->committed && !a->stopping) send_one(a, h); /* takes it out */
         else {
             a->sends_due = true;
             i++;
@@ -1098,7 +1101,7 @@ static void after_sync(int rc, void *user) {
     commit_writes(a, false); /* what gathered meanwhile (starts the next sync) */
     bool more = false;
     for (size_t i = 0; i < a->nanswers && !more; i++) more = a->answers[i].need > a->syncs_done;
-    for (size_t i = 0; i < a->nsends && !more; i++) more = a->sends[i]->send_need > a->syncs_done;
+
     if (more && !a->sync_running) start_sync(a);
     close_syncer_when_done(a);
 }
@@ -1146,23 +1149,47 @@ static void drop_uncommitted(cd_admission *a) {
     }
 }
 
-/* Commits the writes so far, unless a sync is under way and now is false: then they wait in the
- * open transaction for its end (after_sync), gathering more. Nothing waiting on them could go
- * before the next sync anyway; so each sync covers one large transaction, not many small ones. */
+/* A failed commit took the turn's dispatches with it: back in the queue, as the store has them
+ * (the tick's pump tries again; not at once, which would spin while the store fails). */
+static void undo_uncommitted_sends(cd_admission *a) {
+    for (size_t i = a->nsends; i-- > 0;) {
+        held *h = a->sends[i];
+        if (h->committed) continue;
+        forget_send(a, h);
+        count(a, h, -1);
+        snprintf(h->p.state, sizeof h->p.state, "queued");
+        h->p.dispatched_at = 0;
+        count(a, h, +1);
+    }
+}
+
+/* Commits the writes so far, unless a sync is under way, nothing is to be sent and now is false:
+ * then they wait in the open transaction for its end (after_sync), gathering more; so each sync
+ * covers one large transaction, not many small ones. Answers wait for the sync after their
+ * commit. Dispatched prompts go out once committed, without waiting for the flush: the slot's
+ * next prompt is what the dispatch delay measures, and a commit already survives kill -9 (the
+ * flush only guards against a power cut of the hub's machine, after which a prompt sent in its
+ * last millisecond would be sent again). */
 static void commit_writes(cd_admission *a, bool now) {
-    if (!a->writes_pending || (a->sync_running && !now)) return;
+    bool sends_waiting = false;
+    for (size_t i = 0; i < a->nsends && !sends_waiting; i++) sends_waiting = !a->sends[i]->committed;
+    if (!a->writes_pending || (a->sync_running && !now && !sends_waiting)) return;
     a->writes_pending = false;
     cd_store *st = a->hub->store;
     bool ok = st->ops->batch_commit(st) == 0;
     if (!ok) {
         cd_error("hub: cannot store the queue's changes: %s", cd_store_error(st));
         drop_uncommitted(a);
+        undo_uncommitted_sends(a);
     }
     int64_t need = after_next_sync(a);
     for (size_t i = 0; i < a->nanswers; i++)
         if (!a->answers[i].need) a->answers[i].need = need;
-    for (size_t i = 0; i < a->nsends; i++)
-        if (!a->sends[i]->send_need) a->sends[i]->send_need = need;
+    for (size_t i = 0; i < a->nsends; i++) a->sends[i]->committed = true;
+    if (a->nsends) {
+        a->sends_due = true;
+        send_dispatched(a);
+    }
     if (!ok) release_synced(a);
 }
 
