@@ -53,6 +53,10 @@ typedef struct {
     int64_t user_id;
     int waiting, running;
     int submitting; /* accepted for a look, not held yet (validating, being stored) */
+    /* The user's oldest queued prompt (NULL: none), so that choosing the next prompt to send
+     * looks at each user once rather than at every prompt waiting (a walk over ten thousand
+     * prompts of over a kilobyte each is a millisecond of cache misses per dispatch). */
+    struct held *oldest_queued;
 } user_counts;
 
 typedef struct submit_ctx submit_ctx;
@@ -73,6 +77,7 @@ struct cd_admission {
     held *all, *last; /* by seq */
     int running;      /* dispatching + running */
     int waiting;
+    int queued_priority; /* of those waiting, teachers' and front: true */
     user_counts *users;
     size_t nusers, capusers;
     int64_t last_served_user;
@@ -174,6 +179,13 @@ static void track_out(cd_admission *a, held *h, int delta) {
 }
 
 /* delta +1 when h enters the queue or a state, -1 when it leaves. */
+/* The user's next queued prompt after h in the list (which is by seq on a hub alone). */
+static held *next_queued_of(held *from, int64_t user_id) {
+    for (held *h = from; h; h = h->next)
+        if (h->p.user_id == user_id && !strcmp(h->p.state, "queued")) return h;
+    return NULL;
+}
+
 static void count(cd_admission *a, held *h, int delta) {
     user_counts *u = counts_of(a, h->p.user_id, true);
     if (is_active_running(h)) {
@@ -182,7 +194,12 @@ static void count(cd_admission *a, held *h, int delta) {
         if (!h->foreign) track_out(a, h, delta);
     } else if (!strcmp(h->p.state, "queued")) {
         a->waiting += delta;
-        if (u) u->waiting += delta;
+        a->queued_priority += h->p.priority ? delta : 0;
+        if (!u) return;
+        u->waiting += delta;
+        /* h->next is still its successor when h was just taken out of the list */
+        if (delta < 0 && u->oldest_queued == h) u->oldest_queued = next_queued_of(h->next, h->p.user_id);
+        if (delta > 0 && (!u->oldest_queued || h->p.seq < u->oldest_queued->p.seq)) u->oldest_queued = h;
     }
 }
 
@@ -561,6 +578,12 @@ static void send_one(cd_admission *a, held *h) {
     free(body);
 }
 
+/* The user's oldest queued prompt that is not a priority one, from h on. */
+static held *next_queued_plain(held *h) {
+    while (h && h->p.priority) h = next_queued_of(h->next, h->p.user_id);
+    return h;
+}
+
 /* Whether x comes before y in the first round of the round-robin: users after the one served
  * last first, by id, then the others by id; a user's oldest prompt first. */
 static bool turn_before(const cd_admission *a, const held *x, const held *y) {
@@ -573,10 +596,13 @@ static bool turn_before(const cd_admission *a, const held *x, const held *y) {
 /* The first prompt of dispatch_order whose user may run one more, in one pass without sorting:
  * it is what runs when a slot frees, so it must be quick with thousands waiting. */
 static held *pick_next(cd_admission *a) {
+    for (held *h = a->queued_priority ? a->all : NULL; h; h = h->next) /* few: walked */
+        if (h->p.priority && !strcmp(h->p.state, "queued") && user_may_run(a, h, NULL)) return h; /* by arrival */
     held *best = NULL;
-    for (held *h = a->all; h; h = h->next) {
-        if (strcmp(h->p.state, "queued") != 0 || !user_may_run(a, h, NULL)) continue;
-        if (h->p.priority) return h; /* the list is by arrival */
+    for (size_t i = 0; i < a->nusers; i++) {
+        held *h = a->users[i].oldest_queued;
+        if (h && h->p.priority) h = next_queued_plain(h); /* the priority ones were looked at above */
+        if (!h || !user_may_run(a, h, NULL)) continue;
         if (!best || turn_before(a, h, best)) best = h;
     }
     return best;
@@ -871,9 +897,12 @@ static int by_prompt_id(const void *x, const void *y) {
 
 /* The counts and the list of prompts out, from the list itself. */
 static void recount(cd_admission *a) {
-    a->waiting = a->running = 0;
+    a->waiting = a->running = a->queued_priority = 0;
     a->nout = 0;
-    for (size_t i = 0; i < a->nusers; i++) a->users[i].waiting = a->users[i].running = 0;
+    for (size_t i = 0; i < a->nusers; i++) {
+        a->users[i].waiting = a->users[i].running = 0;
+        a->users[i].oldest_queued = NULL;
+    }
     for (held *h = a->all; h; h = h->next) count(a, h, +1);
 }
 
