@@ -195,11 +195,12 @@ json_t *cd_hub_user_json(const cd_store_user *u) {
 }
 
 json_t *cd_hub_instance_json(const cd_store_instance *i) {
-    return json_pack("{s:I, s:I, s:I, s:s, s:s, s:i, s:i, s:s, s:s, s:I, s:I, s:I, s:i}", "id", (json_int_t)i->id,
+    return json_pack("{s:I, s:I, s:I, s:s, s:s, s:i, s:i, s:s, s:s, s:I, s:I, s:I, s:i, s:s}", "id", (json_int_t)i->id,
                      "project_id", (json_int_t)i->project_id, "user_id", (json_int_t)i->user_id, "host", i->host,
                      "address", i->address, "port", i->port, "pid", i->pid, "status", i->status, "reason", i->reason,
                      "started_at", (json_int_t)i->started_at, "last_seen_at", (json_int_t)i->last_seen_at,
-                     "last_activity_at", (json_int_t)i->last_activity_at, "crash_count", i->crash_count);
+                     "last_activity_at", (json_int_t)i->last_activity_at, "crash_count", i->crash_count, "hub",
+                     i->hub);
 }
 
 json_t *cd_hub_project_json(cd_hub *hub, const cd_store_project *p) {

@@ -6,6 +6,8 @@
  *                        command?, base_dir?, ports?, max_instances?, labels?, disabled?}   201
  *   PATCH  /api/hosts/{id}  the same fields
  *   DELETE /api/hosts/{id}
+ *   GET    /api/hubs              {self, silent_after_seconds, hubs: [{id, started_at,
+ *                                 last_seen_at, alive, self}]}: the hubs on this store (peers.h)
  *
  * A host that runs instances may only be disabled, relabelled or capped; anything that changes
  * where or how they run (and a delete) waits until they are stopped: 409. */
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "hub/hosts.h"
+#include "hub/peers.h"
 #include "hub/hub.h"
 #include "hub/supervisor.h"
 
@@ -311,7 +314,34 @@ static void handle_delete(cd_http_req *req, void *ctx) {
     cd_hub_json(req, 200, json_pack("{s:I}", "deleted", (json_int_t)h.id));
 }
 
+/* GET /api/hubs (admins): the hubs sharing this hub's store (several hubs on one PostgreSQL),
+ * with whether each is heard from; an empty list for a hub alone on its SQLite file. */
+static void handle_hubs(cd_http_req *req, void *ctx) {
+    cd_hub *hub = ctx;
+    cd_hub_caller c;
+    if (cd_hub_require_role(hub, req, CD_ROLE_ADMIN, &c) < 0) return;
+    json_t *arr = json_array();
+    cd_store *st = hub->store;
+    cd_store_hub *list = NULL;
+    size_t n = 0;
+    if (hub->peers && st->ops->hub_list(st, &list, &n) < 0) {
+        json_decref(arr);
+        cd_hub_error(req, 500, "store_error", "%s", cd_store_error(st));
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:b, s:b}", "id", list[i].id, "started_at",
+                                             (json_int_t)list[i].started_at, "last_seen_at",
+                                             (json_int_t)list[i].last_seen_at, "alive",
+                                             cd_hub_peers_alive(hub->peers, list[i].id), "self",
+                                             !strcmp(list[i].id, hub->id)));
+    free(list);
+    cd_hub_json(req, 200, json_pack("{s:s, s:i, s:o}", "self", hub->id, "silent_after_seconds",
+                                    hub->cfg->hub_silent_after_s, "hubs", arr));
+}
+
 void cd_hub_api_hosts_register(cd_hub *hub) {
+    cd_router_add(hub->router, "GET", "/api/hubs", handle_hubs, hub);
     cd_router_add(hub->router, "GET", "/api/hosts", handle_list, hub);
     cd_router_add(hub->router, "POST", "/api/hosts", handle_create, hub);
     cd_router_add(hub->router, "PATCH", "/api/hosts/{id}", handle_update, hub);

@@ -341,14 +341,16 @@ static bool has_process(const cd_store_instance *i) {
 }
 
 /* An instance as the list shows it: with its project's and owner's names (so a dashboard needs
- * no second look-up) and, for a process of this host, its memory. */
+ * no second look-up) and, for a process of this host that this hub supervises, its memory (with
+ * several hubs, another hub's "local" is another machine). */
 static json_t *listed_instance_json(cd_hub *hub, const cd_store_instance *i, const cd_store_project *p) {
     json_t *j = cd_hub_instance_json(i);
     cd_store_user owner;
     bool known = hub->store->ops->user_get(hub->store, p->owner_id, &owner) == 0;
     json_object_set_new(j, "project", json_string(p->name));
     json_object_set_new(j, "user", json_string(known ? owner.name : ""));
-    long long rss = !strcmp(i->host, "local") && has_process(i) ? resident_bytes(i->pid) : -1;
+    bool ours = !i->hub[0] || !strcmp(i->hub, hub->id);
+    long long rss = ours && !strcmp(i->host, "local") && has_process(i) ? resident_bytes(i->pid) : -1;
     json_object_set_new(j, "memory_bytes", rss < 0 ? json_null() : json_integer(rss));
     return j;
 }

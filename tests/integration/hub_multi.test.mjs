@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { startHub, waitFor, trackInstancePid, sleeper, installTestingPack } from './lib/hub.mjs';
 import { listenDirect, runs, maxOverlap } from './lib/queue-events.mjs';
 import { startPostgres } from './lib/pg.mjs';
+import { launchBrowser, screenshot, logIn } from './lib/browser.mjs';
 
 const T = { timeout: 150000 };
 
@@ -80,6 +81,14 @@ describe('several hubs on one PostgreSQL', () => {
             submitted.push({ user: u.name, via, id: r.body.prompt_id });
           }
       assert.equal(pg.query('SELECT count(*) FROM prompts'), String(submitted.length));
+      // each hub knows the other, and says which hub supervises which instance
+      const hubsOnB = (await b.client({ cookie: adminA.cookie }).get('/api/hubs')).body;
+      assert.equal(hubsOnB.self, idB);
+      assert.deepEqual(hubsOnB.hubs.map((h) => [h.id, h.alive, h.self]).sort(), [[idA, true, false], [idB, true, true]].sort());
+      const listedOnA = (await adminA.get('/api/instances')).body;
+      assert.deepEqual(listedOnA.map((i) => i.hub).sort(), [idA, idB].sort());
+      assert.equal(listedOnA.find((i) => i.hub === idB).memory_bytes, null, "another hub's process is not measured here");
+
       // one queue: the last prompt sent through A waits, and B knows its place in the queue too
       const adminB = b.client({ cookie: adminA.cookie });
       const lastViaA = submitted.filter((p) => p.via === 'onA').at(-1);
@@ -119,6 +128,24 @@ describe('several hubs on one PostgreSQL', () => {
       // and B still serves eve's project, whose instance A had started
       const q = await users[0].onB.get(`${users[0].base}/queue`);
       assert.equal(q.status, 200, q.text);
+      assert.equal((await adminB.get('/api/hubs')).body.hubs.find((h) => h.id === idA).alive, false);
+
+      // the admin's Instances page on B: the hubs, A silent, and the hub of each instance
+      const browser = await launchBrowser();
+      try {
+        const page = await browser.newPage({ locale: 'en-US' });
+        await logIn(page, b.base, { name: 'admin', password: b.adminPassword });
+        await page.getByRole('navigation').getByRole('link', { name: 'Instances' }).click();
+        const hubRow = (id) => page.locator(`#hubs tr[data-key="${id}"]`);
+        await hubRow(idA).getByText('Silent').waitFor();
+        await hubRow(idB).getByText('Heard from').waitFor();
+        assert.match(await hubRow(idB).innerText(), /\(this hub\)/);
+        const eveRow = page.locator('#instances tr', { hasText: 'eve' });
+        assert.match(await eveRow.innerText(), new RegExp(idB.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+        await screenshot(page, 'hub-instances-several-hubs');
+      } finally {
+        await browser.close();
+      }
     } finally {
       for (const l of listeners) l.ws.close();
       await a.stop().catch(() => {}); // killed: its exit is not a clean one

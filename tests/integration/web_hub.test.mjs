@@ -8,21 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { COMFYD_BIN } from './lib/server.mjs';
 import { startHub, waitFor, trackInstancePid, sleeper, installTestingPack } from './lib/hub.mjs';
-import { launchBrowser, screenshot } from './lib/browser.mjs';
+import { launchBrowser, screenshot, logIn } from './lib/browser.mjs';
 
 const T = { timeout: 120000 };
 const STUDENT = { name: 'mia', password: 'mia-password-1' };
-
-/** Logs in through the login form and waits for the dashboard. */
-async function logIn(page, base, { name, password }) {
-  await page.goto(`${base}/`);
-  await page.waitForURL(/\/login/);
-  await page.getByLabel(/User name|用户名/).fill(name);
-  await page.getByLabel(/^(Password|密码)$/).fill(password);
-  await page.getByRole('button', { name: /Log in|登录/ }).click();
-  await page.waitForURL(`${base}/`);
-  await page.locator('#logout').waitFor();
-}
 
 const card = (page, name) => page.locator('article.project', { has: page.getByRole('heading', { name, exact: true }) });
 

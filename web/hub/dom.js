@@ -30,10 +30,11 @@ export function table(label, headers, rows, cells) {
       }))));
 }
 
-export function statusBadge(status) {
+/** A coloured badge of an instance's status; label replaces the status's own words. */
+export function statusBadge(status, label = null) {
   const known = ['online', 'offline', 'starting', 'stopped', 'failed'];
   const s = known.includes(status) ? status : 'stopped';
-  return h('span', { class: `badge status-${s}`, 'data-status': s }, h('span', { class: 'dot', 'aria-hidden': 'true' }), t(`status.${s}`));
+  return h('span', { class: `badge status-${s}`, 'data-status': s }, h('span', { class: 'dot', 'aria-hidden': 'true' }), label ?? t(`status.${s}`));
 }
 
 // ---- notices ----

@@ -1,5 +1,6 @@
 // Instances, for admins: every ComfyUI the hub supervises with its port, pid, uptime, status and
-// memory; stop and restart; the tail of one instance's log, polled while it is shown.
+// memory; stop and restart; the tail of one instance's log, polled while it is shown. With several
+// hubs on one store, the hub of each instance and the hubs with whether each is heard from.
 import { t, duration } from './i18n.js';
 import { api } from './api.js';
 import { h, table, statusBadge, notice, showError, loadError, replaceKeepingFocus } from './dom.js';
@@ -24,11 +25,37 @@ export function mount(root) {
       h('button', { type: 'button', class: 'link', onclick: () => { shownLog = null; logPanel.hidden = true; } }, t('app.close'))),
     logText);
 
+  // Several hubs on one store: which hub supervises each instance, and which hubs are heard from.
+  let hubs = { self: '', hubs: [] };
+  const hubsBox = h('section', { class: 'panel', id: 'hubs', hidden: true, 'aria-labelledby': 'hubs-title' });
+  const severalHubs = () => hubs.hubs.length > 1;
+
+  function hubRow(hub) {
+    const cells = [
+      h('span', {}, hub.id, hub.self ? h('span', { class: 'muted small' }, ` ${t('hubs.self')}`) : null),
+      statusBadge(hub.alive ? 'online' : 'offline', hub.alive ? t('hubs.alive') : t('hubs.silent')),
+      hub.last_seen_at ? t('hubs.ago', { time: duration(Math.max(0, Date.now() - hub.last_seen_at)) }) : t('app.none'),
+    ];
+    cells.key = hub.id;
+    return cells;
+  }
+
+  function showHubs() {
+    hubsBox.hidden = !severalHubs();
+    if (hubsBox.hidden) return;
+    const headers = ['col.hub', 'col.status', 'col.last_seen'].map((k) => t(k));
+    replaceKeepingFocus(hubsBox, h('div', {},
+      h('h2', { id: 'hubs-title' }, t('hubs.title')),
+      h('p', { class: 'muted' }, t('hubs.intro', { seconds: hubs.silent_after_seconds })),
+      table(t('hubs.title'), headers, hubs.hubs, hubRow)));
+  }
+
   function row(inst) {
     const running = HAS_PROCESS.includes(inst.status);
     const label = (key) => `${t(key)} ${inst.user}/${inst.project}`;
     const cells = [
-      inst.user, inst.project, String(inst.port || t('app.none')), running ? String(inst.pid) : t('app.none'),
+      inst.user, inst.project, ...(severalHubs() ? [inst.hub || t('app.none')] : []),
+      String(inst.port || t('app.none')), running ? String(inst.pid) : t('app.none'),
       running && inst.started_at ? duration(Date.now() - inst.started_at) : t('app.none'),
       h('span', {}, statusBadge(inst.status), inst.reason ? h('span', { class: 'reason small' }, inst.reason) : null),
       memory(inst.memory_bytes),
@@ -43,8 +70,10 @@ export function mount(root) {
 
   async function load() {
     try {
-      list = await api('GET', '/api/instances');
-      const headers = ['col.user', 'col.project', 'col.port', 'col.pid', 'col.uptime', 'col.status', 'col.memory', 'col.actions'].map((k) => t(k));
+      [list, hubs] = await Promise.all([api('GET', '/api/instances'), api('GET', '/api/hubs')]);
+      showHubs();
+      const columns = ['col.user', 'col.project', ...(severalHubs() ? ['col.hub'] : []), 'col.port', 'col.pid', 'col.uptime', 'col.status', 'col.memory', 'col.actions'];
+      const headers = columns.map((k) => t(k));
       replaceKeepingFocus(box, list.length ? table(t('inst.title'), headers, list, row) : h('p', { class: 'empty' }, t('inst.empty')));
     } catch (err) {
       box.replaceChildren(loadError(err, load));
@@ -95,7 +124,7 @@ export function mount(root) {
   }
 
   root.append(h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, t('inst.title')), h('p', { class: 'muted' }, t('inst.intro')))),
-    box, logPanel);
+    box, hubsBox, logPanel);
   const timers = [setInterval(load, POLL_MS), setInterval(loadLog, LOG_POLL_MS)];
   load();
   return {

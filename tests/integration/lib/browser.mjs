@@ -60,3 +60,14 @@ export async function screenshot(page, name) {
   await page.screenshot({ path: file, fullPage: true });
   return file;
 }
+
+/** Logs in to a hub's dashboard through its login form and waits for the dashboard. */
+export async function logIn(page, base, { name, password }) {
+  await page.goto(`${base}/`);
+  await page.waitForURL(/\/login/);
+  await page.getByLabel(/User name|用户名/).fill(name);
+  await page.getByLabel(/^(Password|密码)$/).fill(password);
+  await page.getByRole('button', { name: /Log in|登录/ }).click();
+  await page.waitForURL(`${base}/`);
+  await page.locator('#logout').waitFor();
+}
