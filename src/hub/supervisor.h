@@ -4,7 +4,10 @@
  * otherwise it stops what is left of the old process, takes a free port of the range, prepares
  * the instance directory (linking the shared custom_nodes and models), starts the instance
  * command through the launcher and polls /system_stats until it answers or the start-up time
- * runs out. Opens that arrive while a start is under way wait for that start: ten opens at once
+ * runs out. Only the instance's own answer counts: the argv that /system_stats reports must name
+ * its --base-directory (or its --port, for a command without one), so that whatever else answers
+ * on that port (a stale instance of another project) is not taken for it; an adopted instance's
+ * health check asks the same. Opens that arrive while a start is under way wait for that start: ten opens at once
  * start one process.
  *
  * A heartbeat probes every running instance and marks it online or offline; an exit is seen at
