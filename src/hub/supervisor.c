@@ -88,8 +88,26 @@ typedef struct {
     int64_t at;
 } foreign_target;
 
+/* A remote process the hub let go of while it may still run, unseen, holding its port and GPU:
+ * its host became unreachable (on_host_down), or its ssh session ended in a way that does not
+ * say the instance ended (a link that broke). Once the host answers again it gets SIGTERM and,
+ * after the grace period, SIGKILL, both through the launcher's guarded kill (only a pid whose
+ * command line still names that port is signalled). Kept in memory only: a hub restarted in the
+ * meantime forgets them. */
+typedef struct orphan {
+    cd_supervisor *sup;
+    cd_host *host; /* the registry never frees a host while the hub runs */
+    int pid, port;
+    int64_t project_id;
+    bool in_flight; /* a kill is under way */
+    bool termed;    /* SIGTERM landed: SIGKILL at next_try if it is still there */
+    int64_t next_try;
+    struct orphan *next;
+} orphan;
+
 struct cd_supervisor {
     cd_supervisor_config c;
+    orphan *orphans;
     foreign_target foreign[FOREIGN_SLOTS];
     bool recheck_due; /* another hub changed instances: are all of ours still ours? */
     slot *slots;
@@ -105,6 +123,7 @@ static void begin_start(slot *s);
 static void begin_stop(slot *s, const char *reason);
 static void check_health(slot *s);
 static void shutdown_progress(cd_supervisor *sup);
+static void remember_orphan(slot *s);
 
 /* Copies as much of src as fits (reasons are cut, never overflow). */
 static void copy_cut(char *dst, size_t n, const char *src) {
@@ -540,6 +559,13 @@ static void on_process_exit(cd_proc *p, int64_t status, int sig, void *user) {
     slot *s = user;
     char how[160];
     describe_exit(status, sig, how, sizeof how);
+    /* An ssh session that ended without the instance's own exit code (ssh's 255, a signal to the
+     * session, an adopted instance's watcher) may be a link that broke under a process that still
+     * runs: it is stopped by its pid too (which does nothing if it is gone). Not after a stop of
+     * ours. */
+    if (s->ph != PH_STOPPING && s->host && s->host->launcher == &s->host->ssh.base &&
+        (status == 255 || status < 0 || sig > 0))
+        remember_orphan(s);
     s->proc = NULL;
     uv_timer_stop(&s->timer);
     s->epoch++;
@@ -624,6 +650,8 @@ static bool port_is_free(const char *address, int port) {
 static bool port_taken_by_slot(cd_supervisor *sup, const cd_host *h, int port) {
     for (slot *s = sup->slots; s; s = s->next)
         if (s->proc && s->host == h && s->rec.port == port) return true;
+    for (const orphan *o = sup->orphans; o; o = o->next) /* may still hold it */
+        if (o->host == h && o->port == port) return true;
     return false;
 }
 
@@ -1069,11 +1097,72 @@ static void housekeep(slot *s, int64_t now) {
         send_probe(s, PROBE_BEAT);
 }
 
+/* ---- remote processes let go of (see orphan) ---- */
+
+static void remember_orphan(slot *s) {
+    cd_supervisor *sup = s->sup;
+    int pid = s->proc ? cd_proc_pid(s->proc) : s->rec.pid;
+    if (pid <= 0 || !s->host || s->host->launcher != &s->host->ssh.base) return;
+    for (orphan *o = sup->orphans; o; o = o->next)
+        if (o->host == s->host && o->pid == pid) return;
+    orphan *o = calloc(1, sizeof *o);
+    if (!o) return;
+    *o = (orphan){.sup = sup, .host = s->host, .pid = pid, .port = s->rec.port, .project_id = s->rec.project_id,
+                  .next = sup->orphans};
+    sup->orphans = o;
+    cd_info("hub: pid %d on host %s (port %d, project %lld) may still run: it is stopped once the host answers",
+            pid, s->host->rec.name, o->port, (long long)o->project_id);
+}
+
+static void forget_orphan(cd_supervisor *sup, orphan *gone) {
+    for (orphan **o = &sup->orphans; *o; o = &(*o)->next) {
+        if (*o == gone) {
+            *o = gone->next;
+            free(gone);
+            return;
+        }
+    }
+}
+
+static void on_orphan_signalled(int result, const char *why, void *user) {
+    orphan *o = user;
+    cd_supervisor *sup = o->sup;
+    o->in_flight = false;
+    const char *host = o->host->rec.name;
+    if (result < 0) { /* the host is not back after all: the next check's turn */
+        o->next_try = now_ms() + (int64_t)sup->c.cfg->heartbeat_interval_s * 1000;
+        cd_warn("hub: cannot stop pid %d on host %s yet: %s", o->pid, host, why);
+    } else if (result > 0 && !o->termed) {
+        cd_info("hub: sent SIGTERM to pid %d on host %s (port %d), let go of while the host was unreachable", o->pid,
+                host, o->port);
+        o->termed = true;
+        o->next_try = now_ms() + (int64_t)sup->c.cfg->stop_grace_s * 1000;
+    } else {
+        if (result > 0) cd_warn("hub: pid %d on host %s did not stop in time: SIGKILL", o->pid, host);
+        else if (!o->termed) cd_info("hub: pid %d on host %s (port %d) is gone already", o->pid, host, o->port);
+        else cd_info("hub: pid %d on host %s (port %d) stopped", o->pid, host, o->port);
+        forget_orphan(sup, o);
+    }
+}
+
+static void orphans_tick(cd_supervisor *sup, int64_t now) {
+    for (orphan *o = sup->orphans; o; o = o->next) {
+        if (o->in_flight || !o->host->reachable || now < o->next_try) continue;
+        o->in_flight = true;
+        if (cd_launcher_ssh_signal(&o->host->ssh, o->pid, o->port, o->termed ? SIGKILL : SIGTERM, on_orphan_signalled,
+                                   o) < 0) {
+            o->in_flight = false;
+            o->next_try = now + 1000;
+        }
+    }
+}
+
 static void on_tick(uv_timer_t *t) {
     cd_supervisor *sup = t->data;
     int64_t now = now_ms();
     for (slot *s = sup->slots; s; s = s->next) housekeep(s, now);
     cd_hosts_tick(sup->c.hosts, now);
+    orphans_tick(sup, now);
     if (sup->recheck_due && !sup->shutting_down) let_go_of_taken(sup);
 }
 
@@ -1084,6 +1173,7 @@ static void on_host_down(cd_host *h, const char *why, void *user) {
     cd_supervisor *sup = user;
     for (slot *s = sup->slots; s; s = s->next) {
         if (!s->proc || s->host != h) continue;
+        remember_orphan(s);
         launcher_of(s)->ops->release(s->proc);
         s->proc = NULL;
         s->epoch++;
@@ -1218,4 +1308,11 @@ void cd_supervisor_shutdown(cd_supervisor *sup, cd_sup_done_cb cb, void *user) {
     shutdown_progress(sup);
 }
 
-void cd_supervisor_free(cd_supervisor *sup) { free(sup); }
+void cd_supervisor_free(cd_supervisor *sup) {
+    if (!sup) return;
+    for (orphan *o = sup->orphans, *next; o; o = next) { /* none has a kill under way: the hosts are idle */
+        next = o->next;
+        free(o);
+    }
+    free(sup);
+}

@@ -12,7 +12,9 @@
  *
  * A heartbeat probes every running instance and marks it online or offline; an exit is seen at
  * once. A crashed instance of a project in use is restarted with a growing delay, up to
- * COMFYUI_MAX_RESTARTS times in a row. Idle instances are stopped. Every change is written to
+ * COMFYUI_MAX_RESTARTS times in a row. Idle instances are stopped. A remote process the hub had
+ * to let go of (its host unreachable, its ssh session broken under it) is remembered, in memory,
+ * and stopped by its pid through the guarded kill once its host answers again. Every change is written to
  * the store first and then announced through the change callback, so that a hub killed at any
  * point finds the truth in the store and adopts the instances that still run. */
 #ifndef CD_HUB_SUPERVISOR_H
