@@ -41,7 +41,19 @@ struct cd_hub_packs {
     pack_event *head, *tail;
     bool closing;
     int reads; /* catalog reads in the thread pool */
+    /* The hub is stopping: the running task was cancelled, and the hub waits this long for the
+     * worker to notice. A download, a build or a clone that receives data stops at once; a
+     * clone from a server that says nothing (or a wait for another process's lock on
+     * custom_nodes) cannot be interrupted, and the hub does not wait minutes for it: the
+     * worker is left behind, cancelled (it can no longer put a pack in place, manager.c), and
+     * ends with the process. Its staging folder (a dot-folder no instance loads) stays. */
+    uv_timer_t stop_wait;
+    int64_t give_up_at;
+    bool waiting, abandoned;
+    int handles; /* async and stop_wait, until both are closed */
 };
+
+#define STOP_WAIT_MS 3000
 
 /* ---- the worker's events, carried to the loop ---- */
 
@@ -279,22 +291,45 @@ int cd_hub_packs_start(cd_hub *hub, char *err, size_t errlen) {
         return -1;
     }
     p->async.data = p;
+    uv_timer_init(hub->loop, &p->stop_wait);
+    p->stop_wait.data = p;
+    p->handles = 2;
     hub->packs = p;
     cd_router_add(hub->router, "GET", "/api/packs", handle_list, hub);
     cd_router_add(hub->router, "POST", "/api/packs/tasks", handle_task, hub);
     return 0;
 }
 
+static void on_stop_wait(uv_timer_t *t) {
+    cd_hub_packs *p = t->data;
+    if (!cd_manager_is_processing(p->mgr)) {
+        p->waiting = false;
+        uv_timer_stop(t);
+    } else if (cd_hub_now_ms() >= p->give_up_at) {
+        cd_warn("hub: a node-pack task did not stop within %d s of its cancel: leaving it behind (it can no longer "
+                "install anything)", STOP_WAIT_MS / 1000);
+        p->waiting = false;
+        p->abandoned = true;
+        uv_timer_stop(t);
+    }
+}
+
 void cd_hub_packs_cancel(cd_hub_packs *p) {
     if (!p) return;
     cd_manager_cancel(p->mgr);
     uv_unref((uv_handle_t *)&p->async); /* the hub's loop ends when the rest has stopped */
+    if (p->waiting || !cd_manager_is_processing(p->mgr)) return;
+    p->waiting = true;
+    p->give_up_at = cd_hub_now_ms() + STOP_WAIT_MS;
+    uv_timer_start(&p->stop_wait, on_stop_wait, 50, 50);
 }
 
-bool cd_hub_packs_idle(const cd_hub_packs *p) { return !p || p->reads == 0; }
+bool cd_hub_packs_idle(const cd_hub_packs *p) { return !p || (p->reads == 0 && !p->waiting); }
 
 static void on_closed(uv_handle_t *h) {
     cd_hub_packs *p = h->data;
+    if (--p->handles > 0) return;
+    if (p->abandoned) return; /* the worker still holds p (its event callback): it goes with the process */
     for (pack_event *e = p->head, *n; e; e = n) {
         n = e->next;
         json_decref(e->data);
@@ -306,10 +341,15 @@ static void on_closed(uv_handle_t *h) {
 
 void cd_hub_packs_close(cd_hub_packs *p) {
     if (!p) return;
-    cd_manager_free(p->mgr); /* joins the worker: no event comes after this */
-    p->mgr = NULL;
+    /* A worker left behind is not joined (that is what waiting minutes would be), nor is the
+     * manager it uses freed. */
+    if (!p->abandoned) {
+        cd_manager_free(p->mgr); /* joins the worker: no event comes after this */
+        p->mgr = NULL;
+    }
     pthread_mutex_lock(&p->lock);
     p->closing = true;
     pthread_mutex_unlock(&p->lock);
     uv_close((uv_handle_t *)&p->async, on_closed);
+    uv_close((uv_handle_t *)&p->stop_wait, on_closed);
 }

@@ -10,9 +10,11 @@
 int cd_hub_packs_start(cd_hub *hub, char *err, size_t errlen);
 /* The hub is stopping: the running task is cancelled, queued ones dropped. */
 void cd_hub_packs_cancel(cd_hub_packs *p);
-/* True when no catalog read is in the thread pool (one would answer into a freed hub). */
+/* True when no catalog read is in the thread pool (one would answer into a freed hub), and the
+ * cancelled task has stopped or was given up on (a few seconds after the cancel). */
 bool cd_hub_packs_idle(const cd_hub_packs *p);
-/* Joins the manager's worker and closes the loop handle; the memory goes with the handle. */
+/* Joins the manager's worker (unless it was given up on: then it and its memory are left to
+ * the process's exit) and closes the loop handles; the memory goes with the handles. */
 void cd_hub_packs_close(cd_hub_packs *p);
 
 #endif

@@ -113,6 +113,13 @@ void cd_launcher_ssh_init(cd_launcher_ssh *l, uv_loop_t *loop, const char *targe
  * line of stderr). Returns 0, or -1 when ssh could not even be started (cb then does not run). */
 typedef void (*cd_ssh_check_cb)(bool ok, const char *why, void *user);
 int cd_launcher_ssh_check(cd_launcher_ssh *l, cd_ssh_check_cb cb, void *user);
+/* Sends sig to pid on the host through the guarded kill (only when pid still names that port):
+ * for a process the hub no longer watches (let go while its host was unreachable). cb gets 1
+ * when it was signalled, 0 when pid is not the instance (gone, or another process), -1 when it
+ * could not tell (ssh failed: why). Returns 0, or -1 when ssh could not be started (cb then does
+ * not run). */
+typedef void (*cd_ssh_signal_cb)(int result, const char *why, void *user);
+int cd_launcher_ssh_signal(cd_launcher_ssh *l, int pid, int port, int sig, cd_ssh_signal_cb cb, void *user);
 /* Validates an -o option line for ssh: Key=Value with a key from a short allowlist (nothing that
  * runs a command or loads a library on the hub's machine). Returns the problem or NULL. */
 const char *cd_launcher_ssh_option_problem(const char *line, size_t len);

@@ -493,6 +493,35 @@ static void soft_kill_done(int64_t status, const char *last, void *user) {
     free(k);
 }
 
+typedef struct {
+    cd_ssh_signal_cb cb;
+    void *user;
+} signal_ctx;
+
+static void signal_done(int64_t status, const char *last, void *user) {
+    signal_ctx *c = user;
+    /* the kill command's own codes: 0 signalled, 3 not the instance; ssh's are 255 and signals */
+    int result = status == 0 ? 1 : status == 3 ? 0 : -1;
+    char why[300] = "";
+    if (result < 0) snprintf(why, sizeof why, "%s", last[0] ? last : status < 0 ? "ssh was killed" : "ssh failed");
+    c->cb(result, why, c->user);
+    free(c);
+}
+
+int cd_launcher_ssh_signal(cd_launcher_ssh *l, int pid, int port, int sig, cd_ssh_signal_cb cb, void *user) {
+    signal_ctx *c = malloc(sizeof *c);
+    char *remote = c ? cd_launcher_ssh_kill_command(pid, port, sig) : NULL;
+    if (!remote) {
+        free(c);
+        return -1;
+    }
+    *c = (signal_ctx){cb, user};
+    int rc = run_ssh(l, remote, signal_done, c);
+    free(remote);
+    if (rc < 0) free(c);
+    return rc;
+}
+
 /* SIGKILL is the last word: once the remote kill has landed (the session then ends by itself),
  * or failed because the host cannot be reached (the session might linger until its keep-alives
  * give up), the session is ended here, so that the exit is seen now and never before the kill. */

@@ -64,6 +64,13 @@ typedef struct slot {
     bool restart_after_stop;
     bool beat_in_flight;
     char fail_reason[512]; /* set when a stop is really a failure (start-up timeout) */
+    /* Who the instance is, as its /system_stats "argv" must say: the value its command passes
+     * after --base-directory (the instance directory, one per project), or after --port when the
+     * command has no --base-directory. Anything else answering on the port (a stale instance of
+     * another project, another program) is not taken for it. ident_flag NULL: nothing to check. */
+    const char *ident_flag;
+    char ident[1024];
+    char not_ours[400]; /* the last start probe's answer came from another process: why it is not ours */
     char stop_reason[256];
     int64_t start_deadline, next_beat, online_since;
     struct slot *next;
@@ -81,8 +88,26 @@ typedef struct {
     int64_t at;
 } foreign_target;
 
+/* A remote process the hub let go of while it may still run, unseen, holding its port and GPU:
+ * its host became unreachable (on_host_down), or its ssh session ended in a way that does not
+ * say the instance ended (a link that broke). Once the host answers again it gets SIGTERM and,
+ * after the grace period, SIGKILL, both through the launcher's guarded kill (only a pid whose
+ * command line still names that port is signalled). Kept in memory only: a hub restarted in the
+ * meantime forgets them. */
+typedef struct orphan {
+    cd_supervisor *sup;
+    cd_host *host; /* the registry never frees a host while the hub runs */
+    int pid, port;
+    int64_t project_id;
+    bool in_flight; /* a kill is under way */
+    bool termed;    /* SIGTERM landed: SIGKILL at next_try if it is still there */
+    int64_t next_try;
+    struct orphan *next;
+} orphan;
+
 struct cd_supervisor {
     cd_supervisor_config c;
+    orphan *orphans;
     foreign_target foreign[FOREIGN_SLOTS];
     bool recheck_due; /* another hub changed instances: are all of ours still ours? */
     slot *slots;
@@ -98,6 +123,7 @@ static void begin_start(slot *s);
 static void begin_stop(slot *s, const char *reason);
 static void check_health(slot *s);
 static void shutdown_progress(cd_supervisor *sup);
+static void remember_orphan(slot *s);
 
 /* Copies as much of src as fits (reasons are cut, never overflow). */
 static void copy_cut(char *dst, size_t n, const char *src) {
@@ -274,6 +300,63 @@ static int queue_size(const cd_http_client_response *res) {
     return n;
 }
 
+/* ---- whose answer: the instance's identity in /system_stats ---- */
+
+/* The value argv gives flag, as "flag value" or "flag=value"; NULL when it does not. */
+static const char *argv_value(const char *const *argv, size_t argc, const char *flag) {
+    size_t fl = strlen(flag);
+    for (size_t i = 0; i < argc; i++) {
+        if (!argv[i]) continue;
+        if (!strcmp(argv[i], flag) && i + 1 < argc && argv[i + 1]) return argv[i + 1];
+        if (!strncmp(argv[i], flag, fl) && argv[i][fl] == '=') return argv[i] + fl + 1;
+    }
+    return NULL;
+}
+
+/* Remembers who the instance started with argv is (see slot.ident). */
+static void set_identity(slot *s, char *const *argv) {
+    static const char *const flags[] = {"--base-directory", "--port"};
+    size_t argc = 0;
+    while (argv[argc]) argc++;
+    s->ident_flag = NULL;
+    s->ident[0] = '\0';
+    for (size_t f = 0; f < sizeof flags / sizeof flags[0] && !s->ident_flag; f++) {
+        const char *v = argv_value((const char *const *)argv, argc, flags[f]);
+        if (!v) continue;
+        s->ident_flag = flags[f];
+        copy_cut(s->ident, sizeof s->ident, v);
+    }
+}
+
+/* Whether a 200 from /system_stats is the instance's own: its system.argv (comfyd serve and
+ * Python ComfyUI both report their argv there) names the same --base-directory (or --port).
+ * Otherwise why not, in why. */
+static bool answer_is_ours(const slot *s, const cd_http_client_response *res, char *why, size_t whylen) {
+    if (!s->ident_flag) return true;
+    json_t *doc = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);
+    json_t *argv = json_object_get(json_object_get(doc, "system"), "argv");
+    bool ours = false;
+    if (!json_is_array(argv)) {
+        snprintf(why, whylen, "port %d answers GET /system_stats without system.argv: not this instance",
+                 s->rec.port);
+    } else {
+        size_t n = json_array_size(argv);
+        const char **words = calloc(n + 1, sizeof *words);
+        for (size_t i = 0; words && i < n; i++) words[i] = json_string_value(json_array_get(argv, i));
+        const char *v = words ? argv_value(words, n, s->ident_flag) : NULL;
+        ours = v && !strcmp(v, s->ident);
+        if (!ours && v)
+            snprintf(why, whylen, "port %d answers as another instance (its %s is %.200s)", s->rec.port, s->ident_flag,
+                     v);
+        else if (!ours)
+            snprintf(why, whylen, "port %d answers as another program (its argv has no %s)", s->rec.port,
+                     s->ident_flag);
+        free(words);
+    }
+    json_decref(doc);
+    return ours;
+}
+
 static void start_poll_later(slot *s);
 
 static void probe_start_result(slot *s, bool ok, const char *why) {
@@ -296,8 +379,13 @@ static void probe_start_result(slot *s, bool ok, const char *why) {
         return;
     }
     if (now_ms() >= s->start_deadline) {
-        snprintf(s->fail_reason, sizeof s->fail_reason, "did not answer GET /system_stats within %d s (%s); see its log",
-                 sup->c.cfg->startup_timeout_s, why);
+        if (s->not_ours[0])
+            snprintf(s->fail_reason, sizeof s->fail_reason, "%s; this instance did not answer within %d s",
+                     s->not_ours, sup->c.cfg->startup_timeout_s);
+        else
+            snprintf(s->fail_reason, sizeof s->fail_reason,
+                     "did not answer GET /system_stats within %d s (%s); see its log", sup->c.cfg->startup_timeout_s,
+                     why);
         begin_stop(s, s->fail_reason);
         return;
     }
@@ -321,7 +409,9 @@ static void probe_check_result(slot *s, bool ok, const char *why) {
     /* Not healthy: replace it, for whoever is waiting. */
     cd_info("hub: instance of project %lld does not answer (%s): replacing it", (long long)s->rec.project_id, why);
     s->restart_after_stop = s->waiters != NULL;
-    begin_stop(s, "did not answer GET /system_stats; replaced");
+    char reason[512];
+    snprintf(reason, sizeof reason, "did not answer GET /system_stats (%s); replaced", why);
+    begin_stop(s, reason);
 }
 
 static void probe_beat_result(slot *s, bool ok, const char *why) {
@@ -363,9 +453,17 @@ static void on_probe(const char *error, const cd_http_client_response *res, void
     bool current = p->epoch == s->epoch && !sup->shutting_down;
     if (p->kind == PROBE_BEAT || p->kind == PROBE_IDLE) s->beat_in_flight = false;
     bool ok = !error && res->status == 200;
-    char why[160];
+    char why[400];
     if (error) snprintf(why, sizeof why, "%s", error);
     else snprintf(why, sizeof why, "status %d", res->status);
+    /* A start or a health check takes only the instance's own answer; a heartbeat follows a
+     * process whose exit is seen at once, so its port cannot pass to another one unnoticed. */
+    if (current && ok && (p->kind == PROBE_START || p->kind == PROBE_CHECK) && !answer_is_ours(s, res, why, sizeof why))
+        ok = false;
+    if (current && p->kind == PROBE_START) {
+        if (ok || error || res->status != 200) s->not_ours[0] = '\0';
+        else copy_cut(s->not_ours, sizeof s->not_ours, why);
+    }
     if (current) {
         if (p->kind == PROBE_START && s->ph == PH_STARTING) probe_start_result(s, ok, why);
         else if (p->kind == PROBE_CHECK && s->ph == PH_CHECKING) probe_check_result(s, ok, why);
@@ -461,6 +559,13 @@ static void on_process_exit(cd_proc *p, int64_t status, int sig, void *user) {
     slot *s = user;
     char how[160];
     describe_exit(status, sig, how, sizeof how);
+    /* An ssh session that ended without the instance's own exit code (ssh's 255, a signal to the
+     * session, an adopted instance's watcher) may be a link that broke under a process that still
+     * runs: it is stopped by its pid too (which does nothing if it is gone). Not after a stop of
+     * ours. */
+    if (s->ph != PH_STOPPING && s->host && s->host->launcher == &s->host->ssh.base &&
+        (status == 255 || status < 0 || sig > 0))
+        remember_orphan(s);
     s->proc = NULL;
     uv_timer_stop(&s->timer);
     s->epoch++;
@@ -545,6 +650,8 @@ static bool port_is_free(const char *address, int port) {
 static bool port_taken_by_slot(cd_supervisor *sup, const cd_host *h, int port) {
     for (slot *s = sup->slots; s; s = s->next)
         if (s->proc && s->host == h && s->rec.port == port) return true;
+    for (const orphan *o = sup->orphans; o; o = o->next) /* may still hold it */
+        if (o->host == h && o->port == port) return true;
     return false;
 }
 
@@ -662,6 +769,8 @@ static void begin_start(slot *s) {
         start_failed(s, 500, "%s", err[0] ? err : "out of memory");
         return;
     }
+    set_identity(s, argv);
+    s->not_ours[0] = '\0';
     cd_launch_spec spec = {.argv = argv, .cwd = here ? cfg->repo_path : NULL, .log_path = s->rec.log_path,
                            .make_dir = here ? NULL : s->rec.base_dir, .port = port};
     int rc = h->launcher->ops->spawn(h->launcher, &spec, on_process_exit, s, &s->proc, err, sizeof err);
@@ -988,11 +1097,72 @@ static void housekeep(slot *s, int64_t now) {
         send_probe(s, PROBE_BEAT);
 }
 
+/* ---- remote processes let go of (see orphan) ---- */
+
+static void remember_orphan(slot *s) {
+    cd_supervisor *sup = s->sup;
+    int pid = s->proc ? cd_proc_pid(s->proc) : s->rec.pid;
+    if (pid <= 0 || !s->host || s->host->launcher != &s->host->ssh.base) return;
+    for (orphan *o = sup->orphans; o; o = o->next)
+        if (o->host == s->host && o->pid == pid) return;
+    orphan *o = calloc(1, sizeof *o);
+    if (!o) return;
+    *o = (orphan){.sup = sup, .host = s->host, .pid = pid, .port = s->rec.port, .project_id = s->rec.project_id,
+                  .next = sup->orphans};
+    sup->orphans = o;
+    cd_info("hub: pid %d on host %s (port %d, project %lld) may still run: it is stopped once the host answers",
+            pid, s->host->rec.name, o->port, (long long)o->project_id);
+}
+
+static void forget_orphan(cd_supervisor *sup, orphan *gone) {
+    for (orphan **o = &sup->orphans; *o; o = &(*o)->next) {
+        if (*o == gone) {
+            *o = gone->next;
+            free(gone);
+            return;
+        }
+    }
+}
+
+static void on_orphan_signalled(int result, const char *why, void *user) {
+    orphan *o = user;
+    cd_supervisor *sup = o->sup;
+    o->in_flight = false;
+    const char *host = o->host->rec.name;
+    if (result < 0) { /* the host is not back after all: the next check's turn */
+        o->next_try = now_ms() + (int64_t)sup->c.cfg->heartbeat_interval_s * 1000;
+        cd_warn("hub: cannot stop pid %d on host %s yet: %s", o->pid, host, why);
+    } else if (result > 0 && !o->termed) {
+        cd_info("hub: sent SIGTERM to pid %d on host %s (port %d), let go of while the host was unreachable", o->pid,
+                host, o->port);
+        o->termed = true;
+        o->next_try = now_ms() + (int64_t)sup->c.cfg->stop_grace_s * 1000;
+    } else {
+        if (result > 0) cd_warn("hub: pid %d on host %s did not stop in time: SIGKILL", o->pid, host);
+        else if (!o->termed) cd_info("hub: pid %d on host %s (port %d) is gone already", o->pid, host, o->port);
+        else cd_info("hub: pid %d on host %s (port %d) stopped", o->pid, host, o->port);
+        forget_orphan(sup, o);
+    }
+}
+
+static void orphans_tick(cd_supervisor *sup, int64_t now) {
+    for (orphan *o = sup->orphans; o; o = o->next) {
+        if (o->in_flight || !o->host->reachable || now < o->next_try) continue;
+        o->in_flight = true;
+        if (cd_launcher_ssh_signal(&o->host->ssh, o->pid, o->port, o->termed ? SIGKILL : SIGTERM, on_orphan_signalled,
+                                   o) < 0) {
+            o->in_flight = false;
+            o->next_try = now + 1000;
+        }
+    }
+}
+
 static void on_tick(uv_timer_t *t) {
     cd_supervisor *sup = t->data;
     int64_t now = now_ms();
     for (slot *s = sup->slots; s; s = s->next) housekeep(s, now);
     cd_hosts_tick(sup->c.hosts, now);
+    orphans_tick(sup, now);
     if (sup->recheck_due && !sup->shutting_down) let_go_of_taken(sup);
 }
 
@@ -1003,6 +1173,7 @@ static void on_host_down(cd_host *h, const char *why, void *user) {
     cd_supervisor *sup = user;
     for (slot *s = sup->slots; s; s = s->next) {
         if (!s->proc || s->host != h) continue;
+        remember_orphan(s);
         launcher_of(s)->ops->release(s->proc);
         s->proc = NULL;
         s->epoch++;
@@ -1047,6 +1218,15 @@ static void adopt_one(cd_supervisor *sup, const cd_store_instance *rec) {
         return;
     }
     s->host = h;
+    /* Who it is, from the command as it would start it now: the health check asks it. */
+    char err[256];
+    cd_hub_command_vars vars = {.listen = h->rec.address, .base_dir = rec->base_dir, .user = s->owner_name,
+                                .port = rec->port, .project = rec->project_id,
+                                .template = h->rec.command[0] ? h->rec.command : NULL};
+    char **argv = cd_hub_config_command_argv(sup->c.cfg, &vars, err, sizeof err);
+    if (argv) set_identity(s, argv);
+    else s->ident_flag = NULL;
+    cd_hub_argv_free(argv);
     /* Ours and alive: ask it whether it is healthy; a bad answer replaces it. */
     s->wanted = true;
     s->epoch++;
@@ -1128,4 +1308,11 @@ void cd_supervisor_shutdown(cd_supervisor *sup, cd_sup_done_cb cb, void *user) {
     shutdown_progress(sup);
 }
 
-void cd_supervisor_free(cd_supervisor *sup) { free(sup); }
+void cd_supervisor_free(cd_supervisor *sup) {
+    if (!sup) return;
+    for (orphan *o = sup->orphans, *next; o; o = next) { /* none has a kill under way: the hosts are idle */
+        next = o->next;
+        free(o);
+    }
+    free(sup);
+}

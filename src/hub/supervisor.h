@@ -4,12 +4,17 @@
  * otherwise it stops what is left of the old process, takes a free port of the range, prepares
  * the instance directory (linking the shared custom_nodes and models), starts the instance
  * command through the launcher and polls /system_stats until it answers or the start-up time
- * runs out. Opens that arrive while a start is under way wait for that start: ten opens at once
+ * runs out. Only the instance's own answer counts: the argv that /system_stats reports must name
+ * its --base-directory (or its --port, for a command without one), so that whatever else answers
+ * on that port (a stale instance of another project) is not taken for it; an adopted instance's
+ * health check asks the same. Opens that arrive while a start is under way wait for that start: ten opens at once
  * start one process.
  *
  * A heartbeat probes every running instance and marks it online or offline; an exit is seen at
  * once. A crashed instance of a project in use is restarted with a growing delay, up to
- * COMFYUI_MAX_RESTARTS times in a row. Idle instances are stopped. Every change is written to
+ * COMFYUI_MAX_RESTARTS times in a row. Idle instances are stopped. A remote process the hub had
+ * to let go of (its host unreachable, its ssh session broken under it) is remembered, in memory,
+ * and stopped by its pid through the guarded kill once its host answers again. Every change is written to
  * the store first and then announced through the change callback, so that a hub killed at any
  * point finds the truth in the store and adopts the instances that still run. */
 #ifndef CD_HUB_SUPERVISOR_H

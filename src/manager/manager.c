@@ -442,6 +442,12 @@ static int copy_tree(const char *src, const char *dst, char *err, size_t errlen)
 /* Puts staging where target is: the old folder (if any) moves aside and is deleted only once
  * the new one is in place, so a failure leaves the previous state. */
 static int swap_in(cd_manager *m, const char *staging, const char *target, char *err, size_t errlen) {
+    /* The one step that makes a pack installed: never after a cancel, since a hub that stops
+     * gives up on a worker stuck in a clone and exits while it runs (api_packs.c). */
+    if (m->cancel) {
+        snprintf(err, errlen, "cancelled");
+        return -1;
+    }
     char *trash = NULL;
     if (cd_path_is_dir(target)) {
         trash = staging_path(m, "trash", "old");
@@ -897,6 +903,10 @@ static int run_task(cd_manager *m, cd_task_kind kind, const json_t *params, cons
     int lock = cd_file_lock_dir(m->custom_nodes_dir);
     int rc = -1;
     char *name = NULL;
+    if (m->cancel) { /* cancelled while it waited for another process's lock */
+        snprintf(msg, msglen, "cancelled");
+        goto out;
+    }
     if (kind != CD_TASK_INSTALL_MODEL && kind != CD_TASK_INSTALL && kind != CD_TASK_RESTORE &&
         kind != CD_TASK_REINSTALL) {
         name = str(params, "node_name") ? strdup(str(params, "node_name")) : item_name(params);

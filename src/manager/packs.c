@@ -211,7 +211,8 @@ int cd_pack_build(const char *dir, const char *include_dir, int timeout_s, const
     if (rc != 0) {
         char tail[640];
         log_tail(log, tail, sizeof tail);
-        if (rc == -2) snprintf(err, errlen, "build stopped after %d s (time limit): %s", timeout_s, tail);
+        if (rc == -2 && cancel && *cancel) snprintf(err, errlen, "build cancelled: %s", tail);
+        else if (rc == -2) snprintf(err, errlen, "build stopped after %d s (time limit): %s", timeout_s, tail);
         else if (rc == -1) snprintf(err, errlen, "cannot start the build: %s", strerror(errno));
         else snprintf(err, errlen, "build failed (exit %d): %s", rc, tail);
         ret = -1;

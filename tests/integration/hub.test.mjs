@@ -4,6 +4,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { HOST, sleep, probeStatus } from './lib/server.mjs';
@@ -353,6 +354,37 @@ describe('hub: limits and faults', () => {
       } finally {
         await hub.stop();
       }
+    }
+  });
+
+  test('a port that answers as another instance is not taken for the one started', async () => {
+    // The instance command is a stand-in that hands the port the hub gave it to a real comfyd
+    // serve of another project's directory (a stale instance of another project on that port):
+    // /system_stats answers 200, but not as this project's instance.
+    const { COMFYD_BIN } = await import('./lib/server.mjs');
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'comfyd-impostor-'));
+    const otherDir = path.join(scratch, 'u9', 'p99');
+    fs.mkdirSync(otherDir, { recursive: true });
+    const script = path.join(scratch, 'impostor.sh');
+    fs.writeFileSync(script, `#!/bin/sh\n# $1 --listen $2 $3 --port $4 ...\nexec ${COMFYD_BIN} serve --listen "$2" --port "$4" --base-directory ${otherDir}\n`, { mode: 0o755 });
+    const hub = await startHub({ env: {
+      COMFYUI_COMMAND: `${script} --listen {listen} --port {port} --base-directory {base_dir}`,
+      COMFYUI_STARTUP_TIMEOUT_SECONDS: '2' } });
+    try {
+      const admin = await hub.login('admin', hub.adminPassword);
+      const id = (await admin.post('/api/projects', { name: 'impersonated' })).body.id;
+      const r = await admin.post(`/api/projects/${id}/open_comfy`);
+      assert.equal(r.status, 500, r.text);
+      const port = (await admin.get(`/api/projects/${id}`)).body.instance.port;
+      assert.match(r.body.error.message,
+        new RegExp(`port ${port} answers as another instance \\(its --base-directory is ${otherDir}\\)`));
+      const rec = (await admin.get(`/api/projects/${id}`)).body;
+      assert.equal(rec.status, 'failed');
+      assert.doesNotMatch(hub.output(), /online on port/, 'never reported online');
+      assert.equal(await probeStatus(port, '/system_stats', 1000), 0, 'the stand-in was stopped');
+    } finally {
+      await hub.stop();
+      fs.rmSync(scratch, { recursive: true, force: true });
     }
   });
 

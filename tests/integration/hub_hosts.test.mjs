@@ -50,10 +50,29 @@ async function startSshd() {
   ].join('\n'));
   // sshd run as root wants its privilege separation directory, which a container may lack
   if (process.getuid() === 0) fs.mkdirSync('/run/sshd', { recursive: true });
-  const child = spawn(SSHD, ['-D', '-f', path.join(dir, 'sshd_config'), '-E', path.join(dir, 'sshd.log')], { stdio: 'ignore' });
-  child.unref();
-  await waitFor(async () => (await probeStatus(port, '/', 300)) !== 0 || fs.existsSync(path.join(dir, 'sshd.pid')), 10000, 'sshd');
-  return { dir, port, child, key: path.join(dir, 'client_key'), log: () => fs.readFileSync(path.join(dir, 'sshd.log'), 'utf8') };
+  const run = async () => {
+    const child = spawn(SSHD, ['-D', '-f', path.join(dir, 'sshd_config'), '-E', path.join(dir, 'sshd.log')], { stdio: 'ignore' });
+    child.unref();
+    await waitFor(async () => (await probeStatus(port, '/', 300)) !== 0 || fs.existsSync(path.join(dir, 'sshd.pid')), 10000, 'sshd');
+    return child;
+  };
+  const sshd = { dir, port, child: await run(), key: path.join(dir, 'client_key'),
+    log: () => fs.readFileSync(path.join(dir, 'sshd.log'), 'utf8'),
+    /** Starts it again (same port, keys and config) after its listener was stopped. */
+    async restart() { fs.rmSync(path.join(dir, 'sshd.pid'), { force: true }); sshd.child = await run(); } };
+  return sshd;
+}
+
+/** The hub's ssh session that runs the instance on that port (its remote command names it). */
+function sessionOf(hubPid, port) {
+  for (const d of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const ppid = Number(/^PPid:\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${d}/status`, 'utf8'))[1]);
+      const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      if (ppid === hubPid && cmd.startsWith('ssh\0') && cmd.includes('COMFYD-PID-') && cmd.includes(`'--port' '${port}'`)) return Number(d);
+    } catch { /* gone meanwhile */ }
+  }
+  return 0;
 }
 
 /** The chain of parent commands of a pid, e.g. ['comfyd', 'sshd', 'sshd', ...]. */
@@ -309,6 +328,25 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
     assert.equal(p.instance.reason, 'the hub stopped');
   });
 
+  test('an ssh session that breaks under a running instance: the restart goes on, the old process is stopped', T, async () => {
+    const o = await stu.client.post(`/api/projects/${project.id}/open_comfy`);
+    assert.equal(o.status, 200, o.text);
+    const old = o.body.instance;
+    trackInstancePid(old.pid);
+    assert.equal(old.host, 'gpu1');
+    const session = sessionOf(hub.pid, old.port);
+    assert.ok(session > 0, 'the hub\'s ssh session of the instance');
+    process.kill(session, 'SIGKILL'); // the link breaks; the instance runs on, on its host
+    const again = await waitFor(async () => {
+      const b = (await stu.client.get(`/api/projects/${project.id}`)).body;
+      return b.instance.status === 'online' && b.instance.pid !== old.pid ? b.instance : null;
+    }, 15000, 'restarted');
+    trackInstancePid(again.pid);
+    assert.notEqual(again.port, old.port, 'the old process may still hold its port');
+    await waitFor(() => !pidAlive(old.pid), 10000, 'the old process stopped over ssh');
+    assert.match(hub.output(), new RegExp(`pid ${old.pid} on host gpu1 \\(port ${old.port}, project ${project.id}\\) may still run`));
+  });
+
   test('sshd dies: the host goes unreachable, its instance offline with the reason, its running prompt fails', T, async () => {
     const o = await stu.client.post(`/api/projects/${project.id}/open_comfy`);
     assert.equal(o.status, 200, o.text);
@@ -343,8 +381,13 @@ describe('hub: instances on an ssh host', { skip: !fs.existsSync(SSHD) && 'no /u
     assert.match(again.body.error.message, /host gpu1 is unreachable/);
     const audit = (await admin.get('/api/audit?limit=50')).body;
     assert.ok(audit.some((a) => a.action === 'host_down' && /gpu1 unreachable/.test(a.detail)));
-    // the process on the lost host is beyond the hub's reach now; this test cleans it up
-    process.kill(inst.pid, 'SIGKILL');
+    // the process on the lost host still runs, unseen; once the host is back the hub stops it
+    assert.ok(pidAlive(inst.pid));
+    await sshd.restart();
+    await waitFor(async () => (await admin.get('/api/hosts')).body.find((x) => x.name === 'gpu1').status === 'reachable',
+      15000, 'the host reachable again');
+    await waitFor(() => !pidAlive(inst.pid), 10000, 'the process let go of stopped over ssh');
+    assert.match(hub.output(), new RegExp(`sent SIGTERM to pid ${inst.pid} on host gpu1`));
   });
 
   test('a host without instances can be deleted', T, async () => {

@@ -21,7 +21,8 @@ const server = http.createServer((req, res) => {
   if (logRequests) console.log(`${new Date().toISOString()} ${req.method} ${req.url} ${'x'.repeat(100)}`);
   if (req.url === '/system_stats') {
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ system: { os: 'echo' }, devices: [] }));
+    // argv as an instance reports it: the hub tells its own instance by it
+    res.end(JSON.stringify({ system: { os: 'echo', argv: process.argv.slice(1) }, devices: [] }));
     return;
   }
   const url = new URL(req.url, 'http://x');
