@@ -11,6 +11,7 @@
 #include "engine/validate.h"
 #include "hub/instance_watch.h"
 #include "hub/metrics.h"
+#include "hub/peers.h"
 #include "hub/proxy.h"
 #include "hub/supervisor.h"
 #include "hub/syncer.h"
@@ -140,7 +141,7 @@ static bool out_elsewhere(const cd_store_prompt *p, const char *self) {
     return out && p->hub[0] && strcmp(p->hub, self) != 0;
 }
 
-#define REFRESH_MS 100
+#define REFRESH_MS 250 /* as often as positions are announced */
 #define SHARED_POLL_MS 2000
 
 static user_counts *counts_of(cd_admission *a, int64_t user_id, bool create) {
@@ -873,7 +874,9 @@ static void on_tick(uv_timer_t *t) {
         if (cd_upstream_fetch(a->pool, &r, on_queue, qc) < 0) on_queue("cannot connect", NULL, qc);
     }
     cd_instance_watch_sweep(a->watch);
-    if (shared(a) && now - a->last_refresh_at >= SHARED_POLL_MS) refresh(a);
+    /* the poll covers a missed notification; alone on the store, nobody else changes it */
+    if (shared(a) && now - a->last_refresh_at >= SHARED_POLL_MS && cd_hub_peers_others_alive(a->hub->peers))
+        refresh(a);
     pump_soon(a);
 }
 

@@ -39,6 +39,14 @@ bool cd_hub_peers_alive(cd_hub_peers *p, const char *hub_id) {
     return false; /* never beat: a record of a hub that is gone */
 }
 
+bool cd_hub_peers_others_alive(cd_hub_peers *p) {
+    if (!p) return false;
+    int64_t now = cd_hub_now_ms();
+    for (size_t i = 0; i < p->nknown; i++)
+        if (strcmp(p->known[i].id, p->hub->id) != 0 && !silent(p, &p->known[i], now)) return true;
+    return false;
+}
+
 static bool was_taken(cd_hub_peers *p, const char *id) {
     for (size_t i = 0; i < p->ntaken; i++)
         if (!strcmp(p->taken[i], id)) return true;

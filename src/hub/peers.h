@@ -26,6 +26,9 @@ cd_hub_peers *cd_hub_peers_new(cd_hub *hub, bool *failed, char *err, size_t errl
 void cd_hub_peers_start(cd_hub_peers *p);
 /* Whether the hub of that id beat recently (this hub, and "", are alive). */
 bool cd_hub_peers_alive(cd_hub_peers *p, const char *hub_id);
+/* Whether another hub beat recently: a hub alone on a shared store need not read the queue
+ * again to learn what others did. */
+bool cd_hub_peers_others_alive(cd_hub_peers *p);
 void cd_hub_peers_stop(cd_hub_peers *p);
 bool cd_hub_peers_idle(const cd_hub_peers *p);
 void cd_hub_peers_free(cd_hub_peers *p);

@@ -200,6 +200,9 @@ static const char *const migrations[] = {
     "END\n"
     "$$;"
     "{/postgres}",
+    /* 6: the prompts out at instances, counted at every dispatch (across all hubs, and per user),
+     * found without reading the queue's thousands waiting (prompts_active holds those too). */
+    "CREATE INDEX prompts_out ON prompts(user_id) WHERE state IN ('dispatching', 'running');",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
