@@ -200,9 +200,11 @@ static const char *const migrations[] = {
     "END\n"
     "$$;"
     "{/postgres}",
-    /* 6: the prompts out at instances, counted at every dispatch (across all hubs, and per user),
-     * found without reading the queue's thousands waiting (prompts_active holds those too). */
-    "CREATE INDEX prompts_out ON prompts(user_id) WHERE state IN ('dispatching', 'running');",
+    /* 6: what every dispatch looks at, found without reading the queue's thousands waiting
+     * (prompts_active holds those too): the prompts out at instances (counted across all hubs,
+     * and per user) and the queued priority prompts (teachers', front: true; few). */
+    "CREATE INDEX prompts_out ON prompts(user_id) WHERE state IN ('dispatching', 'running');"
+    "CREATE INDEX prompts_priority ON prompts(seq) WHERE state = 'queued' AND priority <> 0;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -1320,7 +1320,8 @@ static const char released_migration_3[] =
 /* What migrations 4 and later (several hubs) added, taken away again: a store as version 3 left
  * it (migration 5's function is created or replaced, and stays). */
 #define UNDO_MIGRATION_4                                                                        \
-    "DROP INDEX prompts_out; DROP TABLE hubs; DROP TABLE queue_turn; DROP INDEX prompts_queued;" \
+    "DROP INDEX prompts_out; DROP INDEX prompts_priority; DROP TABLE hubs; DROP TABLE queue_turn;"     \
+    " DROP INDEX prompts_queued;"                                                                  \
     " ALTER TABLE prompts DROP COLUMN hub; ALTER TABLE instances DROP COLUMN hub"
 
 static void test_sqlite_released_schema_3(void **state) {
