@@ -297,7 +297,13 @@ static int session_settings(pg_store *s, char *err, size_t errlen) {
     }
     bool off = !strcmp(PQgetvalue(r, 0, 0), "off");
     PQclear(r);
-    return off ? exec_simple(s->conn, "SET synchronous_commit = on", err, errlen) : 0;
+    if (off && exec_simple(s->conn, "SET synchronous_commit = on", err, errlen)) return CD_STORE_ERROR;
+    /* Several hubs: a hub stopped or stuck with a group commit open would hold its rows' locks
+     * (its prompts) and keep the others, which take them over, waiting forever. A batch is
+     * committed within a loop turn or two, so one idle in its transaction for 5 s is stuck: the
+     * server ends its session (the batch is lost; its prompts were not answered yet, and get a
+     * 500; the hub connects again). */
+    return exec_simple(s->conn, "SET idle_in_transaction_session_timeout = '5s'", err, errlen);
 }
 
 /* Taken for the length of each migration's transaction, so that of two hubs opening one new
