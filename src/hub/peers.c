@@ -172,6 +172,11 @@ static void listener_closed(void *user) {
 void cd_hub_peers_stop(cd_hub_peers *p) {
     if (!p || p->stopping) return;
     p->stopping = true;
+    /* the leaving beat: silent from now on, so that the others take over at once what this hub
+     * leaves (its prompts out, and its instances if it leaves them running) */
+    cd_store *st = p->hub->store;
+    if (st->ops->hub_beat(st, p->hub->id, p->started_at, 0) < 0)
+        cd_warn("hub: cannot tell the other hubs it is leaving: %s", cd_store_error(st));
     uv_close((uv_handle_t *)&p->beat, handle_closed);
     if (p->listener) cd_store_listen_stop(p->listener, listener_closed, p);
     p->listener = NULL;

@@ -7,6 +7,9 @@
  * store gives each of them to exactly one (an UPDATE … WHERE hub = the dead one). Changes to the
  * queue and to instances are heard at once through NOTIFY (store_listen.h).
  *
+ * A hub stopped with SIGTERM while another is alive leaves its instances running and beats a
+ * last time as long silent: the others take over its prompts and instances at their next beat.
+ *
  * With the SQLite store there is one hub: cd_hub_peers_new returns NULL and nothing of this
  * runs (every record's hub is ""). */
 #ifndef CD_HUB_PEERS_H

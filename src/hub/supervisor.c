@@ -829,12 +829,17 @@ static void begin_stop(slot *s, const char *reason) {
 
 /* ---- several hubs (peers.h) ---- */
 
+/* A record of a process that passed its start (or is starting): one to adopt or take over. */
+static bool record_has_process(const cd_store_instance *r) {
+    return r->pid > 0 &&
+           (!strcmp(r->status, "starting") || !strcmp(r->status, "online") || !strcmp(r->status, "offline"));
+}
+
 /* The project's instance as another hub runs it, from the store: its record names another hub
  * and a process that passed its start. */
 static bool foreign_record(cd_supervisor *sup, int64_t project_id, cd_store_instance *rec) {
     if (!sup->c.peers || sup->c.store->ops->instance_by_project(sup->c.store, project_id, rec) != 0) return false;
-    return rec->hub[0] && strcmp(rec->hub, sup->c.hub_id) != 0 && rec->port > 0 && rec->pid > 0 &&
-           (!strcmp(rec->status, "online") || !strcmp(rec->status, "offline") || !strcmp(rec->status, "starting"));
+    return rec->hub[0] && strcmp(rec->hub, sup->c.hub_id) != 0 && rec->port > 0 && record_has_process(rec);
 }
 
 static int foreign_target_of(cd_supervisor *sup, int64_t project_id, char *host, size_t hostlen, int *port) {
@@ -919,12 +924,8 @@ void cd_supervisor_take_over(cd_supervisor *sup, const char *hub_id) {
     cd_store_instance *list = NULL;
     size_t n = 0;
     if (sup->c.store->ops->instance_list(sup->c.store, &list, &n) < 0) return;
-    for (size_t i = 0; i < n; i++) {
-        const cd_store_instance *r = &list[i];
-        bool has_process = r->pid > 0 && (!strcmp(r->status, "starting") || !strcmp(r->status, "online") ||
-                                          !strcmp(r->status, "offline"));
-        if (has_process && !strcmp(r->hub, hub_id)) take_over_one(sup, r);
-    }
+    for (size_t i = 0; i < n; i++)
+        if (record_has_process(&list[i]) && !strcmp(list[i].hub, hub_id)) take_over_one(sup, &list[i]);
     free(list);
 }
 
@@ -1260,7 +1261,8 @@ int cd_supervisor_new(const cd_supervisor_config *c, cd_supervisor **out, char *
         const cd_store_instance *rec = &list[i];
         bool others = c->peers && rec->hub[0] && strcmp(rec->hub, c->hub_id) != 0;
         if (!others) adopt_one(sup, rec);
-        else if (!cd_hub_peers_alive(c->peers, rec->hub)) take_over_one(sup, rec); /* else: that hub's */
+        else if (record_has_process(rec) && !cd_hub_peers_alive(c->peers, rec->hub)) take_over_one(sup, rec);
+        /* else: that hub's, or nothing runs */
     }
     free(list);
     *out = sup;
@@ -1293,16 +1295,31 @@ static void shutdown_progress(cd_supervisor *sup) {
     if (cb) cb(sup->shutdown_user);
 }
 
+/* Several hubs, another of them alive: this hub's instances are left running for it (a rolling
+ * restart of the hubs stops no one's work); the hub's leaving beat (peers.c) lets it take them
+ * over at once, as it would those of a hub gone silent. */
+static void leave_running(slot *s) {
+    cd_info("hub: leaving the instance of project %lld (port %d, pid %d) running for the other hubs",
+            (long long)s->rec.project_id, s->rec.port, s->rec.pid);
+    launcher_of(s)->ops->release(s->proc);
+    s->proc = NULL;
+    s->epoch++;
+    s->ph = PH_IDLE;
+    uv_timer_stop(&s->timer);
+}
+
 void cd_supervisor_shutdown(cd_supervisor *sup, cd_sup_done_cb cb, void *user) {
     sup->shutting_down = true;
     sup->shutdown_cb = cb;
     sup->shutdown_user = user;
     uv_timer_stop(&sup->tick);
+    bool hand_over = sup->c.peers && cd_hub_peers_others_alive(sup->c.peers);
     for (slot *s = sup->slots; s; s = s->next) {
         notify_waiters(s, 503, "the hub is stopping", false);
         s->wanted = false;
         s->restart_after_stop = false;
-        if (s->proc) begin_stop(s, "the hub stopped");
+        if (s->proc && hand_over && s->ph == PH_RUNNING) leave_running(s);
+        else if (s->proc) begin_stop(s, "the hub stopped");
         else uv_timer_stop(&s->timer);
     }
     shutdown_progress(sup);

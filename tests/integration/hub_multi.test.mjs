@@ -11,6 +11,11 @@ import { launchBrowser, screenshot, logIn } from './lib/browser.mjs';
 
 const T = { timeout: 150000 };
 
+/** Forgets the prompts and hubs a test before left in the database (if it made the tables). */
+function emptyQueue(pg) {
+  pg.query("DO $$ BEGIN IF to_regclass('prompts') IS NOT NULL THEN DELETE FROM prompts; DELETE FROM hubs; END IF; END $$; SELECT 1");
+}
+
 describe('several hubs on one PostgreSQL', () => {
   let pg;
   before(async () => { pg = await startPostgres(); });
@@ -160,9 +165,56 @@ describe('several hubs on one PostgreSQL', () => {
     }
   });
 
+  test('a hub stopped with SIGTERM leaves its instance running and its prompts to the other hub', T, async () => {
+    const env = { COMFYD_HUB_STORE: pg.uri, COMFY_MAX_CONCURRENT: '1', COMFYD_HUB_SILENT_AFTER_SECONDS: '30' };
+    emptyQueue(pg);
+    const a = await startHub({ env });
+    const b = await startHub({ env });
+    let listener = null;
+    try {
+      installTestingPack(a.dataDir);
+      installTestingPack(b.dataDir);
+      const adminA = await a.login('admin', a.adminPassword);
+      const { client } = await a.addUser(adminA, 'hal');
+      const project = (await client.post('/api/projects', { name: 'rolling' })).body;
+      const inst = (await client.post(`/api/projects/${project.id}/open_comfy`)).body.instance;
+      trackInstancePid(inst.pid);
+      listener = await listenDirect(inst.port, 'rolling');
+      const ids = [];
+      for (let i = 0; i < 4; i++) {
+        const r = await client.post(`/comfyui/hal/${project.id}/prompt`, { prompt: sleeper(0.6, 33000 + i), client_id: 'rolling' });
+        assert.equal(r.status, 200, r.text);
+        ids.push(r.body.prompt_id);
+      }
+      await waitFor(() => listener.events.some((e) => e.type === 'execution_start'), 20000, 'one running');
+      const t0 = Date.now();
+      await a.stop(); // a clean exit: nothing for the sanitizers, exit code 0
+      // the other hub takes over at once, not after the 30 s of silence (whichever hub had sent
+      // the prompts out, B now watches them)
+      await waitFor(() => b.output().includes(`taking over the instance of project ${project.id} `), 10000, 'hub B to take over');
+      assert.ok(Date.now() - t0 < 10000);
+      const adminB = b.client({ cookie: adminA.cookie });
+      await waitFor(async () => {
+        const states = await Promise.all(ids.map(async (id) => (await adminB.get(`/api/queue/tasks/${id}`)).body.state));
+        return states.every((st) => st === 'done');
+      }, 60000, 'all done through hub B');
+      await new Promise((r) => setTimeout(r, 300));
+      const seen = runs(listener.events);
+      for (const id of ids) assert.equal(seen.get(id)?.starts, 1, `${id} ran exactly once`);
+      // the very same process, not a restart
+      const now = (await adminB.get(`/api/projects/${project.id}`)).body.instance;
+      assert.equal(now.pid, inst.pid);
+      assert.equal(now.status, 'online');
+    } finally {
+      listener?.ws.close();
+      await a.stop().catch(() => {});
+      await b.stop();
+    }
+  });
+
   test('a hub that stalls past the silence is taken over, and lets go of what it had when it wakes', T, async () => {
     const env = { COMFYD_HUB_STORE: pg.uri, COMFY_MAX_CONCURRENT: '1', COMFYD_HUB_SILENT_AFTER_SECONDS: '3' };
-    pg.query('DELETE FROM prompts; DELETE FROM hubs; SELECT 1'); // what the test before left
+    emptyQueue(pg); // what the test before left
     const a = await startHub({ env });
     const b = await startHub({ env });
     let listener = null;
@@ -199,6 +251,7 @@ describe('several hubs on one PostgreSQL', () => {
       assert.ok(maxOverlap([...seen.values()]) <= 1);
     } finally {
       listener?.ws.close();
+      a.child.kill('SIGCONT'); // if a failure left it stopped
       await a.stop(); // awake again: a clean stop, nothing for the sanitizers
       await b.stop();
     }
