@@ -203,8 +203,8 @@ static const char *const migrations[] = {
     /* 6: what every dispatch looks at, found without reading the queue's thousands waiting
      * (prompts_active holds those too): the prompts out at instances (counted across all hubs,
      * and per user) and the queued priority prompts (teachers', front: true; few). */
-    "CREATE INDEX prompts_out ON prompts(user_id) WHERE state IN ('dispatching', 'running');"
-    "CREATE INDEX prompts_priority ON prompts(seq) WHERE state = 'queued' AND priority <> 0;",
+    ("CREATE INDEX prompts_out ON prompts(user_id) WHERE state IN ('dispatching', 'running');"
+     "CREATE INDEX prompts_priority ON prompts(seq) WHERE state = 'queued' AND priority <> 0;"),
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
