@@ -35,6 +35,9 @@ typedef struct held {
     bool foreign;        /* several hubs: out at an instance for another hub, which watches it */
     bool listed;         /* seen in the store's list by the refresh under way */
     bool committed;      /* ... which it is: a hub killed from now on finds it dispatching */
+    /* Its submission is not answered yet (the answer waits for the disk flush): it is not sent
+     * before, so that a client always has its prompt_id before the prompt's events can come. */
+    bool unanswered;
     struct held *next;   /* by seq */
 } held;
 
@@ -67,6 +70,7 @@ typedef struct pending_answer {
     submit_ctx *s;
     int rc;
     int64_t need; /* syncs that must have completed; 0 until its commit */
+    struct held *h; /* the prompt held for it (NULL: none, or gone) */
 } pending_answer;
 
 /* Queue length and running prompts every CD_ADMISSION_SAMPLE_MS over the last hour. */
@@ -409,8 +413,16 @@ static void forget_send(cd_admission *a, held *h) {
         }
 }
 
+/* h goes before its answer (cancelled meanwhile): the answer no longer points at it. */
+static void forget_answer_of(cd_admission *a, held *h) {
+    for (size_t i = 0; h->unanswered && i < a->nanswers; i++)
+        if (a->answers[i].h == h) a->answers[i].h = NULL;
+    h->unanswered = false;
+}
+
 static void finish(cd_admission *a, held *h, const char *state, const char *reason) {
     forget_send(a, h);
+    forget_answer_of(a, h);
     set_state(a, h, state, reason);
     if (strcmp(state, "done") != 0) cd_info("hub: prompt %s %s: %s", h->p.prompt_id, state, reason ? reason : "");
     unlink_held(a, h);
@@ -530,21 +542,31 @@ static char *dispatch_body(cd_admission *a, const held *h) {
  * It does not wait for the disk flush that answers wait for: a commit survives the process being
  * killed, and only a power cut of the hub's machine in the millisecond before the flush could
  * send it again (see commit_writes). */
-static bool dispatch(cd_admission *a, held *h) {
-    if (a->nsends == a->capsends) {
-        size_t cap = a->capsends ? a->capsends * 2 : 16;
-        held **grown = realloc(a->sends, cap * sizeof *grown);
-        if (!grown) return false; /* stays queued: a later pump tries again */
-        a->sends = grown;
-        a->capsends = cap;
-    }
-    set_state(a, h, "dispatching", "");
-    a->last_served_user = h->p.priority ? a->last_served_user : h->p.user_id;
+static bool room_for_a_send(cd_admission *a) {
+    if (a->nsends < a->capsends) return true;
+    size_t cap = a->capsends ? a->capsends * 2 : 16;
+    held **grown = realloc(a->sends, cap * sizeof *grown);
+    if (!grown) return false;
+    a->sends = grown;
+    a->capsends = cap;
+    return true;
+}
+
+/* h goes out once committed and answered (send_dispatched). */
+static bool send_later(cd_admission *a, held *h, bool committed) {
+    if (!room_for_a_send(a)) return false;
     h->to_send = true;
-    h->committed = false;
+    h->committed = committed;
     a->sends[a->nsends++] = h;
     a->sends_due = true;
     return true;
+}
+
+static bool dispatch(cd_admission *a, held *h) {
+    if (!room_for_a_send(a)) return false; /* stays queued: a later pump tries again */
+    set_state(a, h, "dispatching", "");
+    a->last_served_user = h->p.priority ? a->last_served_user : h->p.user_id;
+    return send_later(a, h, false);
 }
 
 static void send_one(cd_admission *a, held *h) {
@@ -615,7 +637,7 @@ static void send_dispatched(cd_admission *a) {
     a->sends_due = false;
     for (size_t i = 0; i < a->nsends;) {
         held *h = a->sends[i];
-        if (h->committed && !a->stopping) send_one(a, h); /* takes it out */
+        if (h->committed && !h->unanswered && !a->stopping) send_one(a, h); /* takes it out */
         else {
             a->sends_due = true;
             i++;
@@ -691,7 +713,9 @@ static void pump_shared(cd_admission *a) {
     a->last_served_user = turn;
     for (size_t i = 0; i < n; i++) {
         held *h = take_dispatched(a, &rows[i]);
-        if (h) send_one(a, h);
+        if (!h) continue;
+        if (!h->unanswered) send_one(a, h); /* committed: the function committed it */
+        else if (!send_later(a, h, true)) cd_error("hub: out of memory: prompt %s waits for its check", h->p.prompt_id);
     }
     free(rows);
     if (n) a->announce_due = true;
@@ -958,7 +982,7 @@ static void refresh(cd_admission *a) {
     for (size_t i = 0; i < nold; i++) {
         held *h = index[i];
         if (h->listed) continue;
-        if (watched(h) || h->to_send || h->sending) {
+        if (watched(h) || h->to_send || h->sending || h->unanswered) {
             h->next = NULL;
             if (tail) tail->next = h;
             else head = h;
@@ -1046,7 +1070,7 @@ static void answer(submit_ctx *s, int rc, const char *store_error) {
     submit_free(s);
 }
 
-static void add_answer(cd_admission *a, submit_ctx *s, int rc) {
+static void add_answer(cd_admission *a, submit_ctx *s, int rc, held *h) {
     if (a->nanswers == a->capanswers) {
         size_t cap = a->capanswers ? a->capanswers * 2 : 64;
         pending_answer *grown = realloc(a->answers, cap * sizeof *grown);
@@ -1057,7 +1081,8 @@ static void add_answer(cd_admission *a, submit_ctx *s, int rc) {
         a->answers = grown;
         a->capanswers = cap;
     }
-    a->answers[a->nanswers++] = (pending_answer){s, rc, 0};
+    a->answers[a->nanswers++] = (pending_answer){s, rc, 0, h};
+    if (h) h->unanswered = true;
 }
 
 /* The prompts accepted in this loop turn go into the turn's transaction and into the queue (so
@@ -1078,7 +1103,7 @@ static void store_batch(cd_admission *a) {
             h->p = sc->p;
             append_held(a, h);
         }
-        add_answer(a, sc, rc);
+        add_answer(a, sc, rc, h);
     }
     free(batch);
     a->announce_due = true;
@@ -1170,7 +1195,8 @@ static void drop_uncommitted(cd_admission *a) {
     for (size_t i = 0; i < a->nanswers; i++) {
         pending_answer *pa = &a->answers[i];
         if (pa->need || pa->rc != 0) continue;
-        held *h = find(a, pa->s->p.prompt_id);
+        held *h = pa->h;
+        pa->h = NULL;
         if (h) {
             forget_send(a, h);
             unlink_held(a, h);
@@ -1233,9 +1259,12 @@ static void release_synced(cd_admission *a) {
     a->answers = NULL;
     a->nanswers = a->capanswers = 0;
     for (size_t i = 0; i < n; i++) {
-        if (list[i].need < 0 || (list[i].need && list[i].need <= a->syncs_done))
+        if (list[i].need < 0 || (list[i].need && list[i].need <= a->syncs_done)) {
+            if (list[i].h) list[i].h->unanswered = false; /* may go out now */
             answer(list[i].s, list[i].rc, list[i].rc ? cd_store_error(a->hub->store) : NULL);
-        else list[kept++] = list[i];
+        } else {
+            list[kept++] = list[i];
+        }
     }
     if (kept) { /* still waiting: put back in front of any added meanwhile (none: single thread) */
         a->answers = list;

@@ -168,6 +168,7 @@ typedef struct {
     int (*host_delete)(cd_store *st, int64_t id);
 
     /* Inserts or replaces the record of i->project_id; sets i->id (kept across replaces).
+     * last_activity_at never goes back (another hub may have recorded a later use).
      * PostgreSQL, several hubs: CONFLICT when the record names another hub and a process (that
      * hub has taken it over), so that two hubs never both write one instance's record. */
     int (*instance_put)(cd_store *st, cd_store_instance *i);
@@ -230,6 +231,9 @@ typedef struct {
     /* Moves the project's instance record from a silent hub to another: 0, or NOT_FOUND when it
      * is no longer that hub's (another took it first). */
     int (*instance_take_over)(cd_store *st, int64_t project_id, const char *from_hub, const char *to_hub);
+    /* Records a use of the project's instance through another hub than its supervisor's (its
+     * idle time counts from the latest use through any hub). */
+    int (*instance_touch)(cd_store *st, int64_t project_id, int64_t at);
 
     /* Group commit (the admission queue's writes of a loop turn): the writes between begin and
      * commit are one transaction. Its commit is atomic and survives the process being killed,

@@ -23,7 +23,7 @@
  * as in SQLite. */
 /* Statements only this backend has: several hubs on one database (store.h). */
 enum {
-    HUB_BEAT = N_STMT, HUB_LIST, Q_TURN, Q_DISPATCH, Q_TAKE_OVER, INSTANCE_TAKE_OVER, N_PG_STMT
+    HUB_BEAT = N_STMT, HUB_LIST, Q_TURN, Q_DISPATCH, Q_TAKE_OVER, INSTANCE_TAKE_OVER, INSTANCE_TOUCH, N_PG_STMT
 };
 
 static const char *const stmt_sql[N_PG_STMT] = {
@@ -64,7 +64,7 @@ static const char *const stmt_sql[N_PG_STMT] = {
         " address = excluded.address, port = excluded.port, pid = excluded.pid, status = excluded.status,"
         " reason = excluded.reason, base_dir = excluded.base_dir, log_path = excluded.log_path,"
         " started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,"
-        " last_activity_at = excluded.last_activity_at, crash_count = excluded.crash_count, hub = excluded.hub"
+        " last_activity_at = GREATEST(instances.last_activity_at, excluded.last_activity_at), crash_count = excluded.crash_count, hub = excluded.hub"
         /* several hubs: a record another hub has taken over (its process alive) is not this one's to write */
         " WHERE instances.hub = excluded.hub OR instances.hub = '' OR instances.pid = 0"
         " RETURNING id",
@@ -117,6 +117,7 @@ static const char *const stmt_sql[N_PG_STMT] = {
     [Q_TAKE_OVER] = "UPDATE prompts SET hub = $2 WHERE hub = $1 AND state IN ('dispatching', 'running')"
                     " RETURNING " PROMPT_COLS,
     [INSTANCE_TAKE_OVER] = "UPDATE instances SET hub = $3 WHERE project_id = $1 AND hub = $2",
+    [INSTANCE_TOUCH] = "UPDATE instances SET last_activity_at = $2 WHERE project_id = $1 AND last_activity_at < $2",
 };
 
 typedef struct {
@@ -403,7 +404,7 @@ static bool commits_alone(int which) {
     case PROJECT_CREATE: case PROJECT_UPDATE: case PROJECT_DELETE:
     case HOST_CREATE: case HOST_UPDATE: case HOST_DELETE:
     case INSTANCE_PUT: case FAILURES_SET: case FAILURES_CLEAR: case AUDIT_ADD: case HUB_BEAT:
-    case INSTANCE_TAKE_OVER:
+    case INSTANCE_TAKE_OVER: case INSTANCE_TOUCH:
         return true;
     default:
         return false;
@@ -1202,6 +1203,13 @@ static int pg_instance_take_over(cd_store *st, int64_t project_id, const char *f
     return rc;
 }
 
+static int pg_instance_touch(cd_store *st, int64_t project_id, int64_t at) {
+    params p = {0};
+    p_int(&p, project_id);
+    p_int(&p, at);
+    return run(S(st), INSTANCE_TOUCH, &p, false); /* no word to the others: the owner reads it when it matters */
+}
+
 /* ---- The table ---- */
 
 static void pg_close(cd_store *st) {
@@ -1263,6 +1271,7 @@ static const cd_store_ops pg_ops = {
     .prompt_take_over = pg_prompt_take_over,
     .queue_turn = pg_queue_turn,
     .instance_take_over = pg_instance_take_over,
+    .instance_touch = pg_instance_touch,
     .batch_begin = pg_batch_begin,
     .batch_commit = pg_batch_commit,
     .batch_rollback = pg_batch_rollback,

@@ -59,7 +59,7 @@ static const char *const stmt_sql[N_STMT] = {
         " address = excluded.address, port = excluded.port, pid = excluded.pid, status = excluded.status,"
         " reason = excluded.reason, base_dir = excluded.base_dir, log_path = excluded.log_path,"
         " started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,"
-        " last_activity_at = excluded.last_activity_at, crash_count = excluded.crash_count, hub = excluded.hub"
+        " last_activity_at = max(last_activity_at, excluded.last_activity_at), crash_count = excluded.crash_count, hub = excluded.hub"
         " RETURNING id",
     [INSTANCE_GET] = "SELECT " INSTANCE_COLS " FROM instances WHERE id = ?1",
     [INSTANCE_BY_PROJECT] = "SELECT " INSTANCE_COLS " FROM instances WHERE project_id = ?1",

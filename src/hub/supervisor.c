@@ -86,6 +86,7 @@ typedef struct {
     int port;
     bool ok;
     int64_t at;
+    int64_t touched_at; /* a use through this hub last written to the store */
 } foreign_target;
 
 /* A remote process the hub let go of while it may still run, unseen, holding its port and GPU:
@@ -1057,7 +1058,25 @@ int cd_supervisor_target(cd_supervisor *sup, int64_t project_id, char *host, siz
 
 void cd_supervisor_touch(cd_supervisor *sup, int64_t project_id) {
     slot *s = find_slot(sup, project_id);
-    if (s) s->rec.last_activity_at = now_ms();
+    int64_t now = now_ms();
+    if (s && s->proc) {
+        s->rec.last_activity_at = now;
+        return;
+    }
+    /* another hub's instance: its idle time is that hub's to watch, so it hears of this use
+     * through the store, often enough for its idle stop and not for every request */
+    if (!sup->c.peers) return;
+    int64_t every = sup->c.cfg->idle_stop_s > 0 ? (int64_t)sup->c.cfg->idle_stop_s * 1000 / 4 : 30000;
+    if (every > 30000) every = 30000;
+    for (int i = 0; i < FOREIGN_SLOTS; i++) {
+        foreign_target *t = &sup->foreign[i];
+        if (t->project_id != project_id || !t->ok || now - t->touched_at < every) continue;
+        t->touched_at = now;
+        if (sup->c.store->ops->instance_touch(sup->c.store, project_id, now) < 0)
+            cd_warn("hub: cannot record a use of project %lld's instance: %s", (long long)project_id,
+                    cd_store_error(sup->c.store));
+        return;
+    }
 }
 
 /* ---- housekeeping: heartbeats, idle stops, log rotation ---- */
@@ -1085,6 +1104,15 @@ static void rotate_log(const char *path, int keep) {
     if (out >= 0) close(out);
 }
 
+/* Several hubs: a use through another hub is in the store's record (instance_touch). */
+static void used_through_others(slot *s) {
+    cd_supervisor *sup = s->sup;
+    cd_store_instance rec;
+    if (sup->c.peers && sup->c.store->ops->instance_by_project(sup->c.store, s->rec.project_id, &rec) == 0 &&
+        rec.last_activity_at > s->rec.last_activity_at)
+        s->rec.last_activity_at = rec.last_activity_at;
+}
+
 static void housekeep(slot *s, int64_t now) {
     const cd_hub_config *cfg = s->sup->c.cfg;
     if (s->ph != PH_RUNNING) return;
@@ -1092,6 +1120,8 @@ static void housekeep(slot *s, int64_t now) {
     if (s->rec.log_path[0] && stat(s->rec.log_path, &st) == 0 && st.st_size > cfg->log_max_bytes)
         rotate_log(s->rec.log_path, cfg->log_keep);
     if (s->beat_in_flight) return;
+    if (cfg->idle_stop_s > 0 && now - s->rec.last_activity_at >= (int64_t)cfg->idle_stop_s * 1000)
+        used_through_others(s);
     if (cfg->idle_stop_s > 0 && now - s->rec.last_activity_at >= (int64_t)cfg->idle_stop_s * 1000)
         send_probe(s, PROBE_IDLE);
     else if (now >= s->next_beat)

@@ -212,6 +212,39 @@ describe('several hubs on one PostgreSQL', () => {
     }
   });
 
+  test('an instance used only through another hub is not stopped as idle by the hub that runs it', T, async () => {
+    const env = { COMFYD_HUB_STORE: pg.uri, COMFYUI_IDLE_STOP_SECONDS: '4', COMFYD_HUB_SILENT_AFTER_SECONDS: '30' };
+    emptyQueue(pg);
+    const a = await startHub({ env });
+    const b = await startHub({ env });
+    try {
+      const adminA = await a.login('admin', a.adminPassword);
+      const { client } = await a.addUser(adminA, 'ivy');
+      const project = (await client.post('/api/projects', { name: 'idle' })).body;
+      const inst = (await client.post(`/api/projects/${project.id}/open_comfy`)).body.instance;
+      trackInstancePid(inst.pid);
+      const viaB = b.client({ cookie: client.cookie });
+      // eight seconds of use through B only: twice the idle time at A
+      for (const until = Date.now() + 8000; Date.now() < until;) {
+        const r = await viaB.get(`/comfyui/ivy/${project.id}/system_stats`);
+        assert.equal(r.status, 200, r.text);
+        await new Promise((res) => setTimeout(res, 500));
+      }
+      const still = (await client.get(`/api/projects/${project.id}`)).body.instance;
+      assert.equal(still.status, 'online', `in use through hub B: ${still.reason}`);
+      assert.equal(still.pid, inst.pid);
+      // then nobody uses it: A stops it as idle
+      const stopped = await waitFor(async () => {
+        const i = (await client.get(`/api/projects/${project.id}`)).body.instance;
+        return i.status === 'stopped' ? i : null;
+      }, 20000, 'the idle stop');
+      assert.match(stopped.reason, /without use/);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
   test('a hub that stalls past the silence is taken over, and lets go of what it had when it wakes', T, async () => {
     const env = { COMFYD_HUB_STORE: pg.uri, COMFY_MAX_CONCURRENT: '1', COMFYD_HUB_SILENT_AFTER_SECONDS: '3' };
     emptyQueue(pg); // what the test before left
