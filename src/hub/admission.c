@@ -1669,7 +1669,7 @@ void cd_admission_stop(cd_admission *a) {
     uv_close((uv_handle_t *)&a->announce_timer, handle_closed);
     uv_close((uv_handle_t *)&a->refresh_timer, handle_closed);
     cd_instance_watch_close_all(a->watch);
-    cd_upstream_pool_close_idle(a->pool);
+    cd_upstream_pool_shut(a->pool);
     close_syncer_when_done(a);
 }
 

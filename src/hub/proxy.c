@@ -832,7 +832,7 @@ void cd_hub_proxy_close_all(cd_hub_proxy *px) {
         next = ref->next;
         cd_ws_tunnel_close(ref->t, 1001, "the hub is stopping");
     }
-    cd_upstream_pool_close_idle(px->pool);
+    cd_upstream_pool_shut(px->pool);
 }
 
 void cd_hub_proxy_notify(cd_hub_proxy *px, int64_t user_id, int64_t project_id, const char *text) {

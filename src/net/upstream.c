@@ -28,6 +28,9 @@ typedef struct uconn {
 struct cd_upstream_pool {
     uv_loop_t *loop;
     size_t max_idle;
+    /* stopping: a connection closes when its request ends (one kept would hold the loop, and
+     * the process, as long as its upstream lives: an instance left running for another hub) */
+    bool shut;
     uconn *idle;
     size_t nidle;
     uv_timer_t prune;
@@ -129,7 +132,7 @@ static void conn_read(uconn *c, bool on) {
 static void conn_to_pool(uconn *c) {
     cd_upstream_pool *p = c->pool;
     c->req = NULL;
-    if (p->freeing || p->nidle >= p->max_idle) {
+    if (p->freeing || p->shut || p->nidle >= p->max_idle) {
         conn_close(c);
         return;
     }
@@ -579,7 +582,8 @@ cd_upstream_pool *cd_upstream_pool_new(uv_loop_t *loop, size_t max_idle) {
 
 size_t cd_upstream_pool_idle_count(const cd_upstream_pool *p) { return p->nidle; }
 
-void cd_upstream_pool_close_idle(cd_upstream_pool *p) {
+void cd_upstream_pool_shut(cd_upstream_pool *p) {
+    p->shut = true;
     while (p->idle) conn_close(p->idle);
 }
 
@@ -596,6 +600,6 @@ static void pool_maybe_free(cd_upstream_pool *p) {
 void cd_upstream_pool_free(cd_upstream_pool *p) {
     if (!p) return;
     p->freeing = true;
-    cd_upstream_pool_close_idle(p);
+    cd_upstream_pool_shut(p);
     uv_close((uv_handle_t *)&p->prune, on_prune_closed);
 }

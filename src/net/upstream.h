@@ -45,8 +45,9 @@ typedef struct {
 
 /* max_idle: idle connections kept per upstream (host and port). */
 cd_upstream_pool *cd_upstream_pool_new(uv_loop_t *loop, size_t max_idle);
-/* Closes the idle connections; requests under way are not touched. */
-void cd_upstream_pool_close_idle(cd_upstream_pool *pool);
+/* For a stop: closes the idle connections and keeps none from now on (a request under way
+ * finishes, and its connection then closes). */
+void cd_upstream_pool_shut(cd_upstream_pool *pool);
 /* Closes what is idle and frees the pool once no request uses it. */
 void cd_upstream_pool_free(cd_upstream_pool *pool);
 size_t cd_upstream_pool_idle_count(const cd_upstream_pool *pool);
