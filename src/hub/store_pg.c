@@ -1141,13 +1141,9 @@ static void read_i64(const PGresult *r, int row, void *out) {
     *(int64_t *)out = PQgetisnull(r, row, 0) ? -1 : col_i64(r, row, 0);
 }
 
-static int count_of(pg_store *s, int which, params *p, int64_t *out) {
-    return one_row(s, which, p, read_i64, out);
-}
-
 static int pg_queue_turn(cd_store *st, int64_t *last_user) {
     params p = {0};
-    return count_of(S(st), Q_TURN, &p, last_user);
+    return one_row(S(st), Q_TURN, &p, read_i64, last_user);
 }
 
 /* One statement: the function commits with it (durably: synchronous_commit is on), so a prompt

@@ -865,6 +865,18 @@ static int foreign_target_of(cd_supervisor *sup, int64_t project_id, char *host,
     return 0;
 }
 
+/* Stops watching the slot's process, which goes on running (someone else's now, or out of
+ * reach): no restart, no stop. */
+static void let_go(slot *s) {
+    launcher_of(s)->ops->release(s->proc);
+    s->proc = NULL;
+    s->epoch++;
+    uv_timer_stop(&s->timer);
+    s->ph = PH_IDLE;
+    s->wanted = false;
+    s->restart_after_stop = false;
+}
+
 /* Another hub took over an instance this hub still watches (this hub was silent too long, a
  * stalled loop, a cut link): it is that hub's now, and this one lets it go rather than have two
  * supervisors restart it. */
@@ -880,13 +892,7 @@ static void let_go_of_taken(cd_supervisor *sup) {
         if (!s->proc || !rec.project_id || !rec.hub[0] || !strcmp(rec.hub, sup->c.hub_id)) continue;
         cd_warn("hub: hub %s took over the instance of project %lld: letting it go", rec.hub,
                 (long long)s->rec.project_id);
-        launcher_of(s)->ops->release(s->proc);
-        s->proc = NULL;
-        s->epoch++;
-        uv_timer_stop(&s->timer);
-        s->ph = PH_IDLE;
-        s->wanted = false;
-        s->restart_after_stop = false;
+        let_go(s);
         s->rec = rec;
         notify_waiters(s, 503, "another hub took over the instance; open it again", false);
         run_stoppers(s);
@@ -1205,13 +1211,7 @@ static void on_host_down(cd_host *h, const char *why, void *user) {
     for (slot *s = sup->slots; s; s = s->next) {
         if (!s->proc || s->host != h) continue;
         remember_orphan(s);
-        launcher_of(s)->ops->release(s->proc);
-        s->proc = NULL;
-        s->epoch++;
-        uv_timer_stop(&s->timer);
-        s->ph = PH_IDLE;
-        s->wanted = false;
-        s->restart_after_stop = false;
+        let_go(s);
         set_status(s, "offline", "host %s unreachable: %s", h->rec.name, why);
         audit(s, "host_down", "%s", s->rec.reason);
         cd_warn("hub: instance of project %lld offline: %s", (long long)s->rec.project_id, s->rec.reason);
@@ -1331,11 +1331,7 @@ static void shutdown_progress(cd_supervisor *sup) {
 static void leave_running(slot *s) {
     cd_info("hub: leaving the instance of project %lld (port %d, pid %d) running for the other hubs",
             (long long)s->rec.project_id, s->rec.port, s->rec.pid);
-    launcher_of(s)->ops->release(s->proc);
-    s->proc = NULL;
-    s->epoch++;
-    s->ph = PH_IDLE;
-    uv_timer_stop(&s->timer);
+    let_go(s);
 }
 
 void cd_supervisor_shutdown(cd_supervisor *sup, cd_sup_done_cb cb, void *user) {

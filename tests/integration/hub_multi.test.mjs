@@ -11,6 +11,41 @@ import { launchBrowser, screenshot, logIn } from './lib/browser.mjs';
 
 const T = { timeout: 150000 };
 
+/** A user of hub a with a project whose instance a runs, and its instance's events. */
+async function projectOnA(a, name, projectName) {
+  const adminA = await a.login('admin', a.adminPassword);
+  const { client } = await a.addUser(adminA, name);
+  const project = (await client.post('/api/projects', { name: projectName })).body;
+  const inst = (await client.post(`/api/projects/${project.id}/open_comfy`)).body.instance;
+  trackInstancePid(inst.pid);
+  return { adminA, client, project, inst, base: `/comfyui/${name}/${project.id}` };
+}
+
+/** n slow prompts through a client; returns their ids once one runs. */
+async function sendSleepers(client, base, listener, n, seconds, seed, clientId) {
+  const ids = [];
+  for (let i = 0; i < n; i++) {
+    const r = await client.post(`${base}/prompt`, { prompt: sleeper(seconds, seed + i), client_id: clientId });
+    assert.equal(r.status, 200, r.text);
+    ids.push(r.body.prompt_id);
+  }
+  await waitFor(() => listener.events.some((e) => e.type === 'execution_start'), 20000, 'one running');
+  return ids;
+}
+
+/** Waits until every prompt is done as admin (a client of some hub) sees it, then checks from
+ *  the instance's events that each ran exactly once. */
+async function allDoneOnce(admin, ids, listener, what) {
+  await waitFor(async () => {
+    const states = await Promise.all(ids.map(async (id) => (await admin.get(`/api/queue/tasks/${id}`)).body.state));
+    return states.every((st) => st === 'done');
+  }, 60000, what);
+  await new Promise((r) => setTimeout(r, 300));
+  const seen = runs(listener.events);
+  for (const id of ids) assert.equal(seen.get(id)?.starts, 1, `${id} ran exactly once`);
+  return seen;
+}
+
 /** Forgets the prompts and hubs a test before left in the database (if it made the tables). */
 function emptyQueue(pg) {
   pg.query("DO $$ BEGIN IF to_regclass('prompts') IS NOT NULL THEN DELETE FROM prompts; DELETE FROM hubs; END IF; END $$; SELECT 1");
@@ -174,19 +209,9 @@ describe('several hubs on one PostgreSQL', () => {
     try {
       installTestingPack(a.dataDir);
       installTestingPack(b.dataDir);
-      const adminA = await a.login('admin', a.adminPassword);
-      const { client } = await a.addUser(adminA, 'hal');
-      const project = (await client.post('/api/projects', { name: 'rolling' })).body;
-      const inst = (await client.post(`/api/projects/${project.id}/open_comfy`)).body.instance;
-      trackInstancePid(inst.pid);
+      const { adminA, client, project, inst, base } = await projectOnA(a, 'hal', 'rolling');
       listener = await listenDirect(inst.port, 'rolling');
-      const ids = [];
-      for (let i = 0; i < 4; i++) {
-        const r = await client.post(`/comfyui/hal/${project.id}/prompt`, { prompt: sleeper(0.6, 33000 + i), client_id: 'rolling' });
-        assert.equal(r.status, 200, r.text);
-        ids.push(r.body.prompt_id);
-      }
-      await waitFor(() => listener.events.some((e) => e.type === 'execution_start'), 20000, 'one running');
+      const ids = await sendSleepers(client, base, listener, 4, 0.6, 33000, 'rolling');
       const t0 = Date.now();
       await a.stop(); // a clean exit: nothing for the sanitizers, exit code 0
       // the other hub takes over at once, not after the 30 s of silence (whichever hub had sent
@@ -194,13 +219,7 @@ describe('several hubs on one PostgreSQL', () => {
       await waitFor(() => b.output().includes(`taking over the instance of project ${project.id} `), 10000, 'hub B to take over');
       assert.ok(Date.now() - t0 < 10000);
       const adminB = b.client({ cookie: adminA.cookie });
-      await waitFor(async () => {
-        const states = await Promise.all(ids.map(async (id) => (await adminB.get(`/api/queue/tasks/${id}`)).body.state));
-        return states.every((st) => st === 'done');
-      }, 60000, 'all done through hub B');
-      await new Promise((r) => setTimeout(r, 300));
-      const seen = runs(listener.events);
-      for (const id of ids) assert.equal(seen.get(id)?.starts, 1, `${id} ran exactly once`);
+      await allDoneOnce(adminB, ids, listener, 'all done through hub B');
       // the very same process, not a restart
       const now = (await adminB.get(`/api/projects/${project.id}`)).body.instance;
       assert.equal(now.pid, inst.pid);
@@ -218,11 +237,7 @@ describe('several hubs on one PostgreSQL', () => {
     const a = await startHub({ env });
     const b = await startHub({ env });
     try {
-      const adminA = await a.login('admin', a.adminPassword);
-      const { client } = await a.addUser(adminA, 'ivy');
-      const project = (await client.post('/api/projects', { name: 'idle' })).body;
-      const inst = (await client.post(`/api/projects/${project.id}/open_comfy`)).body.instance;
-      trackInstancePid(inst.pid);
+      const { client, project, inst } = await projectOnA(a, 'ivy', 'idle');
       const viaB = b.client({ cookie: client.cookie });
       // eight seconds of use through B only: twice the idle time at A
       for (const until = Date.now() + 8000; Date.now() < until;) {
@@ -254,33 +269,16 @@ describe('several hubs on one PostgreSQL', () => {
     try {
       installTestingPack(a.dataDir);
       installTestingPack(b.dataDir);
-      const adminA = await a.login('admin', a.adminPassword);
-      const { client } = await a.addUser(adminA, 'gus');
-      const project = (await client.post('/api/projects', { name: 'stall' })).body;
-      const inst = (await client.post(`/api/projects/${project.id}/open_comfy`)).body.instance;
-      trackInstancePid(inst.pid);
+      const { adminA, client, inst, base } = await projectOnA(a, 'gus', 'stall');
       listener = await listenDirect(inst.port, 'stall');
-      const ids = [];
-      for (let i = 0; i < 5; i++) {
-        const r = await client.post(`/comfyui/gus/${project.id}/prompt`, { prompt: sleeper(0.5, 32000 + i), client_id: 'stall' });
-        assert.equal(r.status, 200, r.text);
-        ids.push(r.body.prompt_id);
-      }
-      await waitFor(() => listener.events.some((e) => e.type === 'execution_start'), 20000, 'one running');
+      const ids = await sendSleepers(client, base, listener, 5, 0.5, 32000, 'stall');
       const idA = /this is hub (\S+);/.exec(a.output())[1];
       a.child.kill('SIGSTOP');
       await waitFor(() => b.output().includes(`hub ${idA} has been silent`), 20000, 'hub B to take over');
       await waitFor(() => /took over 1 prompt\(s\) of hub/.test(b.output()), 5000, 'hub B to take the running prompt');
       a.child.kill('SIGCONT');
       await waitFor(() => /took over the instance of project \d+: letting it go/.test(a.output()), 20000, 'hub A to let go');
-      const adminB = b.client({ cookie: adminA.cookie });
-      await waitFor(async () => {
-        const states = await Promise.all(ids.map(async (id) => (await adminB.get(`/api/queue/tasks/${id}`)).body.state));
-        return states.every((st) => st === 'done');
-      }, 60000, 'all done');
-      await new Promise((r) => setTimeout(r, 300));
-      const seen = runs(listener.events);
-      for (const id of ids) assert.equal(seen.get(id)?.starts, 1, `${id} ran exactly once`);
+      const seen = await allDoneOnce(b.client({ cookie: adminA.cookie }), ids, listener, 'all done');
       assert.ok(maxOverlap([...seen.values()]) <= 1);
     } finally {
       listener?.ws.close();
