@@ -19,7 +19,8 @@
 // Not a pass/fail test: it exits non-zero only when it could not measure.
 //
 // Env: COMFYD_BIN (default build/release/comfyd), BENCH_USERS (100), BENCH_PER_USER (100),
-//      BENCH_DRAIN (2000), REDIS_SERVER (default redis-server on PATH; skipped when absent).
+//      BENCH_DRAIN (2000), BENCH_STORES (sqlite,postgres,postgres2,redis: the columns to measure),
+//      REDIS_SERVER (default redis-server on PATH; skipped when absent).
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -37,6 +38,7 @@ const BIN = process.env.COMFYD_BIN || path.join(repo, 'build', 'release', 'comfy
 const USERS = Number(process.env.BENCH_USERS || 100);
 const PER_USER = Number(process.env.BENCH_PER_USER || 100);
 const DRAIN = Number(process.env.BENCH_DRAIN || 2000);
+const STORES = (process.env.BENCH_STORES || 'sqlite,postgres,postgres2,redis').split(',');
 const HOST = '127.0.0.1';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -66,6 +68,19 @@ function percentile(sorted, p) {
 function cpuMs(pid) {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in ticks of 1/100 s
+}
+
+/** The pids of a process's children (a hub's local instances). */
+function childrenOf(pids) {
+  const out = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const ppid = Number(fs.readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+      if (pids.includes(ppid)) out.push(Number(d));
+    } catch { /* gone */ }
+  }
+  return out;
 }
 
 function rssKiB(pid, field = 'VmRSS') {
@@ -283,9 +298,15 @@ async function measureHub(tmp, store, count = 1) {
     for (let i = 0; i < 600 && ((await queueStatus(admin)).queue_length > 0 || (await queueStatus(admin)).processing_count > 0); i++) await sleep(100);
     const sum = (fn) => hub.pids.reduce((t, pid) => t + fn(pid), 0);
     const m = { rssBefore: sum(rssKiB) };
-    const cpuBefore = sum(cpuMs);
+    const instances = childrenOf(hub.pids);
+    const instancesCpu = () => instances.reduce((t, pid) => { try { return t + cpuMs(pid); } catch { return t; } }, 0);
+    const cpuBefore = sum(cpuMs), instancesBefore = instancesCpu(), clientBefore = process.cpuUsage();
     m.enqueue = await submitAll(users, 100000, PER_USER);
-    m.cpuPerPrompt = (sum(cpuMs) - cpuBefore) / (USERS * PER_USER);
+    const n = USERS * PER_USER;
+    m.cpuPerPrompt = (sum(cpuMs) - cpuBefore) / n;
+    m.instancesCpuPerPrompt = (instancesCpu() - instancesBefore) / n;
+    const client = process.cpuUsage(clientBefore);
+    m.clientCpuPerPrompt = (client.user + client.system) / 1000 / n;
     m.waiting = (await queueStatus(admin)).queue_length;
     m.rssAfter = sum(rssKiB);
     // drain: the stamps of the next DRAIN prompts
@@ -328,18 +349,18 @@ async function main() {
   fs.chmodSync(tmp, 0o755); // PostgreSQL's server (as nobody under root) makes its directory inside
   try {
     console.log(`queue bench: ${USERS} users x ${PER_USER} prompts through the hub's proxy (${BIN})`);
-    const sqlite = await measureHub(path.join(tmp, 'sqlite'), undefined);
+    const sqlite = STORES.includes('sqlite') ? await measureHub(path.join(tmp, 'sqlite'), undefined) : null;
     let postgres = null, postgres2 = null;
-    const pg = startPostgres(tmp);
+    const pg = STORES.includes('postgres') ? startPostgres(tmp) : null;
     if (pg) {
       try { postgres = await measureHub(path.join(tmp, 'postgres'), pg.uri); } finally { pg.stop(); }
     }
-    const pg2 = startPostgres(path.join(tmp, 'two')); // a fresh database: the same starting point
+    const pg2 = STORES.includes('postgres2') ? startPostgres(path.join(tmp, 'two')) : null; // a fresh database: the same starting point
     if (pg2) {
       try { postgres2 = await measureHub(path.join(tmp, 'postgres2'), pg2.uri, 2); } finally { pg2.stop(); }
     }
     let redisPlain = NaN, redisDurable = NaN;
-    const redis = redisBin();
+    const redis = STORES.includes('redis') ? redisBin() : null;
     if (redis) {
       redisPlain = await redisRate(redis, path.join(tmp, 'redis-plain'), false);
       redisDurable = await redisRate(redis, path.join(tmp, 'redis-durable'), true);
@@ -352,14 +373,16 @@ async function main() {
     console.log(`| enqueue, ${USERS} clients x ${PER_USER} (prompts/s) | ${both((m) => f(m.enqueue.rate))} | ${f(redisPlain)} | ${f(redisDurable)} | >= 5,000 durable |`);
     console.log(`| enqueue answer p50 / p99 (ms) | ${both((m) => `${f(m.enqueue.p50, 2)} / ${f(m.enqueue.p99, 2)}`)} | | | |`);
     console.log(`| hub CPU per prompt enqueued (ms; its instances' validation not counted) | ${both((m) => f(m.cpuPerPrompt, 3))} | | | |`);
+    console.log(`| instances' CPU per prompt (ms; validate_only) | ${both((m) => f(m.instancesCpuPerPrompt, 3))} | | | |`);
+    console.log(`| this client's CPU per prompt (ms) | ${both((m) => f(m.clientCpuPerPrompt, 3))} | | | |`);
     console.log(`| waiting after enqueue | ${both((m) => f(m.waiting))} | | | ~${USERS * PER_USER} |`);
     console.log(`| hub RSS before / with the queue (MiB) | ${both((m) => `${f(m.rssBefore / 1024, 1)} / ${f(m.rssAfter / 1024, 1)}`)} | | | |`);
     console.log(`| dispatch delay p50 / p99 / max (ms) | ${both((m) => `${f(percentile(m.delays, 50), 1)} / ${f(percentile(m.delays, 99), 1)} / ${f(m.delays[m.delays.length - 1], 1)}`)} | | | p99 < 5 |`);
     console.log(`| drain rate, one at a time (prompts/s) | ${both((m) => f(m.drainRate))} | | | |`);
     for (const [name, m] of [['SQLite', sqlite], ['PostgreSQL', postgres], ['two hubs on PostgreSQL', postgres2]])
       if (m?.enqueue.refused) console.log(`\n${m.enqueue.refused} submissions were refused on ${name}`);
-    if (!pg) console.log('\nno PostgreSQL server (apt-get install postgresql): its columns are empty');
-    if (!redis) console.log('\nredis-server not found: the Redis columns are empty (scripts/setup-debian.sh --bench installs it)');
+    if (!pg && STORES.includes('postgres')) console.log('\nno PostgreSQL server (apt-get install postgresql): its columns are empty');
+    if (!redis && STORES.includes('redis')) console.log('\nredis-server not found: the Redis columns are empty (scripts/setup-debian.sh --bench installs it)');
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

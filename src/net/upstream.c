@@ -1,6 +1,7 @@
 #include "net/upstream.h"
 
 #include <http_parser.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 #define HIGH_WATER (1024u * 1024)
 #define IDLE_KEEP_MS 30000 /* below the 75 s keep-alive of aiohttp and comfyd serve */
 
+typedef struct idle_group idle_group;
+
 typedef struct uconn {
     cd_upstream_pool *pool;
     uv_tcp_t *tcp;
@@ -22,17 +25,34 @@ typedef struct uconn {
     uint64_t idle_since;
     size_t writes_pending;
     bool closing, reading;
-    struct uconn *prev, *next; /* the idle list */
+    struct uconn *prev, *next;   /* all idle connections (pruning, a stop) */
+    idle_group *group;           /* while idle: its upstream's */
+    struct uconn *gprev, *gnext; /* that upstream's idle connections, newest first */
 } uconn;
+
+/* The idle connections to one upstream: a request takes one of its own upstream's without
+ * looking at the others', and each upstream keeps up to max_idle (a pool-wide cap let a hub
+ * with 100 instances, each with a request in flight, keep only 32: two in three validations
+ * paid a new connection). */
+struct idle_group {
+    char host[256];
+    int port;
+    uconn *newest;
+    size_t n;
+    idle_group *chain;
+};
+
+#define IDLE_BUCKETS 256
 
 struct cd_upstream_pool {
     uv_loop_t *loop;
-    size_t max_idle;
+    size_t max_idle; /* per upstream */
     /* stopping: a connection closes when its request ends (one kept would hold the loop, and
      * the process, as long as its upstream lives: an instance left running for another hub) */
     bool shut;
     uconn *idle;
     size_t nidle;
+    idle_group *groups[IDLE_BUCKETS];
     uv_timer_t prune;
     size_t live; /* requests and connections not yet freed */
     bool freeing;
@@ -93,6 +113,14 @@ static void on_conn_closed(uv_handle_t *h) {
     pool_maybe_free(p);
 }
 
+static idle_group **group_slot(cd_upstream_pool *p, const char *host, int port) {
+    uint32_t h = 2166136261u ^ (uint32_t)port;
+    for (const char *c = host; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
+    idle_group **g = &p->groups[h % IDLE_BUCKETS];
+    while (*g && ((*g)->port != port || strcmp((*g)->host, host))) g = &(*g)->chain;
+    return g;
+}
+
 static void idle_unlink(uconn *c) {
     cd_upstream_pool *p = c->pool;
     if (c->prev) c->prev->next = c->next;
@@ -100,12 +128,23 @@ static void idle_unlink(uconn *c) {
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     p->nidle--;
+    idle_group *g = c->group;
+    if (c->gprev) c->gprev->gnext = c->gnext;
+    else g->newest = c->gnext;
+    if (c->gnext) c->gnext->gprev = c->gprev;
+    c->gprev = c->gnext = NULL;
+    c->group = NULL;
+    if (--g->n == 0) { /* an upstream with nothing idle takes no room */
+        idle_group **slot = group_slot(p, g->host, g->port);
+        *slot = g->chain;
+        free(g);
+    }
 }
 
 static void conn_close(uconn *c) {
     if (c->closing) return;
     c->closing = true;
-    if (!c->req && (c->prev || c->pool->idle == c)) idle_unlink(c);
+    if (c->group) idle_unlink(c);
     c->req = NULL;
     uv_close((uv_handle_t *)c->tcp, on_conn_closed);
 }
@@ -132,7 +171,14 @@ static void conn_read(uconn *c, bool on) {
 static void conn_to_pool(uconn *c) {
     cd_upstream_pool *p = c->pool;
     c->req = NULL;
-    if (p->freeing || p->shut || p->nidle >= p->max_idle) {
+    idle_group **slot = p->freeing || p->shut || !p->max_idle ? NULL : group_slot(p, c->host, c->port);
+    idle_group *g = slot ? *slot : NULL;
+    if (slot && !g && (g = calloc(1, sizeof *g))) {
+        snprintf(g->host, sizeof g->host, "%s", c->host);
+        g->port = c->port;
+        *slot = g;
+    }
+    if (!g || g->n >= p->max_idle) {
         conn_close(c);
         return;
     }
@@ -141,17 +187,20 @@ static void conn_to_pool(uconn *c) {
     if (p->idle) p->idle->prev = c;
     p->idle = c;
     p->nidle++;
+    c->group = g;
+    c->gnext = g->newest;
+    if (g->newest) g->newest->gprev = c;
+    g->newest = c;
+    g->n++;
     conn_read(c, true);
 }
 
 static uconn *pool_take(cd_upstream_pool *p, const char *host, int port) {
-    for (uconn *c = p->idle; c; c = c->next) {
-        if (c->port == port && !strcmp(c->host, host)) {
-            idle_unlink(c);
-            return c;
-        }
-    }
-    return NULL;
+    idle_group *g = *group_slot(p, host, port);
+    if (!g) return NULL;
+    uconn *c = g->newest;
+    idle_unlink(c);
+    return c;
 }
 
 static void on_prune(uv_timer_t *t) {
