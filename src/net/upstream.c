@@ -246,26 +246,37 @@ static void fail_later(cd_upstream_req *u, const char *message) {
     uv_timer_start(&u->timer, on_fail_timer, 0, 0);
 }
 
-static void conn_send(uconn *c, cd_upstream_req *u, const void *data, size_t len) {
+/* Sends the pieces in order, in one system call when the socket takes them: a request's head
+ * and the body it already has leave together, so the instance reads the whole request at one
+ * wake-up (sent apart, with TCP_NODELAY, they were two segments and often two reads). */
+static void conn_sendv(uconn *c, cd_upstream_req *u, uv_buf_t *bufs, size_t n) {
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) len += bufs[i].len;
     if (!len || c->closing) return;
+    size_t sent = 0;
     if (c->writes_pending == 0) {
         /* at once when the socket takes it (see conn_write in http_server.c for why) */
-        uv_buf_t now = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)c->tcp, &now, 1);
-        if (n > 0) arm_idle(u);
-        if (n == (int)len) return;
-        if (n > 0) {
-            data = (const char *)data + n;
-            len -= (size_t)n;
+        int w = uv_try_write((uv_stream_t *)c->tcp, bufs, (unsigned)n);
+        if (w > 0) {
+            arm_idle(u);
+            sent = (size_t)w;
         }
+        if (sent == len) return;
         /* an error is reported by uv_write's callback, not from within the caller's write */
     }
+    len -= sent;
     uwrite *wr = malloc(sizeof *wr + len);
     if (!wr) {
         fail_later(u, "out of memory");
         return;
     }
-    memcpy(wr->data, data, len);
+    size_t at = 0, skip = sent;
+    for (size_t i = 0; i < n; i++) {
+        size_t from = skip < bufs[i].len ? skip : bufs[i].len;
+        skip -= from;
+        memcpy(wr->data + at, bufs[i].base + from, bufs[i].len - from);
+        at += bufs[i].len - from;
+    }
     wr->c = c;
     wr->len = len;
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)len);
@@ -277,6 +288,11 @@ static void conn_send(uconn *c, cd_upstream_req *u, const void *data, size_t len
     c->writes_pending++;
     u->queued += len;
     if (u->queued > HIGH_WATER) u->above_high = true;
+}
+
+static void conn_send(uconn *c, cd_upstream_req *u, const void *data, size_t len) {
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    conn_sendv(c, u, &b, 1);
 }
 
 /* ---- the request's end ---- */
@@ -470,12 +486,11 @@ static void begin_exchange(cd_upstream_req *u, uconn *c) {
     c->req = u;
     http_parser_init(&u->parser, HTTP_RESPONSE);
     u->parser.data = u;
-    conn_send(c, u, u->head, u->head_len);
-    if (u->early.len) {
-        u->queued -= u->early.len; /* counted when it was buffered; conn_send counts what waits */
-        conn_send(c, u, u->early.data, u->early.len);
-        cd_buf_reset(&u->early);
-    }
+    uv_buf_t pieces[2] = {uv_buf_init(u->head, (unsigned)u->head_len),
+                          uv_buf_init(u->early.data, (unsigned)u->early.len)};
+    u->queued -= u->early.len; /* counted when it was buffered; conn_sendv counts what waits */
+    conn_sendv(c, u, pieces, u->early.len ? 2 : 1);
+    cd_buf_reset(&u->early);
     if (u->done || u->fail_message[0]) return;
     uv_timer_start(&u->timer, on_timeout, u->idle_timeout_ms, u->idle_timeout_ms);
     start_reading(u);
