@@ -83,6 +83,12 @@ function childrenOf(pids) {
   return out;
 }
 
+/** The machine's idle (and I/O wait) time so far, in ms over all CPUs. */
+function machineIdleMs() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return ((f[3] + f[4]) * 1000) / 100; // idle, iowait in ticks of 1/100 s
+}
+
 function rssKiB(pid, field = 'VmRSS') {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : NaN;
@@ -354,10 +360,12 @@ async function measureHub(tmp, store, count = 1) {
     const instances = childrenOf(hub.pids);
     const instancesCpu = () => instances.reduce((t, pid) => { try { return t + cpuMs(pid); } catch { return t; } }, 0);
     const cpuBefore = sum(cpuMs), instancesBefore = instancesCpu(), clientBefore = process.cpuUsage();
+    const idleBefore = machineIdleMs();
     process.stdout.write(`  enqueue: ${USERS * PER_USER} prompts`);
     m.enqueue = await submitAll(users, 100000, PER_USER);
     process.stdout.write(' - done\n');
     const n = USERS * PER_USER;
+    m.idleShare = (machineIdleMs() - idleBefore) / (m.enqueue.seconds * 1000 * os.cpus().length);
     m.cpuPerPrompt = (sum(cpuMs) - cpuBefore) / n;
     m.instancesCpuPerPrompt = (instancesCpu() - instancesBefore) / n;
     const client = process.cpuUsage(clientBefore);
@@ -375,6 +383,7 @@ async function measureHub(tmp, store, count = 1) {
     for (let i = 1; i < runs.length; i++) {
       const gap = runs[i].start - runs[i - 1].end;
       if (gap >= 0 && gap < 10000) delays.push(gap); // consecutive: the slot freed, the next started
+      if (process.env.BENCH_SHOW_GAPS && gap > 20 && gap < 10000) console.log(`  gap ${gap} ms at ${runs[i - 1].end} (${i})`);
     }
     m.delays = delays.slice(-Math.min(delays.length, DRAIN)).sort((a, b) => a - b);
     return m;
@@ -430,6 +439,7 @@ async function main() {
     console.log(`| hub CPU per prompt enqueued (ms; its instances' validation not counted) | ${both((m) => f(m.cpuPerPrompt, 3))} | | | |`);
     console.log(`| instances' CPU per prompt (ms; validate_only) | ${both((m) => f(m.instancesCpuPerPrompt, 3))} | | | |`);
     console.log(`| this client's CPU per prompt (ms) | ${both((m) => f(m.clientCpuPerPrompt, 3))} | | | |`);
+    console.log(`| machine idle during the enqueue (all CPUs) | ${both((m) => `${f(m.idleShare * 100)}%`)} | | | |`);
     console.log(`| waiting after enqueue | ${both((m) => f(m.waiting))} | | | ~${USERS * PER_USER} |`);
     console.log(`| hub RSS before / with the queue (MiB) | ${both((m) => `${f(m.rssBefore / 1024, 1)} / ${f(m.rssAfter / 1024, 1)}`)} | | | |`);
     console.log(`| dispatch delay p50 / p99 / max (ms) | ${both((m) => `${f(percentile(m.delays, 50), 1)} / ${f(percentile(m.delays, 99), 1)} / ${f(m.delays[m.delays.length - 1], 1)}`)} | | | p99 < 5 |`);

@@ -326,6 +326,7 @@ static held **dispatch_order(cd_admission *a, size_t *n) {
 
 static void announce_positions(cd_admission *a, int64_t only_user, bool force) {
     cd_hub_proxy_refresh_status(a->hub->proxy);
+    if (cd_hub_proxy_idle(a->hub->proxy)) return; /* no page listens: spare ordering the whole queue */
     size_t n;
     held **order = dispatch_order(a, &n);
     if (!order) return;

@@ -358,7 +358,7 @@ static int migrate_step(PGconn *conn, bool *done, char *err, size_t errlen) {
             snprintf(err, errlen, "out of memory");
             goto rollback;
         }
-        int rc = exec_simple(conn, sql, err, errlen);
+        int rc = *sql ? exec_simple(conn, sql, err, errlen) : 0; /* empty in this dialect: PQexec refuses "" */
         free(sql);
         if (rc || exec_simple(conn, "UPDATE schema_version SET version = version + 1", err, errlen)) goto rollback;
     }

@@ -19,9 +19,12 @@ static const dialect_word words[] = {
     {"{id}", "INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
     {"{int}", "INTEGER", "BIGINT"},
     {"{clustered}", " WITHOUT ROWID", ""},
-    /* {postgres}…{/postgres}: text for PostgreSQL alone (SQLite has no server-side functions) */
+    /* {postgres}…{/postgres}: text for PostgreSQL alone (SQLite has no server-side functions);
+     * {sqlite}…{/sqlite}: for SQLite alone. A migration may be empty in one dialect. */
     {"{postgres}", "", ""},
     {"{/postgres}", "", ""},
+    {"{sqlite}", "", ""},
+    {"{/sqlite}", "", ""},
 };
 
 /* Ids are never reused so that a stale reference (an audit line, a URL, an instance's user_id)
@@ -205,6 +208,12 @@ static const char *const migrations[] = {
      * and per user) and the queued priority prompts (teachers', front: true; few). */
     ("CREATE INDEX prompts_out ON prompts(user_id) WHERE state IN ('dispatching', 'running');"
      "CREATE INDEX prompts_priority ON prompts(seq) WHERE state = 'queued' AND priority <> 0;"),
+    /* 7: a SQLite file has one hub, which keeps the queue in memory and reads these three never
+     * (only comfyd_dispatch on PostgreSQL does); each cost every enqueued prompt a page write
+     * more (prompts_queued: one region per user) and every dispatch and end two. */
+    ("{sqlite}"
+     "DROP INDEX IF EXISTS prompts_queued; DROP INDEX IF EXISTS prompts_out; DROP INDEX IF EXISTS prompts_priority;"
+     "{/sqlite}"),
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -223,9 +232,11 @@ char *cd_store_schema_migration(int i, cd_store_dialect dialect) {
     cd_buf b = {0};
     for (const char *p = migrations[i]; *p;) {
         const dialect_word *w = *p == '{' ? word_at(p) : NULL;
-        if (w && !strcmp(w->word, "{postgres}") && dialect == CD_DIALECT_SQLITE) {
-            const char *end = strstr(p, "{/postgres}");
-            p = end ? end + strlen("{/postgres}") : p + strlen(p);
+        const char *other_only = dialect == CD_DIALECT_SQLITE ? "{postgres}" : "{sqlite}";
+        if (w && !strcmp(w->word, other_only)) { /* skipped up to its closing word */
+            const char *close = dialect == CD_DIALECT_SQLITE ? "{/postgres}" : "{/sqlite}";
+            const char *end = strstr(p, close);
+            p = end ? end + strlen(close) : p + strlen(p);
             continue;
         }
         int rc = w ? cd_buf_append_str(&b, dialect == CD_DIALECT_SQLITE ? w->sqlite : w->postgres)
