@@ -206,6 +206,23 @@ test('an API-format workflow runs with live progress and a preview, then its ima
   await page.context().close();
 });
 
+// A prompt of two quick nodes sends its preview (a binary frame, which names no prompt) before
+// the page has the answer to its POST, more often than not: the page keeps it for the run.
+test('a preview that comes before the answer to its POST is shown for that run', T, async () => {
+  const page = await openPage(`${origin()}/`);
+  for (const [i, color] of [0x11aa33, 0xaa3311, 0x3311aa].entries()) {
+    const before = await page.textContent('#run-id');
+    await submitWorkflow(page, { 1: emptyImage(32 + i, 24, color), 2: { class_type: 'SaveImageWebsocket', inputs: { images: ['1', 0] } } });
+    await page.waitForFunction((prev) => document.querySelector('#run-id').textContent !== prev
+      && /Finished/.test(document.querySelector('#run-state').textContent), before, { timeout: 30000 });
+    await waitImagesLoaded(page, '#preview');
+    assert.deepEqual(await page.$eval('#preview', (img) => [img.naturalWidth, img.naturalHeight]), [32 + i, 24]);
+    assert.ok((await page.textContent('#run-log')).includes('Preview received'));
+  }
+  assert.deepEqual(page.pageErrors, []);
+  await page.context().close();
+});
+
 test('a UI-format workflow from a .json file is converted by the server, runs, and keeps the original', T, async () => {
   const ui = {
     last_node_id: 2, last_link_id: 1, version: 0.4,

@@ -400,6 +400,8 @@ const state = {
   historyError: null,
   nodesError: null,
   previewUrl: null,
+  submitting: false,      // a POST prompt awaits its answer
+  earlyPreview: null,     // a preview that came meanwhile (a Blob)
 };
 
 // One id per tab, kept across reloads of that tab so its prompts' events still reach it.
@@ -581,6 +583,8 @@ async function submit() {
     await socketOpen(3000);
     let answer;
     try {
+      state.submitting = true;
+      state.earlyPreview = null;
       answer = await api('POST', 'prompt', { prompt, client_id: state.clientId, extra_data: extraData });
     } catch (e) {
       state.runError = e.status === 400 && e.json?.error ? { validation: e.json } : { text: t('err.submit', { msg: e.message }) };
@@ -593,6 +597,8 @@ async function submit() {
     // On a narrow screen the progress card is below the editor: bring it into view.
     if (matchMedia('(max-width: 860px)').matches) $('progress-card').scrollIntoView({ block: 'start' });
   } finally {
+    state.submitting = false;
+    state.earlyPreview = null;
     button.disabled = false;
     renderRunErrors();
   }
@@ -649,6 +655,11 @@ function startRun(id, number, prompt) {
   clearPreview();
   addLog(run, 'ev.queued', { n: number });
   replayEarlyEvents(run);
+  if (state.earlyPreview) {
+    showPreview(state.earlyPreview);
+    addLog(run, 'ev.preview');
+    state.earlyPreview = null;
+  }
   renderRun();
 }
 
@@ -785,8 +796,14 @@ function onSocketBinary(buf) {
     return;
   }
   const run = state.current;
-  if (!run || (run.status !== 'running' && run.status !== 'queued')) return;
-  showPreview(new Blob([buf.slice(offset)], { type: mime }));
+  const blob = new Blob([buf.slice(offset)], { type: mime });
+  if (!run || (run.status !== 'running' && run.status !== 'queued')) {
+    // a fast node's preview can come before the answer to the POST that queued it (frames
+    // carry no prompt_id): the latest one is kept for startRun, as the early events are
+    if (state.submitting) state.earlyPreview = blob;
+    return;
+  }
+  showPreview(blob);
   if (!run.log.some((l) => l.key === 'ev.preview')) addLog(run, 'ev.preview');
   renderRunSoon();
 }
