@@ -29,6 +29,7 @@ typedef struct held {
     int misses;          /* ticks seen in neither the instance's queue nor its history */
     bool interrupt_sent; /* past the time limit */
     bool checking;       /* a look-up of this prompt is under way */
+    bool recheck;        /* ... and its instance said meanwhile that its queue changed */
     bool sending;        /* its POST /prompt is under way: the instance may not show it yet */
     int last_position;   /* last announced to its user's WebSockets */
     bool to_send;        /* dispatching: sent once that state is committed */
@@ -740,6 +741,8 @@ static void pump(cd_admission *a) {
 
 /* ---- watching what runs ---- */
 
+static void check_again(cd_admission *a, held *h);
+
 static void on_history(const char *error, const cd_http_client_response *res, void *user) {
     fetch_ctx *f = user;
     cd_admission *a = f->a;
@@ -749,9 +752,20 @@ static void on_history(const char *error, const cd_http_client_response *res, vo
     free(f);
     if (!h) return;
     h->checking = false;
+    bool again = h->recheck;
+    h->recheck = false;
     if (error || res->status != 200) return; /* the instance is down or busy: next tick */
     json_t *j = json_loadb(res->body.data ? res->body.data : "", res->body.len, 0, NULL);
     json_t *entry = json_object_get(j, h->p.prompt_id);
+    if (!entry && again) {
+        /* The instance's end message can come before its history has the prompt (comfyd serve
+         * and ComfyUI both send execution_success first); the status message that follows
+         * came while this look-up was under way. Ask again now rather than at the next tick
+         * (up to a second of a slot left empty). */
+        json_decref(j);
+        check_again(a, h);
+        return;
+    }
     if (entry) {
         json_t *status = json_object_get(entry, "status");
         const char *s = json_string_value(json_object_get(status, "status_str"));
@@ -790,6 +804,13 @@ static void check_history(cd_admission *a, held *h, const char *host, int port, 
     h->checking = true;
     cd_http_client_request r = {.host = host, .port = port, .target = target, .timeout_ms = 5000};
     if (cd_upstream_fetch(a->pool, &r, on_history, f) < 0) on_history("cannot connect", NULL, f);
+}
+
+static void check_again(cd_admission *a, held *h) {
+    char host[65];
+    int port;
+    if (!a->stopping && cd_supervisor_target(a->hub->sup, h->p.project_id, host, sizeof host, &port) == 0)
+        check_history(a, h, host, port, false);
 }
 
 typedef struct {
@@ -913,7 +934,9 @@ static void on_instance_changed(int64_t project_id, void *user) {
     if (a->stopping || cd_supervisor_target(a->hub->sup, project_id, host, sizeof host, &port) < 0) return;
     for (size_t i = a->nout; i-- > 0;) { /* backwards: a failed look-up may take a->out[i] out */
         held *h = a->out[i];
-        if (h->p.project_id == project_id && !h->checking) check_history(a, h, host, port, false);
+        if (h->p.project_id != project_id) continue;
+        if (h->checking) h->recheck = true; /* its answer may predate this change */
+        else check_history(a, h, host, port, false);
     }
 }
 
