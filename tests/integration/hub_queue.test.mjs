@@ -411,6 +411,40 @@ describe('the admission queue: priorities and limits', () => {
   });
 });
 
+describe('the end of a prompt, when the instance says so before its history has it', () => {
+  // The instance's execution_success comes before /history/{id} has the prompt, and its status
+  // message comes while the hub's look-up is under way (lib/echo-instance.mjs --runs); its
+  // /queue never lets go of a prompt, so only that status message can tell the hub.
+  test('the status message heard during the look-up makes the hub ask again: each prompt ends, the next goes out', T, async () => {
+    const ECHO = path.join(path.dirname(new URL(import.meta.url).pathname), 'lib', 'echo-instance.mjs');
+    const hub = await startHub({
+      env: {
+        COMFY_MAX_CONCURRENT: '1',
+        COMFYUI_COMMAND: `${process.execPath} ${ECHO} --runs --listen {listen} --port {port}`,
+      },
+    });
+    try {
+      const admin = await hub.login('admin', hub.adminPassword);
+      const { client: sam } = await hub.addUser(admin, 'sam');
+      const project = (await sam.post('/api/projects', { name: 'racy' })).body;
+      trackInstancePid((await sam.post(`/api/projects/${project.id}/open_comfy`)).body.instance.pid);
+      const base = `/comfyui/sam/${project.id}`;
+      const ids = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await sam.post(`${base}/prompt`, { prompt: { 1: { class_type: 'Anything', inputs: { i } } }, client_id: 'racy' });
+        assert.equal(r.status, 200, r.text);
+        ids.push(r.body.prompt_id);
+      }
+      await waitFor(async () => {
+        const states = await Promise.all(ids.map(async (id) => (await sam.get(`/api/queue/tasks/${id}`)).body.state));
+        return states.every((s) => s === 'done');
+      }, 20000, 'all three done');
+    } finally {
+      await hub.stop();
+    }
+  });
+});
+
 describe('the admission queue in front of an instance that cannot validate first', () => {
   test('a prompt it refuses at dispatch reaches the page as execution_error', T, async () => {
     const ECHO = path.join(path.dirname(new URL(import.meta.url).pathname), 'lib', 'echo-instance.mjs');

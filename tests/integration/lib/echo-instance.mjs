@@ -7,6 +7,12 @@
 //   /history/ID    {} (it runs nothing)
 //   /ws            a WebSocket that sends one status message
 //   POST /prompt   ComfyUI's answer: 400 for a graph with a NoSuchNode, else accepted (runs nothing)
+// With --runs, an accepted prompt "runs" for 50 ms, in the order comfyd serve and ComfyUI keep:
+// execution_success on /ws, then (30 ms later) the history has it, then (5 ms later) a status
+// message. /history/{id} answers 100 ms after it is asked, as it was when asked, so a look-up
+// started by the success misses and the status comes while it is under way. /queue keeps listing
+// every prompt as running (a stale queue: only the event stream and the history can tell a hub
+// that it ended).
 import http from 'node:http';
 import crypto from 'node:crypto';
 import { WebSocketServer } from 'ws';
@@ -16,6 +22,9 @@ const host = arg('--listen', '127.0.0.1');
 const port = Number(arg('--port', '0'));
 
 const logRequests = process.argv.includes('--log-requests');
+const runs = process.argv.includes('--runs');
+const received = []; // --runs: every prompt id accepted
+const history = {}; // --runs: prompt id -> its entry, once "stored"
 
 const server = http.createServer((req, res) => {
   if (logRequests) console.log(`${new Date().toISOString()} ${req.method} ${req.url} ${'x'.repeat(100)}`);
@@ -42,9 +51,17 @@ const server = http.createServer((req, res) => {
     setTimeout(() => res.end('late'), Number(url.searchParams.get('ms') || 1000));
     return;
   }
-  if (url.pathname.startsWith('/history/')) { // it runs nothing: no history
+  if (url.pathname.startsWith('/history/')) { // it runs nothing: no history (--runs: see above)
     res.setHeader('content-type', 'application/json');
-    res.end('{}');
+    if (!runs) { res.end('{}'); return; }
+    const id = decodeURIComponent(url.pathname.slice('/history/'.length));
+    const text = JSON.stringify(history[id] ? { [id]: history[id] } : {});
+    setTimeout(() => res.end(text), 100);
+    return;
+  }
+  if (runs && url.pathname === '/queue') {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ queue_running: received.map((id, i) => [i, id, {}, {}, []]), queue_pending: [] }));
     return;
   }
   if (url.pathname === '/prompt' && req.method === 'POST') {
@@ -83,7 +100,24 @@ function answerPrompt(req, res) {
       return;
     }
     res.end(JSON.stringify({ prompt_id: body.prompt_id, number: 0, node_errors: {} }));
+    if (runs) run(body.prompt_id);
   });
+}
+
+function broadcast(type, data) {
+  for (const ws of sockets.clients) ws.send(JSON.stringify({ type, data }));
+}
+
+function run(id) {
+  received.push(id);
+  setTimeout(() => {
+    broadcast('execution_start', { prompt_id: id, timestamp: Date.now() });
+    broadcast('execution_success', { prompt_id: id, timestamp: Date.now() });
+    setTimeout(() => {
+      history[id] = { prompt: [0, id, {}, {}, []], outputs: {}, status: { status_str: 'success', completed: true, messages: [] } };
+    }, 30);
+    setTimeout(() => broadcast('status', { status: { exec_info: { queue_remaining: 0 } } }), 35);
+  }, 50);
 }
 
 // /ws: ComfyUI's event stream, reduced to the first status message.
