@@ -47,9 +47,17 @@ const freePort = () => new Promise((res, rej) => {
   s.on('error', rej);
 });
 
+/** The first port of the kernel's ephemeral range (outgoing connections take their local ports there). */
+function ephemeralStart() {
+  try { return Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768; } catch { return 32768; }
+}
+
+/** n consecutive free ports below the ephemeral range: there, one of the hub's thousands of
+ * outgoing connections could take an instance's port between the hub's check and its bind. */
 async function freeRange(n) {
+  const top = ephemeralStart() - n;
   for (let attempt = 0; attempt < 50; attempt++) {
-    const first = 20000 + Math.floor(Math.random() * 40000);
+    const first = 20000 + Math.floor(Math.random() * Math.max(1, top - 20000));
     const ok = await Promise.all(Array.from({ length: n }, (_, i) => new Promise((res) => {
       const s = net.createServer().listen(first + i, HOST, () => s.close(() => res(true)));
       s.on('error', () => res(false));
@@ -395,6 +403,12 @@ async function measureHub(tmp, store, count = 1) {
     }
     m.delays = delays.slice(-Math.min(delays.length, DRAIN)).sort((a, b) => a - b);
     return m;
+  } catch (e) {
+    for (let i = 0; i < count; i++) { // what the hubs said, before their directory goes
+      const log = path.join(tmp, `hub${i}.log`);
+      if (fs.existsSync(log)) console.error(`--- the end of hub${i}.log\n${fs.readFileSync(log, 'utf8').split('\n').slice(-40).join('\n')}`);
+    }
+    throw e;
   } finally {
     for (const u of users) u.ws?.close();
     await Promise.all(hubs.map(({ hub }) => {

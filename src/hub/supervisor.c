@@ -59,7 +59,7 @@ typedef struct slot {
     uv_timer_t timer; /* start polls, restart delays, the stop grace period */
     unsigned epoch;
     int polls;             /* start polls so far */
-    int remote_attempts;   /* starts on another host that exited at once, in a row */
+    int port_attempts;     /* starts that exited at once on a port found taken, in a row */
     bool wanted;           /* in use: restart it when it crashes */
     bool restart_after_stop;
     bool beat_in_flight;
@@ -142,6 +142,8 @@ static int64_t now_ms(void) {
 /* ---- the record ---- */
 
 static void set_status(slot *s, const char *status, const char *reason_fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool port_is_free(const char *address, int port);
+
 static void set_status(slot *s, const char *status, const char *reason_fmt, ...) {
     snprintf(s->rec.status, sizeof s->rec.status, "%s", status);
     va_list ap;
@@ -367,7 +369,7 @@ static void probe_start_result(slot *s, bool ok, const char *why) {
     if (ok) {
         int64_t now = now_ms();
         s->rec.pid = cd_proc_pid(s->proc);
-        s->remote_attempts = 0;
+        s->port_attempts = 0;
         set_status(s, "online", "%s", "");
         s->rec.last_seen_at = now;
         s->online_since = now;
@@ -573,16 +575,20 @@ static void on_process_exit(cd_proc *p, int64_t status, int sig, void *user) {
     switch (s->ph) {
     case PH_STARTING: {
         /* The hub cannot ask another host whether a port is free: a start there that exits at
-         * once (most often its port was taken) is tried again on the next port, twice. */
-        if (s->host && s->host->launcher != &s->host->local && ++s->remote_attempts < 3 && s->waiters &&
-            !s->sup->shutting_down) {
+         * once (most often its port was taken) is tried again on the next port, twice. Here, a
+         * port that was free when picked and is taken now went to someone else before the
+         * instance could bind it (another hub on this machine picking the same one, a local port
+         * of an outgoing connection): the same. */
+        bool remote = s->host && s->host->launcher != &s->host->local;
+        bool port_lost = s->host && !remote && !port_is_free(s->host->rec.address, s->rec.port);
+        if ((remote || port_lost) && ++s->port_attempts < 3 && s->waiters && !s->sup->shutting_down) {
             cd_warn("hub: instance of project %lld %s during start-up on %s port %d; trying the next port",
                     (long long)s->rec.project_id, how, s->host->rec.name, s->rec.port);
             s->ph = PH_IDLE;
             begin_start(s);
             break;
         }
-        s->remote_attempts = 0;
+        s->port_attempts = 0;
         char last[300];
         log_last_line(s->rec.log_path, last, sizeof last);
         s->rec.pid = 0;

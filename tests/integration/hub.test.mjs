@@ -388,6 +388,42 @@ describe('hub: limits and faults', () => {
     }
   });
 
+  test('a port taken between the hub\'s check and the instance\'s bind: the start goes on on the next port', async () => {
+    // The instance command is a stand-in that, the first time, has another process take the
+    // port the hub gave it (as another hub on this machine, or an outgoing connection, could in
+    // that moment), then starts comfyd serve there, which cannot bind it and exits.
+    const { COMFYD_BIN } = await import('./lib/server.mjs');
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'comfyd-thief-'));
+    const holder = path.join(scratch, 'holder.pid'), held = path.join(scratch, 'held.port');
+    const script = path.join(scratch, 'thief.sh');
+    fs.writeFileSync(script, `#!/bin/sh
+# $1 --listen $2 $3 --port $4 $5 --base-directory $6
+if [ ! -e ${held} ]; then
+  ${process.execPath} -e 'require("net").createServer().listen(Number(process.argv[1]), process.argv[2], () => require("fs").writeFileSync(process.argv[3], process.argv[1]))' "$4" "$2" ${held} > /dev/null 2>&1 &
+  echo $! > ${holder}
+  i=0; while [ ! -s ${held} ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+fi
+exec ${COMFYD_BIN} serve --listen "$2" --port "$4" --base-directory "$6"
+`, { mode: 0o755 });
+    const hub = await startHub({ env: { COMFYUI_COMMAND: `${script} --listen {listen} --port {port} --base-directory {base_dir}` } });
+    try {
+      const admin = await hub.login('admin', hub.adminPassword);
+      const id = (await admin.post('/api/projects', { name: 'contested' })).body.id;
+      const r = await admin.post(`/api/projects/${id}/open_comfy`);
+      assert.equal(r.status, 200, r.text);
+      trackInstancePid(r.body.instance.pid);
+      const taken = Number(fs.readFileSync(held, 'utf8'));
+      assert.notEqual(r.body.instance.port, taken);
+      assert.equal(r.body.instance.status, 'online');
+      assert.match(hub.output(), new RegExp(`exited with code 1 during start-up on \\S+ port ${taken}; trying the next port`));
+      assert.equal((await admin.get(`/comfyui/admin/${id}/system_stats`)).status, 200);
+    } finally {
+      await hub.stop();
+      try { process.kill(Number(fs.readFileSync(holder, 'utf8')), 'SIGKILL'); } catch { /* gone */ }
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+
   test('an unknown setting or a bad value stops the hub with a message', async () => {
     const { spawnSync } = await import('node:child_process');
     const { COMFYD_BIN } = await import('./lib/server.mjs');
