@@ -761,7 +761,7 @@ static void on_history(const char *error, const cd_http_client_response *res, vo
         /* The instance's end message can come before its history has the prompt (comfyd serve
          * and ComfyUI both send execution_success first); the status message that follows
          * came while this look-up was under way. Ask again now rather than at the next tick
-         * (up to a second of a slot left empty). */
+         * (up to a quarter of a second of a slot left empty). */
         json_decref(j);
         check_again(a, h);
         return;
