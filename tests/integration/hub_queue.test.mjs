@@ -411,24 +411,34 @@ describe('the admission queue: priorities and limits', () => {
   });
 });
 
+/** A hub whose instances are lib/echo-instance.mjs (with flags), and sam's project opened on it. */
+async function echoInstanceHub(maxConcurrent, flags) {
+  const ECHO = path.join(path.dirname(new URL(import.meta.url).pathname), 'lib', 'echo-instance.mjs');
+  const hub = await startHub({
+    env: {
+      COMFY_MAX_CONCURRENT: maxConcurrent,
+      COMFYUI_COMMAND: `${process.execPath} ${ECHO} ${flags.join(' ')} --listen {listen} --port {port}`,
+    },
+  });
+  try {
+    const admin = await hub.login('admin', hub.adminPassword);
+    const { client: sam } = await hub.addUser(admin, 'sam');
+    const project = (await sam.post('/api/projects', { name: 'echo' })).body;
+    trackInstancePid((await sam.post(`/api/projects/${project.id}/open_comfy`)).body.instance.pid);
+    return { hub, admin, sam, base: `/comfyui/sam/${project.id}` };
+  } catch (e) {
+    await hub.stop();
+    throw e;
+  }
+}
+
 describe('the end of a prompt, when the instance says so before its history has it', () => {
   // The instance's execution_success comes before /history/{id} has the prompt, and its status
   // message comes while the hub's look-up is under way (lib/echo-instance.mjs --runs); its
   // /queue never lets go of a prompt, so only that status message can tell the hub.
   test('the status message heard during the look-up makes the hub ask again: each prompt ends, the next goes out', T, async () => {
-    const ECHO = path.join(path.dirname(new URL(import.meta.url).pathname), 'lib', 'echo-instance.mjs');
-    const hub = await startHub({
-      env: {
-        COMFY_MAX_CONCURRENT: '1',
-        COMFYUI_COMMAND: `${process.execPath} ${ECHO} --runs --listen {listen} --port {port}`,
-      },
-    });
+    const { hub, sam, base } = await echoInstanceHub('1', ['--runs']);
     try {
-      const admin = await hub.login('admin', hub.adminPassword);
-      const { client: sam } = await hub.addUser(admin, 'sam');
-      const project = (await sam.post('/api/projects', { name: 'racy' })).body;
-      trackInstancePid((await sam.post(`/api/projects/${project.id}/open_comfy`)).body.instance.pid);
-      const base = `/comfyui/sam/${project.id}`;
       const ids = [];
       for (let i = 0; i < 3; i++) {
         const r = await sam.post(`${base}/prompt`, { prompt: { 1: { class_type: 'Anything', inputs: { i } } }, client_id: 'racy' });
@@ -447,19 +457,8 @@ describe('the end of a prompt, when the instance says so before its history has 
 
 describe('the admission queue in front of an instance that cannot validate first', () => {
   test('a prompt it refuses at dispatch reaches the page as execution_error', T, async () => {
-    const ECHO = path.join(path.dirname(new URL(import.meta.url).pathname), 'lib', 'echo-instance.mjs');
-    const hub = await startHub({
-      env: {
-        COMFY_MAX_CONCURRENT: '2',
-        COMFYUI_COMMAND: `${process.execPath} ${ECHO} --listen {listen} --port {port}`,
-      },
-    });
+    const { hub, admin, sam, base } = await echoInstanceHub('2', []);
     try {
-      const admin = await hub.login('admin', hub.adminPassword);
-      const { client: sam } = await hub.addUser(admin, 'sam');
-      const project = (await sam.post('/api/projects', { name: 'py' })).body;
-      trackInstancePid((await sam.post(`/api/projects/${project.id}/open_comfy`)).body.instance.pid);
-      const base = `/comfyui/sam/${project.id}`;
       const ws = new WebSocket(`ws://${HOST}:${hub.port}${base}/ws?clientId=py`, { headers: { cookie: sam.cookie } });
       const messages = [];
       ws.on('message', (d, bin) => { if (!bin) messages.push(JSON.parse(d.toString())); });
