@@ -51,15 +51,22 @@ function emptyQueue(pg) {
   pg.query("DO $$ BEGIN IF to_regclass('prompts') IS NOT NULL THEN DELETE FROM prompts; DELETE FROM hubs; END IF; END $$; SELECT 1");
 }
 
+/** Two hubs on the test's database with these settings, after what a test before left is gone. */
+async function twoHubs(pg, settings) {
+  const env = { COMFYD_HUB_STORE: pg.uri, ...settings };
+  emptyQueue(pg);
+  const a = await startHub({ env });
+  const b = await startHub({ env });
+  return [a, b];
+}
+
 describe('several hubs on one PostgreSQL', () => {
   let pg;
   before(async () => { pg = await startPostgres(); });
   after(async () => { await pg?.stop(); });
 
   test('two hubs: at most N at once across both; kill -9 of one, the other finishes its work exactly once', T, async () => {
-    const env = { COMFYD_HUB_STORE: pg.uri, COMFY_MAX_CONCURRENT: '2', COMFYD_HUB_SILENT_AFTER_SECONDS: '3' };
-    const a = await startHub({ env });
-    const b = await startHub({ env });
+    const [a, b] = await twoHubs(pg, { COMFY_MAX_CONCURRENT: '2', COMFYD_HUB_SILENT_AFTER_SECONDS: '3' });
     const listeners = [];
     try {
       installTestingPack(a.dataDir);
@@ -201,10 +208,7 @@ describe('several hubs on one PostgreSQL', () => {
   });
 
   test('a hub stopped with SIGTERM leaves its instance running and its prompts to the other hub', T, async () => {
-    const env = { COMFYD_HUB_STORE: pg.uri, COMFY_MAX_CONCURRENT: '1', COMFYD_HUB_SILENT_AFTER_SECONDS: '30' };
-    emptyQueue(pg);
-    const a = await startHub({ env });
-    const b = await startHub({ env });
+    const [a, b] = await twoHubs(pg, { COMFY_MAX_CONCURRENT: '1', COMFYD_HUB_SILENT_AFTER_SECONDS: '30' });
     let listener = null;
     try {
       installTestingPack(a.dataDir);
@@ -232,10 +236,7 @@ describe('several hubs on one PostgreSQL', () => {
   });
 
   test('an instance used only through another hub is not stopped as idle by the hub that runs it', T, async () => {
-    const env = { COMFYD_HUB_STORE: pg.uri, COMFYUI_IDLE_STOP_SECONDS: '4', COMFYD_HUB_SILENT_AFTER_SECONDS: '30' };
-    emptyQueue(pg);
-    const a = await startHub({ env });
-    const b = await startHub({ env });
+    const [a, b] = await twoHubs(pg, { COMFYUI_IDLE_STOP_SECONDS: '4', COMFYD_HUB_SILENT_AFTER_SECONDS: '30' });
     try {
       const { client, project, inst } = await projectOnA(a, 'ivy', 'idle');
       const viaB = b.client({ cookie: client.cookie });
@@ -261,10 +262,7 @@ describe('several hubs on one PostgreSQL', () => {
   });
 
   test('a hub that stalls past the silence is taken over, and lets go of what it had when it wakes', T, async () => {
-    const env = { COMFYD_HUB_STORE: pg.uri, COMFY_MAX_CONCURRENT: '1', COMFYD_HUB_SILENT_AFTER_SECONDS: '3' };
-    emptyQueue(pg); // what the test before left
-    const a = await startHub({ env });
-    const b = await startHub({ env });
+    const [a, b] = await twoHubs(pg, { COMFY_MAX_CONCURRENT: '1', COMFYD_HUB_SILENT_AFTER_SECONDS: '3' });
     let listener = null;
     try {
       installTestingPack(a.dataDir);
