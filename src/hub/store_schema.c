@@ -229,14 +229,15 @@ static const dialect_word *word_at(const char *p) {
 
 char *cd_store_schema_migration(int i, cd_store_dialect dialect) {
     if (i < 0 || i >= N_MIGRATIONS) return NULL;
+    /* the other dialect's own text is skipped up to its closing word */
+    const char *other_open = dialect == CD_DIALECT_SQLITE ? "{postgres}" : "{sqlite}";
+    const char *other_close = dialect == CD_DIALECT_SQLITE ? "{/postgres}" : "{/sqlite}";
     cd_buf b = {0};
     for (const char *p = migrations[i]; *p;) {
         const dialect_word *w = *p == '{' ? word_at(p) : NULL;
-        const char *other_only = dialect == CD_DIALECT_SQLITE ? "{postgres}" : "{sqlite}";
-        if (w && !strcmp(w->word, other_only)) { /* skipped up to its closing word */
-            const char *close = dialect == CD_DIALECT_SQLITE ? "{/postgres}" : "{/sqlite}";
-            const char *end = strstr(p, close);
-            p = end ? end + strlen(close) : p + strlen(p);
+        if (w && !strcmp(w->word, other_open)) {
+            const char *end = strstr(p, other_close);
+            p = end ? end + strlen(other_close) : p + strlen(p);
             continue;
         }
         int rc = w ? cd_buf_append_str(&b, dialect == CD_DIALECT_SQLITE ? w->sqlite : w->postgres)

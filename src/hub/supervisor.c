@@ -142,8 +142,6 @@ static int64_t now_ms(void) {
 /* ---- the record ---- */
 
 static void set_status(slot *s, const char *status, const char *reason_fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool port_is_free(const char *address, int port);
-
 static void set_status(slot *s, const char *status, const char *reason_fmt, ...) {
     snprintf(s->rec.status, sizeof s->rec.status, "%s", status);
     va_list ap;
@@ -557,6 +555,8 @@ static void crashed(slot *s, const char *how) {
     cd_warn("hub: instance of project %lld %s", (long long)s->rec.project_id, s->rec.reason);
     save(s);
 }
+
+static bool port_is_free(const char *address, int port);
 
 static void on_process_exit(cd_proc *p, int64_t status, int sig, void *user) {
     slot *s = user;
